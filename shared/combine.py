@@ -1,0 +1,254 @@
+"""Combine: concatenate every file's references along the concat dimension into one store.
+
+The concat coordinate (and scalar variables) are loaded from the raw bytes inlined in each
+file's references, decoded with that file's own units and calendar, sorted, and checked to
+be strictly increasing with no overlap between files; everything else stays virtual.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import resource
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from itertools import pairwise
+from typing import Any
+
+import numpy as np
+import xarray as xr
+from kerchunk.df import refs_to_dataframe
+from virtualizarr.manifests import ManifestStore
+
+from shared.errors import CombineFailed, PipelineError
+from shared.layout import Layout
+from shared.locations import Location, parse_location
+from shared.references import library_versions, load_references, manifest_group
+from shared.request import PipelineRequest
+from shared.scan import ScanManifest, load_manifest
+from shared.settings import Settings
+from shared.storage import ObjectInfo, Storage, fsspec_options
+from shared.stores import (
+    create_icechunk_repository,
+    fix_scalar_chunk_keys,
+    fsspec_url,
+    virtual_container_prefix,
+)
+
+log = logging.getLogger(__name__)
+
+READ_WORKERS = 16
+
+
+@dataclass(frozen=True)
+class CombineResult:
+    store_url: str
+    format: str
+    run_id: str
+    file_count: int
+    concat_dim: str
+    dims: dict[str, int]
+    variables: list[str]
+    first: str  # first and last value of the concat coordinate, as text
+    last: str
+    reference_count: int
+    store_bytes: int
+    seconds: float
+    peak_memory_bytes: int
+    libraries: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def source_root(manifest: ScanManifest, settings: Settings) -> Location:
+    """The folder/prefix all source files live under (the source, or a single file's parent)."""
+    source = parse_location(manifest.source, settings, what="source")
+    if len(manifest.files) == 1 and manifest.files[0].url == source.url:
+        parent = source.path.rsplit("/", 1)[0]
+        return Location(source.kind, source.container, parent or ("/" if source.is_local else ""))
+    return source
+
+
+def open_virtual(document: dict[str, Any], registry: Any, concat_dim: str) -> xr.Dataset:
+    group = manifest_group(document)
+    url = document["source"]["url"]
+    loadable = [
+        name
+        for name, array in group.arrays.items()
+        if array.ndim == 0 or (name == concat_dim and array.ndim == 1)
+    ]
+    if concat_dim not in loadable:
+        dims = sorted(
+            {d for a in group.arrays.values() for d in (a.metadata.dimension_names or ())}
+        )
+        raise CombineFailed(
+            f"{url} has no coordinate variable {concat_dim!r} to concatenate along "
+            f"(its dimensions are {', '.join(map(str, dims)) or 'none'}).",
+            remedy="Give the right concat_dim in the request, or fix the file.",
+        )
+    try:
+        return ManifestStore(group=group, registry=registry).to_virtual_dataset(
+            loadable_variables=loadable
+        )
+    except PipelineError:
+        raise
+    except Exception as exc:
+        raise CombineFailed(
+            f"Could not open the references of {url}: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def _order(datasets: list[xr.Dataset], urls: list[str], concat_dim: str) -> list[int]:
+    """Indices of the files sorted by their first concat value; refuses overlaps."""
+    firsts = []
+    for ds, url in zip(datasets, urls, strict=True):
+        values = ds[concat_dim].values
+        if values.size == 0:
+            raise CombineFailed(f"{url} has no steps along {concat_dim!r}.")
+        if values.size > 1 and not bool(np.all(values[1:] > values[:-1])):
+            raise CombineFailed(
+                f"{url}: the {concat_dim!r} values are not strictly increasing within the file."
+            )
+        firsts.append(values[0])
+    order = sorted(range(len(datasets)), key=lambda i: (firsts[i], urls[i]))
+    for a, b in pairwise(order):
+        last_a = datasets[a][concat_dim].values[-1]
+        first_b = datasets[b][concat_dim].values[0]
+        if not last_a < first_b:
+            raise CombineFailed(
+                f"{urls[a]} and {urls[b]} overlap along {concat_dim!r}: the first ends at "
+                f"{last_a}, the second starts at {first_b}.",
+                remedy="Remove the duplicate file (or the overlapping steps) from the source.",
+            )
+    return order
+
+
+def concatenate(
+    manifest: ScanManifest, request: PipelineRequest, settings: Settings, storage: Storage
+) -> xr.Dataset:
+    source = source_root(manifest, settings)
+    registry = storage.registry([source])
+
+    def load(info: ObjectInfo) -> dict[str, Any]:
+        try:
+            return load_references(info, settings, storage)
+        except PipelineError as exc:
+            raise CombineFailed(
+                f"The references of {info.url} are missing or unreadable ({exc.message}).",
+                remedy="Run the generate stage for this file again.",
+            ) from exc
+
+    with ThreadPoolExecutor(READ_WORKERS) as pool:
+        documents = list(pool.map(load, manifest.files))
+    urls = [info.url for info in manifest.files]
+    datasets = [open_virtual(doc, registry, request.concat_dim) for doc in documents]
+    del documents
+    order = _order(datasets, urls, request.concat_dim)
+    try:
+        return xr.concat(
+            [datasets[i] for i in order],
+            dim=request.concat_dim,
+            data_vars="minimal",
+            coords="minimal",
+            compat="override",
+            combine_attrs="override",
+            join="exact",
+        )
+    except PipelineError:
+        raise
+    except Exception as exc:
+        raise CombineFailed(
+            f"Concatenating {len(datasets)} files along {request.concat_dim!r} failed: "
+            f"{type(exc).__name__}: {exc}",
+            remedy="Run `python -m devhost validate` on the source to find the odd file.",
+        ) from exc
+
+
+def write_store(
+    combined: xr.Dataset,
+    target: Location,
+    store_format: str,
+    source: Location,
+    settings: Settings,
+    storage: Storage,
+) -> int:
+    """Write the store (replacing a previous write of the same run); returns bytes written."""
+    if store_format == "icechunk":
+        if _has_objects(storage, target):
+            storage.delete_prefix(target)
+        repo = create_icechunk_repository(target, virtual_container_prefix(source), settings)
+        session = repo.writable_session("main")
+        combined.vz.to_icechunk(session.store)
+        session.commit("virtual-zarr-pipeline: combined references")
+        return 0
+    refs = fix_scalar_chunk_keys(combined.vz.to_kerchunk(format="dict"))
+    if store_format == "kerchunk-json":
+        data = json.dumps(refs, separators=(",", ":")).encode()
+        storage.write(target, data, "application/json")
+        return len(data)
+    if _has_objects(storage, target):
+        storage.delete_prefix(target)
+    if target.is_local:
+        from pathlib import Path
+
+        Path(target.path).mkdir(parents=True, exist_ok=True)
+    refs_to_dataframe(
+        refs,
+        fsspec_url(target),
+        storage_options=None if target.is_local else fsspec_options(settings),
+    )
+    return 0
+
+
+def _has_objects(storage: Storage, prefix: Location) -> bool:
+    return bool(storage.count_below(prefix, limit=1))
+
+
+def combine(
+    manifest_url: str,
+    request: PipelineRequest,
+    run_id: str,
+    settings: Settings,
+    storage: Storage | None = None,
+) -> CombineResult:
+    started = time.perf_counter()
+    storage = storage or Storage(settings)
+    manifest = load_manifest(manifest_url, settings, storage)
+    combined = concatenate(manifest, request, settings, storage)
+    target = Layout.from_settings(settings).store(request.dataset_id, run_id, request.format)
+    source = source_root(manifest, settings)
+    store_bytes = write_store(combined, target, request.format, source, settings, storage)
+    values = combined[request.concat_dim].values
+    result = CombineResult(
+        store_url=target.url,
+        format=request.format,
+        run_id=run_id,
+        file_count=len(manifest.files),
+        concat_dim=request.concat_dim,
+        dims={str(k): int(v) for k, v in combined.sizes.items()},
+        variables=sorted(str(v) for v in combined.data_vars),
+        first=str(values[0]),
+        last=str(values[-1]),
+        reference_count=int(combined.vz.nrefs()),
+        store_bytes=store_bytes,
+        seconds=time.perf_counter() - started,
+        peak_memory_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        libraries=library_versions(),
+    )
+    log.info(
+        "combine done",
+        extra={
+            "stage": "combine",
+            "dataset": request.dataset_id,
+            "source_count": result.file_count,
+            "concat_dim": request.concat_dim,
+            "dims": result.dims,
+            "store_url": result.store_url,
+            "store_bytes": store_bytes,
+            "seconds": round(result.seconds, 3),
+            "peak_memory_bytes": result.peak_memory_bytes,
+        },
+    )
+    return result

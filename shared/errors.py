@@ -1,0 +1,149 @@
+"""One exception hierarchy for the whole pipeline.
+
+Every error says three things an operator needs at 3am: what went wrong (naming the file,
+variable or value), whether trying again can help (``retryable``), and what to do
+(``remedy``). Activities turn these into small JSON; the CLI prints them without a traceback.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class PipelineError(Exception):
+    """Base class: a failure the pipeline understands and can explain."""
+
+    code: ClassVar[str] = "pipeline_error"
+    retryable: ClassVar[bool] = False
+    default_remedy: ClassVar[str] = ""
+
+    def __init__(self, message: str, *, remedy: str | None = None, **context: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.remedy = remedy if remedy is not None else self.default_remedy
+        self.context = context
+
+    def __str__(self) -> str:
+        return f"{self.message} {self.remedy}".strip() if self.remedy else self.message
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "message": self.message,
+            "remedy": self.remedy,
+            "retryable": self.retryable,
+            "context": self.context,
+        }
+
+
+class BadRequest(PipelineError):
+    """The request itself is wrong (a field missing, of the wrong type, or out of range)."""
+
+    code = "bad_request"
+    default_remedy = "Correct the request and submit it again."
+
+
+class LocationNotAllowed(BadRequest):
+    """A storage path outside what this deployment may read or write."""
+
+    code = "location_not_allowed"
+    default_remedy = (
+        "Use a local folder, file://, abfs://, az:// or an https:// blob URL in the "
+        "configured storage account."
+    )
+
+
+class SourceNotFound(PipelineError):
+    code = "source_not_found"
+    default_remedy = (
+        "Check the path (container, prefix, spelling) and that the files were uploaded."
+    )
+
+
+class EmptySource(PipelineError):
+    code = "empty_source"
+    default_remedy = (
+        "Check the prefix and the file patterns; by default only *.nc, *.nc4, *.h5 and "
+        "*.hdf5 are collected."
+    )
+
+
+class TooManyFiles(PipelineError):
+    code = "too_many_files"
+    default_remedy = (
+        "Split the collection into several datasets (narrower prefixes or patterns), or raise "
+        "PIPELINE_MAX_FILES if the workers have been sized for it."
+    )
+
+
+class AccessDenied(PipelineError):
+    code = "access_denied"
+    default_remedy = (
+        "Grant the Function App's identity 'Storage Blob Data Reader' on the source container "
+        "and 'Storage Blob Data Contributor' on the work, store and catalog containers."
+    )
+
+
+class StorageUnavailable(PipelineError):
+    """A transient storage failure (timeout, throttling, 5xx): trying again can help."""
+
+    code = "storage_unavailable"
+    retryable = True
+    default_remedy = (
+        "This is usually transient; the run retries it. If it persists, check storage health."
+    )
+
+
+class SourceChanged(PipelineError):
+    code = "source_changed"
+    default_remedy = (
+        "A source file was modified while the run was using it. Wait until uploads have "
+        "finished, then submit the run again."
+    )
+
+
+class UnsuitableCollection(PipelineError):
+    """The gate refused the collection: at least one file cannot be combined correctly."""
+
+    code = "unsuitable_collection"
+    default_remedy = "Fix or remove the files named in the findings, then submit the run again."
+
+
+class ReferencesFailed(PipelineError):
+    """Building one file's references failed."""
+
+    code = "references_failed"
+    default_remedy = "Run `python -m devhost validate` on the file to see what is wrong with it."
+
+
+class CombineFailed(PipelineError):
+    code = "combine_failed"
+    default_remedy = "Check the named files; the combined store was not written."
+
+
+class VerifyMismatch(PipelineError):
+    """The combined store reads back different from the sources: never published."""
+
+    code = "verify_mismatch"
+    default_remedy = (
+        "Nothing was published. Keep the run report and the named file for the maintainers; "
+        "this is a bug or an input case the gate does not catch yet."
+    )
+
+
+class CatalogError(PipelineError):
+    code = "catalog_failed"
+    default_remedy = "Check that the catalog location is writable; the store itself was verified."
+
+
+def describe(error: BaseException) -> dict[str, Any]:
+    """Small JSON description of any exception, for reports and activity outputs."""
+    if isinstance(error, PipelineError):
+        return error.to_dict()
+    return {
+        "code": "internal_error",
+        "message": f"{type(error).__name__}: {error}",
+        "remedy": "This is a bug: report it with the run's instance id and this message.",
+        "retryable": False,
+        "context": {},
+    }

@@ -1,0 +1,69 @@
+"""Where every artifact lives. Names are deterministic from their inputs, so re-running a
+stage writes the same object again (idempotent activities) and unchanged files are reused.
+
+    {work}/manifests/{dataset}/{digest}.json     the scan manifest
+    {work}/reports/{file key}.json               one file's validation report
+    {work}/references/{file key}.json            one file's virtual references
+    {work}/runs/{dataset}/{run id}.json          the run report
+    {stores}/{dataset}/{run id}.{json|parq|icechunk}   the combined store
+    {catalog}/catalog.json, {catalog}/{collection}/collection.json,
+    {catalog}/{collection}/{item}/{item}.json    the static STAC catalog
+
+A file key is a digest of the file URL and its ETag: a changed file gets a new key, so its
+old report and references are never reused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from shared.locations import Location, parse_location
+from shared.settings import Settings
+
+# Bump when the per-file artifact format changes, so old artifacts are not reused.
+ARTIFACT_VERSION = "1"
+
+STORE_SUFFIX = {"kerchunk-json": ".json", "kerchunk-parquet": ".parq", "icechunk": ".icechunk"}
+
+
+def digest(*parts: str, length: int = 32) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(part.encode())
+        h.update(b"\n")
+    return h.hexdigest()[:length]
+
+
+def file_key(url: str, etag: str) -> str:
+    return digest(ARTIFACT_VERSION, url, etag)
+
+
+@dataclass(frozen=True)
+class Layout:
+    work: Location
+    stores: Location
+    catalog: Location
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Layout:
+        return cls(
+            work=parse_location(settings.work_area, settings, what="work area"),
+            stores=parse_location(settings.store_root, settings, what="store root"),
+            catalog=parse_location(settings.catalog, settings, what="catalog location"),
+        )
+
+    def manifest(self, dataset_id: str, manifest_digest: str) -> Location:
+        return self.work.join("manifests", dataset_id, f"{manifest_digest}.json")
+
+    def report(self, url: str, etag: str) -> Location:
+        return self.work.join("reports", f"{file_key(url, etag)}.json")
+
+    def references(self, url: str, etag: str) -> Location:
+        return self.work.join("references", f"{file_key(url, etag)}.json")
+
+    def run_report(self, dataset_id: str, run_id: str) -> Location:
+        return self.work.join("runs", dataset_id, f"{run_id}.json")
+
+    def store(self, dataset_id: str, run_id: str, fmt: str) -> Location:
+        return self.stores.join(dataset_id, f"{run_id}{STORE_SUFFIX[fmt]}")

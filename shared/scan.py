@@ -1,0 +1,137 @@
+"""Scan: list the source files and record what each one is (size, ETag, last-modified).
+
+The manifest is the run's contract: every later stage works on exactly these files at
+exactly these ETags, and it travels between stages as a URL, never inline.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from shared.errors import EmptySource, SourceNotFound, TooManyFiles
+from shared.layout import Layout, digest
+from shared.locations import Location, parse_location
+from shared.request import PipelineRequest
+from shared.settings import Settings
+from shared.storage import ObjectInfo, Storage
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ScanManifest:
+    dataset_id: str
+    source: str
+    patterns: tuple[str, ...]
+    files: tuple[ObjectInfo, ...]
+
+    @property
+    def digest(self) -> str:
+        return digest(self.dataset_id, *(f"{f.url} {f.etag} {f.size}" for f in self.files))
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(f.size for f in self.files)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": "scan-manifest",
+            "version": 1,
+            "dataset_id": self.dataset_id,
+            "source": self.source,
+            "patterns": list(self.patterns),
+            "file_count": len(self.files),
+            "total_bytes": self.total_bytes,
+            "files": [f.to_dict() for f in self.files],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ScanManifest:
+        return cls(
+            dataset_id=data["dataset_id"],
+            source=data["source"],
+            patterns=tuple(data["patterns"]),
+            files=tuple(ObjectInfo.from_dict(f) for f in data["files"]),
+        )
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    manifest_url: str
+    file_count: int
+    total_bytes: int
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "manifest_url": self.manifest_url,
+            "file_count": self.file_count,
+            "total_bytes": self.total_bytes,
+            "seconds": self.seconds,
+        }
+
+
+def list_source(
+    source: Location, patterns: tuple[str, ...], storage: Storage, max_files: int
+) -> list[ObjectInfo]:
+    """The matching files of a source prefix, or the one file a source names."""
+    if source.is_local:
+        from pathlib import Path
+
+        path = Path(source.path)
+        if path.is_file():
+            return [storage.head(source)]
+        if not path.is_dir():
+            raise SourceNotFound(f"The source {source.url} does not exist.")
+    files = storage.list(source, patterns, limit=max_files)
+    if not files and not source.is_local and source.path and storage.exists(source):
+        return [storage.head(source)]  # a blob URL naming one file
+    if len(files) > max_files:
+        raise TooManyFiles(
+            f"The source {source.url} holds more than {max_files} matching files; "
+            f"the limit (PIPELINE_MAX_FILES) is {max_files}."
+        )
+    if not files:
+        others = storage.count_below(source)
+        if others:
+            raise EmptySource(
+                f"No file under {source.url} matches {', '.join(patterns)}; found only "
+                f"{', '.join(others)}{' ...' if len(others) >= 5 else ''}."
+            )
+        raise EmptySource(f"There are no files under {source.url}.")
+    return files
+
+
+def scan(
+    request: PipelineRequest, settings: Settings, storage: Storage | None = None
+) -> ScanResult:
+    started = time.perf_counter()
+    storage = storage or Storage(settings)
+    source = parse_location(request.source, settings, what="source")
+    files = list_source(source, request.patterns, storage, settings.max_files)
+    manifest = ScanManifest(request.dataset_id, source.url, request.patterns, tuple(files))
+    location = Layout.from_settings(settings).manifest(request.dataset_id, manifest.digest)
+    storage.write_json(location, manifest.to_dict())
+    result = ScanResult(
+        location.url, len(files), manifest.total_bytes, time.perf_counter() - started
+    )
+    log.info(
+        "scan done",
+        extra={
+            "stage": "scan",
+            "dataset": request.dataset_id,
+            "source": source.url,
+            "file_count": result.file_count,
+            "bytes": result.total_bytes,
+            "seconds": round(result.seconds, 3),
+        },
+    )
+    return result
+
+
+def load_manifest(url: str, settings: Settings, storage: Storage | None = None) -> ScanManifest:
+    storage = storage or Storage(settings)
+    return ScanManifest.from_dict(storage.read_json(parse_location(url, settings, what="manifest")))

@@ -1,0 +1,157 @@
+"""Shared fixtures: real NetCDF files written in the test, and a real Azurite.
+
+Azurite: `./dev test` (and CI) start one and export AZURITE_BLOB_ENDPOINT; run pytest by hand
+without it and this file starts its own from .azurite/ (installed by `./dev setup-azurite`
+or `./dev test`). A test that needs Azurite fails, never skips, when it cannot be had.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from azure.storage.blob import BlobServiceClient
+
+from shared.samples import SampleSpec, write_sample_files
+from shared.settings import AZURITE_ACCOUNT, AZURITE_KEY, Settings, StorageAccount
+
+ROOT = Path(__file__).resolve().parent.parent
+SMALL = SampleSpec(files=4, lat=18, lon=36)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if session.testscollected == 0:
+        session.exitstatus = 1  # "no tests ran" is a failure, never a pass
+
+
+@pytest.fixture(scope="session")
+def azurite_endpoint() -> Iterator[str]:
+    given = os.environ.get("AZURITE_BLOB_ENDPOINT")
+    if given:
+        yield given.rstrip("/")
+        return
+    binary = ROOT / ".azurite" / "node_modules" / ".bin" / "azurite-blob"
+    if not binary.exists():
+        pytest.fail("Azurite is not installed: run ./dev test, which installs and starts it.")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    location = tempfile.mkdtemp(prefix="azurite-")
+    process = subprocess.Popen(
+        [
+            str(binary),
+            "--blobHost",
+            "127.0.0.1",
+            "--blobPort",
+            str(port),
+            "--location",
+            location,
+            "--loose",
+            "--skipApiVersionCheck",
+            "--disableTelemetry",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    endpoint = f"http://127.0.0.1:{port}/{AZURITE_ACCOUNT}"
+    try:
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.2)
+        else:
+            pytest.fail("Azurite did not start within 20 s")
+        yield endpoint
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        shutil.rmtree(location, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def azurite_account(azurite_endpoint: str) -> StorageAccount:
+    return StorageAccount(AZURITE_ACCOUNT, AZURITE_KEY, azurite_endpoint)
+
+
+@pytest.fixture(scope="session")
+def blob_service(azurite_account: StorageAccount) -> BlobServiceClient:
+    connection = (
+        f"DefaultEndpointsProtocol=http;AccountName={azurite_account.name};"
+        f"AccountKey={azurite_account.key};BlobEndpoint={azurite_account.endpoint};"
+    )
+    return BlobServiceClient.from_connection_string(connection)
+
+
+class Containers:
+    """Creates uniquely named containers for one test and uploads files into them."""
+
+    def __init__(self, service: BlobServiceClient) -> None:
+        self.service = service
+        self.created: list[str] = []
+
+    def new(self, purpose: str) -> str:
+        name = f"{purpose}-{uuid.uuid4().hex[:10]}"
+        self.service.create_container(name)
+        self.created.append(name)
+        return name
+
+    def upload(self, container: str, prefix: str, paths: list[Path]) -> list[str]:
+        keys = []
+        for path in paths:
+            key = f"{prefix.strip('/')}/{path.name}" if prefix else path.name
+            self.service.get_blob_client(container, key).upload_blob(
+                path.read_bytes(), overwrite=True
+            )
+            keys.append(key)
+        return keys
+
+    def keys(self, container: str, prefix: str = "") -> list[str]:
+        client = self.service.get_container_client(container)
+        return sorted(b.name for b in client.list_blobs(name_starts_with=prefix or None))
+
+
+@pytest.fixture
+def containers(blob_service: BlobServiceClient) -> Iterator[Containers]:
+    helper = Containers(blob_service)
+    yield helper
+    for name in helper.created:
+        with contextlib.suppress(Exception):
+            blob_service.delete_container(name)
+
+
+@pytest.fixture
+def local_settings(tmp_path: Path) -> Settings:
+    return Settings(
+        allow_local_paths=True,
+        work_area=str(tmp_path / "work"),
+        store_root=str(tmp_path / "stores"),
+        catalog=str(tmp_path / "catalog"),
+    )
+
+
+@pytest.fixture
+def blob_settings(azurite_account: StorageAccount, containers: Containers) -> Settings:
+    """Work area, stores and catalog all in Azurite containers of this test."""
+    return Settings(
+        account=azurite_account,
+        work_area=f"az://{containers.new('work')}/runs",
+        store_root=f"az://{containers.new('stores')}",
+        catalog=f"az://{containers.new('catalog')}/stac",
+    )
+
+
+@pytest.fixture
+def sample_files(tmp_path: Path) -> list[Path]:
+    """Four small daily NetCDF4 files (one time step each) in tmp_path/source."""
+    return write_sample_files(tmp_path / "source", SMALL)

@@ -1,0 +1,45 @@
+import pytest
+
+from shared.errors import BadRequest
+from shared.request import DEFAULT_PATTERNS, PipelineRequest
+
+
+def test_minimal_request_gets_the_defaults():
+    request = PipelineRequest.from_dict({"source": "az://c1c/x", "dataset_id": "era5"})
+    assert request.concat_dim == "time"
+    assert request.format == "kerchunk-json"
+    assert request.patterns == DEFAULT_PATTERNS
+    assert request.collection_id == "era5"
+
+
+def test_request_round_trips_through_json():
+    request = PipelineRequest.from_dict(
+        {
+            "source": "az://c1c/x",
+            "dataset_id": "era5",
+            "format": "icechunk",
+            "options": {"patterns": ["*.nc"], "collection": "reanalysis", "batch_size": 50},
+        }
+    )
+    assert PipelineRequest.from_dict(request.to_dict()) == request
+    assert request.options == {"batch_size": 50}
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ([], "must be a JSON object"),
+        ({"dataset_id": "a"}, "'source' is missing"),
+        ({"source": 3, "dataset_id": "a"}, "'source' must be a string, not int"),
+        ({"source": "x", "dataset_id": ""}, "'dataset_id' is empty"),
+        ({"source": "x", "dataset_id": "Bad Id"}, "'dataset_id' is 'Bad Id'"),
+        ({"source": "x", "dataset_id": "a", "format": "zarr"}, "'format' is 'zarr'"),
+        ({"source": "x", "dataset_id": "a", "concat_dim": "a b"}, "'concat_dim'"),
+        ({"source": "x", "dataset_id": "a", "options": []}, "'options' must be an object"),
+        ({"source": "x", "dataset_id": "a", "options": {"patterns": []}}, "'patterns'"),
+        ({"source": "x", "dataset_id": "a", "options": {"colour": 1}}, "Unknown option"),
+    ],
+)
+def test_bad_requests_name_the_field(body, message):
+    with pytest.raises(BadRequest, match=message):
+        PipelineRequest.from_dict(body)

@@ -1,0 +1,104 @@
+from pathlib import Path
+
+import pytest
+
+from shared.errors import EmptySource, SourceNotFound, TooManyFiles
+from shared.request import PipelineRequest
+from shared.samples import write_bytes
+from shared.scan import load_manifest, scan
+from shared.settings import Settings
+
+
+def request(source: str, **extra) -> PipelineRequest:
+    return PipelineRequest.from_dict({"source": source, "dataset_id": "tas-daily", **extra})
+
+
+def test_scan_lists_matching_files_sorted_with_size_and_etag(sample_files, local_settings):
+    write_bytes(sample_files[0].parent / "README.txt", b"not data")
+    result = scan(request(str(sample_files[0].parent)), local_settings)
+    manifest = load_manifest(result.manifest_url, local_settings)
+    assert result.file_count == 4
+    assert [Path(f.url.removeprefix("file://")) for f in manifest.files] == sorted(sample_files)
+    assert result.total_bytes == sum(p.stat().st_size for p in sample_files)
+    assert all(f.etag and f.size > 0 and f.last_modified for f in manifest.files)
+
+
+def test_scan_manifest_name_is_deterministic_and_changes_when_a_file_changes(
+    sample_files, local_settings
+):
+    first = scan(request(str(sample_files[0].parent)), local_settings)
+    again = scan(request(str(sample_files[0].parent)), local_settings)
+    assert first.manifest_url == again.manifest_url
+    sample_files[0].write_bytes(sample_files[0].read_bytes() + b"\0")
+    changed = scan(request(str(sample_files[0].parent)), local_settings)
+    assert changed.manifest_url != first.manifest_url
+
+
+def test_scan_finds_files_in_subfolders_and_honours_custom_patterns(tmp_path, local_settings):
+    write_bytes(tmp_path / "src" / "2024" / "a.nc", b"x")
+    write_bytes(tmp_path / "src" / "2025" / "b.h5", b"x")
+    write_bytes(tmp_path / "src" / "2025" / "c.grib", b"x")
+    default = load_manifest(
+        scan(request(str(tmp_path / "src")), local_settings).manifest_url, local_settings
+    )
+    assert [f.url.rsplit("/", 2)[-2:] for f in default.files] == [
+        ["2024", "a.nc"],
+        ["2025", "b.h5"],
+    ]
+    custom = scan(request(str(tmp_path / "src"), options={"patterns": ["2025/*"]}), local_settings)
+    assert custom.file_count == 2
+
+
+def test_a_single_file_source_is_a_one_file_collection(sample_files, local_settings):
+    assert scan(request(str(sample_files[1])), local_settings).file_count == 1
+
+
+def test_empty_folder_is_refused_saying_there_are_no_files(tmp_path, local_settings):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(EmptySource, match="There are no files under"):
+        scan(request(str(tmp_path / "empty")), local_settings)
+
+
+def test_folder_without_matching_files_names_what_it_found(tmp_path, local_settings):
+    write_bytes(tmp_path / "src" / "notes.txt", b"hello")
+    with pytest.raises(EmptySource, match=r"found only notes\.txt"):
+        scan(request(str(tmp_path / "src")), local_settings)
+
+
+def test_missing_source_folder_is_named(tmp_path, local_settings):
+    with pytest.raises(SourceNotFound, match="does-not-exist"):
+        scan(request(str(tmp_path / "does-not-exist")), local_settings)
+
+
+def test_more_files_than_the_limit_is_refused_with_the_limit(
+    sample_files, local_settings: Settings
+):
+    settings = local_settings.with_changes(max_files=3)
+    with pytest.raises(TooManyFiles, match="more than 3 matching files"):
+        scan(request(str(sample_files[0].parent)), settings)
+
+
+@pytest.mark.azurite
+def test_scan_of_a_blob_prefix_records_etags(sample_files, blob_settings, containers):
+    container = containers.new("src")
+    containers.upload(container, "daily/tas", sample_files)
+    containers.upload(container, "other", sample_files[:1])
+    result = scan(request(f"abfs://{container}/daily/tas"), blob_settings)
+    manifest = load_manifest(result.manifest_url, blob_settings)
+    assert result.file_count == 4
+    assert manifest.files[0].url == f"az://{container}/daily/tas/{sample_files[0].name}"
+    assert all(f.etag and '"' not in f.etag for f in manifest.files)
+    assert result.manifest_url.startswith(blob_settings.work_area)
+
+
+@pytest.mark.azurite
+def test_blob_prefix_with_nothing_under_it_is_empty(blob_settings, containers):
+    container = containers.new("src")
+    with pytest.raises(EmptySource, match="There are no files under"):
+        scan(request(f"az://{container}/nothing-here"), blob_settings)
+
+
+@pytest.mark.azurite
+def test_missing_container_is_named(blob_settings):
+    with pytest.raises(SourceNotFound, match="no-such-container"):
+        scan(request("az://no-such-container/x"), blob_settings)
