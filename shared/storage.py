@@ -29,7 +29,13 @@ from obspec_utils.registry import ObjectStoreRegistry
 from obspec_utils.wrappers import RequestTrace, TracingReadableStore
 from obstore.store import AzureStore, LocalStore
 
-from shared.errors import AccessDenied, PipelineError, SourceNotFound, StorageUnavailable
+from shared.errors import (
+    AccessDenied,
+    PipelineError,
+    SourceChanged,
+    SourceNotFound,
+    StorageUnavailable,
+)
 from shared.locations import Location
 from shared.settings import Settings, StorageAccount
 
@@ -69,7 +75,7 @@ class ObjectInfo:
 
 
 @contextmanager
-def _errors(location: Location, action: str) -> Iterator[None]:
+def storage_errors(location: Location, action: str) -> Iterator[None]:
     """Translate storage client errors into pipeline errors that name the location."""
     try:
         yield
@@ -96,6 +102,11 @@ def _errors(location: Location, action: str) -> Iterator[None]:
         ) from None
     except (obx.GenericError, OSError, TimeoutError, ConnectionError) as exc:
         text = str(exc)
+        if "Requested range was invalid" in text or "InvalidRange" in text or " 416 " in text:
+            raise SourceChanged(
+                f"{location.url} is shorter than when it was listed (a read past its end was "
+                f"refused while trying to {action} it).",
+            ) from None
         if "ContainerNotFound" in text or "The specified container does not exist" in text:
             raise SourceNotFound(
                 f"The container {location.container!r} does not exist "
@@ -145,6 +156,12 @@ class Storage:
         self.settings = settings
         self.trace = trace
         self._stores: dict[str, Any] = {}
+
+    def traced(self, trace: RequestTrace | None = None) -> Storage:
+        """A Storage that counts its reads in ``trace`` and shares this one's clients."""
+        copy = Storage(self.settings, trace=trace or RequestTrace())
+        copy._stores = self._stores
+        return copy
 
     # -- stores -----------------------------------------------------------------------
     def _raw_store(self, location: Location) -> Any:
@@ -197,7 +214,7 @@ class Storage:
 
     # -- metadata ---------------------------------------------------------------------
     def head(self, location: Location) -> ObjectInfo:
-        with _errors(location, "read the properties of"):
+        with storage_errors(location, "read the properties of"):
             meta = self._raw_store(location).head(self._key(location))
         return self._info(location, meta)
 
@@ -218,7 +235,7 @@ class Storage:
         key = self._key(prefix)
         list_prefix = (key.rstrip("/") + "/") if key else None
         found: list[ObjectInfo] = []
-        with _errors(prefix, "list"):
+        with storage_errors(prefix, "list"):
             for batch in obstore.list(self._raw_store(prefix), prefix=list_prefix):
                 for meta in batch:
                     relative = meta["path"][len(list_prefix or "") :]
@@ -234,7 +251,7 @@ class Storage:
         key = self._key(prefix)
         list_prefix = (key.rstrip("/") + "/") if key else None
         names: list[str] = []
-        with _errors(prefix, "list"):
+        with storage_errors(prefix, "list"):
             for batch in obstore.list(
                 self._raw_store(prefix), prefix=list_prefix, chunk_size=limit
             ):
@@ -254,11 +271,11 @@ class Storage:
 
     # -- reading ----------------------------------------------------------------------
     def read(self, location: Location) -> bytes:
-        with _errors(location, "read"):
+        with storage_errors(location, "read"):
             return bytes(self._store(location).get(self._key(location)).bytes())
 
     def read_range(self, location: Location, start: int, length: int) -> bytes:
-        with _errors(location, "read"):
+        with storage_errors(location, "read"):
             return bytes(
                 self._store(location).get_range(self._key(location), start=start, length=length)
             )
@@ -268,7 +285,7 @@ class Storage:
     ) -> list[bytes]:
         if not starts:
             return []
-        with _errors(location, "read"):
+        with storage_errors(location, "read"):
             parts = self._store(location).get_ranges(
                 self._key(location), starts=list(starts), lengths=list(lengths)
             )
@@ -281,7 +298,7 @@ class Storage:
     def write(
         self, location: Location, data: bytes, content_type: str = "application/octet-stream"
     ) -> None:
-        with _errors(location, "write"):
+        with storage_errors(location, "write"):
             store = self._raw_store(location)
             if location.is_local:
                 obstore.put(store, self._key(location), data)
@@ -299,31 +316,12 @@ class Storage:
         key = self._key(prefix)
         store = self._raw_store(prefix)
         deleted = 0
-        with _errors(prefix, "delete"):
+        with storage_errors(prefix, "delete"):
             for batch in obstore.list(store, prefix=key.rstrip("/") + "/"):
                 paths = [m["path"] for m in batch]
                 obstore.delete(store, paths)
                 deleted += len(paths)
         return deleted
-
-
-def fsspec_options(settings: Settings) -> dict[str, Any]:
-    """adlfs options for reading az:// URLs with fsspec (kerchunk stores and their targets)."""
-    account = settings.account
-    if account is None:
-        raise AccessDenied(
-            "No storage account is configured.",
-            remedy="Set PIPELINE_STORAGE_ACCOUNT or PIPELINE_STORAGE_CONNECTION_STRING.",
-        )
-    if account.key:
-        return {
-            "connection_string": (
-                f"DefaultEndpointsProtocol={account.endpoint.split(':', 1)[0]};"
-                f"AccountName={account.name};AccountKey={account.key};"
-                f"BlobEndpoint={account.endpoint};"
-            )
-        }
-    return {"account_name": account.name, "anon": False}
 
 
 def azure_store(account: StorageAccount, container: str) -> AzureStore:

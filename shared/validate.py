@@ -1,0 +1,1103 @@
+"""Validate: read each file's header (never its data chunks) and say whether it can be combined.
+
+Per file: sniff the format from the first bytes, read the header (h5py for HDF5/NetCDF4,
+VirtualiZarr's NetCDF3 header reader for classic files), describe every variable (dtype,
+shape, dimensions, storage layout, chunks, filters, CF encoding), then run the rules. A
+rule is one small function that looks at the parsed header and yields findings; adding a
+check means writing one function and decorating it with ``@rule`` (see "Rules" below).
+
+Findings never hide a storage failure: ``PipelineError`` (and so the retryable
+``StorageUnavailable``) always propagates, even when raised inside h5py's file callbacks.
+
+The finding codes are stable and documented in docs/findings.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import h5py
+import numpy as np
+from obspec_utils.readers import BlockStoreReader
+from obspec_utils.wrappers import RequestTrace
+
+# NetCDF3: we reuse VirtualiZarr's header reader (private, but virtualizarr is pinned to
+# 2.8.0 in requirements.txt) rather than writing our own, so validation reads the header
+# exactly as the Generate stage's NetCDF3Parser will. If an upgrade moves it, the import
+# fails loudly here and in the tests.
+from virtualizarr.parsers.netcdf3 import _Header as NetCDF3Header
+from virtualizarr.parsers.netcdf3 import _parse_header as parse_netcdf3_header
+from virtualizarr.parsers.netcdf3 import _resolve_streaming_numrecs
+
+from shared.errors import BadRequest, PipelineError, SourceNotFound
+from shared.formats import (
+    HDF5_SIGNATURE,
+    HDF5_SIGNATURE_OFFSETS,
+    NETCDF3_VERSIONS,
+    FileFormat,
+    describe_magic,
+    sniff,
+)
+from shared.jsonsafe import json_safe
+from shared.layout import Layout
+from shared.locations import Location, parse_location
+from shared.scan import load_manifest
+from shared.settings import Settings
+from shared.storage import (
+    ObjectInfo,
+    Storage,
+    storage_errors,  # the one place storage errors are mapped
+)
+
+log = logging.getLogger(__name__)
+
+Severity = Literal["error", "warning"]
+Verdict = Literal["suitable", "suitable_with_warnings", "unsuitable"]
+StorageLayout = Literal["chunked", "contiguous", "compact", "virtual", "classic"]
+
+REPORT_KIND = "validation-report"
+# Bump when a rule is added or changed: stored reports of another version are redone.
+REPORT_VERSION = 1
+
+# CF attributes that change how stored values decode; kept per variable in the report.
+ENCODING_ATTRIBUTES = (
+    "scale_factor",
+    "add_offset",
+    "_FillValue",
+    "missing_value",
+    "units",
+    "calendar",
+)
+
+# HDF5 filters whose chunks VirtualiZarr 2.8 turns into codecs that zarr 3 then decodes.
+# Read off virtualizarr/parsers/hdf/filters.py (_filter_to_codec) and checked end to end
+# (write with h5py/hdf5plugin, parse with HDFParser, read back through zarr, compare):
+#   1 deflate -> zlib, 2 shuffle, 3 fletcher32: numcodecs, exact.
+#   32001 blosc, 32015 zstd: via hdf5plugin's filter name, numcodecs, exact.
+# Everything else fails. filters.py does name lzf (32000), bzip2 (307) and lz4 (32004), but
+# as numcodecs.imagecodecs_* codecs that zarr 3 has no implementation for, so reading fails
+# ("An implementation for codec 'numcodecs.imagecodecs_lzf' is not available"); szip (4),
+# scaleoffset (6), bitshuffle (32008), blosc2, zfp, sz and sz3 raise UnknownCodecError, and
+# ids hdf5plugin does not know (nbit 5, anything unregistered) raise "ValueError: Unknown
+# filter". Kerchunk silently drops such variables (FACTS.md), so the gate must stop them.
+SUPPORTED_FILTERS: dict[int, str] = {
+    1: "deflate",
+    2: "shuffle",
+    3: "fletcher32",
+    32001: "blosc",
+    32015: "zstd",
+}
+
+FILTER_NAMES: dict[int, str] = {
+    **SUPPORTED_FILTERS,
+    4: "szip",
+    5: "nbit",
+    6: "scaleoffset",
+    307: "bzip2",
+    32000: "lzf",
+    32004: "lz4",
+    32008: "bitshuffle",
+    32013: "zfp",
+    32017: "sz",
+    32018: "fcidecomp",
+    32024: "sz3",
+    32026: "blosc2",
+    32028: "sperr",
+    32033: "htj2k",
+}
+
+# Attributes the HDF5 dimension-scale and netCDF-4 machinery keeps for itself.
+_INTERNAL_ATTRIBUTES = frozenset(
+    {
+        "REFERENCE_LIST",
+        "CLASS",
+        "DIMENSION_LIST",
+        "NAME",
+        "_Netcdf4Dimid",
+        "_Netcdf4Coordinates",
+        "_nc3_strict",
+        "_NCProperties",
+    }
+)
+_NETCDF_DIMENSION_ONLY = b"This is a netCDF dimension but not a netCDF variable"
+_HDF5_LAYOUTS: dict[int, StorageLayout] = {
+    h5py.h5d.CHUNKED: "chunked",
+    h5py.h5d.CONTIGUOUS: "contiguous",
+    h5py.h5d.COMPACT: "compact",
+    h5py.h5d.VIRTUAL: "virtual",
+}
+_HDF5_TRUNCATED = re.compile(
+    r"truncated file: eof = (\d+), sblock->base_addr = \d+, stored_eof = (\d+)"
+)
+# No complete HDF5 superblock plus root group fits in fewer bytes: a shorter file with the
+# HDF5 signature was cut inside its superblock (h5py then says "bad superblock version").
+_HDF5_MIN_FILE = 96
+_SUMMARY_ERRORS = 5
+_SUMMARY_MESSAGE_CHARS = 400
+
+
+# -- data model ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Finding:
+    """One thing wrong (error) or worth knowing (warning) about one file."""
+
+    code: str
+    severity: Severity
+    message: str
+    variable: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "severity": self.severity,
+            "message": self.message,
+            "variable": self.variable,
+            "details": self.details,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Finding:
+        return cls(
+            code=str(data["code"]),
+            severity=data["severity"],
+            message=str(data["message"]),
+            variable=data.get("variable"),
+            details=dict(data.get("details") or {}),
+        )
+
+
+@dataclass(frozen=True)
+class VariableInfo:
+    """What the header says about one variable. ``nbytes`` is the uncompressed size;
+    ``chunks`` is the stored chunk shape (None for contiguous, compact and classic
+    non-record variables; one record per chunk for classic record variables)."""
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    dimensions: tuple[str, ...]
+    layout: StorageLayout
+    chunks: tuple[int, ...] | None
+    filters: tuple[dict[str, Any], ...]
+    encoding: dict[str, Any]
+    nbytes: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "dtype": self.dtype,
+            "shape": list(self.shape),
+            "dimensions": list(self.dimensions),
+            "layout": self.layout,
+            "chunks": None if self.chunks is None else list(self.chunks),
+            "filters": [dict(f) for f in self.filters],
+            "encoding": self.encoding,
+            "nbytes": self.nbytes,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> VariableInfo:
+        chunks = data.get("chunks")
+        return cls(
+            name=str(data["name"]),
+            dtype=str(data["dtype"]),
+            shape=tuple(int(n) for n in data["shape"]),
+            dimensions=tuple(str(d) for d in data["dimensions"]),
+            layout=data["layout"],
+            chunks=None if chunks is None else tuple(int(n) for n in chunks),
+            filters=tuple(dict(f) for f in data.get("filters") or ()),
+            encoding=dict(data.get("encoding") or {}),
+            nbytes=int(data["nbytes"]),
+        )
+
+
+@dataclass(frozen=True)
+class FileReport:
+    """One file's validation report: written to Layout.report(url, etag) as JSON."""
+
+    url: str
+    etag: str
+    size: int
+    format: FileFormat | None
+    format_detail: str
+    verdict: Verdict
+    findings: tuple[Finding, ...]
+    variables: tuple[VariableInfo, ...]
+    dimensions: dict[str, int]
+    attributes: dict[str, Any]
+    bytes_read: int
+    requests: int
+
+    @property
+    def errors(self) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if f.severity == "error")
+
+    @property
+    def warnings(self) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if f.severity == "warning")
+
+    def variable(self, name: str) -> VariableInfo:
+        for info in self.variables:
+            if info.name == name:
+                return info
+        raise KeyError(f"{self.url} has no variable {name!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": REPORT_KIND,
+            "version": REPORT_VERSION,
+            "url": self.url,
+            "etag": self.etag,
+            "size": self.size,
+            "format": self.format,
+            "format_detail": self.format_detail,
+            "verdict": self.verdict,
+            "findings": [f.to_dict() for f in self.findings],
+            "variables": [v.to_dict() for v in self.variables],
+            "dimensions": dict(self.dimensions),
+            "attributes": self.attributes,
+            "bytes_read": self.bytes_read,
+            "requests": self.requests,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FileReport:
+        if data.get("kind", REPORT_KIND) != REPORT_KIND:
+            raise ValueError(f"not a validation report: kind {data.get('kind')!r}")
+        return cls(
+            url=str(data["url"]),
+            etag=str(data["etag"]),
+            size=int(data["size"]),
+            format=data.get("format"),
+            format_detail=str(data.get("format_detail") or ""),
+            verdict=data["verdict"],
+            findings=tuple(Finding.from_dict(f) for f in data.get("findings") or ()),
+            variables=tuple(VariableInfo.from_dict(v) for v in data.get("variables") or ()),
+            dimensions={str(k): int(v) for k, v in (data.get("dimensions") or {}).items()},
+            attributes=dict(data.get("attributes") or {}),
+            bytes_read=int(data.get("bytes_read", 0)),
+            requests=int(data.get("requests", 0)),
+        )
+
+
+@dataclass(frozen=True)
+class ValidationBatch:
+    """What one validate activity returns: small JSON whatever the batch size."""
+
+    manifest_url: str
+    start: int
+    stop: int
+    files: int
+    reused: int
+    verdicts: dict[str, int]
+    findings: dict[str, int]
+    bytes_read: int
+    requests: int
+    seconds: float
+    errors: tuple[tuple[str, str, str], ...]  # the first few (url, code, message)
+    error_count: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "manifest_url": self.manifest_url,
+            "start": self.start,
+            "stop": self.stop,
+            "files": self.files,
+            "reused": self.reused,
+            "verdicts": dict(self.verdicts),
+            "findings": dict(self.findings),
+            "bytes_read": self.bytes_read,
+            "requests": self.requests,
+            "seconds": self.seconds,
+            "errors": [{"url": u, "code": c, "message": m} for u, c, m in self.errors],
+            "error_count": self.error_count,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ValidationBatch:
+        return cls(
+            manifest_url=str(data["manifest_url"]),
+            start=int(data["start"]),
+            stop=int(data["stop"]),
+            files=int(data["files"]),
+            reused=int(data["reused"]),
+            verdicts={str(k): int(v) for k, v in data["verdicts"].items()},
+            findings={str(k): int(v) for k, v in data["findings"].items()},
+            bytes_read=int(data["bytes_read"]),
+            requests=int(data["requests"]),
+            seconds=float(data["seconds"]),
+            errors=tuple((e["url"], e["code"], e["message"]) for e in data["errors"]),
+            error_count=int(data["error_count"]),
+        )
+
+
+def verdict_of(findings: Iterable[Finding]) -> Verdict:
+    severities = {f.severity for f in findings}
+    if "error" in severities:
+        return "unsuitable"
+    return "suitable_with_warnings" if "warning" in severities else "suitable"
+
+
+# -- the parsed header the rules look at -----------------------------------------------------
+@dataclass
+class FileHeader:
+    """Everything read from one file's header: the input of every rule."""
+
+    url: str
+    size: int
+    format: FileFormat
+    format_detail: str
+    variables: list[VariableInfo] = field(default_factory=list)
+    dimensions: dict[str, int] = field(default_factory=dict)
+    attributes: dict[str, Any] = field(default_factory=dict)
+    # HDF5 only: does any dataset use HDF5 dimension scales (what makes HDF5 a NetCDF4 file)?
+    dimension_scales: bool = True
+    groups: list[str] = field(default_factory=list)  # sub-groups of the root group
+    # Variables whose dtype needs special handling: "vlen_string", "vlen", "reference", "object".
+    special_dtypes: dict[str, str] = field(default_factory=dict)
+    external_storage: list[str] = field(default_factory=list)  # raw data in another file
+    # Dimensions whose length differs between variables (phony dimensions of plain HDF5).
+    dimension_clashes: dict[str, list[int]] = field(default_factory=dict)
+    # Problems met while reading (a variable whose header could not be read).
+    problems: list[Finding] = field(default_factory=list)
+
+
+Rule = Callable[[FileHeader, Settings], Iterable[Finding]]
+RULES: list[Rule] = []
+
+
+def rule(function: Rule) -> Rule:
+    """Register a rule: a function (header, settings) -> findings. Runs in definition order."""
+    RULES.append(function)
+    return function
+
+
+# -- validating one file ------------------------------------------------------------------
+def validate_file(info: ObjectInfo, settings: Settings, storage: Storage) -> FileReport:
+    """Validate one file from its header. Findings describe the file; storage failures
+    (PipelineError, e.g. StorageUnavailable) propagate so the activity can retry."""
+    location = parse_location(info.url, settings, what="file")
+    storage, trace = _traced(storage)
+    first_request = len(trace.requests)
+    header, findings, fmt, detail = _read_header(info, location, storage)
+    if header is not None:
+        findings = list(header.problems)
+        for check in RULES:
+            findings.extend(check(header, settings))
+    reads = trace.requests[first_request:]
+    return FileReport(
+        url=info.url,
+        etag=info.etag,
+        size=info.size,
+        format=fmt,
+        format_detail=detail,
+        verdict=verdict_of(findings),
+        findings=tuple(findings),
+        variables=tuple(header.variables) if header is not None else (),
+        dimensions=dict(header.dimensions) if header is not None else {},
+        attributes=dict(header.attributes) if header is not None else {},
+        bytes_read=sum(r.length for r in reads),
+        requests=len(reads),
+    )
+
+
+def _traced(storage: Storage) -> tuple[Storage, RequestTrace]:
+    """The storage itself when it counts requests, else a counting one with the same settings."""
+    if storage.trace is not None:
+        return storage, storage.trace
+    traced = storage.traced()
+    assert traced.trace is not None
+    return traced, traced.trace
+
+
+def _read_header(
+    info: ObjectInfo, location: Location, storage: Storage
+) -> tuple[FileHeader | None, list[Finding], FileFormat | None, str]:
+    """(header, [], format, detail), or (None, [the finding that says why not], format, detail)."""
+    if info.size == 0:
+        return None, [_empty_file(info.url)], None, ""
+    reader = _GuardedReader(storage.reader(location, size=info.size), location, info.size)
+    try:
+        head = reader.read(min(info.size, storage.settings.read_block_size))
+        fmt = _sniff(reader, head, info.size)
+        if fmt is None:
+            return None, [_not_netcdf(info.url, head)], None, ""
+        reader.seek(0)
+        if fmt == "netcdf3":
+            header, findings = _read_netcdf3(info.url, info.size, reader)
+            detail = NETCDF3_VERSIONS.get(head[3], "NetCDF3")
+        else:
+            header, findings = _read_hdf5(info.url, info.size, reader)
+            detail = "HDF5"
+    finally:
+        reader.close()
+    return header, findings, fmt, header.format_detail if header is not None else detail
+
+
+def _empty_file(url: str) -> Finding:
+    return Finding(
+        "empty_file",
+        "error",
+        f"{url} is empty (0 bytes): upload the file again, or remove it from the source.",
+    )
+
+
+def _not_netcdf(url: str, head: bytes) -> Finding:
+    looks_like = describe_magic(head[:64])
+    return Finding(
+        "not_netcdf",
+        "error",
+        f"{url} is neither NetCDF4/HDF5 nor NetCDF3 classic (it looks like {looks_like}): "
+        "remove it from the source or narrow the file patterns.",
+        details={"looks_like": looks_like, "first_bytes": head[:16].hex(" ")},
+    )
+
+
+def _sniff(reader: _GuardedReader, head: bytes, size: int) -> FileFormat | None:
+    """sniff() on the first block, then the later user-block offsets HDF5 allows (only files
+    that are not NetCDF at offset 0 pay for those few extra reads)."""
+    fmt = sniff(head)
+    if fmt is not None:
+        return fmt
+    for offset in HDF5_SIGNATURE_OFFSETS:
+        if len(head) < offset + len(HDF5_SIGNATURE) <= size:
+            reader.seek(offset)
+            if reader.read(len(HDF5_SIGNATURE)) == HDF5_SIGNATURE:
+                return "hdf5"
+    return None
+
+
+class _GuardedReader:
+    """A file-like reader that turns storage client errors into ours and remembers the first
+    one, so that a library reading through it (h5py) can never turn a storage failure into a
+    finding. With ``refuse_past_end``, a read that would run past the end returns b"" without
+    fetching anything (a corrupt NetCDF3 length must not make us read the whole file)."""
+
+    def __init__(self, inner: BlockStoreReader, location: Location, size: int) -> None:
+        self._inner = inner
+        self._location = location
+        self.size = size
+        self.refuse_past_end = False
+        self.failure: PipelineError | None = None
+
+    @contextmanager
+    def _guard(self) -> Iterator[None]:
+        try:
+            with storage_errors(self._location, "read"):
+                yield
+        except PipelineError as exc:
+            self.failure = self.failure or exc
+            raise
+
+    def read(self, size: int = -1, /) -> bytes:
+        if self.refuse_past_end and size >= 0 and self._inner.tell() + size > self.size:
+            return b""
+        with self._guard():
+            return self._inner.read(size)
+
+    def seek(self, offset: int, whence: int = 0, /) -> int:
+        with self._guard():
+            return self._inner.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._inner.tell()
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def raise_failure(self, error: BaseException) -> None:
+        """Re-raise a storage failure that a library turned into its own exception."""
+        cause: BaseException | None = error
+        while cause is not None:
+            if isinstance(cause, PipelineError):
+                raise cause
+            cause = cause.__cause__ or cause.__context__
+        if self.failure is not None:
+            raise self.failure
+
+
+def _library_message(error: BaseException) -> str:
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text[:300]
+
+
+def _unreadable(
+    url: str, fmt: FileFormat, error: BaseException, variable: str | None = None
+) -> Finding:
+    what = "NetCDF3 classic" if fmt == "netcdf3" else "HDF5/NetCDF4"
+    where = f"variable {variable!r} in {url}" if variable else url
+    message = _library_message(error)
+    return Finding(
+        "unreadable",
+        "error",
+        f"The {what} header of {where} cannot be read ({message}): check the file with "
+        "`ncdump -h`, and replace it with a good copy.",
+        variable=variable,
+        details={"format": fmt, "error": message, "exception": type(error).__name__},
+    )
+
+
+def _truncated(
+    url: str, fmt: FileFormat, size: int, expected: int | None, where: str = ""
+) -> Finding:
+    if expected is not None:
+        share = f"{size / expected:.0%}"
+        what = f"it has {size:,} of the {expected:,} bytes its header describes ({share})"
+    else:
+        what = f"it ends after {size:,} bytes, {where}"
+    return Finding(
+        "truncated",
+        "error",
+        f"{url} is truncated: {what}; upload the complete file again.",
+        details={"format": fmt, "size": size, "expected_size": expected},
+    )
+
+
+# -- NetCDF3 classic ----------------------------------------------------------------------------
+def _read_netcdf3(
+    url: str, size: int, reader: _GuardedReader
+) -> tuple[FileHeader | None, list[Finding]]:
+    reader.refuse_past_end = True
+    try:
+        parsed = parse_netcdf3_header(reader)
+    except PipelineError:
+        raise
+    except Exception as exc:  # the parser raises ValueError/KeyError/UnicodeError on bad input
+        reader.raise_failure(exc)
+        if "truncated" in str(exc):
+            return None, [_truncated(url, "netcdf3", size, None, "inside its NetCDF3 header")]
+        return None, [_unreadable(url, "netcdf3", exc)]
+    if parsed.numrecs == -1:  # streaming: the writer never recorded the record count
+        parsed.numrecs = _resolve_streaming_numrecs(parsed, size)
+    expected = _netcdf3_data_end(parsed)
+    if size < expected:
+        return None, [_truncated(url, "netcdf3", size, expected)]
+    header = FileHeader(
+        url=url,
+        size=size,
+        format="netcdf3",
+        format_detail=NETCDF3_VERSIONS[parsed.version],
+        dimensions={
+            name: (parsed.numrecs if n == 0 else n) for name, n in parsed.dimensions.items()
+        },
+        attributes=_json_attributes(parsed.attributes.items()),
+    )
+    for var in parsed.variables:
+        shape = (parsed.numrecs, *var.shape[1:]) if var.is_record else var.shape
+        header.variables.append(
+            VariableInfo(
+                name=var.name,
+                dtype=var.dtype.str,
+                shape=tuple(shape),
+                dimensions=tuple(var.dimensions),
+                layout="classic",
+                chunks=(1, *var.shape[1:]) if var.is_record else None,
+                filters=(),
+                encoding=_encoding(var.attributes.items()),
+                nbytes=math.prod(shape) * var.dtype.itemsize,
+            )
+        )
+    return header, []
+
+
+def _netcdf3_data_end(parsed: NetCDF3Header) -> int:
+    """The least file size that holds every variable's data (trailing padding not required)."""
+    end = 0
+    records = [v for v in parsed.variables if v.is_record]
+    for var in parsed.variables:
+        if not var.is_record and 0 not in var.shape:
+            end = max(end, var.begin + math.prod(var.shape) * var.dtype.itemsize)
+    if records and parsed.numrecs > 0:
+        last_record = (parsed.numrecs - 1) * parsed.recsize
+        for var in records:
+            nbytes = math.prod(var.shape[1:]) * var.dtype.itemsize
+            end = max(end, var.begin + last_record + nbytes)
+    return end
+
+
+# -- HDF5 / NetCDF4 ---------------------------------------------------------------------------
+def _read_hdf5(
+    url: str, size: int, reader: _GuardedReader
+) -> tuple[FileHeader | None, list[Finding]]:
+    try:
+        h5file = h5py.File(reader, "r")
+    except PipelineError:
+        raise
+    except Exception as exc:
+        reader.raise_failure(exc)
+        match = _HDF5_TRUNCATED.search(str(exc))
+        if match:
+            return None, [_truncated(url, "hdf5", size, int(match.group(2)))]
+        if size < _HDF5_MIN_FILE:
+            return None, [_truncated(url, "hdf5", size, None, "inside its HDF5 superblock")]
+        return None, [_unreadable(url, "hdf5", exc)]
+    try:
+        with h5file:
+            return _describe_hdf5(url, size, h5file, reader), []
+    except PipelineError:
+        raise
+    except Exception as exc:
+        reader.raise_failure(exc)
+        return None, [_unreadable(url, "hdf5", exc)]
+
+
+def _describe_hdf5(url: str, size: int, f: h5py.File, reader: _GuardedReader) -> FileHeader:
+    root_attrs = set(f.attrs.keys())
+    header = FileHeader(
+        url=url,
+        size=size,
+        format="hdf5",
+        format_detail="",
+        attributes=_json_attributes(_hdf5_attributes(f.attrs)),
+    )
+    scales = False
+    lengths: dict[str, list[int]] = {}  # every length each dimension has, in file order
+    for name in f:
+        link = f.get(name, getlink=True)
+        if not isinstance(link, h5py.HardLink):
+            continue  # soft and external links: not variables of this file
+        obj = f.get(name)
+        if isinstance(obj, h5py.Group):
+            header.groups.append(name)
+            continue
+        if not isinstance(obj, h5py.Dataset):
+            continue  # a committed datatype
+        try:
+            is_scale = h5py.h5ds.is_scale(obj.id)
+            scales = scales or is_scale or "DIMENSION_LIST" in obj.attrs
+            if is_scale and _is_dimension_only(obj):
+                lengths.setdefault(name, []).append(int(obj.shape[0]) if obj.shape else 0)
+                continue
+            variable = _hdf5_variable(name, obj, is_scale, header)
+        except PipelineError:
+            raise
+        except Exception as exc:
+            reader.raise_failure(exc)
+            header.problems.append(_unreadable(url, "hdf5", exc, variable=name))
+            continue
+        header.variables.append(variable)
+        for dim, length in zip(variable.dimensions, variable.shape, strict=True):
+            lengths.setdefault(dim, []).append(length)
+    # An unlimited dimension is as long as its longest variable (netCDF-4 does not keep a
+    # dimension-only scale's own length up to date); other differences are clashes.
+    header.dimensions = {dim: max(found) for dim, found in lengths.items()}
+    header.dimension_clashes = {d: sorted(set(v)) for d, v in lengths.items() if len(set(v)) > 1}
+    header.dimension_scales = scales
+    if "_NCProperties" in root_attrs or "_nc3_strict" in root_attrs:
+        model = " classic model" if "_nc3_strict" in root_attrs else ""
+        header.format_detail = f"NetCDF4{model} (HDF5)"
+    elif scales:
+        header.format_detail = "HDF5 with netCDF dimension scales"
+    else:
+        header.format_detail = "HDF5 without netCDF dimension scales"
+    return header
+
+
+def _is_dimension_only(dataset: h5py.Dataset) -> bool:
+    """A netCDF-4 dimension without a coordinate variable (no data, not a variable)."""
+    name = dataset.attrs.get("NAME")
+    return isinstance(name, bytes | np.bytes_) and bytes(name).startswith(_NETCDF_DIMENSION_ONLY)
+
+
+def _hdf5_variable(name: str, ds: h5py.Dataset, is_scale: bool, header: FileHeader) -> VariableInfo:
+    plist = ds.id.get_create_plist()
+    layout = _HDF5_LAYOUTS.get(plist.get_layout(), "contiguous")
+    if plist.get_external_count() > 0:
+        header.external_storage.append(name)
+    special = _special_dtype(ds.dtype)
+    if special:
+        header.special_dtypes[name] = special
+    filters = []
+    for i in range(plist.get_nfilters()):
+        code, _flags, _values, stored_name = plist.get_filter(i)
+        label = FILTER_NAMES.get(code) or stored_name.decode(errors="replace") or "unknown"
+        filters.append({"id": int(code), "name": label})
+    shape = tuple(int(n) for n in ds.shape)
+    return VariableInfo(
+        name=name,
+        dtype=ds.dtype.str,
+        shape=shape,
+        dimensions=_hdf5_dimensions(ds, is_scale),
+        layout=layout,
+        chunks=tuple(int(n) for n in ds.chunks) if layout == "chunked" and ds.chunks else None,
+        filters=tuple(filters),
+        encoding=_encoding(_hdf5_attributes(ds.attrs, only=ENCODING_ATTRIBUTES)),
+        nbytes=math.prod(shape) * ds.dtype.itemsize,
+    )
+
+
+def _hdf5_dimensions(ds: h5py.Dataset, is_scale: bool) -> tuple[str, ...]:
+    """Dimension names as VirtualiZarr's HDF parser will give them (_dataset_dims)."""
+    names = []
+    for axis in range(ds.ndim):
+        attached = ds.dims[axis]
+        if len(attached) == 1:
+            names.append(str(attached[0].name).lstrip("/"))
+        elif is_scale:
+            names.append(str(ds.name).lstrip("/"))
+        elif len(attached) == 0:
+            names.append(f"phony_dim_{axis}")
+        else:
+            raise ValueError(
+                f"axis {axis} has {len(attached)} dimension scales attached; "
+                "readers need exactly one"
+            )
+    return tuple(names)
+
+
+def _special_dtype(dtype: np.dtype) -> str | None:
+    if h5py.check_vlen_dtype(dtype) in (str, bytes):
+        return "vlen_string"
+    if dtype.kind != "O":
+        return None  # compound types with string fields are read at parse time: fine
+    if h5py.check_ref_dtype(dtype) is not None:
+        return "reference"
+    if h5py.check_vlen_dtype(dtype) is not None:
+        return "vlen"
+    return "object"
+
+
+def _hdf5_attributes(
+    attrs: h5py.AttributeManager, only: tuple[str, ...] | None = None
+) -> Iterator[tuple[str, Any]]:
+    """(name, value) of the attributes that are not HDF5/netCDF-4 internals."""
+    names = [n for n in attrs if n in only] if only is not None else list(attrs)
+    for name in names:
+        if name in _INTERNAL_ATTRIBUTES:
+            continue
+        try:
+            value = attrs[name]
+        except PipelineError:
+            raise
+        except Exception as exc:  # e.g. an attribute type h5py cannot convert
+            value = f"<unreadable attribute: {_library_message(exc)}>"
+        yield name, value
+
+
+def _attribute_value(value: Any) -> Any:
+    """A JSON-safe attribute value; a one-element array is a scalar (as netCDF reads it)."""
+    if isinstance(value, h5py.Empty):
+        return None
+    if isinstance(value, np.ndarray) and value.size == 1:
+        value = value.reshape(())[()]
+    return json_safe(value)
+
+
+def _json_attributes(items: Iterable[tuple[str, Any]]) -> dict[str, Any]:
+    return {str(name): _attribute_value(value) for name, value in items}
+
+
+def _encoding(items: Iterable[tuple[str, Any]]) -> dict[str, Any]:
+    return {name: _attribute_value(value) for name, value in items if name in ENCODING_ATTRIBUTES}
+
+
+# -- rules --------------------------------------------------------------------------------------
+# Each rule looks at one parsed header and yields findings. Messages name the file, the
+# variable and the value, and say what to do; codes are documented in docs/findings.md.
+
+
+@rule
+def no_variables(header: FileHeader, settings: Settings) -> Iterator[Finding]:
+    if header.variables or header.problems:
+        return
+    inside = f" (it holds only the groups {', '.join(header.groups)})" if header.groups else ""
+    yield Finding(
+        "no_variables",
+        "error",
+        f"{header.url} has no variables in its root group{inside}: check that this is the file "
+        "you meant, or remove it from the source.",
+        details={"groups": list(header.groups)},
+    )
+
+
+@rule
+def unsupported_filter(header: FileHeader, settings: Settings) -> Iterator[Finding]:
+    for var in header.variables:
+        for spec in var.filters:
+            if spec["id"] in SUPPORTED_FILTERS:
+                continue
+            yield Finding(
+                "unsupported_filter",
+                "error",
+                f"Variable {var.name!r} in {header.url} is stored with an HDF5 filter "
+                f"({spec['name']}, id {spec['id']}) that the reference readers cannot decode: "
+                "rewrite the file with deflate (zlib) compression, e.g. "
+                "`h5repack -f GZIP=4 IN.nc OUT.nc`.",
+                variable=var.name,
+                details={"filter_id": spec["id"], "filter_name": spec["name"]},
+            )
+
+
+@rule
+def unsupported_layout(header: FileHeader, settings: Settings) -> Iterator[Finding]:
+    # VirtualiZarr 2.8 gives such variables no chunk references: they read back as fill values.
+    for var in header.variables:
+        if var.layout == "compact":
+            how = "HDF5 compact storage (its values live inside the header)"
+        elif var.layout == "virtual":
+            how = "an HDF5 virtual dataset (its values live in other datasets or files)"
+        elif var.name in header.external_storage:
+            how = "HDF5 external storage (its values live in a separate raw file)"
+        else:
+            continue
+        yield Finding(
+            "unsupported_layout",
+            "error",
+            f"Variable {var.name!r} in {header.url} uses {how}, which byte-range references "
+            "cannot point to, so it would read back as fill values: rewrite the file with "
+            f"contiguous or chunked storage, e.g. `h5repack -l {var.name}:CONTI IN.nc OUT.nc`.",
+            variable=var.name,
+            details={"layout": var.layout, "external": var.name in header.external_storage},
+        )
+
+
+@rule
+def unsupported_dtype(header: FileHeader, settings: Settings) -> Iterator[Finding]:
+    # VirtualiZarr 2.8's HDF parser raises NotImplementedError for object dtypes other than
+    # variable-length strings (vlen arrays, object and region references).
+    kinds = {
+        "vlen": "variable-length arrays",
+        "reference": "HDF5 object references",
+        "object": "an HDF5 object type",
+    }
+    for name, special in header.special_dtypes.items():
+        if special not in kinds:
+            continue
+        yield Finding(
+            "unsupported_dtype",
+            "error",
+            f"Variable {name!r} in {header.url} holds {kinds[special]}, which VirtualiZarr "
+            "cannot reference: remove the variable from the file or store it with a "
+            "fixed-size type.",
+            variable=name,
+            details={"kind": special},
+        )
+
+
+@rule
+def variable_length_strings(header: FileHeader, settings: Settings) -> Iterator[Finding]:
+    for name, special in header.special_dtypes.items():
+        if special != "vlen_string":
+            continue
+        yield Finding(
+            "variable_length_strings",
+            "warning",
+            f"Variable {name!r} in {header.url} holds variable-length strings, which are copied "
+            "into the references when they are built rather than referenced: nothing to do "
+            "unless the variable is large.",
+            variable=name,
+        )
+
+
+@rule
+def not_netcdf_hdf5(header: FileHeader, settings: Settings) -> Iterator[Finding]:
+    if header.format != "hdf5" or header.dimension_scales:
+        return
+    if not any(var.dimensions for var in header.variables):
+        return  # only scalars: there is nothing to name
+    clashes = "; ".join(
+        f"{dim} has lengths {', '.join(map(str, lengths))}"
+        for dim, lengths in header.dimension_clashes.items()
+    )
+    yield Finding(
+        "not_netcdf_hdf5",
+        "warning",
+        f"{header.url} is plain HDF5, not NetCDF4 (it has no dimension scales), so its "
+        "dimensions get the made-up names phony_dim_0, phony_dim_1, ... by axis"
+        + (f" and clash ({clashes})" if clashes else "")
+        + ": convert the file to NetCDF4 with named dimensions, or check the combined "
+        "dataset's dimensions.",
+        details={
+            "dimensions": dict(header.dimensions),
+            "clashes": dict(header.dimension_clashes),
+        },
+    )
+
+
+@rule
+def subgroups_ignored(header: FileHeader, settings: Settings) -> Iterator[Finding]:
+    if not header.groups or not (header.variables or header.problems):
+        return  # no_variables already names the groups
+    yield Finding(
+        "subgroups_ignored",
+        "warning",
+        f"{header.url} has the groups {', '.join(header.groups)}, whose variables are not "
+        "combined (only the root group is): move them to the root group if they are needed.",
+        details={"groups": list(header.groups)},
+    )
+
+
+# -- batches and stored reports -----------------------------------------------------------------
+def validate_batch(
+    manifest_url: str, start: int, stop: int, settings: Settings, storage: Storage | None = None
+) -> ValidationBatch:
+    """Validate manifest files [start, stop), write each report, return a small summary.
+
+    A report already stored for (url, ETag) is reused: activities run at least once."""
+    started = time.perf_counter()
+    storage = storage or Storage(settings)
+    manifest = load_manifest(manifest_url, settings, storage)
+    if start < 0 or stop < start:
+        raise BadRequest(f"The batch [{start}, {stop}) of {manifest_url} is not a valid range.")
+    files = manifest.files[start:stop]
+    layout = Layout.from_settings(settings)
+    reading, _ = _traced(storage)
+    verdicts: Counter[str] = Counter()
+    codes: Counter[str] = Counter()
+    errors: list[tuple[str, str, str]] = []
+    error_count = reused = bytes_read = requests = 0
+    for info in files:
+        file_started = time.perf_counter()
+        target = layout.report(info.url, info.etag)
+        report = _stored_report(target, storage)
+        was_reused = report is not None
+        if report is None:
+            report = validate_file(info, settings, reading)
+            storage.write_json(target, report.to_dict())
+            bytes_read += report.bytes_read
+            requests += report.requests
+        else:
+            reused += 1
+        verdicts[report.verdict] += 1
+        codes.update(f.code for f in report.findings)
+        for finding in report.errors:
+            error_count += 1
+            if len(errors) < _SUMMARY_ERRORS:
+                errors.append((info.url, finding.code, finding.message[:_SUMMARY_MESSAGE_CHARS]))
+        log.debug(
+            "validated %s: %s",
+            info.url,
+            report.verdict,
+            extra={
+                "stage": "validate",
+                "dataset": manifest.dataset_id,
+                "file": info.url,
+                "verdict": report.verdict,
+                "codes": [f.code for f in report.findings],
+                "bytes": report.bytes_read,
+                "seconds": round(time.perf_counter() - file_started, 3),
+                "reused": was_reused,
+            },
+        )
+    summary = ValidationBatch(
+        manifest_url=manifest_url,
+        start=start,
+        stop=start + len(files),
+        files=len(files),
+        reused=reused,
+        verdicts={v: verdicts[v] for v in ("suitable", "suitable_with_warnings", "unsuitable")},
+        findings=dict(sorted(codes.items())),
+        bytes_read=bytes_read,
+        requests=requests,
+        seconds=round(time.perf_counter() - started, 3),
+        errors=tuple(errors),
+        error_count=error_count,
+    )
+    log.info(
+        "validate batch done: %d files, %d unsuitable",
+        summary.files,
+        summary.verdicts["unsuitable"],
+        extra={
+            "stage": "validate",
+            "dataset": manifest.dataset_id,
+            "file_count": summary.files,
+            "reused": summary.reused,
+            "bytes": summary.bytes_read,
+            "seconds": summary.seconds,
+            "verdicts": summary.verdicts,
+            "findings": summary.findings,
+        },
+    )
+    return summary
+
+
+def _stored_report(location: Location, storage: Storage) -> FileReport | None:
+    """The report already written at ``location``, or None (absent, unreadable or written by
+    an older set of rules: redo it)."""
+    try:
+        document = storage.read_json(location)
+        if document.get("version") != REPORT_VERSION:
+            return None
+        return FileReport.from_dict(document)
+    except SourceNotFound:
+        return None
+    except (ValueError, KeyError, TypeError, AttributeError):
+        log.warning("ignoring an unreadable stored report %s; validating again", location.url)
+        return None
+
+
+def load_report(
+    url: str, etag: str, settings: Settings, storage: Storage | None = None
+) -> FileReport:
+    """The stored report of one file at one ETag (raises SourceNotFound if there is none)."""
+    storage = storage or Storage(settings)
+    return FileReport.from_dict(storage.read_json(Layout.from_settings(settings).report(url, etag)))
+
+
+# -- text for people ------------------------------------------------------------------------------
+_VERDICT_TEXT = {
+    "suitable": "SUITABLE",
+    "suitable_with_warnings": "SUITABLE WITH WARNINGS",
+    "unsuitable": "UNSUITABLE",
+}
+_MAX_ROWS = 25
+
+
+def render_report(report: FileReport) -> str:
+    """A compact text block: verdict first, then findings, then a short variable table."""
+    lines = [f"{_VERDICT_TEXT.get(report.verdict, report.verdict.upper())}  {report.url}"]
+    kind = report.format_detail or (report.format or "unknown format")
+    lines.append(
+        f"  {kind}, {_size(report.size)}; read {_size(report.bytes_read)} "
+        f"in {report.requests} request{'s' if report.requests != 1 else ''}"
+    )
+    for finding in report.findings:
+        lines.append(f"  {finding.severity.upper():7} {finding.code}: {finding.message}")
+    if report.dimensions:
+        lines.append("  dimensions: " + ", ".join(f"{k}={v}" for k, v in report.dimensions.items()))
+    if report.variables:
+        rows = [
+            ("variable", "dtype", "shape", "dimensions", "layout", "chunks", "filters", "encoding")
+        ]
+        for var in report.variables[:_MAX_ROWS]:
+            rows.append(
+                (
+                    var.name,
+                    var.dtype,
+                    "x".join(map(str, var.shape)) or "scalar",
+                    ",".join(var.dimensions) or "-",
+                    var.layout,
+                    "x".join(map(str, var.chunks)) if var.chunks else "-",
+                    ",".join(f["name"] for f in var.filters) or "-",
+                    " ".join(f"{k}={_short(v)}" for k, v in var.encoding.items()) or "-",
+                )
+            )
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+        for row in rows:
+            cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+            lines.append("  " + "  ".join([*cells, row[-1]]).rstrip())
+        if len(report.variables) > _MAX_ROWS:
+            lines.append(f"  ... and {len(report.variables) - _MAX_ROWS} more variables")
+    return "\n".join(lines)
+
+
+def _short(value: Any) -> str:
+    return f"{value:.7g}" if isinstance(value, float) else str(value)
+
+
+def _size(nbytes: int) -> str:
+    value = float(nbytes)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{nbytes} B"

@@ -1,0 +1,447 @@
+"""Validate: every case is a real file written here by netCDF4 or h5py (no mocks, except the
+one storage fault that cannot be provoked on demand)."""
+
+import json
+from pathlib import Path
+
+import h5py
+import hdf5plugin
+import netCDF4
+import numpy as np
+import pytest
+from obspec_utils.wrappers import RequestTrace
+
+from shared.errors import StorageUnavailable
+from shared.layout import Layout
+from shared.locations import parse_location
+from shared.request import PipelineRequest
+from shared.samples import SampleSpec, truncate_copy, write_bytes, write_sample_files
+from shared.scan import scan
+from shared.settings import Settings
+from shared.storage import ObjectInfo, Storage
+from shared.validate import (
+    FileReport,
+    ValidationBatch,
+    load_report,
+    render_report,
+    validate_batch,
+    validate_file,
+)
+
+SMALL = SampleSpec(files=1, lat=18, lon=36)
+
+# Importing netCDF4 (conftest does) points HDF5_PLUGIN_PATH at netCDF4's own filter plugins,
+# built for its own HDF5: h5py then finds a "blosc" it cannot write with ("error during user
+# callback") and hdf5plugin does not register its own. Registering by force fixes writing.
+hdf5plugin.register(force=True)
+
+
+def validate(path: Path, settings: Settings) -> FileReport:
+    storage = Storage(settings)
+    info = storage.head(parse_location(str(path), settings))
+    return validate_file(info, settings, storage)
+
+
+def codes(report: FileReport) -> list[str]:
+    return [f.code for f in report.findings]
+
+
+def netcdf_like_hdf5(path: Path, **dataset_options) -> Path:
+    """HDF5 with a dimension scale (what makes it netCDF-readable) and one variable "v"."""
+    with h5py.File(path, "w") as f:
+        x = f.create_dataset("x", data=np.arange(256, dtype="f8"))
+        x.make_scale("x")
+        v = f.create_dataset("v", data=np.arange(256, dtype="f4"), chunks=(64,), **dataset_options)
+        v.dims[0].attach_scale(x)
+    return path
+
+
+# -- good files --------------------------------------------------------------------------------
+def test_good_netcdf4_file_is_suitable_with_its_variables_dimensions_chunks_filters_and_encoding(
+    tmp_path, local_settings
+):
+    path = write_sample_files(tmp_path, SMALL)[0]
+    report = validate(path, local_settings)
+
+    assert (report.verdict, report.findings) == ("suitable", ())
+    assert (report.format, report.format_detail) == ("hdf5", "NetCDF4 (HDF5)")
+    assert report.size == path.stat().st_size and report.url == f"file://{path}"
+    assert report.dimensions == {"time": 1, "lat": 18, "lon": 36}
+    assert [v.name for v in report.variables] == ["time", "lat", "lon", "crs", "tas", "pr"]
+    assert report.attributes["Conventions"] == "CF-1.8"
+
+    tas = report.variable("tas")
+    assert tas.dtype == "<f4" and tas.shape == (1, 18, 36)
+    assert tas.dimensions == ("time", "lat", "lon")
+    assert (tas.layout, tas.chunks) == ("chunked", (1, 18, 36))
+    assert tas.filters == ({"id": 2, "name": "shuffle"}, {"id": 1, "name": "deflate"})
+    assert tas.encoding == {"_FillValue": float(np.float32(1.0e20)), "units": "K"}
+    assert tas.nbytes == 18 * 36 * 4
+
+    pr = report.variable("pr")
+    assert pr.dtype == "<i2"
+    assert pr.encoding == {
+        "_FillValue": -32767,
+        "units": "mm",
+        "scale_factor": 0.01,
+        "add_offset": 100.0,
+    }
+    time = report.variable("time")
+    assert time.encoding == {"units": "days since 2024-01-01", "calendar": "standard"}
+    crs = report.variable("crs")
+    assert (crs.shape, crs.dimensions, crs.layout, crs.chunks) == ((), (), "contiguous", None)
+    assert report.bytes_read == path.stat().st_size and report.requests == 1  # one 64 KiB block
+
+
+@pytest.mark.parametrize(
+    ("netcdf_format", "detail"),
+    [
+        ("NETCDF3_CLASSIC", "CDF-1 (classic)"),
+        ("NETCDF3_64BIT_OFFSET", "CDF-2 (64-bit offset)"),
+        ("NETCDF3_64BIT_DATA", "CDF-5 (64-bit data)"),
+    ],
+)
+def test_netcdf3_classic_files_are_suitable_with_record_variables_chunked_by_record(
+    tmp_path, local_settings, netcdf_format, detail
+):
+    spec = SampleSpec(files=1, steps_per_file=3, lat=18, lon=36, netcdf_format=netcdf_format)
+    path = write_sample_files(tmp_path, spec)[0]
+    report = validate(path, local_settings)
+
+    assert (report.verdict, report.format, report.format_detail) == ("suitable", "netcdf3", detail)
+    assert report.dimensions == {"time": 3, "lat": 18, "lon": 36}
+    tas = report.variable("tas")
+    assert (tas.dtype, tas.shape, tas.dimensions) == (">f4", (3, 18, 36), ("time", "lat", "lon"))
+    assert (tas.layout, tas.chunks, tas.filters) == ("classic", (1, 18, 36), ())
+    assert report.variable("lat").chunks is None
+    assert report.variable("pr").encoding["scale_factor"] == 0.01
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"compression": "gzip", "shuffle": True, "fletcher32": True},
+        dict(hdf5plugin.Blosc()),
+        dict(hdf5plugin.Zstd()),
+    ],
+    ids=["deflate+shuffle+fletcher32", "blosc", "zstd"],
+)
+def test_filters_virtualizarr_can_decode_are_accepted(tmp_path, local_settings, options):
+    report = validate(netcdf_like_hdf5(tmp_path / "f.h5", **options), local_settings)
+    assert report.verdict == "suitable", render_report(report)
+    assert report.format_detail == "HDF5 with netCDF dimension scales"
+    assert report.variable("v").dimensions == ("x",)
+
+
+# -- files that are not (complete) NetCDF ---------------------------------------------------------
+def test_zero_byte_file_is_empty_file_without_reading_anything(tmp_path, local_settings):
+    report = validate(write_bytes(tmp_path / "empty.nc", b""), local_settings)
+    assert (report.verdict, codes(report)) == ("unsuitable", ["empty_file"])
+    assert (report.bytes_read, report.requests) == (0, 0)
+    assert str(tmp_path / "empty.nc") in report.findings[0].message
+
+
+@pytest.mark.parametrize(
+    ("content", "looks_like"),
+    [
+        (b"time,lat,lon,tas\n2024-01-01,10,20,280.1\n", "plain text"),
+        (b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4, "a PNG image"),
+    ],
+    ids=["text", "png"],
+)
+def test_a_file_named_nc_that_is_not_netcdf_says_what_it_looks_like(
+    tmp_path, local_settings, content, looks_like
+):
+    report = validate(write_bytes(tmp_path / "data.nc", content), local_settings)
+    assert (report.verdict, codes(report), report.format) == ("unsuitable", ["not_netcdf"], None)
+    assert looks_like in report.findings[0].message
+    assert "data.nc" in report.findings[0].message
+
+
+def test_truncated_netcdf4_names_the_size_its_header_expects(tmp_path, local_settings):
+    good = write_sample_files(tmp_path / "src", SMALL)[0]
+    path = truncate_copy(good, tmp_path / "cut.nc", 0.6)
+    report = validate(path, local_settings)
+    assert (report.verdict, codes(report), report.format) == ("unsuitable", ["truncated"], "hdf5")
+    finding = report.findings[0]
+    assert finding.details["expected_size"] == good.stat().st_size
+    assert f"{good.stat().st_size:,}" in finding.message and "cut.nc" in finding.message
+
+
+def test_hdf5_cut_inside_its_superblock_is_truncated(tmp_path, local_settings):
+    good = write_sample_files(tmp_path / "src", SMALL)[0]
+    path = write_bytes(tmp_path / "cut.nc", good.read_bytes()[:20])
+    assert codes(validate(path, local_settings)) == ["truncated"]
+
+
+@pytest.mark.parametrize("keep", [0.9, 0.02], ids=["in-the-data", "in-the-header"])
+def test_truncated_netcdf3_is_detected_from_the_sizes_in_its_header(tmp_path, local_settings, keep):
+    spec = SampleSpec(files=1, steps_per_file=2, lat=18, lon=36, netcdf_format="NETCDF3_CLASSIC")
+    good = write_sample_files(tmp_path / "src", spec)[0]
+    report = validate(truncate_copy(good, tmp_path / "cut.nc", keep), local_settings)
+    assert (report.verdict, codes(report), report.format) == (
+        "unsuitable",
+        ["truncated"],
+        "netcdf3",
+    )
+    if keep > 0.5:
+        assert report.findings[0].details["expected_size"] == good.stat().st_size
+
+
+def test_damaged_hdf5_is_unreadable_with_the_library_message(tmp_path, local_settings):
+    good = write_sample_files(tmp_path / "src", SMALL)[0]
+    data = bytearray(good.read_bytes())
+    data[8] = 99  # superblock version: no HDF5 library knows it
+    report = validate(write_bytes(tmp_path / "bad.nc", bytes(data)), local_settings)
+    assert (report.verdict, codes(report)) == ("unsuitable", ["unreadable"])
+    assert "superblock" in report.findings[0].message
+
+
+# -- files the references cannot represent ------------------------------------------------------
+UNSUPPORTED_FILTERS = {
+    "lzf": ({"compression": "lzf"}, 32000),
+    "scaleoffset": ({"scaleoffset": 2}, 6),
+    "szip": ({"compression": "szip"}, 4),
+    "bitshuffle": (dict(hdf5plugin.Bitshuffle()), 32008),
+}
+
+
+@pytest.mark.parametrize("name", list(UNSUPPORTED_FILTERS))
+def test_a_filter_the_readers_cannot_decode_is_unsupported_naming_variable_and_filter(
+    tmp_path, local_settings, name
+):
+    if name == "szip" and "szip" not in h5py.filters.encode:
+        pytest.skip("this h5py build cannot write szip")
+    options, filter_id = UNSUPPORTED_FILTERS[name]
+    report = validate(netcdf_like_hdf5(tmp_path / f"{name}.h5", **options), local_settings)
+    assert (report.verdict, codes(report)) == ("unsuitable", ["unsupported_filter"])
+    finding = report.findings[0]
+    assert finding.variable == "v"
+    assert finding.details == {"filter_id": filter_id, "filter_name": name}
+    assert "'v'" in finding.message and name in finding.message and f"{name}.h5" in finding.message
+
+
+def test_an_unknown_filter_id_is_unsupported(tmp_path, local_settings):
+    path = tmp_path / "unknown.h5"
+    with h5py.File(path, "w") as f:  # no data written: the filter exists only in the header
+        f.create_dataset(
+            "u", shape=(10,), dtype="f4", chunks=(5,), compression=32099, allow_unknown_filter=True
+        )
+    report = validate(path, local_settings)
+    assert "unsupported_filter" in codes(report)
+    assert report.variable("u").filters == ({"id": 32099, "name": "unknown"},)
+
+
+def test_compact_storage_is_unsupported_because_it_would_read_back_as_fill_values(
+    tmp_path, local_settings
+):
+    path = netcdf_like_hdf5(tmp_path / "compact.h5")
+    with h5py.File(path, "a") as f:
+        plist = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+        plist.set_layout(h5py.h5d.COMPACT)
+        space = h5py.h5s.create_simple((256,))
+        dsid = h5py.h5d.create(f.id, b"k", h5py.h5t.STD_I32LE, space, plist)
+        dsid.write(h5py.h5s.ALL, h5py.h5s.ALL, np.arange(256, dtype="<i4"))
+        f["k"].dims[0].attach_scale(f["x"])
+    report = validate(path, local_settings)
+    assert (report.verdict, codes(report)) == ("unsuitable", ["unsupported_layout"])
+    assert report.variable("k").layout == "compact" and report.findings[0].variable == "k"
+
+
+def test_a_dimension_without_coordinate_variable_is_as_long_as_its_variables(
+    tmp_path, local_settings
+):
+    path = tmp_path / "records.nc"
+    with netCDF4.Dataset(path, "w") as ds:
+        ds.createDimension("time", None)  # no "time" variable: netCDF-4 stores a 0-long scale
+        ds.createDimension("x", 4)
+        ds.createDimension("unused", 7)
+        ds.createVariable("v", "f4", ("time", "x"))[0:5, :] = np.ones((5, 4))
+    report = validate(path, local_settings)
+    assert report.dimensions == {"time": 5, "x": 4, "unused": 7}
+    assert [v.name for v in report.variables] == ["v"] and report.verdict == "suitable"
+
+
+def test_hdf5_without_dimension_scales_warns_not_netcdf_hdf5_with_phony_dimensions(
+    tmp_path, local_settings
+):
+    path = tmp_path / "plain.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("a", data=np.zeros((3, 4), dtype="f4"))
+        f.create_dataset("b", data=np.zeros(5, dtype="f4"))
+    report = validate(path, local_settings)
+    assert (report.verdict, codes(report)) == ("suitable_with_warnings", ["not_netcdf_hdf5"])
+    assert report.format_detail == "HDF5 without netCDF dimension scales"
+    assert report.variable("a").dimensions == ("phony_dim_0", "phony_dim_1")
+    assert report.findings[0].details["clashes"] == {"phony_dim_0": [3, 5]}
+
+
+def test_strings_groups_and_ragged_arrays_are_reported_per_variable(tmp_path, local_settings):
+    path = tmp_path / "mixed.nc"
+    with netCDF4.Dataset(path, "w") as ds:
+        ds.createDimension("station", 3)
+        names = ds.createVariable("name", str, ("station",))
+        names[:] = np.array(["Oslo", "Bergen", "Tromsø"], dtype=object)
+        ds.createVariable("temp", "f4", ("station",), fill_value=np.float32("nan"))
+        ragged = ds.createVLType(np.int32, "ragged")
+        ds.createVariable("history", ragged, ("station",))
+        ds.createGroup("extra").createVariable("other", "f4", ("station",))
+    report = validate(path, local_settings)
+    found = {(f.code, f.variable) for f in report.findings}
+    assert found == {
+        ("variable_length_strings", "name"),
+        ("unsupported_dtype", "history"),
+        ("subgroups_ignored", None),
+    }
+    assert report.verdict == "unsuitable"
+    assert report.variable("temp").encoding == {"_FillValue": "NaN"}  # JSON has no NaN
+
+
+def test_a_file_without_variables_is_no_variables(tmp_path, local_settings):
+    path = tmp_path / "nothing.nc"
+    with netCDF4.Dataset(path, "w") as ds:
+        ds.title = "only attributes"
+        ds.createDimension("time", 4)
+    report = validate(path, local_settings)
+    assert (report.verdict, codes(report)) == ("unsuitable", ["no_variables"])
+    assert report.dimensions == {"time": 4} and report.attributes == {"title": "only attributes"}
+
+
+# -- reports --------------------------------------------------------------------------------------
+def test_report_round_trips_exactly_through_strict_json(tmp_path, local_settings):
+    path = tmp_path / "mixed.nc"
+    with netCDF4.Dataset(path, "w") as ds:
+        ds.createDimension("n", 2)
+        ds.createVariable("v", "f8", ("n",), fill_value=np.nan, compression="zlib")
+        ds.createVariable("s", str, ("n",))
+        ds.flags = np.array([1, 2, 3], dtype="i2")
+    report = validate(path, local_settings)
+    text = json.dumps(report.to_dict(), allow_nan=False)
+    assert FileReport.from_dict(json.loads(text)) == report
+    assert report.findings  # the round trip covered findings too
+
+
+def test_render_report_puts_the_verdict_first_then_findings_then_variables(
+    tmp_path, local_settings
+):
+    path = netcdf_like_hdf5(tmp_path / "lzf.h5", compression="lzf")
+    text = render_report(validate(path, local_settings))
+    lines = text.splitlines()
+    assert lines[0].startswith("UNSUITABLE") and str(path) in lines[0]
+    assert any(line.strip().startswith("ERROR   unsupported_filter") for line in lines)
+    assert any(line.split()[:2] == ["v", "<f4"] for line in lines)
+
+
+def test_a_storage_failure_propagates_and_never_becomes_a_finding(tmp_path, local_settings):
+    class FlakyStorage(Storage):
+        """Storage whose reads fail after the first block (a fault we cannot provoke)."""
+
+        def reader(self, location, *, size=None):
+            inner = super().reader(location, size=size)
+            real_read = inner.read
+            calls = []
+
+            def read(n=-1, /):
+                calls.append(n)
+                if len(calls) > 1:  # h5py's reads, after the first block was sniffed
+                    raise ConnectionResetError("connection reset by peer")
+                return real_read(n)
+
+            inner.read = read
+            return inner
+
+    path = write_sample_files(tmp_path, SMALL)[0]
+    storage = FlakyStorage(local_settings, trace=RequestTrace())
+    info = storage.head(parse_location(str(path), local_settings))
+    with pytest.raises(StorageUnavailable, match="connection reset") as raised:
+        validate_file(info, local_settings, storage)
+    assert "h5py" in "".join(str(entry.path) for entry in raised.traceback)
+
+
+def test_validation_reads_a_small_fraction_of_a_large_file(tmp_path, local_settings):
+    path = tmp_path / "big.nc"
+    with netCDF4.Dataset(path, "w") as ds:
+        ds.createDimension("time", None)
+        ds.createDimension("lat", 90)
+        ds.createDimension("lon", 180)
+        ds.createVariable("time", "f8", ("time",))[:] = np.arange(365)
+        tas = ds.createVariable("tas", "f4", ("time", "lat", "lon"), chunksizes=(1, 90, 180))
+        tas[:] = np.random.default_rng(0).normal(280, 5, (365, 90, 180)).astype("f4")
+    report = validate(path, local_settings)
+    assert report.size > 20_000_000
+    assert report.verdict == "suitable" and report.variable("tas").chunks == (1, 90, 180)
+    assert report.bytes_read < 0.05 * report.size  # measured: 65,536 bytes (one block)
+
+
+# -- batches ----------------------------------------------------------------------------------
+def make_manifest(source: Path | str, settings: Settings) -> str:
+    return scan(PipelineRequest(source=str(source), dataset_id="tas-daily"), settings).manifest_url
+
+
+def test_validate_batch_writes_each_report_and_reuses_them_when_run_again(tmp_path, local_settings):
+    source = tmp_path / "source"
+    good = write_sample_files(source, SampleSpec(files=3, lat=18, lon=36))
+    truncate_copy(good[0], source / "zz_cut.nc", 0.5)
+    manifest_url = make_manifest(source, local_settings)
+
+    first = validate_batch(manifest_url, 0, 10, local_settings)
+    assert (first.files, first.reused, first.stop) == (4, 0, 4)
+    assert first.verdicts == {"suitable": 3, "suitable_with_warnings": 0, "unsuitable": 1}
+    assert first.findings == {"truncated": 1} and first.error_count == 1
+    assert first.errors[0][0].endswith("zz_cut.nc") and first.errors[0][1] == "truncated"
+    assert first.bytes_read == sum(p.stat().st_size for p in source.iterdir())
+    assert len(json.dumps(first.to_dict())) < 2_000
+    assert ValidationBatch.from_dict(json.loads(json.dumps(first.to_dict()))) == first
+
+    storage = Storage(local_settings)
+    info = storage.head(parse_location(str(good[1]), local_settings))
+    stored = load_report(info.url, info.etag, local_settings, storage)
+    assert stored == validate_file(info, local_settings, storage)
+    assert storage.exists(Layout.from_settings(local_settings).report(info.url, info.etag))
+
+    again = validate_batch(manifest_url, 0, 10, local_settings)
+    assert (again.reused, again.bytes_read, again.requests) == (4, 0, 0)
+    assert again.verdicts == first.verdicts and again.errors == first.errors
+
+
+def test_validate_batch_covers_only_its_slice_of_the_manifest(tmp_path, local_settings):
+    source = tmp_path / "source"
+    write_sample_files(source, SampleSpec(files=4, lat=18, lon=36))
+    manifest_url = make_manifest(source, local_settings)
+    batch = validate_batch(manifest_url, 1, 3, local_settings)
+    assert (batch.start, batch.stop, batch.files) == (1, 3, 2)
+    assert validate_batch(manifest_url, 0, 4, local_settings).reused == 2
+
+
+# -- the same through Azurite ---------------------------------------------------------------------
+@pytest.mark.azurite
+def test_validation_through_blob_storage_good_and_truncated_files(
+    tmp_path, blob_settings, containers
+):
+    good = write_sample_files(tmp_path / "src", SMALL)[0]
+    cut = truncate_copy(good, tmp_path / "src" / "cut.nc", 0.5)
+    container = containers.new("source")
+    containers.upload(container, "daily", [good, cut])
+    storage = Storage(blob_settings)
+
+    def blob_info(name: str) -> ObjectInfo:
+        return storage.head(parse_location(f"az://{container}/daily/{name}", blob_settings))
+
+    report = validate_file(blob_info(good.name), blob_settings, storage)
+    assert report.verdict == "suitable" and report.url.startswith(f"az://{container}/")
+    assert report.variable("tas").filters == (
+        {"id": 2, "name": "shuffle"},
+        {"id": 1, "name": "deflate"},
+    )
+    assert report.bytes_read == good.stat().st_size and report.requests == 1
+
+    cut_report = validate_file(blob_info("cut.nc"), blob_settings, storage)
+    assert codes(cut_report) == ["truncated"]
+    assert cut_report.findings[0].details["expected_size"] == good.stat().st_size
+
+    manifest_url = make_manifest(f"az://{container}/daily", blob_settings)
+    batch = validate_batch(manifest_url, 0, 2, blob_settings)
+    assert batch.verdicts == {"suitable": 1, "suitable_with_warnings": 0, "unsuitable": 1}
+    info = blob_info("cut.nc")
+    assert load_report(info.url, info.etag, blob_settings) == cut_report
+    assert validate_batch(manifest_url, 0, 2, blob_settings).reused == 2
