@@ -1,0 +1,692 @@
+"""Register stage: the STAC item built from a real dataset, and the static catalog it lands in
+(a local folder, and a container in Azurite)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import date, timedelta
+from pathlib import Path
+
+import icechunk
+import netCDF4
+import numpy as np
+import pystac
+import pytest
+import xarray as xr
+from obspec_utils.registry import ObjectStoreRegistry
+from obstore.store import LocalStore
+from virtualizarr import open_virtual_dataset
+from virtualizarr.parsers import HDFParser
+
+from shared.errors import CatalogError
+from shared.locations import Location, parse_location
+from shared.samples import SampleSpec, write_sample_files
+from shared.settings import AZURITE_KEY, Settings
+from shared.stac import (
+    StorageStacIO,
+    build_item,
+    coordinate_kind,
+    normalize_longitudes,
+    register_item,
+    time_step,
+)
+from shared.storage import Storage
+
+PROPERTIES = {
+    "run_id": "run-1",
+    "source_file_count": 4,
+    "source_etag_digest": "0123abcd",
+    "libraries": {"virtualizarr": "2.8.0"},
+    "created": "2026-11-02T10:00:00+00:00",
+}
+
+
+# -- datasets written in the test ----------------------------------------------------------
+def open_collection(paths: list[Path]) -> xr.Dataset:
+    """The combined dataset as a user opens it: lazily, times decoded."""
+    return xr.open_mfdataset(
+        sorted(paths),
+        combine="nested",
+        concat_dim="time",
+        data_vars="minimal",
+        coords="minimal",
+        compat="override",
+    )
+
+
+def write_grid_files(
+    folder: Path,
+    *,
+    lats: np.ndarray,
+    lons: np.ndarray,
+    days: int = 3,
+    start: date = date(2024, 1, 1),
+    lon_units: str = "degrees_east",
+) -> list[Path]:
+    """Daily files of one variable on a lat/lon grid (any longitude convention)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(days):
+        path = folder / f"grid_{start + timedelta(days=i):%Y%m%d}.nc"
+        with netCDF4.Dataset(path, "w") as ds:
+            ds.createDimension("time", None)
+            ds.createDimension("lat", len(lats))
+            ds.createDimension("lon", len(lons))
+            time = ds.createVariable("time", "f8", ("time",))
+            time.units = f"days since {start:%Y-%m-%d}"
+            time.standard_name = "time"
+            time[:] = [i]
+            lat = ds.createVariable("lat", "f4", ("lat",))
+            lat.units = "degrees_north"
+            lat[:] = lats
+            lon = ds.createVariable("lon", "f4", ("lon",))
+            lon.units = lon_units
+            lon[:] = lons
+            sst = ds.createVariable("sst", "f4", ("time", "lat", "lon"))
+            sst.long_name = "Sea surface temperature"
+            sst.units = "degC"
+            sst[:] = np.full((1, len(lats), len(lons)), 15.0, dtype="f4")
+        paths.append(path)
+    return paths
+
+
+def write_station_files(folder: Path, days: int = 3) -> list[Path]:
+    """River gauges: time x station, no latitude or longitude anywhere."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(days):
+        path = folder / f"flow_{i:02d}.nc"
+        with netCDF4.Dataset(path, "w") as ds:
+            ds.createDimension("time", None)
+            ds.createDimension("station", 5)
+            time = ds.createVariable("time", "f8", ("time",))
+            time.units = "hours since 2024-03-01 00:00"
+            time[:] = [6 * i]
+            flow = ds.createVariable("flow", "f4", ("time", "station"))
+            flow.long_name = "River discharge"
+            flow.units = "m3 s-1"
+            flow[:] = np.arange(5, dtype="f4")[None, :]
+        paths.append(path)
+    return paths
+
+
+@pytest.fixture
+def sample_dataset(sample_files: list[Path]) -> xr.Dataset:
+    return open_collection(sample_files)
+
+
+def item_for(
+    dataset: xr.Dataset,
+    settings: Settings,
+    *,
+    dataset_id: str = "tas-daily",
+    store_format: str = "kerchunk-json",
+    source_kind: str = "local",
+    store: Location | None = None,
+    virtual_chunk_prefix: str | None = None,
+) -> pystac.Item:
+    if store is None:
+        suffix = {"kerchunk-json": ".json", "kerchunk-parquet": ".parq", "icechunk": ".icechunk"}
+        store = parse_location(
+            f"{settings.store_root}/{dataset_id}/run-1{suffix[store_format]}", settings
+        )
+    return build_item(
+        dataset=dataset,
+        dataset_id=dataset_id,
+        collection_id="climate",
+        store=store,
+        store_format=store_format,  # type: ignore[arg-type]
+        source_kind=source_kind,  # type: ignore[arg-type]
+        settings=settings,
+        concat_dim="time",
+        properties=PROPERTIES,
+        virtual_chunk_prefix=virtual_chunk_prefix,
+    )
+
+
+# -- geometry and time ----------------------------------------------------------------------
+def test_bbox_geometry_and_time_range_come_from_the_coordinates(tmp_path, local_settings):
+    # cell centres 30..50 N every 1 degree, 10 W..30 E every 2 degrees: cells add half a step
+    paths = write_grid_files(
+        tmp_path / "grid", lats=np.arange(30.0, 51.0, 1.0), lons=np.arange(-10.0, 31.0, 2.0)
+    )
+    item = item_for(open_collection(paths), local_settings)
+
+    assert item.bbox == [-11.0, 29.5, 31.0, 50.5]
+    assert item.geometry == {
+        "type": "Polygon",
+        "coordinates": [[[-11.0, 29.5], [31.0, 29.5], [31.0, 50.5], [-11.0, 50.5], [-11.0, 29.5]]],
+    }
+    assert item.datetime is None
+    assert item.to_dict()["properties"]["datetime"] is None
+    assert item.properties["start_datetime"] == "2024-01-01T00:00:00Z"
+    assert item.properties["end_datetime"] == "2024-01-03T00:00:00Z"
+
+
+def test_a_global_grid_covers_the_whole_world(sample_dataset, local_settings):
+    item = item_for(sample_dataset, local_settings)
+    assert item.bbox == [-180.0, -90.0, 180.0, 90.0]
+    assert item.properties["start_datetime"] == "2024-01-01T00:00:00Z"
+    assert item.properties["end_datetime"] == "2024-01-04T00:00:00Z"
+
+
+def test_longitudes_0_to_360_are_normalised_to_minus_180_180(tmp_path, local_settings):
+    lats = np.arange(-10.0, 11.0, 5.0)
+    whole = write_grid_files(tmp_path / "global", lats=lats, lons=np.arange(0.0, 360.0, 2.5))
+    atlantic = write_grid_files(tmp_path / "east", lats=lats, lons=np.arange(280.0, 341.0, 2.0))
+    pacific = write_grid_files(tmp_path / "pacific", lats=lats, lons=np.arange(150.0, 211.0, 2.0))
+
+    assert item_for(open_collection(whole), local_settings).bbox == [-180.0, -12.5, 180.0, 12.5]
+    assert item_for(open_collection(atlantic), local_settings).bbox == [-81.0, -12.5, -19.0, 12.5]
+    # across the antimeridian: west > east (RFC 7946), and the footprint split in two
+    crossing = item_for(open_collection(pacific), local_settings)
+    assert crossing.bbox == [149.0, -12.5, -149.0, 12.5]
+    assert crossing.geometry["type"] == "MultiPolygon"
+    west_part, east_part = crossing.geometry["coordinates"]
+    assert {x for x, _ in west_part[0]} == {149.0, 180.0}
+    assert {x for x, _ in east_part[0]} == {-180.0, -149.0}
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "expected"),
+    [
+        (0.0, 360.0, (-180.0, 180.0)),
+        (-180.0, 180.0, (-180.0, 180.0)),
+        (10.0, 170.0, (10.0, 170.0)),
+        (190.0, 350.0, (-170.0, -10.0)),
+        (100.0, 180.0, (100.0, 180.0)),
+        (170.0, 190.0, (170.0, -170.0)),
+    ],
+)
+def test_longitude_intervals_in_any_convention_become_west_and_east(low, high, expected):
+    assert normalize_longitudes(low, high) == expected
+
+
+def test_a_dataset_without_lat_lon_has_no_geometry_and_says_why(tmp_path, local_settings):
+    item = item_for(open_collection(write_station_files(tmp_path / "gauges")), local_settings)
+
+    assert item.geometry is None
+    assert item.bbox is None
+    assert (
+        "No latitude and longitude coordinate was recognised"
+        in (item.properties["pipeline:geometry_note"])
+    )
+    assert item.properties["start_datetime"] == "2024-03-01T00:00:00Z"
+    assert item.properties["end_datetime"] == "2024-03-01T12:00:00Z"
+    station = item.properties["cube:dimensions"]["station"]
+    assert station == {
+        "type": "other",
+        "extent": [0, 4],
+        "description": "index (no coordinate variable)",
+    }
+    assert (
+        "pipeline:geometry_note"
+        not in item_for(
+            open_collection(write_grid_files(tmp_path / "g", lats=[1.0, 2.0], lons=[1.0, 2.0])),
+            local_settings,
+        ).properties
+    )
+
+
+def test_projected_or_rotated_coordinates_are_not_taken_for_lat_lon():
+    def var(**attrs: str) -> xr.Variable:
+        return xr.Variable(("n",), [1.0, 2.0], attrs=attrs)
+
+    assert coordinate_kind("y", var(units="degrees_north")) == "lat"
+    assert coordinate_kind("x", var(standard_name="longitude")) == "lon"
+    assert coordinate_kind("latitude", var()) == "lat"
+    assert coordinate_kind("lon", var(units="degrees")) == "lon"
+    assert coordinate_kind("y", var(units="m", standard_name="projection_y_coordinate")) is None
+    assert coordinate_kind("lat", var(units="m")) is None
+    assert coordinate_kind("rlat", var(standard_name="grid_latitude", units="degrees")) is None
+    assert coordinate_kind("y", var()) is None
+
+
+@pytest.mark.parametrize(
+    ("times", "expected"),
+    [
+        (xr.date_range("2024-01-01", periods=5, freq="6h"), "PT6H"),
+        (xr.date_range("2024-01-01", periods=4, freq="D"), "P1D"),
+        (xr.date_range("2024-01-01", periods=14, freq="MS"), "P1M"),
+        (xr.date_range("2000-01-01", periods=3, freq="YS"), "P1Y"),
+        (xr.date_range("2024-01-01", periods=3, freq="90min"), "PT1H30M"),
+        (np.array(["2024-01-01", "2024-01-02", "2024-01-05"], dtype="datetime64[ns]"), None),
+        (xr.date_range("2024-01-01", periods=1, freq="D"), None),
+        (
+            xr.date_range("2001-01-01", periods=3, freq="D", calendar="noleap", use_cftime=True),
+            "P1D",
+        ),
+    ],
+)
+def test_time_step_is_an_iso_duration_when_regular(times, expected):
+    assert time_step(xr.Variable(("time",), times)) == expected
+
+
+def test_times_in_a_360_day_calendar_give_real_dates(local_settings):
+    times = xr.date_range("2001-02-29", periods=2, freq="D", calendar="360_day", use_cftime=True)
+    dataset = xr.Dataset(
+        {"v": (("time",), [1.0, 2.0])}, coords={"time": times, "lat": 1.0, "lon": 1.0}
+    )
+    item = item_for(dataset, local_settings)
+    # 29 and 30 February do not exist: the last day of February stands in for both
+    assert item.properties["start_datetime"] == "2001-02-28T00:00:00Z"
+    assert item.properties["end_datetime"] == "2001-02-28T00:00:00Z"
+
+
+# -- datacube and pipeline fields ------------------------------------------------------------
+def test_datacube_fields_describe_dimensions_and_variables(sample_dataset, local_settings):
+    item = item_for(sample_dataset, local_settings)
+    dims = item.properties["cube:dimensions"]
+    variables = item.properties["cube:variables"]
+
+    assert dims["time"] == {
+        "type": "temporal",
+        "extent": ["2024-01-01T00:00:00Z", "2024-01-04T00:00:00Z"],
+        "step": "P1D",
+        "description": "time",
+    }
+    assert dims["lat"]["type"] == "spatial" and dims["lat"]["axis"] == "y"
+    assert dims["lat"]["extent"] == [-89.0, 89.0]
+    assert dims["lat"]["reference_system"] == 4326
+    assert dims["lon"]["type"] == "spatial" and dims["lon"]["axis"] == "x"
+    assert dims["lon"]["extent"] == [-179.0, 179.0]
+    assert dims["lon"]["step"] == pytest.approx(358.0 / 35, rel=1e-5)
+
+    assert set(variables) == {"tas", "pr", "crs"}  # dimension coordinates are dimensions
+    assert variables["tas"] == {
+        "dimensions": ["time", "lat", "lon"],
+        "type": "data",
+        "description": "Near-Surface Air Temperature",
+        "unit": "K",
+    }
+    assert variables["pr"]["unit"] == "mm" and variables["pr"]["type"] == "data"
+    assert variables["crs"] == {"dimensions": [], "type": "auxiliary"}  # the grid mapping
+    assert pystac.extensions.datacube.SCHEMA_URI in item.stac_extensions
+
+
+def test_pipeline_properties_are_namespaced(sample_dataset, local_settings):
+    props = item_for(sample_dataset, local_settings).properties
+
+    assert props["pipeline:run_id"] == "run-1"
+    assert props["pipeline:source_file_count"] == 4
+    assert props["pipeline:source_etag_digest"] == "0123abcd"
+    assert props["pipeline:libraries"] == {"virtualizarr": "2.8.0"}
+    assert props["pipeline:store_format"] == "kerchunk-json"
+    assert props["pipeline:concat_dim"] == "time"
+    assert props["created"] == "2026-11-02T10:00:00Z"  # STAC's own field
+    assert props["title"] == "Synthetic daily near-surface air temperature and precipitation"
+    # xpystac reads an item whose property names contain "kerchunk:" as inline references
+    assert not [key for key in props if "kerchunk:" in key]
+
+
+# -- the store asset -------------------------------------------------------------------------
+def test_kerchunk_json_asset_is_what_xpystac_and_xarray_recognise(sample_dataset, blob_settings):
+    store = parse_location(f"{blob_settings.store_root}/tas-daily/run-1.json", blob_settings)
+    item = item_for(sample_dataset, blob_settings, store=store, source_kind="blob")
+    asset = item.assets["data"].to_dict()
+    endpoint = blob_settings.account.endpoint
+
+    assert asset["href"] == f"{endpoint}/{store.container}/tas-daily/run-1.json"
+    assert asset["href"].startswith("http")
+    assert asset["type"] == "application/json"
+    assert asset["roles"] == ["data", "references"]
+    assert asset["xarray:open_kwargs"] == {"engine": "kerchunk"}
+    assert asset["xarray:storage_options"] == {
+        "remote_protocol": "az",
+        "remote_options": {"account_name": "devstoreaccount1"},
+    }
+    assert pystac.extensions.xarray_assets.SCHEMA_URI in item.stac_extensions
+
+
+def test_kerchunk_parquet_and_local_sources_get_their_own_type_and_protocol(
+    sample_dataset, local_settings
+):
+    asset = item_for(sample_dataset, local_settings, store_format="kerchunk-parquet").assets["data"]
+
+    assert asset.media_type == "application/vnd.apache.parquet"
+    assert asset.roles == ["data", "references"]
+    assert asset.href == f"file://{local_settings.store_root}/tas-daily/run-1.parq"
+    assert asset.extra_fields["xarray:open_kwargs"] == {"engine": "kerchunk"}
+    assert asset.extra_fields["xarray:storage_options"] == {"remote_protocol": "file"}
+
+
+def test_icechunk_asset_names_the_repository_and_its_virtual_chunk_container(
+    sample_dataset, blob_settings
+):
+    store = parse_location(f"{blob_settings.store_root}/tas-daily/run-1.icechunk", blob_settings)
+    item = item_for(
+        sample_dataset,
+        blob_settings,
+        store=store,
+        store_format="icechunk",
+        source_kind="blob",
+        virtual_chunk_prefix="az://sources/",
+    )
+    asset = item.assets["data"].to_dict()
+
+    assert asset["type"] == "application/vnd.zarr+icechunk"
+    assert asset["roles"] == ["data", "references", "virtual"]
+    assert (
+        asset["href"]
+        == f"{blob_settings.account.endpoint}/{store.container}/tas-daily/run-1.icechunk"
+    )
+    assert asset["icechunk:storage"] == {
+        "type": "azure",
+        "account": "devstoreaccount1",
+        "container": store.container,
+        "prefix": "tas-daily/run-1.icechunk",
+        "endpoint": blob_settings.account.endpoint,
+    }
+    assert asset["icechunk:virtual_chunk_containers"] == {
+        "az://sources/": {"type": "azure", "account": "devstoreaccount1"}
+    }
+    assert asset["icechunk:branch"] == "main"
+    assert asset["xarray:open_kwargs"] == {
+        "engine": "zarr",
+        "zarr_format": 3,
+        "consolidated": False,
+    }
+    assert "xarray:storage_options" not in asset
+
+
+def test_icechunk_without_its_virtual_chunk_prefix_is_refused(sample_dataset, local_settings):
+    with pytest.raises(CatalogError, match="virtual chunk container prefix"):
+        item_for(sample_dataset, local_settings, store_format="icechunk")
+
+
+def test_item_json_carries_no_secret(sample_dataset, blob_settings):
+    assert blob_settings.account.key == AZURITE_KEY  # the settings do hold a key
+    for store_format, prefix in (("kerchunk-json", None), ("icechunk", "az://sources/")):
+        item = item_for(
+            sample_dataset,
+            blob_settings,
+            store_format=store_format,
+            source_kind="blob",
+            virtual_chunk_prefix=prefix,
+        )
+        text = json.dumps(item.to_dict())
+        assert AZURITE_KEY not in text
+        assert AZURITE_KEY[:20] not in text
+        for word in ("AccountKey", "account_key", "connection_string", "sas_token", "sig="):
+            assert word not in text
+
+    # and a key slipped into the properties by a caller is refused, never published
+    leaky = {**PROPERTIES, "connection": f"AccountKey={AZURITE_KEY}"}
+    with pytest.raises(CatalogError, match="account key"):
+        build_item(
+            dataset=sample_dataset,
+            dataset_id="tas-daily",
+            collection_id="climate",
+            store=parse_location(f"{blob_settings.store_root}/t/run-1.json", blob_settings),
+            store_format="kerchunk-json",
+            source_kind="blob",
+            settings=blob_settings,
+            concat_dim="time",
+            properties=leaky,
+        )
+
+
+@pytest.fixture
+def local_stores(tmp_path: Path, local_settings: Settings) -> dict[str, object]:
+    """The three store formats built for real from sample files, as combine builds them."""
+    paths = write_sample_files(
+        tmp_path / "source", SampleSpec(files=4, lat=18, lon=36, with_crs=False)
+    )
+    registry = ObjectStoreRegistry({"file://": LocalStore()})
+    virtual = [
+        open_virtual_dataset(
+            f"file://{p}", registry=registry, parser=HDFParser(), loadable_variables=["time"]
+        )
+        for p in paths
+    ]
+    combined = xr.concat(
+        virtual, dim="time", data_vars="minimal", coords="minimal", compat="override",
+        combine_attrs="override", join="exact",
+    )  # fmt: skip
+    root = Path(local_settings.store_root) / "tas-daily"
+    root.mkdir(parents=True)
+    combined.vz.to_kerchunk(str(root / "run-1.json"), format="json")
+    combined.vz.to_kerchunk(str(root / "run-1.parq"), format="parquet")
+    prefix = f"file://{tmp_path / 'source'}/"
+    config = icechunk.RepositoryConfig.default()
+    config.set_virtual_chunk_container(
+        icechunk.VirtualChunkContainer(prefix, icechunk.local_filesystem_store(str(tmp_path)))
+    )
+    repo = icechunk.Repository.create(
+        icechunk.local_filesystem_storage(str(root / "run-1.icechunk")),
+        config,
+        authorize_virtual_chunk_access=icechunk.containers_credentials(
+            {prefix: icechunk.credentials.LocalFileSystemAccess}
+        ),
+    )
+    session = repo.writable_session("main")
+    combined.vz.to_icechunk(session.store)
+    session.commit("test store")
+    return {"sources": open_collection(paths).load(), "prefix": prefix}
+
+
+@pytest.mark.parametrize("store_format", ["kerchunk-json", "kerchunk-parquet"])
+def test_kerchunk_assets_open_with_plain_xarray_from_their_published_fields(
+    local_stores, local_settings, store_format
+):
+    sources = local_stores["sources"]
+    asset = item_for(sources, local_settings, store_format=store_format).assets["data"]
+
+    opened = xr.open_dataset(
+        asset.href,
+        **asset.extra_fields["xarray:open_kwargs"],
+        storage_options=asset.extra_fields["xarray:storage_options"],
+    )
+    xr.testing.assert_equal(opened.tas, sources.tas)
+    xr.testing.assert_equal(opened.time, sources.time)
+
+
+def test_kerchunk_json_asset_opens_the_way_xpystac_opens_it(local_stores, local_settings):
+    """xpystac downloads the JSON itself, then calls the kerchunk engine with the references,
+    the asset's open_kwargs and its storage_options (xpystac/core.py, 0.5.0)."""
+    sources = local_stores["sources"]
+    asset = item_for(sources, local_settings).assets["data"]
+    references = json.loads(Path(asset.href.removeprefix("file://")).read_text())
+
+    open_kwargs = dict(asset.extra_fields["xarray:open_kwargs"])
+    open_kwargs["storage_options"] = asset.extra_fields["xarray:storage_options"]
+    opened = xr.open_dataset(references, **{"engine": "kerchunk", **open_kwargs})
+    xr.testing.assert_equal(opened.pr, sources.pr)
+
+
+def test_icechunk_asset_opens_from_its_published_fields(local_stores, local_settings):
+    sources = local_stores["sources"]
+    asset = item_for(
+        sources,
+        local_settings,
+        store_format="icechunk",
+        virtual_chunk_prefix=local_stores["prefix"],
+    ).assets["data"]
+    fields = asset.extra_fields
+    assert fields["icechunk:storage"]["type"] == "local_filesystem"
+
+    repo = icechunk.Repository.open(
+        icechunk.local_filesystem_storage(fields["icechunk:storage"]["path"]),
+        authorize_virtual_chunk_access=icechunk.containers_credentials(
+            {
+                p: icechunk.credentials.LocalFileSystemAccess
+                for p in fields["icechunk:virtual_chunk_containers"]
+            }
+        ),
+    )
+    session = repo.readonly_session(fields["icechunk:branch"])
+    opened = xr.open_dataset(session.store, **fields["xarray:open_kwargs"])
+    xr.testing.assert_equal(opened.tas, sources.tas)
+
+
+# -- the catalog -----------------------------------------------------------------------------
+def _links(document: dict) -> list[str]:
+    return [link["href"] for link in document["links"]]
+
+
+def test_local_catalog_rereads_with_pystac_and_walks_to_the_item(
+    tmp_path, sample_dataset, local_settings
+):
+    item = item_for(sample_dataset, local_settings)
+    result = register_item(item, collection_id="climate", settings=local_settings)
+
+    root = Path(local_settings.catalog)
+    assert result.catalog_url == f"file://{root}/catalog.json"
+    assert result.collection_url == f"file://{root}/climate/collection.json"
+    assert result.item_url == f"file://{root}/climate/tas-daily/tas-daily.json"
+    assert sorted(str(p.relative_to(root)) for p in root.rglob("*.json")) == [
+        "catalog.json",
+        "climate/collection.json",
+        "climate/tas-daily/tas-daily.json",
+    ]
+    for path in root.rglob("*.json"):  # self-contained: relative links, no self link
+        document = json.loads(path.read_text())
+        assert all(href.startswith(("./", "../")) for href in _links(document)), path
+        assert "self" not in [link["rel"] for link in document["links"]]
+
+    # moved elsewhere, it still reads and walks down to the item with plain pystac
+    moved = shutil.copytree(root, tmp_path / "moved")
+    catalog = pystac.Catalog.from_file(str(moved / "catalog.json"))
+    assert catalog.id == "virtual-zarr" and catalog.title
+    collection = catalog.get_child("climate")
+    assert isinstance(collection, pystac.Collection)
+    (found,) = list(collection.get_items())
+    assert found.id == "tas-daily"
+    assert found.collection_id == "climate"
+    assert found.assets["data"].href == item.assets["data"].href  # the store, not moved
+    assert found.properties["cube:dimensions"] == item.properties["cube:dimensions"]
+    assert [i.id for i in catalog.get_items(recursive=True)] == ["tas-daily"]
+
+
+def test_registering_again_replaces_the_item_and_recomputes_the_collection_extent(
+    tmp_path, local_settings
+):
+    def dataset(folder: str, days: int, lats: np.ndarray, lons: np.ndarray) -> xr.Dataset:
+        return open_collection(write_grid_files(tmp_path / folder, lats=lats, lons=lons, days=days))
+
+    europe = np.arange(40.0, 61.0, 1.0), np.arange(-10.0, 31.0, 1.0)
+    africa = np.arange(-30.0, 1.0, 1.0), np.arange(10.0, 41.0, 1.0)
+
+    def register(ds: xr.Dataset, dataset_id: str) -> pystac.Collection:
+        register_item(
+            item_for(ds, local_settings, dataset_id=dataset_id),
+            collection_id="climate",
+            settings=local_settings,
+        )
+        path = Path(local_settings.catalog) / "climate" / "collection.json"
+        return pystac.Collection.from_file(str(path))
+
+    first = register(dataset("a", 3, *europe), "sst-europe")
+    assert first.extent.spatial.bboxes == [[-10.5, 39.5, 30.5, 60.5]]
+    assert first.extent.temporal.to_dict()["interval"] == [
+        ["2024-01-01T00:00:00Z", "2024-01-03T00:00:00Z"]
+    ]
+
+    # the same dataset id again, with more days: one item, extent follows it
+    again = register(dataset("b", 6, *europe), "sst-europe")
+    assert [link.href for link in again.get_item_links()] == ["./sst-europe/sst-europe.json"]
+    assert again.extent.temporal.to_dict()["interval"][0][1] == "2024-01-06T00:00:00Z"
+
+    both = register(dataset("c", 2, *africa), "sst-africa")
+    assert sorted(i.id for i in both.get_items()) == ["sst-africa", "sst-europe"]
+    assert both.extent.spatial.bboxes == [[-10.5, -30.5, 40.5, 60.5]]
+
+    # replacing an item with a smaller one shrinks the extent (recomputed, not a union)
+    smaller = register(dataset("d", 1, *europe), "sst-europe")
+    assert smaller.extent.temporal.to_dict()["interval"][0][1] == "2024-01-02T00:00:00Z"
+    assert len(list(smaller.get_items())) == 2
+    catalog = json.loads((Path(local_settings.catalog) / "catalog.json").read_text())
+    assert [link["href"] for link in catalog["links"] if link["rel"] == "child"] == [
+        "./climate/collection.json"
+    ]
+
+
+def test_collection_title_and_description_are_kept_or_updated(sample_dataset, local_settings):
+    item = item_for(sample_dataset, local_settings)
+    register_item(
+        item,
+        collection_id="climate",
+        settings=local_settings,
+        collection_title="Daily climate",
+        collection_description="Daily fields.",
+    )
+    register_item(item, collection_id="climate", settings=local_settings)
+    collection = pystac.Collection.from_file(f"{local_settings.catalog}/climate/collection.json")
+    assert (collection.title, collection.description) == ("Daily climate", "Daily fields.")
+    assert collection.license == "other"
+
+
+def test_a_collection_of_items_without_geometry_still_has_an_extent(tmp_path, local_settings):
+    item = item_for(open_collection(write_station_files(tmp_path / "gauges")), local_settings)
+    register_item(item, collection_id="gauges", settings=local_settings)
+    collection = pystac.Collection.from_file(f"{local_settings.catalog}/gauges/collection.json")
+    assert collection.extent.spatial.bboxes == [[-180.0, -90.0, 180.0, 90.0]]
+    (found,) = list(collection.get_items())
+    assert found.geometry is None and found.bbox is None
+
+
+def test_catalog_in_azurite_rereads_through_storage_stacio(
+    sample_dataset, blob_settings, containers
+):
+    catalog_root = parse_location(blob_settings.catalog, blob_settings)
+    item = item_for(sample_dataset, blob_settings, source_kind="blob")
+    result = register_item(item, collection_id="climate", settings=blob_settings)
+
+    endpoint = blob_settings.account.endpoint
+    base = f"{endpoint}/{catalog_root.container}/stac"
+    assert result.item_url == f"{base}/climate/tas-daily/tas-daily.json"
+    assert result.catalog_url == f"{base}/catalog.json"
+    assert containers.keys(catalog_root.container) == [
+        "stac/catalog.json",
+        "stac/climate/collection.json",
+        "stac/climate/tas-daily/tas-daily.json",
+    ]
+    # registering twice is safe and leaves the same three documents
+    register_item(item, collection_id="climate", settings=blob_settings)
+    assert len(containers.keys(catalog_root.container)) == 3
+
+    stac_io = StorageStacIO(Storage(blob_settings))
+    for href in (f"{catalog_root.url}/catalog.json", result.catalog_url):  # az:// and http(s)
+        catalog = pystac.Catalog.from_file(href, stac_io=stac_io)
+        collection = catalog.get_child("climate")
+        (found,) = list(collection.get_items())
+        assert found.id == "tas-daily"
+        assert found.assets["data"].href == item.assets["data"].href
+
+    documents = {
+        key: json.loads(
+            containers.service.get_blob_client(catalog_root.container, key)
+            .download_blob()
+            .readall()
+        )
+        for key in containers.keys(catalog_root.container)
+    }
+    assert AZURITE_KEY not in json.dumps(documents)
+    for key, document in documents.items():  # relative links in a container too
+        assert all(href.startswith(("./", "../")) for href in _links(document)), key
+
+
+def test_a_missing_catalog_container_is_a_catalog_error_naming_it(sample_dataset, blob_settings):
+    settings = blob_settings.with_changes(catalog="az://no-such-catalog/stac")
+    item = item_for(sample_dataset, settings, source_kind="blob")
+    with pytest.raises(CatalogError, match="no-such-catalog") as caught:
+        register_item(item, collection_id="climate", settings=settings)
+    assert caught.value.retryable is False
+
+
+def test_a_corrupt_catalog_document_is_a_catalog_error_naming_it(sample_dataset, local_settings):
+    catalog = Path(local_settings.catalog) / "catalog.json"
+    catalog.parent.mkdir(parents=True)
+    catalog.write_text("{ not json")
+    with pytest.raises(CatalogError, match=r"catalog\.json"):
+        register_item(
+            item_for(sample_dataset, local_settings),
+            collection_id="climate",
+            settings=local_settings,
+        )
+
+
+def test_an_id_that_cannot_name_a_folder_is_refused(sample_dataset, local_settings):
+    with pytest.raises(CatalogError, match="cannot name a catalog folder"):
+        item_for(sample_dataset, local_settings, dataset_id="../escape")
