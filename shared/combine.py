@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 import logging
 import resource
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import pairwise
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,11 +30,10 @@ from shared.references import library_versions, load_references, manifest_group
 from shared.request import PipelineRequest
 from shared.scan import ScanManifest, load_manifest
 from shared.settings import Settings
-from shared.storage import ObjectInfo, Storage, fsspec_options
+from shared.storage import ObjectInfo, Storage
 from shared.stores import (
     create_icechunk_repository,
     fix_scalar_chunk_keys,
-    fsspec_url,
     virtual_container_prefix,
 )
 
@@ -190,16 +191,18 @@ def write_store(
         return len(data)
     if _has_objects(storage, target):
         storage.delete_prefix(target)
-    if target.is_local:
-        from pathlib import Path
-
-        Path(target.path).mkdir(parents=True, exist_ok=True)
-    refs_to_dataframe(
-        refs,
-        fsspec_url(target),
-        storage_options=None if target.is_local else fsspec_options(settings),
-    )
-    return 0
+    # Parquet is written to a temporary folder by kerchunk, then copied with our own client,
+    # so local and blob targets take the same path and no second storage client is needed.
+    with tempfile.TemporaryDirectory(prefix="refs-") as folder:
+        root = Path(folder) / "refs.parq"
+        root.mkdir()
+        refs_to_dataframe(refs, str(root))
+        written = 0
+        for path in sorted(p for p in root.rglob("*") if p.is_file()):
+            data = path.read_bytes()
+            storage.write(target.join(path.relative_to(root).as_posix()), data)
+            written += len(data)
+    return written
 
 
 def _has_objects(storage: Storage, prefix: Location) -> bool:

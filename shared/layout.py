@@ -67,3 +67,9 @@ class Layout:
 
     def store(self, dataset_id: str, run_id: str, fmt: str) -> Location:
         return self.stores.join(dataset_id, f"{run_id}{STORE_SUFFIX[fmt]}")
+
+
+def run_id_for(manifest_digest: str, store_format: str, concat_dim: str) -> str:
+    """A run is named by what it builds: the same files, format and concat dimension give
+    the same run id, so a repeated run rewrites the same store instead of adding one."""
+    return digest(ARTIFACT_VERSION, manifest_digest, store_format, concat_dim, length=16)

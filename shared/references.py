@@ -24,7 +24,6 @@ from importlib.metadata import version
 from typing import Any
 
 import numpy as np
-from obspec_utils.wrappers import RequestTrace
 from virtualizarr.manifests import ChunkManifest, ManifestArray, ManifestGroup
 from virtualizarr.manifests.manifest import INLINED_CHUNK_PATH, MISSING_CHUNK_PATH
 from virtualizarr.parsers import HDFParser, NetCDF3Parser
@@ -251,8 +250,8 @@ def generate_batch(
 ) -> GenerateBatch:
     """Generate references for manifest files [start, stop)."""
     started = time.perf_counter()
-    trace = RequestTrace()
-    storage = storage or Storage(settings, trace=trace)
+    storage = (storage or Storage(settings)).traced()
+    assert storage.trace is not None
     manifest = load_manifest(manifest_url, settings, storage)
     files = manifest.files[start:stop]
     generated = reused = reference_bytes = 0
@@ -273,13 +272,12 @@ def generate_batch(
                 "seconds": round(time.perf_counter() - file_started, 3),
             },
         )
-    active = storage.trace or trace
     batch = GenerateBatch(
         files=len(files),
         generated=generated,
         reused=reused,
-        bytes_read=active.total_bytes,
-        requests=active.total_requests,
+        bytes_read=storage.trace.total_bytes,
+        requests=storage.trace.total_requests,
         reference_bytes=reference_bytes,
         seconds=time.perf_counter() - started,
     )

@@ -13,6 +13,7 @@ so will the TiTiler reader.
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 import icechunk
@@ -21,7 +22,13 @@ import xarray as xr
 from shared.errors import CombineFailed
 from shared.locations import Location
 from shared.settings import Settings
-from shared.storage import fsspec_options
+from shared.storage import Storage
+
+# Icechunk logs warnings on every repository open that an operator cannot act on (local
+# storage is not safe for concurrent commits; conditional PUT metadata). ICECHUNK_LOG set in
+# the environment takes precedence.
+if "ICECHUNK_LOG" not in os.environ:
+    icechunk.set_logs_filter("error")
 
 
 def fix_scalar_chunk_keys(refs: dict[str, Any]) -> dict[str, Any]:
@@ -130,34 +137,60 @@ def open_store(
         return xr.open_zarr(session.store, consolidated=False, chunks=None)
     if store_format not in ("kerchunk-json", "kerchunk-parquet"):
         raise CombineFailed(f"Unknown store format {store_format!r}.")
+    options: dict[str, Any] = {"fo": kerchunk_references(store, settings)}
+    options.update(remote_filesystem(source.is_local, settings))
     return xr.open_dataset(
         "reference://",
         engine="zarr",
         chunks=None,
-        backend_kwargs={
-            "consolidated": False,
-            "zarr_format": 2,
-            "storage_options": kerchunk_storage_options(store, source, settings),
-        },
+        backend_kwargs={"consolidated": False, "zarr_format": 2, "storage_options": options},
     )
 
 
-def kerchunk_storage_options(
-    store: Location, source: Location, settings: Settings
-) -> dict[str, Any]:
-    """fsspec ReferenceFileSystem options to open a kerchunk store written by combine."""
-    options: dict[str, Any] = {"fo": fsspec_url(store)}
-    if not store.is_local:
-        options["target_protocol"] = "az"
-        options["target_options"] = fsspec_options(settings)
-    if source.is_local:
-        options["remote_protocol"] = "file"
+def kerchunk_references(store: Location, settings: Settings) -> Any:
+    """The references of a kerchunk store, as fsspec's ReferenceFileSystem takes them (``fo``):
+    a dict for JSON, a lazy Parquet mapper for Parquet, read with our storage clients."""
+    if store.name.endswith(".parq"):
+        from fsspec.implementations.reference import LazyReferenceMapper
+
+        if store.is_local:
+            return LazyReferenceMapper(store.path)
+        return LazyReferenceMapper(
+            f"{store.container}/{store.path}", fs=_obstore_filesystem(settings, asynchronous=False)
+        )
+    return json.loads(Storage(settings).read(store))
+
+
+def remote_filesystem(source_is_local: bool, settings: Settings) -> dict[str, Any]:
+    """ReferenceFileSystem options for reading the source files' bytes.
+
+    Blob sources are read through obstore's fsspec adapter rather than adlfs: an async adlfs
+    filesystem keeps an aiohttp session that outlives the dataset and leaks a connection per
+    open in a long-running worker ("Unclosed connector")."""
+    if source_is_local:
+        return {"remote_protocol": "file"}
+    return {"remote_protocol": "az", "fs": {"az": _obstore_filesystem(settings, asynchronous=True)}}
+
+
+def _obstore_filesystem(settings: Settings, *, asynchronous: bool) -> Any:
+    from obstore.fsspec import FsspecStore
+
+    account = settings.account
+    assert account is not None
+    config: dict[str, Any] = {"account_name": account.name, "endpoint": account.endpoint}
+    credential_provider = None
+    if account.key:
+        config["account_key"] = account.key
     else:
-        options["remote_protocol"] = "az"
-        # the reference filesystem is async, so its target must be too (FACTS.md)
-        options["remote_options"] = {**fsspec_options(settings), "asynchronous": True}
-    return options
+        from azure.identity import DefaultAzureCredential
+        from obstore.auth.azure import AzureCredentialProvider
 
-
-def fsspec_url(location: Location) -> str:
-    return location.path if location.is_local else location.url
+        credential_provider = AzureCredentialProvider(credential=DefaultAzureCredential())
+    return FsspecStore(
+        "az",
+        config=config,
+        client_options={"allow_http": True} if account.is_emulator else None,
+        credential_provider=credential_provider,
+        asynchronous=asynchronous,
+        skip_instance_cache=True,
+    )

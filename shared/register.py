@@ -1,0 +1,76 @@
+"""Register: describe the verified store as a STAC item and put it in the catalog."""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime
+
+from shared.combine import source_root
+from shared.layout import digest
+from shared.locations import parse_location
+from shared.references import library_versions
+from shared.request import PipelineRequest
+from shared.scan import load_manifest
+from shared.settings import Settings
+from shared.stac import RegisterResult, build_item, register_item
+from shared.storage import Storage
+from shared.stores import open_store, virtual_container_prefix
+
+log = logging.getLogger(__name__)
+
+
+def register(
+    manifest_url: str,
+    request: PipelineRequest,
+    run_id: str,
+    store_url: str,
+    settings: Settings,
+    storage: Storage | None = None,
+) -> RegisterResult:
+    started = time.perf_counter()
+    storage = storage or Storage(settings)
+    manifest = load_manifest(manifest_url, settings, storage)
+    store = parse_location(store_url, settings, what="store")
+    source = source_root(manifest, settings)
+    with open_store(store, request.format, source, settings) as dataset:
+        item = build_item(
+            dataset=dataset,
+            dataset_id=request.dataset_id,
+            collection_id=request.collection_id,
+            store=store,
+            store_format=request.format,
+            source_kind="local" if source.is_local else "blob",
+            settings=settings,
+            concat_dim=request.concat_dim,
+            virtual_chunk_prefix=(
+                virtual_container_prefix(source) if request.format == "icechunk" else None
+            ),
+            properties={
+                "run_id": run_id,
+                "source": manifest.source,
+                "source_file_count": len(manifest.files),
+                "source_bytes": manifest.total_bytes,
+                # a change to any source file (ETag) changes this digest
+                "source_etag_digest": digest(*(f"{f.url} {f.etag}" for f in manifest.files)),
+                "store_format": request.format,
+                "concat_dim": request.concat_dim,
+                "libraries": library_versions(),
+                "created": datetime.now(UTC).isoformat(),
+            },
+        )
+    result = register_item(
+        item, collection_id=request.collection_id, settings=settings, storage=storage
+    )
+    log.info(
+        "register done",
+        extra={
+            "stage": "register",
+            "dataset": request.dataset_id,
+            "item_id": item.id,
+            "item_url": result.item_url,
+            "store_url": store_url,
+            "seconds": round(time.perf_counter() - started, 3),
+        },
+    )
+    return result
