@@ -21,6 +21,7 @@ import numpy as np
 class SampleSpec:
     files: int = 30
     steps_per_file: int = 1
+    step_days: float = 1.0  # 0.125: 3-hourly steps (8 per daily file)
     time_chunk: int = 1
     lat: int = 90
     lon: int = 180
@@ -46,7 +47,7 @@ def write_sample_files(folder: Path | str, spec: SampleSpec | None = None) -> li
     lons = np.linspace(-179.0, 179.0, spec.lon, dtype="f4")
     paths = []
     for i in range(spec.files):
-        first_day = spec.start + timedelta(days=i * spec.steps_per_file)
+        first_day = spec.start + timedelta(days=i * spec.steps_per_file * spec.step_days)
         path = folder / f"{spec.prefix}_{first_day:%Y%m%d}.nc"
         _write_one(path, spec, i, first_day, lats, lons)
         paths.append(path)
@@ -72,7 +73,7 @@ def _write_one(
         offset = 0
     else:
         units = spec.time_units or f"days since {spec.start:%Y-%m-%d}"
-        offset = (first_day - spec.start).days
+        offset = index * spec.steps_per_file * spec.step_days
     with netCDF4.Dataset(path, "w", format=spec.netcdf_format) as ds:
         ds.Conventions = "CF-1.8"
         ds.title = "Synthetic daily near-surface air temperature and precipitation"
@@ -86,7 +87,7 @@ def _write_one(
         time.units = units
         time.calendar = spec.calendar
         time.axis = "T"
-        time[:] = offset + np.arange(spec.steps_per_file, dtype="f8")
+        time[:] = offset + spec.step_days * np.arange(spec.steps_per_file, dtype="f8")
         lat = ds.createVariable("lat", "f4", ("lat",))
         lat.standard_name = "latitude"
         lat.units = "degrees_north"

@@ -1,0 +1,122 @@
+"""`python -m devhost`: run the pipeline locally, validate files, or run the demo.
+
+    python -m devhost run SOURCE --dataset ID [--concat-dim time] [--format kerchunk-json]
+                          [--work-area DIR] [--store-root DIR] [--catalog DIR] [--pattern GLOB]
+    python -m devhost validate FILE_OR_URL...
+    python -m devhost demo [--out DIR] [--files 30] [--format kerchunk-json]
+
+SOURCE, FILE_OR_URL and the locations may be local paths or blob URLs (az://, abfs://,
+https://ACCOUNT.blob.core.windows.net/...) when PIPELINE_STORAGE_ACCOUNT or
+PIPELINE_STORAGE_CONNECTION_STRING is set. Errors are printed as one paragraph that names
+the file and says what to do; add --debug for the Python traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import traceback
+from collections.abc import Sequence
+
+from shared.errors import PipelineError
+from shared.settings import Settings
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    """Settings from the environment, with the command line's locations on top. The command
+    line is run by the operator on their own machine, so local paths are allowed."""
+    settings = Settings.from_env().with_changes(allow_local_paths=True)
+    changes = {
+        name: value
+        for name, value in (
+            ("work_area", getattr(args, "work_area", None)),
+            ("store_root", getattr(args, "store_root", None)),
+            ("catalog", getattr(args, "catalog", None)),
+        )
+        if value
+    }
+    return settings.with_changes(**changes) if changes else settings
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m devhost",
+        description="Build virtual Zarr stores from NetCDF collections, locally.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    parser.add_argument("--verbose", "-v", action="store_true", help="show the INFO log lines")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run every stage on a folder or prefix of NetCDF files")
+    run.add_argument("source", help="folder, file, or blob URL of the NetCDF files")
+    run.add_argument("--dataset", required=True, help="dataset id (lowercase, e.g. era5-t2m)")
+    run.add_argument("--concat-dim", default="time", help="dimension to concatenate along")
+    run.add_argument(
+        "--format",
+        default="kerchunk-json",
+        choices=["kerchunk-json", "kerchunk-parquet", "icechunk"],
+    )
+    run.add_argument("--pattern", action="append", help="file glob (repeatable); default *.nc ...")
+    run.add_argument("--collection", help="STAC collection id (default: the dataset id)")
+    run.add_argument("--batch-size", type=int, default=100)
+    _location_options(run)
+
+    validate = sub.add_parser("validate", help="print the validation report of files")
+    validate.add_argument("paths", nargs="+", help="files, folders or blob URLs")
+    validate.add_argument("--json", action="store_true", help="print the reports as JSON")
+
+    demo = sub.add_parser("demo", help="write sample files, run the pipeline, prove equality")
+    demo.add_argument("--out", default="demo-output", help="folder for everything the demo writes")
+    demo.add_argument("--files", type=int, default=30, help="number of daily files")
+    demo.add_argument(
+        "--format",
+        default="kerchunk-json",
+        choices=["kerchunk-json", "kerchunk-parquet", "icechunk", "all"],
+    )
+    return parser
+
+
+def _location_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--work-area", help="where manifests, reports and references go")
+    parser.add_argument("--store-root", help="where combined stores go")
+    parser.add_argument("--catalog", help="where the STAC catalog goes")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    level = logging.DEBUG if args.debug else logging.INFO if args.verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        if args.command == "run":
+            from devhost.commands import run_command
+
+            return run_command(args, _settings(args))
+        if args.command == "validate":
+            from devhost.commands import validate_command
+
+            return validate_command(args, _settings(args))
+        from devhost.demo import demo_command
+
+        return demo_command(args, _settings(args))
+    except PipelineError as exc:
+        print(f"\nerror [{exc.code}]: {exc.message}", file=sys.stderr)
+        if exc.remedy:
+            print(f"what to do: {exc.remedy}", file=sys.stderr)
+        if args.debug:
+            traceback.print_exc()
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug: say so plainly, traceback only on request
+        print(
+            f"\ninternal error: {type(exc).__name__}: {exc}\n"
+            "This is a bug in the pipeline. Run again with --debug and report the output.",
+            file=sys.stderr,
+        )
+        if args.debug:
+            traceback.print_exc()
+        return EXIT_FAILED

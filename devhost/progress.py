@@ -1,0 +1,57 @@
+"""A small progress display for the command line (stderr; no extra dependency).
+
+On a terminal it redraws one bar per stage; otherwise (CI logs, pipes) it prints one line
+when a stage starts and one when it ends, so logs stay readable.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TextIO
+
+WIDTH = 28
+
+
+class Progress:
+    def __init__(self, stream: TextIO | None = None, *, enabled: bool = True) -> None:
+        self.stream = stream or sys.stderr
+        self.enabled = enabled
+        self.interactive = enabled and self.stream.isatty()
+        self.stage = ""
+        self.total = 0
+        self.done = 0
+        self.started = 0.0
+
+    def start(self, stage: str, total: int = 0) -> None:
+        self.stage, self.total, self.done, self.started = stage, total, 0, time.perf_counter()
+        if self.enabled and not self.interactive:
+            self._write(f"{stage:<9} started" + (f" ({total} files)" if total else "") + "\n")
+        self._draw()
+
+    def advance(self, count: int = 1) -> None:
+        self.done += count
+        self._draw()
+
+    def finish(self, note: str = "") -> float:
+        seconds = time.perf_counter() - self.started
+        if self.enabled:
+            if self.interactive:
+                self._write("\r\033[K")
+            bar = self._bar() if self.total else ""
+            self._write(f"{self.stage:<9} {bar}done in {seconds:6.2f} s  {note}\n")
+        return seconds
+
+    def _bar(self) -> str:
+        filled = int(WIDTH * self.done / self.total) if self.total else WIDTH
+        return f"[{'#' * filled}{'.' * (WIDTH - filled)}] {self.done}/{self.total} "
+
+    def _draw(self) -> None:
+        if self.interactive:
+            elapsed = time.perf_counter() - self.started
+            bar = self._bar() if self.total else ""
+            self._write(f"\r\033[K{self.stage:<9} {bar}{elapsed:6.1f} s")
+
+    def _write(self, text: str) -> None:
+        self.stream.write(text)
+        self.stream.flush()

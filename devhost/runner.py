@@ -1,0 +1,176 @@
+"""Run the stages in order on this machine, in batches, the way the orchestrator will.
+
+This is the local stand-in used by the command line until the Durable orchestrator and the
+devhost replay runtime take over; every stage call is the same shared/ function the
+activities call, with the same small inputs (manifest URL, batch bounds).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from devhost.progress import Progress
+from shared.combine import combine
+from shared.errors import PipelineError, describe
+from shared.gate import gate
+from shared.layout import Layout, run_id_for
+from shared.references import generate_batch
+from shared.register import register
+from shared.request import PipelineRequest
+from shared.scan import load_manifest, scan
+from shared.settings import Settings
+from shared.storage import Storage
+from shared.validate import validate_batch
+from shared.verify import verify
+
+DEFAULT_BATCH_SIZE = 100
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunReport:
+    request: dict[str, Any]
+    run_id: str = ""
+    status: str = "running"  # running, succeeded, failed
+    manifest_url: str = ""
+    files: int = 0
+    total_bytes: int = 0
+    stages: dict[str, dict[str, Any]] = field(default_factory=dict)
+    store_url: str = ""
+    item_url: str = ""
+    catalog_url: str = ""
+    report_url: str = ""
+    error: dict[str, Any] | None = None
+    started: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
+    finished: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def _batches(count: int, size: int) -> list[tuple[int, int]]:
+    return [(start, min(start + size, count)) for start in range(0, count, size)]
+
+
+def run_pipeline(
+    request: PipelineRequest,
+    settings: Settings,
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    progress: Progress | None = None,
+) -> RunReport:
+    """Scan, validate, gate, generate, combine, verify, register. Raises PipelineError on a
+    failure after writing the run report (when the failure came after the scan)."""
+    progress = progress or Progress(enabled=False)
+    storage = Storage(settings)
+    layout = Layout.from_settings(settings)
+    report = RunReport(request=request.to_dict())
+    try:
+        progress.start("scan")
+        scanned = scan(request, settings, storage)
+        report.manifest_url, report.files = scanned.manifest_url, scanned.file_count
+        report.total_bytes = scanned.total_bytes
+        manifest = load_manifest(scanned.manifest_url, settings, storage)
+        report.run_id = run_id_for(manifest.digest, request.format, request.concat_dim)
+        report.report_url = layout.run_report(request.dataset_id, report.run_id).url
+        report.stages["scan"] = {
+            "seconds": progress.finish(
+                f"{scanned.file_count} files, {scanned.total_bytes:,} bytes"
+            ),
+            "files": scanned.file_count,
+            "bytes": scanned.total_bytes,
+        }
+        batches = _batches(scanned.file_count, batch_size)
+
+        progress.start("validate", scanned.file_count)
+        read = reused = 0
+        for start, stop in batches:
+            result = validate_batch(scanned.manifest_url, start, stop, settings)
+            read += result.bytes_read
+            reused += result.reused
+            progress.advance(stop - start)
+        report.stages["validate"] = {
+            "seconds": progress.finish(f"{read:,} bytes read, {reused} reports reused"),
+            "bytes_read": read,
+            "reused": reused,
+        }
+
+        progress.start("gate")
+        checked = gate(scanned.manifest_url, settings, storage)
+        report.stages["gate"] = {
+            "seconds": progress.finish(
+                f"{checked.suitable + checked.with_warnings} suitable "
+                f"({checked.with_warnings} with warnings)"
+            ),
+            "report_url": checked.report_url,
+            "findings": checked.findings_by_code,
+        }
+
+        progress.start("generate", scanned.file_count)
+        read = reused = 0
+        for start, stop in batches:
+            generated = generate_batch(
+                scanned.manifest_url, start, stop, settings, concat_dim=request.concat_dim
+            )
+            read += generated.bytes_read
+            reused += generated.reused
+            progress.advance(stop - start)
+        report.stages["generate"] = {
+            "seconds": progress.finish(f"{read:,} bytes read, {reused} references reused"),
+            "bytes_read": read,
+            "reused": reused,
+        }
+
+        progress.start("combine")
+        combined = combine(scanned.manifest_url, request, report.run_id, settings, storage)
+        report.store_url = combined.store_url
+        report.stages["combine"] = {
+            "seconds": progress.finish(f"{combined.dims}"),
+            "dims": combined.dims,
+            "references": combined.reference_count,
+            "peak_memory_bytes": combined.peak_memory_bytes,
+        }
+
+        progress.start("verify")
+        verified = verify(
+            scanned.manifest_url,
+            combined.store_url,
+            request.format,
+            request.concat_dim,
+            settings,
+            storage,
+        )
+        report.stages["verify"] = {
+            "seconds": progress.finish(
+                f"{verified.mode}: {verified.values_compared:,} values equal to the sources"
+            ),
+            "mode": verified.mode,
+            "values_compared": verified.values_compared,
+        }
+
+        progress.start("register")
+        registered = register(
+            scanned.manifest_url, request, report.run_id, combined.store_url, settings, storage
+        )
+        report.item_url, report.catalog_url = registered.item_url, registered.catalog_url
+        report.stages["register"] = {"seconds": progress.finish(registered.item_url)}
+        report.status = "succeeded"
+        return report
+    except PipelineError as exc:
+        if progress.stage and progress.stage not in report.stages:
+            progress.finish("FAILED")
+        report.status = "failed"
+        report.error = describe(exc)
+        raise
+    finally:
+        report.finished = datetime.now(UTC).isoformat()
+        if report.report_url:
+            try:
+                storage.write_json(
+                    layout.run_report(request.dataset_id, report.run_id), report.to_dict()
+                )
+            except PipelineError as exc:  # never hide the run's own outcome behind this one
+                log.warning("could not write the run report %s: %s", report.report_url, exc)

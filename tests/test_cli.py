@@ -1,0 +1,93 @@
+"""The command line an operator uses: exit codes, and errors without tracebacks."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from devhost.cli import main
+from shared.samples import SampleSpec, truncate_copy, write_bytes, write_sample_files
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def isolated_environment(monkeypatch, tmp_path):
+    for name in ("PIPELINE_STORAGE_CONNECTION_STRING", "PIPELINE_STORAGE_ACCOUNT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PIPELINE_WORK_AREA", str(tmp_path / "work"))
+    monkeypatch.setenv("PIPELINE_STORE_ROOT", str(tmp_path / "stores"))
+    monkeypatch.setenv("PIPELINE_CATALOG", str(tmp_path / "catalog"))
+
+
+def test_run_prints_where_every_output_is(tmp_path, capsys):
+    write_sample_files(tmp_path / "src", SampleSpec(files=3, lat=6, lon=10))
+    assert main(["run", str(tmp_path / "src"), "--dataset", "tas"]) == 0
+    out = capsys.readouterr().out
+    for label in (
+        "files        3",
+        "bytes read",
+        "store        file://",
+        "STAC item    file://",
+        "run report",
+    ):
+        assert label in out
+
+
+def test_run_on_an_empty_folder_exits_1_with_the_error_and_what_to_do(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main(["run", str(tmp_path / "empty"), "--dataset", "tas"]) == 1
+    err = capsys.readouterr().err
+    assert "error [empty_source]: There are no files under" in err
+    assert "what to do:" in err
+    assert "Traceback" not in err
+
+
+def test_run_with_a_bad_dataset_id_names_the_field(tmp_path, capsys):
+    assert main(["run", str(tmp_path), "--dataset", "Not Valid"]) == 1
+    assert "'dataset_id' is 'Not Valid'" in capsys.readouterr().err
+
+
+def test_validate_reports_each_file_and_exits_1_when_one_is_unsuitable(tmp_path, capsys):
+    paths = write_sample_files(tmp_path / "src", SampleSpec(files=1, lat=6, lon=10))
+    truncate_copy(paths[0], tmp_path / "src" / "cut.nc", 0.5)
+    write_bytes(tmp_path / "src" / "empty.nc", b"")
+    assert main(["validate", str(tmp_path / "src")]) == 1
+    out = capsys.readouterr().out
+    assert "cut.nc" in out and "truncated" in out
+    assert "empty.nc" in out and "empty_file" in out
+    assert "3 file(s) checked, 2 unsuitable" in out
+    assert "Traceback" not in out
+
+
+def test_validate_of_good_files_exits_0(tmp_path, capsys):
+    paths = write_sample_files(tmp_path / "src", SampleSpec(files=2, lat=6, lon=10))
+    assert main(["validate", *map(str, paths)]) == 0
+    assert "2 file(s) checked, 0 unsuitable" in capsys.readouterr().out
+
+
+def test_validate_of_a_missing_path_says_so(tmp_path, capsys):
+    assert main(["validate", str(tmp_path / "missing.nc")]) == 1
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_demo_proves_the_published_store_equals_the_sources(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--files", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "PROOF (kerchunk-json)" in out and "identical to xarray.open_mfdataset" in out
+
+
+def test_demo_refuses_to_overwrite_a_folder_it_did_not_make(tmp_path, capsys):
+    write_bytes(tmp_path / "mine" / "precious.txt", b"keep me")
+    assert main(["demo", "--out", str(tmp_path / "mine"), "--files", "2"]) == 1
+    assert (tmp_path / "mine" / "precious.txt").exists()
+    assert "refusing to overwrite" in capsys.readouterr().err
+
+
+def test_the_module_runs_as_a_program():
+    result = subprocess.run(
+        [sys.executable, "-m", "devhost", "--help"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert result.returncode == 0
+    assert "demo" in result.stdout and "validate" in result.stdout
