@@ -439,6 +439,10 @@ def _read_header(
             header, findings = _read_hdf5(info.url, info.size, reader)
             detail = "HDF5"
     finally:
+        # h5py's file access list holds the reader (a C reference, invisible to the garbage
+        # collector); the reader must not hold the exception, whose traceback holds that list,
+        # or the cycle is never freed and HDF5 crashes the process at exit while freeing it.
+        reader.failure = None
         reader.close()
     return header, findings, fmt, header.format_detail if header is not None else detail
 

@@ -2,6 +2,8 @@
 one storage fault that cannot be provoked on demand)."""
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import h5py
@@ -27,6 +29,8 @@ from shared.validate import (
     validate_batch,
     validate_file,
 )
+
+ROOT = Path(__file__).resolve().parent.parent
 
 SMALL = SampleSpec(files=1, lat=18, lon=36)
 
@@ -445,3 +449,41 @@ def test_validation_through_blob_storage_good_and_truncated_files(
     info = blob_info("cut.nc")
     assert load_report(info.url, info.etag, blob_settings) == cut_report
     assert validate_batch(manifest_url, 0, 2, blob_settings).reused == 2
+
+
+def test_a_storage_failure_inside_h5py_does_not_crash_the_process_at_exit(tmp_path):
+    """A reader that kept the failure alive made an uncollectable cycle through h5py's file
+    access list; HDF5 then freed it after the interpreter had gone and crashed (SIGSEGV)."""
+    path = write_sample_files(tmp_path, SMALL)[0]
+    script = f"""
+from obspec_utils.wrappers import RequestTrace
+from shared.locations import parse_location
+from shared.settings import Settings
+from shared.storage import Storage
+from shared.validate import validate_file
+
+class FlakyStorage(Storage):
+    def reader(self, location, *, size=None):
+        inner = super().reader(location, size=size)
+        real_read, calls = inner.read, []
+        def read(n=-1, /):
+            calls.append(n)
+            if len(calls) > 1:
+                raise ConnectionResetError("connection reset by peer")
+            return real_read(n)
+        inner.read = read
+        return inner
+
+settings = Settings(allow_local_paths=True, work_area={str(tmp_path / "work")!r})
+storage = FlakyStorage(settings, trace=RequestTrace())
+info = storage.head(parse_location({str(path)!r}, settings))
+try:
+    validate_file(info, settings, storage)
+except Exception as error:
+    print(type(error).__name__)
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert result.stdout.strip() == "StorageUnavailable"
+    assert result.returncode == 0, f"process ended with {result.returncode}: {result.stderr[-500:]}"
