@@ -21,7 +21,7 @@ from devhost.runner import run_pipeline
 from shared.errors import BadRequest, VerifyMismatch
 from shared.reader import open_item
 from shared.request import FORMATS, PipelineRequest
-from shared.samples import SampleSpec, write_sample_files
+from shared.samples import SampleSpec, open_collection, write_sample_files
 from shared.settings import Settings
 
 MARKER = ".virtual-zarr-demo"
@@ -42,18 +42,6 @@ def prepare_output(out: Path) -> None:
     (out / MARKER).write_text("made by python -m devhost demo; safe to delete\n")
 
 
-def open_sources(paths: list[Path]) -> xr.Dataset:
-    """The reference answer: the source files opened together by xarray itself."""
-    return xr.open_mfdataset(
-        sorted(paths),
-        combine="nested",
-        concat_dim="time",
-        data_vars="minimal",
-        coords="minimal",
-        compat="override",
-    )
-
-
 def demo_command(args: argparse.Namespace, settings: Settings) -> int:
     out = Path(args.out).resolve()
     prepare_output(out)
@@ -70,7 +58,7 @@ def demo_command(args: argparse.Namespace, settings: Settings) -> int:
         f"{spec.lat}x{spec.lon} each) to {out / 'source'}"
     )
     formats = list(FORMATS) if args.format == "all" else [args.format]
-    expected = open_sources(paths).load()
+    expected = open_collection(paths).load()
     for store_format in formats:
         print(f"\n== pipeline, format {store_format} ==")
         request = PipelineRequest.from_dict(

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import netCDF4
 import numpy as np
+import xarray as xr
 
 
 @dataclass(frozen=True)
@@ -151,3 +152,16 @@ def truncate_copy(source: Path | str, target: Path | str, keep_fraction: float =
 
 def sample_paths(folder: Path | str, suffixes: Sequence[str] = (".nc",)) -> list[Path]:
     return sorted(p for p in Path(folder).iterdir() if p.suffix in suffixes)
+
+
+def open_collection(paths: Sequence[Path | str], concat_dim: str = "time") -> xr.Dataset:
+    """The collection as xarray itself opens it (lazily, CF-decoded): the reference answer
+    every published store must be identical to."""
+    return xr.open_mfdataset(
+        sorted(paths),
+        combine="nested",
+        concat_dim=concat_dim,
+        data_vars="minimal",
+        coords="minimal",
+        compat="override",
+    )

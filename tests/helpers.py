@@ -7,20 +7,14 @@ from pathlib import Path
 import xarray as xr
 
 from shared.request import PipelineRequest
+from shared.samples import open_collection
 from shared.scan import ScanResult, scan
 from shared.settings import Settings
 
 
 def open_sources(paths: list[Path]) -> xr.Dataset:
     """What a user gets from xarray itself: the reference answer every store must equal."""
-    return xr.open_mfdataset(
-        sorted(paths),
-        combine="nested",
-        concat_dim="time",
-        data_vars="minimal",
-        coords="minimal",
-        compat="override",
-    ).load()
+    return open_collection(paths).load()
 
 
 def scanned(source: str, settings: Settings, **fields) -> tuple[PipelineRequest, ScanResult]:

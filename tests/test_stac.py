@@ -21,7 +21,7 @@ from virtualizarr.parsers import HDFParser
 
 from shared.errors import CatalogError
 from shared.locations import Location, parse_location
-from shared.samples import SampleSpec, write_sample_files
+from shared.samples import SampleSpec, open_collection, write_sample_files
 from shared.settings import AZURITE_KEY, Settings
 from shared.stac import (
     StorageStacIO,
@@ -43,18 +43,6 @@ PROPERTIES = {
 
 
 # -- datasets written in the test ----------------------------------------------------------
-def open_collection(paths: list[Path]) -> xr.Dataset:
-    """The combined dataset as a user opens it: lazily, times decoded."""
-    return xr.open_mfdataset(
-        sorted(paths),
-        combine="nested",
-        concat_dim="time",
-        data_vars="minimal",
-        coords="minimal",
-        compat="override",
-    )
-
-
 def write_grid_files(
     folder: Path,
     *,
