@@ -105,6 +105,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"\nerror [{exc.code}]: {exc.message}", file=sys.stderr)
         if exc.remedy:
             print(f"what to do: {exc.remedy}", file=sys.stderr)
+        if "run_report" in exc.context:
+            print(f"run report: {exc.context['run_report']}", file=sys.stderr)
         if args.debug:
             traceback.print_exc()
         return EXIT_FAILED

@@ -164,6 +164,8 @@ def run_pipeline(
             progress.finish("FAILED")
         report.status = "failed"
         report.error = describe(exc)
+        if report.report_url:
+            exc.context.setdefault("run_report", report.report_url)
         raise
     finally:
         report.finished = datetime.now(UTC).isoformat()

@@ -49,6 +49,16 @@ def test_run_with_a_bad_dataset_id_names_the_field(tmp_path, capsys):
     assert "'dataset_id' is 'Not Valid'" in capsys.readouterr().err
 
 
+def test_a_run_stopped_by_the_gate_says_where_its_run_report_is(tmp_path, capsys):
+    write_sample_files(tmp_path / "src", SampleSpec(files=2, lat=6, lon=10))
+    write_bytes(tmp_path / "src" / "zero.nc", b"")
+    assert main(["run", str(tmp_path / "src"), "--dataset", "tas"]) == 1
+    err = capsys.readouterr().err
+    assert "error [unsuitable_collection]: 1 of 3 files cannot be combined" in err
+    assert "zero.nc is empty" in err
+    assert "run report: file://" in err
+
+
 def test_validate_reports_each_file_and_exits_1_when_one_is_unsuitable(tmp_path, capsys):
     paths = write_sample_files(tmp_path / "src", SampleSpec(files=1, lat=6, lon=10))
     truncate_copy(paths[0], tmp_path / "src" / "cut.nc", 0.5)
