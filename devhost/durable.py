@@ -1,0 +1,923 @@
+"""A local stand-in for the Durable Functions extension: it drives the real
+azure-functions-durable SDK with the host's replay protocol (../shared/FACTS.md).
+
+For every orchestration step ("episode") it builds the history JSON the extension would
+build (the stored events marked IsPlayed, a new OrchestratorStarted, one new event), calls
+the registered orchestrator's handle, reads the actions it returns, and appends the
+scheduling events with the sequence numbers the extension would give them. Activities run
+in a process pool (HDF5 parsing holds a lock inside one process) through the worker's own
+ActivityTriggerConverter. Retries, timers, sub-orchestrations, external events and
+continue-as-new follow the extension's event layout.
+
+Everything is kept in SQLite under the state folder, and every episode and every activity
+completion is one transaction: a killed host restarts where it stopped, and an activity
+whose completion was recorded is never run again (one whose completion was not is run
+again: activities are at-least-once, as in Azure).
+
+One new event per episode: the order in which the SDK numbers retry timers, rescheduled
+tasks and new actions inside an episode is then always the order this host numbers them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import signal
+import sqlite3
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+# History event types (DurableTask.Core EventType).
+EXECUTION_STARTED, EXECUTION_COMPLETED, EXECUTION_FAILED, EXECUTION_TERMINATED = 0, 1, 2, 3
+TASK_SCHEDULED, TASK_COMPLETED, TASK_FAILED = 4, 5, 6
+SUB_CREATED, SUB_COMPLETED, SUB_FAILED = 7, 8, 9
+TIMER_CREATED, TIMER_FIRED = 10, 11
+ORCHESTRATOR_STARTED, ORCHESTRATOR_COMPLETED = 12, 13
+EVENT_SENT, EVENT_RAISED, CONTINUE_AS_NEW = 14, 15, 16
+
+# Action types in the orchestrator's answer.
+CALL_ACTIVITY, CALL_ACTIVITY_WITH_RETRY = 0, 1
+CALL_SUB, CALL_SUB_WITH_RETRY = 2, 3
+ACTION_CONTINUE_AS_NEW, CREATE_TIMER, WAIT_FOR_EVENT = 4, 5, 6
+WHEN_ANY, WHEN_ALL = 11, 12
+
+UPPER_SCHEMA_VERSION, UPPER_SCHEMA_VERSION_NEW = 1, 2
+ERROR_MARKER = "$OutOfProcData$:"
+TERMINAL = ("Completed", "Failed", "Terminated")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS instances (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, input TEXT, status TEXT NOT NULL,
+    output TEXT, custom_status TEXT, parent_id TEXT, parent_task INTEGER,
+    created TEXT NOT NULL, updated TEXT NOT NULL,
+    next_seq INTEGER NOT NULL DEFAULT 0, actions_seen INTEGER NOT NULL DEFAULT 0,
+    episodes INTEGER NOT NULL DEFAULT 0, generation INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS history (
+    instance_id TEXT NOT NULL, position INTEGER NOT NULL, event TEXT NOT NULL,
+    PRIMARY KEY (instance_id, position));
+CREATE TABLE IF NOT EXISTS inbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, instance_id TEXT NOT NULL, event TEXT NOT NULL,
+    due REAL NOT NULL, generation INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS work (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, instance_id TEXT NOT NULL, task_id INTEGER NOT NULL,
+    name TEXT NOT NULL, input TEXT, state TEXT NOT NULL, generation INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS retries (
+    instance_id TEXT NOT NULL, key TEXT NOT NULL, name TEXT NOT NULL, input TEXT,
+    first_interval_ms INTEGER NOT NULL, max_attempts INTEGER NOT NULL, attempt INTEGER NOT NULL,
+    PRIMARY KEY (instance_id, key));
+CREATE TABLE IF NOT EXISTS executions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, instance_id TEXT NOT NULL, task_id INTEGER NOT NULL,
+    name TEXT NOT NULL, started REAL NOT NULL, finished REAL, ok INTEGER,
+    input_bytes INTEGER, output_bytes INTEGER);
+CREATE INDEX IF NOT EXISTS inbox_due ON inbox (due);
+CREATE INDEX IF NOT EXISTS work_state ON work (state);
+"""
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def event(
+    event_type: int, event_id: int = -1, timestamp: datetime | None = None, **fields: Any
+) -> dict[str, Any]:
+    return {
+        "EventType": event_type,
+        "EventId": event_id,
+        "IsPlayed": False,
+        "Timestamp": iso(timestamp or utc_now()),
+        **fields,
+    }
+
+
+# -- the app ----------------------------------------------------------------------------
+@dataclass
+class AppIndex:
+    """The functions a Function App registers, found the way the worker finds them."""
+
+    orchestrators: dict[str, Callable[[str], str]]
+    activities: dict[str, Callable[..., Any]]
+    activity_params: dict[str, str]
+    functions: list[Any]
+
+
+_INDEXES: dict[str, AppIndex] = {}
+
+
+def index_app(module: str = "function_app") -> AppIndex:
+    """Import the app module and index its functions once per process (get_functions() may
+    be called only once per app instance)."""
+    if module not in _INDEXES:
+        import importlib
+
+        app = importlib.import_module(module).app
+        functions = app.get_functions()
+        orchestrators, activities, params = {}, {}, {}
+        for function in functions:
+            trigger = function.get_trigger()
+            name = function.get_function_name()
+            if trigger is None:
+                continue
+            if trigger.get_binding_name() == "orchestrationTrigger":
+                orchestrators[getattr(trigger, "orchestration", None) or name] = (
+                    function.get_user_function()
+                )
+            elif trigger.get_binding_name() == "activityTrigger":
+                activity = getattr(trigger, "activity", None) or name
+                activities[activity] = function.get_user_function()
+                params[activity] = trigger.name
+        _INDEXES[module] = AppIndex(orchestrators, activities, params, functions)
+    return _INDEXES[module]
+
+
+# -- activity workers (run in the process pool) -------------------------------------------
+_WORKER_MODULE = "function_app"
+
+
+def _worker_init(module: str) -> None:
+    global _WORKER_MODULE
+    _WORKER_MODULE = module
+    # Ctrl-C in a terminal reaches the whole process group: the host stops the pool itself,
+    # and an interrupted activity must not be recorded as a failed one.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    logging.basicConfig(level=logging.WARNING)
+    index_app(module)
+
+
+def run_activity(name: str, input_json: str | None) -> tuple[bool, str, str]:
+    """Run one activity the way the Python worker does: decode the input with the Durable
+    ActivityTriggerConverter from a json Datum, call the function, encode the result.
+    Returns (ok, result JSON or reason, details)."""
+    from azure.functions.durable_functions import ActivityTriggerConverter as Converter
+    from azure.functions.meta import Datum
+
+    index = index_app(_WORKER_MODULE)
+    function = index.activities.get(name)
+    if function is None:
+        return False, f"The activity '{name}' is not registered in the app.", ""
+    try:
+        value = Converter.decode(
+            Datum(type="json", value=input_json or "null"), trigger_metadata={}
+        )
+        result = function(**{index.activity_params[name]: value})
+        return True, Converter.encode(result, expected_type=None).value, ""
+    except Exception as exc:  # the extension records any activity exception as TaskFailed
+        return False, f"{type(exc).__name__}: {exc}", traceback.format_exc()
+
+
+# -- the host -----------------------------------------------------------------------------
+class DurableHost:
+    """Runs orchestrations of one app. start() launches the dispatcher thread and the pool."""
+
+    def __init__(
+        self,
+        state_dir: Path | str,
+        *,
+        app_module: str = "function_app",
+        workers: int = 2,
+        task_hub: str = "VirtualZarrPipeline",
+    ) -> None:
+        self.state_dir = Path(state_dir)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.app_module = app_module
+        self.workers = workers
+        self.task_hub = task_hub
+        self.index = index_app(app_module)
+        self._db_path = self.state_dir / "durable.sqlite"
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(self._db_path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(SCHEMA)
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._pool: ProcessPoolExecutor | None = None
+        self._running: dict[Future[Any], int] = {}
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def start(self) -> DurableHost:
+        with self._tx() as db:  # activities that were running when the host died run again
+            db.execute("UPDATE work SET state = 'queued' WHERE state = 'running'")
+        self._pool = ProcessPoolExecutor(
+            max_workers=self.workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_worker_init,
+            initargs=(self.app_module,),
+        )
+        self._thread = threading.Thread(target=self._loop, name="durable-host", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+        self._db.close()
+
+    def __enter__(self) -> DurableHost:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    # -- client API (what the webhook endpoints call) ----------------------------------
+    def start_new(self, name: str, instance_id: str, input_json: str | None) -> str:
+        """Start (or restart a finished) orchestration. Raises InstanceExists while one with
+        this id is pending or running."""
+        if name not in self.index.orchestrators:
+            raise KeyError(
+                f"The function '{name}' doesn't exist, is disabled, or is not an orchestrator "
+                f"function."
+            )
+        now = utc_now()
+        with self._tx() as db:
+            row = db.execute("SELECT status FROM instances WHERE id = ?", (instance_id,)).fetchone()
+            if row is not None and row[0] not in TERMINAL:
+                raise InstanceExists(instance_id, row[0])
+            self._reset_instance(db, instance_id)
+            db.execute(
+                "INSERT INTO instances (id, name, input, status, created, updated) VALUES (?, ?, "
+                "?, 'Pending', ?, ?)",
+                (instance_id, name, input_json, iso(now), iso(now)),
+            )
+            self._send(
+                db,
+                instance_id,
+                event(
+                    EXECUTION_STARTED,
+                    Name=name,
+                    Input=input_json,
+                    Version="",
+                    OrchestrationInstance={"InstanceId": instance_id},
+                ),
+            )
+        self._wake.set()
+        return instance_id
+
+    def get_status(
+        self, instance_id: str, show_history: bool = False, show_input: bool = True
+    ) -> dict[str, Any] | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT name, input, status, output, custom_status, created, updated FROM "
+                "instances WHERE id = ?",
+                (instance_id,),
+            ).fetchone()
+            history = self._history(instance_id) if show_history and row else None
+        if row is None:
+            return None
+        name, input_json, status, output, custom, created, updated = row
+        body: dict[str, Any] = {
+            "name": name,
+            "instanceId": instance_id,
+            "runtimeStatus": status,
+            "input": _loads(input_json) if show_input else None,
+            "customStatus": _loads(custom),
+            "output": _loads(output),
+            "createdTime": created,
+            "lastUpdatedTime": updated,
+        }
+        if history is not None:
+            body["historyEvents"] = history
+        return body
+
+    def raise_event(self, instance_id: str, name: str, data_json: str | None) -> None:
+        with self._tx() as db:
+            row = db.execute("SELECT status FROM instances WHERE id = ?", (instance_id,)).fetchone()
+            if row is None:
+                raise KeyError(instance_id)
+            if row[0] in TERMINAL:
+                raise InstanceGone(instance_id, row[0])
+            self._send(db, instance_id, event(EVENT_RAISED, Name=name, Input=data_json))
+        self._wake.set()
+
+    def terminate(self, instance_id: str, reason: str) -> None:
+        now = utc_now()
+        with self._tx() as db:
+            row = db.execute("SELECT status FROM instances WHERE id = ?", (instance_id,)).fetchone()
+            if row is None:
+                raise KeyError(instance_id)
+            if row[0] in TERMINAL:
+                raise InstanceGone(instance_id, row[0])
+            self._finish(db, instance_id, "Terminated", json.dumps(reason), now)
+            self._append(
+                db,
+                instance_id,
+                [event(EXECUTION_TERMINATED, timestamp=now, Input=json.dumps(reason))],
+            )
+
+    def history(self, instance_id: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return self._history(instance_id)
+
+    def instances(self) -> list[str]:
+        with self._lock:
+            return [r[0] for r in self._db.execute("SELECT id FROM instances ORDER BY created")]
+
+    def executions(self) -> list[tuple[str, int, str, float | None]]:
+        """Every activity execution ever started: (instance, task id, name, finished)."""
+        with self._lock:
+            return list(
+                self._db.execute(
+                    "SELECT instance_id, task_id, name, finished FROM executions ORDER BY id"
+                )
+            )
+
+    def payload_sizes(self) -> dict[str, int]:
+        """Largest activity input and output, sub-orchestration input and output, custom
+        status and history (bytes), over everything this host has run."""
+        with self._lock:
+            db = self._db
+            (activity_in, activity_out) = db.execute(
+                "SELECT COALESCE(MAX(input_bytes), 0), COALESCE(MAX(output_bytes), 0) "
+                "FROM executions"
+            ).fetchone()
+            (custom,) = db.execute(
+                "SELECT COALESCE(MAX(LENGTH(custom_status)), 0) FROM instances"
+            ).fetchone()
+            sub_in = sub_out = 0
+            for (text,) in db.execute("SELECT event FROM history"):
+                found = json.loads(text)
+                if found["EventType"] == SUB_CREATED:
+                    sub_in = max(sub_in, len((found.get("Input") or "").encode()))
+                elif found["EventType"] == SUB_COMPLETED:
+                    sub_out = max(sub_out, len((found.get("Result") or "").encode()))
+            (history,) = db.execute(
+                "SELECT COALESCE(MAX(total), 0) FROM (SELECT SUM(LENGTH(event)) AS total "
+                "FROM history GROUP BY instance_id)"
+            ).fetchone()
+            (events,) = db.execute(
+                "SELECT COALESCE(MAX(n), 0) FROM (SELECT COUNT(*) AS n FROM history "
+                "GROUP BY instance_id)"
+            ).fetchone()
+        return {
+            "activity_input": int(activity_in),
+            "activity_output": int(activity_out),
+            "sub_orchestration_input": sub_in,
+            "sub_orchestration_output": sub_out,
+            "custom_status": int(custom),
+            "history_bytes": int(history),
+            "history_events": int(events),
+        }
+
+    def wait_for(
+        self, instance_id: str, timeout: float = 600.0, poll: float = 0.1
+    ) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            status = self.get_status(instance_id)
+            if status is not None and status["runtimeStatus"] in TERMINAL:
+                return status
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{instance_id} did not finish within {timeout} s: {status}")
+            time.sleep(poll)
+
+    # -- storage helpers ---------------------------------------------------------------
+    def _history(self, instance_id: str) -> list[dict[str, Any]]:
+        rows = self._db.execute(
+            "SELECT event FROM history WHERE instance_id = ? ORDER BY position", (instance_id,)
+        )
+        return [json.loads(r[0]) for r in rows]
+
+    def _append(
+        self, db: sqlite3.Connection, instance_id: str, events: list[dict[str, Any]]
+    ) -> None:
+        (count,) = db.execute(
+            "SELECT COUNT(*) FROM history WHERE instance_id = ?", (instance_id,)
+        ).fetchone()
+        db.executemany(
+            "INSERT INTO history (instance_id, position, event) VALUES (?, ?, ?)",
+            [(instance_id, count + i, json.dumps(e)) for i, e in enumerate(events)],
+        )
+
+    def _send(
+        self, db: sqlite3.Connection, instance_id: str, new_event: dict[str, Any], due: float = 0.0
+    ) -> None:
+        (generation,) = db.execute(
+            "SELECT generation FROM instances WHERE id = ?", (instance_id,)
+        ).fetchone() or (0,)
+        db.execute(
+            "INSERT INTO inbox (instance_id, event, due, generation) VALUES (?, ?, ?, ?)",
+            (instance_id, json.dumps(new_event), due, generation),
+        )
+
+    def _reset_instance(self, db: sqlite3.Connection, instance_id: str) -> None:
+        """Forget a finished instance (and its sub-orchestrations) before it starts again."""
+        children = [
+            r[0] for r in db.execute("SELECT id FROM instances WHERE parent_id = ?", (instance_id,))
+        ]
+        for child in children:
+            self._reset_instance(db, child)
+        for table, column in (
+            ("instances", "id"),
+            ("history", "instance_id"),
+            ("inbox", "instance_id"),
+            ("work", "instance_id"),
+            ("retries", "instance_id"),
+        ):
+            db.execute(f"DELETE FROM {table} WHERE {column} = ?", (instance_id,))
+
+    def _finish(
+        self,
+        db: sqlite3.Connection,
+        instance_id: str,
+        status: str,
+        output_json: str | None,
+        now: datetime,
+    ) -> None:
+        db.execute(
+            "UPDATE instances SET status = ?, output = ?, updated = ? WHERE id = ?",
+            (status, output_json, iso(now), instance_id),
+        )
+        db.execute("DELETE FROM work WHERE instance_id = ? AND state = 'queued'", (instance_id,))
+        parent = db.execute(
+            "SELECT parent_id, parent_task FROM instances WHERE id = ?", (instance_id,)
+        ).fetchone()
+        if parent and parent[0]:
+            if status == "Completed":
+                done = event(SUB_COMPLETED, TaskScheduledId=parent[1], Result=output_json)
+            else:
+                done = event(
+                    SUB_FAILED,
+                    TaskScheduledId=parent[1],
+                    Reason=_loads(output_json) if output_json else status,
+                    Details=None,
+                )
+            self._send(db, parent[0], done)
+
+    # -- the dispatcher ------------------------------------------------------------------
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                busy = self._run_due_episodes()
+                busy = self._dispatch_work() or busy
+                busy = self._collect_finished() or busy
+            except Exception:  # keep the host alive; the failure is in the log
+                log.exception("durable host loop failed")
+                busy = False
+            if not busy:
+                self._wake.wait(timeout=self._idle_timeout())
+                self._wake.clear()
+
+    def _idle_timeout(self) -> float:
+        if self._running:
+            return 0.05
+        with self._lock:
+            row = self._db.execute("SELECT MIN(due) FROM inbox").fetchone()
+        if row and row[0]:
+            return max(0.01, min(1.0, row[0] - time.time()))
+        return 0.5
+
+    def _run_due_episodes(self) -> bool:
+        """One episode for every instance that has a due event (its oldest one)."""
+        now = time.time()
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT MIN(id), instance_id FROM inbox WHERE due <= ? GROUP BY instance_id "
+                "ORDER BY MIN(id)",
+                (now,),
+            ).fetchall()
+        for inbox_id, instance_id in rows:
+            self._episode(instance_id, inbox_id)
+        return bool(rows)
+
+    def _episode(self, instance_id: str, inbox_id: int) -> None:
+        now = utc_now()
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT name, input, status, parent_id, next_seq, actions_seen, generation FROM "
+                "instances WHERE id = ?",
+                (instance_id,),
+            ).fetchone()
+            inbox = db.execute(
+                "SELECT event, generation FROM inbox WHERE id = ?", (inbox_id,)
+            ).fetchone()
+            db.execute("DELETE FROM inbox WHERE id = ?", (inbox_id,))
+            if row is None or inbox is None or inbox[1] != row[6]:
+                return  # the instance is gone or was restarted: the event is stale
+            name, input_json, status, parent_id, next_seq, actions_seen, _ = row
+            new_event = json.loads(inbox[0])
+            if status in TERMINAL:
+                return  # e.g. an activity that finished after the instance failed
+            stored = self._history(instance_id)
+            for old in stored:
+                old["IsPlayed"] = True
+            episode_events = [event(ORCHESTRATOR_STARTED, timestamp=now), new_event]
+            context = {
+                "history": stored + episode_events,
+                "instanceId": instance_id,
+                "isReplaying": bool(stored),
+                "parentInstanceId": parent_id,
+                "input": input_json,
+                "upperSchemaVersion": UPPER_SCHEMA_VERSION,
+                "upperSchemaVersionNew": UPPER_SCHEMA_VERSION_NEW,
+            }
+            state, error = self._call_orchestrator(name, context)
+            sequence = _Sequence(next_seq)
+            scheduled: list[dict[str, Any]] = []
+            self._retry_bookkeeping(db, instance_id, new_event, sequence, scheduled, now)
+            actions = state.get("actions") or [[]]
+            actions = actions[0] if actions and isinstance(actions[0], list) else actions
+            continue_as_new: dict[str, Any] | None = None
+            for action in actions[actions_seen:]:
+                continue_as_new = (
+                    self._schedule(db, instance_id, action, sequence, scheduled, now)
+                    or continue_as_new
+                )
+            custom = state.get("customStatus")
+            db.execute(
+                "UPDATE instances SET status = 'Running', next_seq = ?, actions_seen = ?, "
+                "custom_status = ?, updated = ?, episodes = episodes + 1 WHERE id = ?",
+                (
+                    sequence.next,
+                    len(actions),
+                    json.dumps(custom) if custom is not None else None,
+                    iso(now),
+                    instance_id,
+                ),
+            )
+            completed_events: list[dict[str, Any]] = []
+            if error is not None:
+                completed_events.append(
+                    event(EXECUTION_FAILED, timestamp=now, Reason=error, Details=None)
+                )
+            elif state.get("isDone") and continue_as_new is None:
+                output = json.dumps(state.get("output"))
+                completed_events.append(event(EXECUTION_COMPLETED, timestamp=now, Result=output))
+            self._append(
+                db,
+                instance_id,
+                [
+                    *episode_events,
+                    *scheduled,
+                    event(ORCHESTRATOR_COMPLETED, timestamp=now),
+                    *completed_events,
+                ],
+            )
+            if error is not None:
+                self._finish(db, instance_id, "Failed", json.dumps(error), now)
+            elif continue_as_new is not None:
+                self._continue_as_new(db, instance_id, name, continue_as_new.get("input"), now)
+            elif state.get("isDone"):
+                self._finish(db, instance_id, "Completed", json.dumps(state.get("output")), now)
+
+    def _call_orchestrator(
+        self, name: str, context: dict[str, Any]
+    ) -> tuple[dict[str, Any], str | None]:
+        handle = self.index.orchestrators[name]
+        try:
+            return json.loads(handle(json.dumps(context))), None
+        except Exception as exc:
+            text = str(exc)
+            if ERROR_MARKER in text:
+                message, _, state_json = text.partition(ERROR_MARKER)
+                state = json.loads(state_json)
+                return state, state.get("error") or message.strip()
+            return {"actions": [[]], "isDone": False}, f"{type(exc).__name__}: {exc}"
+
+    def _retry_bookkeeping(
+        self,
+        db: sqlite3.Connection,
+        instance_id: str,
+        new_event: dict[str, Any],
+        sequence: _Sequence,
+        scheduled: list[dict[str, Any]],
+        now: datetime,
+    ) -> None:
+        """A failed task with retry options gets a timer (next number); when that timer fires
+        and attempts remain, the task is scheduled again (next number). After the last failed
+        attempt there is one more timer, then the task fails (FACTS.md)."""
+        kind = new_event["EventType"]
+        if kind == TASK_FAILED:
+            key = f"task:{new_event['TaskScheduledId']}"
+            retry = db.execute(
+                "SELECT name, input, first_interval_ms, max_attempts, attempt FROM retries WHERE "
+                "instance_id = ? AND key = ?",
+                (instance_id, key),
+            ).fetchone()
+            if retry is None:
+                return
+            timer_id = sequence.take()
+            fire_at = now + timedelta(milliseconds=retry[2])
+            scheduled.append(event(TIMER_CREATED, timer_id, now, FireAt=iso(fire_at)))
+            self._send(
+                db,
+                instance_id,
+                event(TIMER_FIRED, timestamp=fire_at, TimerId=timer_id, FireAt=iso(fire_at)),
+                due=fire_at.timestamp(),
+            )
+            db.execute(
+                "INSERT OR REPLACE INTO retries VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (instance_id, f"timer:{timer_id}", *retry),
+            )
+        elif kind == TIMER_FIRED:
+            key = f"timer:{new_event['TimerId']}"
+            retry = db.execute(
+                "SELECT name, input, first_interval_ms, max_attempts, attempt FROM retries WHERE "
+                "instance_id = ? AND key = ?",
+                (instance_id, key),
+            ).fetchone()
+            if retry is None or retry[4] >= retry[3]:
+                return
+            name, input_json, interval, attempts, attempt = retry
+            task_id = sequence.take()
+            scheduled.append(event(TASK_SCHEDULED, task_id, now, Name=name, Input=input_json))
+            self._queue_activity(db, instance_id, task_id, name, input_json)
+            db.execute(
+                "INSERT OR REPLACE INTO retries VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (instance_id, f"task:{task_id}", name, input_json, interval, attempts, attempt + 1),
+            )
+
+    def _schedule(
+        self,
+        db: sqlite3.Connection,
+        instance_id: str,
+        action: dict[str, Any],
+        sequence: _Sequence,
+        scheduled: list[dict[str, Any]],
+        now: datetime,
+    ) -> dict[str, Any] | None:
+        """Turn one new action into history events and work; returns a continue-as-new action."""
+        kind = action["actionType"]
+        if kind in (WHEN_ALL, WHEN_ANY):
+            found = None
+            for child in action.get("compoundActions", []):
+                found = self._schedule(db, instance_id, child, sequence, scheduled, now) or found
+            return found
+        if kind in (CALL_ACTIVITY, CALL_ACTIVITY_WITH_RETRY):
+            task_id = sequence.take()
+            name, input_json = action["functionName"], action.get("input")
+            if name not in self.index.activities:
+                scheduled.append(event(TASK_SCHEDULED, task_id, now, Name=name, Input=input_json))
+                self._send(
+                    db,
+                    instance_id,
+                    event(
+                        TASK_FAILED,
+                        TaskScheduledId=task_id,
+                        Reason=f"The function '{name}' doesn't exist, is disabled, or is not "
+                        "an activity function.",
+                        Details=None,
+                    ),
+                )
+                return None
+            scheduled.append(event(TASK_SCHEDULED, task_id, now, Name=name, Input=input_json))
+            self._queue_activity(db, instance_id, task_id, name, input_json)
+            if kind == CALL_ACTIVITY_WITH_RETRY:
+                options = action["retryOptions"]
+                db.execute(
+                    "INSERT OR REPLACE INTO retries VALUES (?, ?, ?, ?, ?, ?, 1)",
+                    (
+                        instance_id,
+                        f"task:{task_id}",
+                        name,
+                        input_json,
+                        int(options["firstRetryIntervalInMilliseconds"]),
+                        int(options["maxNumberOfAttempts"]),
+                    ),
+                )
+            return None
+        if kind in (CALL_SUB, CALL_SUB_WITH_RETRY):
+            if kind == CALL_SUB_WITH_RETRY:
+                raise NotImplementedError(
+                    "devhost does not implement sub-orchestrations with retry yet"
+                )
+            task_id = sequence.take()
+            child_id = action.get("instanceId") or f"{instance_id}:{task_id}"
+            name, input_json = action["functionName"], action.get("input")
+            scheduled.append(
+                event(SUB_CREATED, task_id, now, Name=name, Input=input_json, InstanceId=child_id)
+            )
+            self._reset_instance(db, child_id)
+            db.execute(
+                "INSERT INTO instances (id, name, input, status, parent_id, parent_task, "
+                "created, updated) VALUES (?, ?, ?, 'Pending', ?, ?, ?, ?)",
+                (child_id, name, input_json, instance_id, task_id, iso(now), iso(now)),
+            )
+            self._send(
+                db,
+                child_id,
+                event(
+                    EXECUTION_STARTED,
+                    Name=name,
+                    Input=input_json,
+                    Version="",
+                    ParentInstance={"InstanceId": instance_id},
+                ),
+            )
+            return None
+        if kind == CREATE_TIMER:
+            timer_id = sequence.take()
+            fire_at = _parse_time(action["fireAt"])
+            scheduled.append(event(TIMER_CREATED, timer_id, now, FireAt=iso(fire_at)))
+            self._send(
+                db,
+                instance_id,
+                event(TIMER_FIRED, timestamp=fire_at, TimerId=timer_id, FireAt=iso(fire_at)),
+                due=fire_at.timestamp(),
+            )
+            return None
+        if kind == WAIT_FOR_EVENT:
+            return None  # no number; EventRaised is matched by name and kept until awaited
+        if kind == ACTION_CONTINUE_AS_NEW:
+            return action
+        raise NotImplementedError(f"devhost does not implement action type {kind}: {action}")
+
+    def _continue_as_new(
+        self,
+        db: sqlite3.Connection,
+        instance_id: str,
+        name: str,
+        input_json: str | None,
+        now: datetime,
+    ) -> None:
+        """Start the instance again with a fresh history and the new input; buffered external
+        events carry over (as in the extension)."""
+        db.execute("DELETE FROM history WHERE instance_id = ?", (instance_id,))
+        db.execute("DELETE FROM retries WHERE instance_id = ?", (instance_id,))
+        db.execute("DELETE FROM work WHERE instance_id = ? AND state = 'queued'", (instance_id,))
+        db.execute(
+            "DELETE FROM inbox WHERE instance_id = ? AND event LIKE '%\"EventType\": 11,%'",
+            (instance_id,),
+        )
+        db.execute(
+            "UPDATE instances SET input = ?, status = 'Running', next_seq = 0, actions_seen = 0, "
+            "generation = generation + 1, updated = ? WHERE id = ?",
+            (input_json, iso(now), instance_id),
+        )
+        db.execute(
+            "UPDATE inbox SET generation = generation + 1 WHERE instance_id = ?", (instance_id,)
+        )
+        first = event(EXECUTION_STARTED, Name=name, Input=input_json, Version="")
+        (generation,) = db.execute(
+            "SELECT generation FROM instances WHERE id = ?", (instance_id,)
+        ).fetchone()
+        db.execute(
+            "INSERT INTO inbox (id, instance_id, event, due, generation) VALUES ((SELECT "
+            "COALESCE(MIN(id), 1) - 1 FROM inbox), ?, ?, 0, ?)",
+            (instance_id, json.dumps(first), generation),
+        )
+
+    # -- activities --------------------------------------------------------------------
+    def _queue_activity(
+        self,
+        db: sqlite3.Connection,
+        instance_id: str,
+        task_id: int,
+        name: str,
+        input_json: str | None,
+    ) -> None:
+        db.execute(
+            "INSERT INTO work (instance_id, task_id, name, input, state) VALUES (?, ?, ?, ?, "
+            "'queued')",
+            (instance_id, task_id, name, input_json),
+        )
+
+    def _dispatch_work(self) -> bool:
+        if self._pool is None:
+            return False
+        capacity = self.workers * 2 - len(self._running)
+        if capacity <= 0:
+            return False
+        with self._tx() as db:
+            rows = db.execute(
+                "SELECT id, instance_id, task_id, name, input FROM work WHERE state = 'queued' "
+                "ORDER BY id LIMIT ?",
+                (capacity,),
+            ).fetchall()
+            for work_id, instance_id, task_id, name, input_json in rows:
+                db.execute("UPDATE work SET state = 'running' WHERE id = ?", (work_id,))
+                db.execute(
+                    "INSERT INTO executions (instance_id, task_id, name, started, input_bytes) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (instance_id, task_id, name, time.time(), len((input_json or "").encode())),
+                )
+        for work_id, _instance_id, _task_id, name, input_json in rows:
+            future = self._pool.submit(run_activity, name, input_json)
+            future.add_done_callback(lambda _f: self._wake.set())
+            self._running[future] = work_id
+        return bool(rows)
+
+    def _collect_finished(self) -> bool:
+        if not self._running:
+            return False
+        done, _ = wait(list(self._running), timeout=0, return_when=FIRST_COMPLETED)
+        for future in sorted(done, key=lambda f: self._running[f]):  # completion order: by task
+            work_id = self._running.pop(future)
+            if self._stop.is_set():
+                continue  # stopping: left 'running', so it runs again at the next start
+            try:
+                ok, value, details = future.result()
+            except BaseException as exc:  # the worker process died: the task failed (retry applies)
+                ok, value, details = (
+                    False,
+                    f"The activity worker process failed: {exc}",
+                    traceback.format_exc(),
+                )
+            with self._tx() as db:
+                row = db.execute(
+                    "SELECT instance_id, task_id FROM work WHERE id = ?", (work_id,)
+                ).fetchone()
+                if row is None:
+                    continue  # the instance was reset while the activity ran
+                instance_id, task_id = row
+                db.execute("DELETE FROM work WHERE id = ?", (work_id,))
+                db.execute(
+                    "UPDATE executions SET finished = ?, ok = ?, output_bytes = ? WHERE id = "
+                    "(SELECT MAX(id) FROM executions WHERE instance_id = ? AND task_id = ?)",
+                    (time.time(), int(ok), len(value.encode()) if ok else 0, instance_id, task_id),
+                )
+                if ok:
+                    self._send(
+                        db,
+                        instance_id,
+                        event(TASK_COMPLETED, TaskScheduledId=task_id, Result=value),
+                    )
+                else:
+                    self._send(
+                        db,
+                        instance_id,
+                        event(TASK_FAILED, TaskScheduledId=task_id, Reason=value, Details=details),
+                    )
+        return bool(done)
+
+    def history_sizes(self) -> dict[str, int]:
+        """Bytes of stored history per instance (what a replay has to read)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT instance_id, SUM(LENGTH(event)) FROM history GROUP BY instance_id"
+            )
+            return {r[0]: int(r[1]) for r in rows}
+
+
+class _Sequence:
+    """The extension's per-instance counter for TaskScheduled, SubOrchestrationInstanceCreated
+    and TimerCreated, in the order it processes them."""
+
+    def __init__(self, start: int) -> None:
+        self.next = start
+
+    def take(self) -> int:
+        value = self.next
+        self.next += 1
+        return value
+
+
+class InstanceExists(Exception):
+    def __init__(self, instance_id: str, status: str) -> None:
+        super().__init__(
+            f"An orchestration instance {instance_id!r} with the status {status} already exists."
+        )
+        self.instance_id, self.status = instance_id, status
+
+
+class InstanceGone(Exception):
+    def __init__(self, instance_id: str, status: str) -> None:
+        super().__init__(f"Instance {instance_id!r} is {status}.")
+        self.instance_id, self.status = instance_id, status
+
+
+def _loads(text: str | None) -> Any:
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _parse_time(text: str) -> datetime:
+    from dateutil.parser import isoparse
+
+    moment = isoparse(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

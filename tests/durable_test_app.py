@@ -1,0 +1,65 @@
+"""A small Function App that exercises every part of the replay protocol devhost speaks:
+fan-out, sub-orchestrations, retries, timers and external events. Used by test_durable.py."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import azure.durable_functions as df
+
+app = df.DFApp()
+
+
+@app.orchestration_trigger(context_name="context")
+def fan_out(context: df.DurableOrchestrationContext):
+    count = context.get_input()
+    doubled = yield context.task_all([context.call_activity("double", i) for i in range(count)])
+    total = yield context.call_activity("double", sum(doubled))
+    return {"doubled": doubled, "total": total}
+
+
+@app.orchestration_trigger(context_name="context")
+def with_sub(context: df.DurableOrchestrationContext):
+    result = yield context.call_sub_orchestrator("fan_out", context.get_input())
+    return result["total"]
+
+
+@app.orchestration_trigger(context_name="context")
+def with_retry(context: df.DurableOrchestrationContext):
+    options = context.get_input()
+    retry = df.RetryOptions(
+        first_retry_interval_in_milliseconds=50, max_number_of_attempts=options["attempts"]
+    )
+    return (yield context.call_activity_with_retry("flaky", retry, options))
+
+
+@app.orchestration_trigger(context_name="context")
+def with_timer(context: df.DurableOrchestrationContext):
+    yield context.create_timer(context.current_utc_datetime + timedelta(milliseconds=200))
+    return "fired"
+
+
+@app.orchestration_trigger(context_name="context")
+def with_event(context: df.DurableOrchestrationContext):
+    context.set_custom_status("waiting for approval")
+    decision = yield context.wait_for_external_event("approve")
+    return {"decision": decision}
+
+
+@app.activity_trigger(input_name="value")
+def double(value: int) -> int:
+    return 2 * value
+
+
+@app.activity_trigger(input_name="options")
+def flaky(options: dict[str, Any]) -> str:
+    """Fails the first `fail_times` calls (counted in a file: calls run in other processes)."""
+    counter = Path(options["counter"])
+    calls = json.loads(counter.read_text()) if counter.exists() else 0
+    counter.write_text(json.dumps(calls + 1))
+    if calls < options["fail_times"]:
+        raise ConnectionResetError(f"injected transient failure {calls + 1}")
+    return f"succeeded on call {calls + 1}"

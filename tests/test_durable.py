@@ -1,0 +1,210 @@
+"""devhost speaks the Durable extension's replay protocol to the real SDK. These tests pin
+the event layout, the task numbering and the retry sequence, so an SDK upgrade that changes
+any of them fails here, loudly."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from devhost.durable import DurableHost, InstanceExists, index_app
+
+APP = "tests.durable_test_app"
+
+
+@pytest.fixture(scope="module")
+def host(tmp_path_factory):
+    with DurableHost(tmp_path_factory.mktemp("state"), app_module=APP, workers=1) as running:
+        yield running
+
+
+def layout(host: DurableHost, instance_id: str) -> list[tuple]:
+    """The history as (event type, event id or the id it refers to) per event."""
+    names = {
+        0: "ExecutionStarted",
+        1: "ExecutionCompleted",
+        2: "ExecutionFailed",
+        4: "TaskScheduled",
+        5: "TaskCompleted",
+        6: "TaskFailed",
+        7: "SubOrchestrationInstanceCreated",
+        8: "SubOrchestrationInstanceCompleted",
+        10: "TimerCreated",
+        11: "TimerFired",
+        12: "OrchestratorStarted",
+        13: "OrchestratorCompleted",
+        15: "EventRaised",
+    }
+    out = []
+    for e in host.history(instance_id):
+        name = names[e["EventType"]]
+        ref = e.get("TaskScheduledId", e.get("TimerId"))
+        if name in ("TaskScheduled", "SubOrchestrationInstanceCreated", "TimerCreated"):
+            out.append((name, e["EventId"]))
+        elif ref is not None:
+            out.append((name, ref))
+        elif name == "EventRaised":
+            out.append((name, e["Name"]))
+        else:
+            out.append((name,))
+    return out
+
+
+def run(host: DurableHost, name: str, instance_id: str, value) -> dict:
+    host.start_new(name, instance_id, json.dumps(value))
+    return host.wait_for(instance_id, timeout=60)
+
+
+def test_fan_out_is_numbered_in_order_and_each_completion_is_one_episode(host):
+    status = run(host, "fan_out", "fan", 2)
+    assert status["runtimeStatus"] == "Completed"
+    assert status["output"] == {"doubled": [0, 2], "total": 4}
+    assert layout(host, "fan") == [
+        ("OrchestratorStarted",),
+        ("ExecutionStarted",),
+        ("TaskScheduled", 0),
+        ("TaskScheduled", 1),
+        ("OrchestratorCompleted",),
+        ("OrchestratorStarted",),
+        ("TaskCompleted", 0),
+        ("OrchestratorCompleted",),
+        ("OrchestratorStarted",),
+        ("TaskCompleted", 1),
+        ("TaskScheduled", 2),
+        ("OrchestratorCompleted",),
+        ("OrchestratorStarted",),
+        ("TaskCompleted", 2),
+        ("OrchestratorCompleted",),
+        ("ExecutionCompleted",),
+    ]
+
+
+def test_sub_orchestration_gets_the_parent_id_and_sequence_number(host):
+    status = run(host, "with_sub", "parent", 3)
+    assert status["output"] == 12
+    assert layout(host, "parent") == [
+        ("OrchestratorStarted",),
+        ("ExecutionStarted",),
+        ("SubOrchestrationInstanceCreated", 0),
+        ("OrchestratorCompleted",),
+        ("OrchestratorStarted",),
+        ("SubOrchestrationInstanceCompleted", 0),
+        ("OrchestratorCompleted",),
+        ("ExecutionCompleted",),
+    ]
+    created = host.history("parent")[2]
+    assert created["InstanceId"] == "parent:0"
+    assert host.get_status("parent:0")["runtimeStatus"] == "Completed"
+
+
+def test_a_failed_task_with_retry_gets_a_timer_then_is_scheduled_again(host, tmp_path):
+    options = {"attempts": 3, "fail_times": 1, "counter": str(tmp_path / "calls")}
+    status = run(host, "with_retry", "retry-once", options)
+    assert status["output"] == "succeeded on call 2"
+    assert layout(host, "retry-once") == [
+        ("OrchestratorStarted",),
+        ("ExecutionStarted",),
+        ("TaskScheduled", 0),
+        ("OrchestratorCompleted",),
+        ("OrchestratorStarted",),
+        ("TaskFailed", 0),
+        ("TimerCreated", 1),
+        ("OrchestratorCompleted",),
+        ("OrchestratorStarted",),
+        ("TimerFired", 1),
+        ("TaskScheduled", 2),
+        ("OrchestratorCompleted",),
+        ("OrchestratorStarted",),
+        ("TaskCompleted", 2),
+        ("OrchestratorCompleted",),
+        ("ExecutionCompleted",),
+    ]
+
+
+def test_after_the_last_attempt_there_is_one_more_timer_then_the_task_fails(host, tmp_path):
+    options = {"attempts": 2, "fail_times": 9, "counter": str(tmp_path / "calls")}
+    status = run(host, "with_retry", "retry-exhausted", options)
+    assert status["runtimeStatus"] == "Failed"
+    assert "injected transient failure 2" in json.dumps(status["output"])
+    assert layout(host, "retry-exhausted") == [
+        ("OrchestratorStarted",),
+        ("ExecutionStarted",),
+        ("TaskScheduled", 0),
+        ("OrchestratorCompleted",),
+        ("OrchestratorStarted",),
+        ("TaskFailed", 0),
+        ("TimerCreated", 1),
+        ("OrchestratorCompleted",),
+        ("OrchestratorStarted",),
+        ("TimerFired", 1),
+        ("TaskScheduled", 2),
+        ("OrchestratorCompleted",),
+        ("OrchestratorStarted",),
+        ("TaskFailed", 2),
+        ("TimerCreated", 3),
+        ("OrchestratorCompleted",),
+        ("OrchestratorStarted",),
+        ("TimerFired", 3),
+        ("OrchestratorCompleted",),
+        ("ExecutionFailed",),
+    ]
+    assert (tmp_path / "calls").read_text() == "2"
+
+
+def test_timers_fire_at_their_time(host):
+    status = run(host, "with_timer", "timer", None)
+    assert status["output"] == "fired"
+    history = host.history("timer")
+    created, fired = history[2], history[5]
+    assert created["EventType"] == 10 and fired["EventType"] == 11
+    assert fired["TimerId"] == created["EventId"] == 0
+    assert fired["FireAt"] == created["FireAt"]
+
+
+def test_an_external_event_completes_the_wait_and_custom_status_is_kept(host):
+    host.start_new("with_event", "approval", "null")
+    import time
+
+    for _ in range(100):
+        status = host.get_status("approval")
+        if status["customStatus"] == "waiting for approval":
+            break
+        time.sleep(0.05)
+    assert status["runtimeStatus"] == "Running"
+    host.raise_event("approval", "approve", json.dumps("yes"))
+    assert host.wait_for("approval", timeout=30)["output"] == {"decision": "yes"}
+    assert ("EventRaised", "approve") in layout(host, "approval")
+
+
+def test_a_running_instance_id_cannot_be_started_again(host):
+    host.start_new("with_event", "busy", "null")
+    with pytest.raises(InstanceExists):
+        host.start_new("with_event", "busy", "null")
+    host.terminate("busy", "test over")
+    assert host.get_status("busy")["runtimeStatus"] == "Terminated"
+
+
+def test_replaying_a_finished_history_gives_the_same_actions_and_output(host):
+    run(host, "fan_out", "replayed", 3)
+    history = host.history("replayed")
+    for e in history:
+        e["IsPlayed"] = True
+    handle = index_app(APP).orchestrators["fan_out"]
+    context = {
+        "history": history,
+        "instanceId": "replayed",
+        "isReplaying": True,
+        "parentInstanceId": None,
+        "input": "3",
+        "upperSchemaVersion": 1,
+        "upperSchemaVersionNew": 2,
+    }
+    state = json.loads(handle(json.dumps(context)))
+    assert state["isDone"] is True
+    assert state["output"] == host.get_status("replayed")["output"]
+    scheduled = [(e["Name"], e["Input"]) for e in history if e["EventType"] == 4]
+    actions = state["actions"][0]
+    replayed = [(c["functionName"], c["input"]) for c in actions[0]["compoundActions"]]
+    replayed.append((actions[1]["functionName"], actions[1]["input"]))
+    assert replayed == scheduled
