@@ -1,26 +1,15 @@
-"""The Function App: wiring only. Blueprints per module are registered here.
-
-The pipeline orchestrator, activities and HTTP starter arrive with the Durable Functions
-issue; today the app serves a health check that proves the heavy dependencies import.
-"""
+"""The Function App: wiring only. One blueprint per module, registered here."""
 
 from __future__ import annotations
-
-import json
 
 import azure.durable_functions as df
 import azure.functions as func
 
-from shared.health import dependency_report
+from activities.stages import bp as activities
+from api.http import bp as http_api
+from orchestrators.pipeline import bp as orchestrators
 
 app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
-
-
-@app.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
-def health(req: func.HttpRequest) -> func.HttpResponse:
-    report = dependency_report()
-    return func.HttpResponse(
-        json.dumps(report),
-        status_code=200 if report["ok"] else 503,
-        mimetype="application/json",
-    )
+app.register_functions(orchestrators)
+app.register_functions(activities)
+app.register_functions(http_api)

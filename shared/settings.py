@@ -113,6 +113,11 @@ class Settings:
     inline_max_bytes: int = 64 * 1024
     verify_full_max_bytes: int = 256 * 1024 * 1024
     verify_sample_chunks: int = 2
+    batch_size: int = 100
+    files_per_activity: int = 10
+    parallel_batches: int = 8
+    retry_first_interval_ms: int = 5000
+    retry_max_attempts: int = 5
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -144,7 +149,50 @@ class Settings:
             verify_sample_chunks=_int(
                 env, "PIPELINE_VERIFY_SAMPLE_CHUNKS", defaults.verify_sample_chunks
             ),
+            batch_size=_int(env, "PIPELINE_BATCH_SIZE", defaults.batch_size),
+            files_per_activity=_int(
+                env, "PIPELINE_FILES_PER_ACTIVITY", defaults.files_per_activity
+            ),
+            parallel_batches=_int(env, "PIPELINE_PARALLEL_BATCHES", defaults.parallel_batches),
+            retry_first_interval_ms=_int(
+                env, "PIPELINE_RETRY_FIRST_INTERVAL_MS", defaults.retry_first_interval_ms
+            ),
+            retry_max_attempts=_int(
+                env, "PIPELINE_RETRY_MAX_ATTEMPTS", defaults.retry_max_attempts
+            ),
         )
 
     def with_changes(self, **changes: Any) -> Settings:
         return replace(self, **changes)
+
+    def to_env(self) -> dict[str, str]:
+        """The environment variables that make from_env() return these settings (for worker
+        processes started by the local host). Holds the account key when there is one."""
+        env = {
+            "PIPELINE_WORK_AREA": self.work_area,
+            "PIPELINE_STORE_ROOT": self.store_root,
+            "PIPELINE_CATALOG": self.catalog,
+            "PIPELINE_ALLOW_LOCAL_PATHS": "true" if self.allow_local_paths else "false",
+            "PIPELINE_ALLOWED_CONTAINERS": ",".join(self.allowed_containers),
+            "PIPELINE_MAX_FILES": str(self.max_files),
+            "PIPELINE_READ_BLOCK_SIZE": str(self.read_block_size),
+            "PIPELINE_INLINE_MAX_BYTES": str(self.inline_max_bytes),
+            "PIPELINE_VERIFY_FULL_MAX_BYTES": str(self.verify_full_max_bytes),
+            "PIPELINE_VERIFY_SAMPLE_CHUNKS": str(self.verify_sample_chunks),
+            "PIPELINE_BATCH_SIZE": str(self.batch_size),
+            "PIPELINE_FILES_PER_ACTIVITY": str(self.files_per_activity),
+            "PIPELINE_PARALLEL_BATCHES": str(self.parallel_batches),
+            "PIPELINE_RETRY_FIRST_INTERVAL_MS": str(self.retry_first_interval_ms),
+            "PIPELINE_RETRY_MAX_ATTEMPTS": str(self.retry_max_attempts),
+            "PIPELINE_STORAGE_CONNECTION_STRING": "",
+            "PIPELINE_STORAGE_ACCOUNT": "",
+        }
+        account = self.account
+        if account is not None and (account.key or account.blob_endpoint):
+            key = f"AccountKey={account.key};" if account.key else ""
+            env["PIPELINE_STORAGE_CONNECTION_STRING"] = (
+                f"AccountName={account.name};{key}BlobEndpoint={account.endpoint};"
+            )
+        elif account is not None:
+            env["PIPELINE_STORAGE_ACCOUNT"] = account.name
+        return env

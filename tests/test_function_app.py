@@ -3,10 +3,11 @@ import json
 import azure.functions as func
 
 import function_app
+from devhost.durable import index_app
 
 
 def test_health_reports_every_library_it_needs():
-    health = next(f for f in function_app.app.get_functions() if f.get_function_name() == "health")
+    health = next(f for f in index_app().functions if f.get_function_name() == "health")
     response = health.get_user_function()(
         func.HttpRequest(method="GET", url="/api/health", body=b"", headers={})
     )

@@ -1,7 +1,7 @@
 import pytest
 
 from shared.errors import BadRequest
-from shared.settings import AZURITE_ACCOUNT, Settings, parse_connection_string
+from shared.settings import AZURITE_ACCOUNT, Settings, StorageAccount, parse_connection_string
 
 
 def test_settings_read_every_variable_from_the_environment():
@@ -59,3 +59,15 @@ def test_connection_string_with_endpoint_suffix_builds_the_blob_endpoint():
 def test_bad_settings_are_named_in_the_error(env, message):
     with pytest.raises(BadRequest, match=message):
         Settings.from_env(env)
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        Settings(allow_local_paths=True, work_area="/w", max_files=7, retry_first_interval_ms=10),
+        Settings(account=parse_connection_string("UseDevelopmentStorage=true"), work_area="az://w"),
+        Settings(account=StorageAccount("prod1"), allowed_containers=("a1a", "b2b")),
+    ],
+)
+def test_settings_survive_the_trip_through_the_environment(settings):
+    assert Settings.from_env(settings.to_env()) == settings

@@ -1,0 +1,125 @@
+"""Activities: decode the small JSON input, make one call into shared/, return small JSON.
+
+Every activity answers {"ok": true, ...result} or {"ok": false, "error": {...}}. It raises
+only for a retryable failure (StorageUnavailable), so the orchestrator's retry options apply
+to transient storage errors and to nothing else (see activities/outcome.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import azure.durable_functions as df
+
+from activities.outcome import outcome
+from shared.combine import combine
+from shared.gate import gate
+from shared.layout import Layout
+from shared.references import generate_batch
+from shared.register import register
+from shared.request import PipelineRequest
+from shared.scan import load_manifest, scan
+from shared.storage import Storage
+from shared.validate import validate_batch
+from shared.verify import verify
+
+bp = df.Blueprint()
+
+
+@bp.activity_trigger(input_name="payload")
+def scan_files(payload: dict[str, Any]) -> dict[str, Any]:
+    def run(settings: Any) -> dict[str, Any]:
+        from shared.layout import run_id_for
+
+        request = PipelineRequest.from_dict(payload["request"])
+        storage = Storage(settings)
+        scanned = scan(request, settings, storage)
+        manifest = load_manifest(scanned.manifest_url, settings, storage)
+        return {
+            **scanned.to_dict(),
+            "run_id": run_id_for(manifest.digest, request.format, request.concat_dim),
+        }
+
+    return outcome("scan", run)
+
+
+@bp.activity_trigger(input_name="payload")
+def validate_files(payload: dict[str, Any]) -> dict[str, Any]:
+    return outcome(
+        "validate",
+        lambda settings: validate_batch(
+            payload["manifest_url"], payload["start"], payload["stop"], settings
+        ).to_dict(),
+    )
+
+
+@bp.activity_trigger(input_name="payload")
+def gate_files(payload: dict[str, Any]) -> dict[str, Any]:
+    return outcome("gate", lambda settings: gate(payload["manifest_url"], settings).to_dict())
+
+
+@bp.activity_trigger(input_name="payload")
+def generate_files(payload: dict[str, Any]) -> dict[str, Any]:
+    return outcome(
+        "generate",
+        lambda settings: generate_batch(
+            payload["manifest_url"],
+            payload["start"],
+            payload["stop"],
+            settings,
+            concat_dim=payload["concat_dim"],
+        ).to_dict(),
+    )
+
+
+@bp.activity_trigger(input_name="payload")
+def combine_store(payload: dict[str, Any]) -> dict[str, Any]:
+    return outcome(
+        "combine",
+        lambda settings: combine(
+            payload["manifest_url"],
+            PipelineRequest.from_dict(payload["request"]),
+            payload["run_id"],
+            settings,
+        ).to_dict(),
+    )
+
+
+@bp.activity_trigger(input_name="payload")
+def verify_store(payload: dict[str, Any]) -> dict[str, Any]:
+    return outcome(
+        "verify",
+        lambda settings: verify(
+            payload["manifest_url"],
+            payload["store_url"],
+            payload["format"],
+            payload["concat_dim"],
+            settings,
+        ).to_dict(),
+    )
+
+
+@bp.activity_trigger(input_name="payload")
+def register_item(payload: dict[str, Any]) -> dict[str, Any]:
+    return outcome(
+        "register",
+        lambda settings: register(
+            payload["manifest_url"],
+            PipelineRequest.from_dict(payload["request"]),
+            payload["run_id"],
+            payload["store_url"],
+            settings,
+        ).to_dict(),
+    )
+
+
+@bp.activity_trigger(input_name="payload")
+def record_run(payload: dict[str, Any]) -> dict[str, Any]:
+    def run(settings: Any) -> dict[str, Any]:
+        location = Layout.from_settings(settings).run_report(
+            payload["dataset_id"], payload["run_id"]
+        )
+        Storage(settings).write_json(location, {"kind": "run-report", **payload["status"]})
+        return {"run_report": location.url}
+
+    return outcome("record", run)

@@ -1,0 +1,139 @@
+"""HTTP API: start a pipeline, read its status, check health. Translation only: the request
+is validated by shared/, the run is decided by the orchestrator.
+
+    POST /api/pipelines                 {source, dataset_id, concat_dim?, format?, options?}
+        202 {instance_id, status_url} + Location    400 names the bad field
+        409 when the dataset already has a run in progress (with that run's status URL)
+    GET  /api/pipelines/{instance_id}   phase, counts, batch, first errors, outputs, timings
+    GET  /api/health                    library versions; 503 naming a module that fails
+
+The Durable management URLs (which carry the system key) are never handed out; operators
+who hold the key keep the built-in /runtime/webhooks/durabletask API.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+from urllib.parse import urlsplit
+
+import azure.durable_functions as df
+import azure.functions as func
+
+from shared.errors import BadRequest, PipelineError
+from shared.health import dependency_report
+from shared.locations import parse_location
+from shared.plan import PipelineInput, RunPolicy, instance_id_for
+from shared.request import PipelineRequest
+from shared.settings import Settings
+from shared.status import pipeline_view
+
+bp = df.Blueprint()
+
+ORCHESTRATOR = "pipeline"
+IN_PROGRESS = ("Running", "Pending", "ContinuedAsNew", "Suspended")
+INSTANCE_ID = re.compile(r"^pipeline-[a-z0-9][a-z0-9._-]{0,62}$")
+
+
+def _json(
+    status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> func.HttpResponse:
+    return func.HttpResponse(
+        json.dumps(body, indent=1), status_code=status, mimetype="application/json", headers=headers
+    )
+
+
+def _status_url(req: func.HttpRequest, instance_id: str) -> str:
+    parts = urlsplit(req.url)
+    return f"{parts.scheme}://{parts.netloc}/api/pipelines/{instance_id}"
+
+
+def _runtime_status(status: df.DurableOrchestrationStatus) -> str | None:
+    runtime = status.runtime_status
+    return runtime.value if runtime is not None else None
+
+
+@bp.route(route="pipelines", methods=["POST"])
+@bp.durable_client_input(client_name="client")
+async def start_pipeline(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient
+) -> func.HttpResponse:
+    try:
+        body = req.get_json()
+    except ValueError:
+        error = BadRequest(
+            "The request body is not valid JSON.",
+            remedy='Send a JSON object such as {"source": "az://container/prefix", '
+            '"dataset_id": "my-dataset"} with Content-Type: application/json.',
+        )
+        return _json(400, {"error": error.to_dict()})
+    try:
+        settings = Settings.from_env()
+        request = PipelineRequest.from_dict(body)
+        parse_location(request.source, settings, what="source")  # refuse before any work
+        policy = RunPolicy.from_request(request, settings)
+    except PipelineError as exc:
+        return _json(400, {"error": exc.to_dict()})
+    instance_id = instance_id_for(request.dataset_id)
+    status_url = _status_url(req, instance_id)
+    existing = await client.get_status(instance_id)
+    if _runtime_status(existing) in IN_PROGRESS:
+        return _already_running(request.dataset_id, instance_id, status_url)
+    try:
+        await client.start_new(ORCHESTRATOR, instance_id, PipelineInput(request, policy).to_dict())
+    except Exception:
+        # Two requests raced past the check: the extension refuses the second start.
+        raced = await client.get_status(instance_id)
+        if _runtime_status(raced) in IN_PROGRESS:
+            return _already_running(request.dataset_id, instance_id, status_url)
+        raise
+    return _json(
+        202,
+        {"instance_id": instance_id, "status_url": status_url},
+        headers={"Location": status_url, "Retry-After": "5"},
+    )
+
+
+def _already_running(dataset_id: str, instance_id: str, status_url: str) -> func.HttpResponse:
+    return _json(
+        409,
+        {
+            "error": {
+                "code": "already_running",
+                "message": f"Dataset {dataset_id!r} already has a run in progress ({instance_id}).",
+                "remedy": "Wait for it to finish (follow status_url), then submit again.",
+            },
+            "instance_id": instance_id,
+            "status_url": status_url,
+        },
+        headers={"Location": status_url},
+    )
+
+
+@bp.route(route="pipelines/{instance_id}", methods=["GET"])
+@bp.durable_client_input(client_name="client")
+async def pipeline_status(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient
+) -> func.HttpResponse:
+    instance_id = req.route_params.get("instance_id", "")
+    # Only pipeline instances, by their exact form: never pass anything else to the client.
+    status = await client.get_status(instance_id) if INSTANCE_ID.match(instance_id) else None
+    if status is None or _runtime_status(status) is None:
+        return _json(
+            404,
+            {
+                "error": {
+                    "code": "not_found",
+                    "message": f"There is no pipeline run {instance_id!r}.",
+                    "remedy": "Use the instance_id or status_url returned by POST /api/pipelines.",
+                }
+            },
+        )
+    return _json(200, pipeline_view(status.to_json()))
+
+
+@bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+def health(req: func.HttpRequest) -> func.HttpResponse:
+    report = dependency_report()
+    return _json(200 if report["ok"] else 503, report)

@@ -1,0 +1,126 @@
+"""The real orchestrators with stand-in activities that do no I/O but answer with results of
+the real shapes at their largest (five errors with long messages in every validate batch,
+long URLs), so a 10,000-file run exercises the orchestration's payloads and histories in
+seconds. The scan stand-in reports the file count named by the source (synthetic://N):
+this is the synthetic
+manifest of the payload-budget test (no files, no manifest document: every later stage
+only ever sees the manifest's URL and count)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import azure.durable_functions as df
+
+from orchestrators.pipeline import bp as orchestrators
+
+LONG = "az://source-container/" + "very/deep/prefix/" * 4
+MESSAGE = "x" * 280  # as long as a real finding sentence gets
+
+activities = df.Blueprint()
+
+
+def _url(kind: str) -> str:
+    return f"az://work-container/runs/{kind}/{'0' * 32}.json"
+
+
+@activities.activity_trigger(input_name="payload")
+def scan_files(payload: dict[str, Any]) -> dict[str, Any]:
+    count = int(payload["request"]["source"].removeprefix("synthetic://"))
+    return {
+        "ok": True,
+        "manifest_url": _url("manifest"),
+        "file_count": count,
+        "total_bytes": count * 50_000_000,
+        "seconds": 1.0,
+        "run_id": "0" * 16,
+    }
+
+
+@activities.activity_trigger(input_name="payload")
+def validate_files(payload: dict[str, Any]) -> dict[str, Any]:
+    files = payload["stop"] - payload["start"]
+    errors = [
+        {
+            "url": f"{LONG}file_{payload['start'] + i:06d}.nc",
+            "code": "unsupported_filter",
+            "message": MESSAGE,
+        }
+        for i in range(5)
+    ]
+    return {
+        "ok": True,
+        "manifest_url": payload["manifest_url"],
+        "start": payload["start"],
+        "stop": payload["stop"],
+        "files": files,
+        "reused": 0,
+        "verdicts": {"suitable": files},
+        "findings": {"contiguous_large": files},
+        "bytes_read": files * 65536,
+        "requests": files,
+        "seconds": 0.1,
+        "errors": errors,
+        "error_count": files,
+    }
+
+
+@activities.activity_trigger(input_name="payload")
+def gate_files(payload: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "ok": True,
+        "report_url": _url("gate"),
+        "files": 0,
+        "suitable": 0,
+        "with_warnings": 0,
+        "unsuitable": 0,
+        "findings_by_code": {},
+        "first_errors": [],
+        "seconds": 0.1,
+        "passed": True,
+    }
+
+
+@activities.activity_trigger(input_name="payload")
+def generate_files(payload: dict[str, Any]) -> dict[str, Any]:
+    files = payload["stop"] - payload["start"]
+    return {
+        "ok": True,
+        "files": files,
+        "generated": files,
+        "reused": 0,
+        "bytes_read": files * 90_000,
+        "requests": files * 18,
+        "reference_bytes": files * 40_000,
+        "seconds": 0.1,
+    }
+
+
+@activities.activity_trigger(input_name="payload")
+def combine_store(payload: dict[str, Any]) -> dict[str, Any]:
+    return {"ok": True, "store_url": _url("store"), "reference_count": 10**6}
+
+
+@activities.activity_trigger(input_name="payload")
+def verify_store(payload: dict[str, Any]) -> dict[str, Any]:
+    return {"ok": True, "mode": "sample", "values_compared": 10**6}
+
+
+@activities.activity_trigger(input_name="payload")
+def register_item(payload: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "ok": True,
+        "item_url": _url("item"),
+        "collection_url": _url("c"),
+        "catalog_url": _url("k"),
+    }
+
+
+@activities.activity_trigger(input_name="payload")
+def record_run(payload: dict[str, Any]) -> dict[str, Any]:
+    return {"ok": True, "run_report": _url("run")}
+
+
+app = df.DFApp()
+app.register_functions(orchestrators)
+app.register_functions(activities)

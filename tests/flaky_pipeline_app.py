@@ -1,0 +1,45 @@
+"""The real Function App with one fault injected: the first call of validate_files raises
+StorageUnavailable, as a throttled or dropped storage connection would. This is a mock of a
+fault we cannot provoke for real here yet (issue 5 adds a fault-injecting proxy in front of
+Azurite); everything else is the real orchestrator and the real activities."""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+from typing import Any
+
+import azure.durable_functions as df
+
+import activities.stages as stages
+from orchestrators.pipeline import bp as orchestrators
+from shared.errors import StorageUnavailable
+
+FAULT_COUNTER = "PIPELINE_TEST_FAULT_COUNTER"  # a file: calls run in other processes
+
+
+def _failing_first_call(function: Any) -> Any:
+    @functools.wraps(function)
+    def wrapper(payload: dict[str, Any]) -> dict[str, Any]:
+        counter = Path(os.environ[FAULT_COUNTER])
+        calls = int(counter.read_text()) if counter.exists() else 0
+        counter.write_text(str(calls + 1))
+        if calls == 0:
+            raise StorageUnavailable("Storage did not answer (injected: connection reset by peer).")
+        return function(payload)
+
+    return wrapper
+
+
+activities = df.Blueprint()
+for builder in stages.bp._function_builders:
+    name = builder._function.get_function_name()
+    user_function = builder._function.get_user_function()
+    if name == "validate_files":
+        user_function = _failing_first_call(user_function)
+    activities.activity_trigger(input_name="payload", activity=name)(user_function)
+
+app = df.DFApp()
+app.register_functions(orchestrators)
+app.register_functions(activities)

@@ -1,0 +1,44 @@
+"""No activity input or output grows with the number of files beyond a batch: at 2,000 and
+10,000 files every activity payload stays under 16 KB, and every orchestration history under
+a stated bound. The activities are stand-ins (tests/budget_app.py: real result shapes at
+their largest, no I/O) behind the real orchestrators on devhost."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from devhost.durable import DurableHost
+from shared.plan import PipelineInput, RunPolicy
+from shared.request import PipelineRequest
+
+PAYLOAD_LIMIT = 16 * 1024  # our own budget (Durable moves messages over 45 KB to blobs)
+HISTORY_LIMIT = 1024 * 1024  # bytes of one instance's history
+HISTORY_EVENTS_LIMIT = 1500
+
+
+@pytest.mark.parametrize("files", [2_000, 10_000])
+def test_payloads_and_histories_stay_small_at_scale(tmp_path, files, capsys):
+    request = PipelineRequest.from_dict({"source": f"synthetic://{files}", "dataset_id": "big"})
+    run = PipelineInput(request, RunPolicy())  # the defaults: batches of 100, 10 files per call
+    with DurableHost(tmp_path / "state", app_module="tests.budget_app", workers=2) as host:
+        host.start_new("pipeline", "pipeline-big", json.dumps(run.to_dict()))
+        status = host.wait_for("pipeline-big", timeout=900)
+        sizes = host.payload_sizes()
+        instances = len(host.instances())
+    assert status["runtimeStatus"] == "Completed", status
+    assert status["output"]["files"]["validated"] == files
+    assert instances == 1 + 2 * (files // 100)  # the pipeline and one batch per 100 files per stage
+    with capsys.disabled():  # the figures belong in the CI log
+        print(f"\npayload budget, {files} files (bytes): {json.dumps(sizes)}")
+    for name in (
+        "activity_input",
+        "activity_output",
+        "sub_orchestration_input",
+        "sub_orchestration_output",
+        "custom_status",
+    ):
+        assert sizes[name] <= PAYLOAD_LIMIT, (name, sizes[name])
+    assert sizes["history_bytes"] <= HISTORY_LIMIT, sizes
+    assert sizes["history_events"] <= HISTORY_EVENTS_LIMIT, sizes
