@@ -4,6 +4,7 @@
                           [--work-area DIR] [--store-root DIR] [--catalog DIR] [--pattern GLOB]
     python -m devhost validate FILE_OR_URL...
     python -m devhost demo [--out DIR] [--files 30] [--format kerchunk-json]
+    python -m devhost start [--port 7071] [--state .devhost] [--workers 2]
 
 SOURCE, FILE_OR_URL and the locations may be local paths or blob URLs (az://, abfs://,
 https://ACCOUNT.blob.core.windows.net/...) when PIPELINE_STORAGE_ACCOUNT or
@@ -19,6 +20,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 
+from devhost.start import add_start_parser, start_command
 from shared.errors import PipelineError
 from shared.settings import Settings
 
@@ -61,12 +63,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--pattern", action="append", help="file glob (repeatable); default *.nc ...")
     run.add_argument("--collection", help="STAC collection id (default: the dataset id)")
-    run.add_argument("--batch-size", type=int, default=100)
+    run.add_argument("--batch-size", type=int, help="files per sub-orchestration (default 100)")
     _location_options(run)
+    _host_options(run)
 
     validate = sub.add_parser("validate", help="print the validation report of files")
     validate.add_argument("paths", nargs="+", help="files, folders or blob URLs")
     validate.add_argument("--json", action="store_true", help="print the reports as JSON")
+
+    add_start_parser(sub)
 
     demo = sub.add_parser("demo", help="write sample files, run the pipeline, prove equality")
     demo.add_argument("--out", default="demo-output", help="folder for everything the demo writes")
@@ -76,7 +81,13 @@ def _parser() -> argparse.ArgumentParser:
         default="kerchunk-json",
         choices=["kerchunk-json", "kerchunk-parquet", "icechunk", "all"],
     )
+    demo.add_argument("--workers", type=int, default=2, help="activity worker processes")
     return parser
+
+
+def _host_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--state", default=".devhost", help="the local host's state folder")
+    parser.add_argument("--workers", type=int, default=2, help="activity worker processes")
 
 
 def _location_options(parser: argparse.ArgumentParser) -> None:
@@ -94,6 +105,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from devhost.commands import run_command
 
             return run_command(args, _settings(args))
+        if args.command == "start":
+            return start_command(args, _settings(args))
         if args.command == "validate":
             from devhost.commands import validate_command
 
@@ -105,8 +118,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"\nerror [{exc.code}]: {exc.message}", file=sys.stderr)
         if exc.remedy:
             print(f"what to do: {exc.remedy}", file=sys.stderr)
-        if "run_report" in exc.context:
-            print(f"run report: {exc.context['run_report']}", file=sys.stderr)
+        for key, label in (("gate_report", "gate report"), ("run_report", "run report")):
+            if exc.context.get(key):
+                print(f"{label}: {exc.context[key]}", file=sys.stderr)
         if args.debug:
             traceback.print_exc()
         return EXIT_FAILED

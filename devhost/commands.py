@@ -7,11 +7,12 @@ import json
 import sys
 from typing import Any
 
+from devhost.client import follow, submit
+from devhost.local import local_host
 from devhost.progress import Progress
-from devhost.runner import RunReport, run_pipeline
 from shared.errors import PipelineError, describe
 from shared.locations import parse_location
-from shared.request import DEFAULT_PATTERNS, PipelineRequest
+from shared.request import DEFAULT_PATTERNS
 from shared.scan import list_source
 from shared.settings import Settings
 from shared.storage import ObjectInfo, Storage
@@ -32,31 +33,50 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
         body["options"]["patterns"] = args.pattern
     if args.collection:
         body["options"]["collection"] = args.collection
-    request = PipelineRequest.from_dict(body)
-    report = run_pipeline(request, settings, batch_size=args.batch_size, progress=Progress())
-    print_summary(report)
+    if args.batch_size:
+        body["options"]["batch_size"] = args.batch_size
+    view = run_through_host(body, settings, state=args.state, workers=args.workers)
+    print_summary(view)
     return EXIT_OK
 
 
-def print_summary(report: RunReport) -> None:
-    stages = report.stages
-    total = sum(stage["seconds"] for stage in stages.values())
-    read = sum(stages[s].get("bytes_read", 0) for s in ("validate", "generate") if s in stages)
+def run_through_host(
+    body: dict[str, Any], settings: Settings, *, state: str, workers: int
+) -> dict[str, Any]:
+    """Start the local host, POST the request to the HTTP starter, follow the status URL to
+    the end: the same orchestrator, activities and API as in Azure."""
+    with local_host(settings, state, workers=workers) as server:
+        status_url = submit(server.base_url, body)
+        print(f"submitted: {status_url}", file=sys.stderr)
+        return follow(status_url, Progress())
+
+
+def print_summary(view: dict[str, Any]) -> None:
+    files = view.get("files") or {}
+    stages = {name: seconds or 0.0 for name, seconds in (view.get("stages") or {}).items()}
+    read = sum((view.get("bytes_read") or {}).values())
+    size = files.get("bytes", 0)
+    share = f" ({100 * read / size:.1f}% of the files)" if size else ""
     print()
-    print(f"dataset      {report.request['dataset_id']}  (run {report.run_id})")
-    print(f"files        {report.files}, {report.total_bytes:,} bytes")
-    share = f" ({100 * read / report.total_bytes:.1f}% of the files)" if report.total_bytes else ""
+    run = f"run {view.get('run_id')}, instance {view.get('instance_id')}"
+    print(f"dataset      {view.get('dataset_id')}  ({run})")
+    print(f"files        {files.get('total', 0)}, {size:,} bytes")
     print(f"bytes read   {read:,} to validate and reference{share}")
     print(
         "time         "
-        + ", ".join(f"{name} {s['seconds']:.2f} s" for name, s in stages.items())
-        + f"; total {total:.2f} s"
+        + ", ".join(f"{name} {seconds:.2f} s" for name, seconds in stages.items())
+        + f"; total {sum(stages.values()):.2f} s"
     )
-    print(f"manifest     {report.manifest_url}")
-    print(f"store        {report.store_url}  ({report.request['format']})")
-    print(f"STAC item    {report.item_url}")
-    print(f"catalog      {report.catalog_url}")
-    print(f"run report   {report.report_url}")
+    for label, key in (
+        ("manifest", "manifest_url"),
+        ("gate report", "gate_report_url"),
+        ("store", "store_url"),
+        ("STAC item", "item_url"),
+        ("catalog", "catalog_url"),
+        ("run report", "run_report"),
+    ):
+        if view.get(key):
+            print(f"{label:<12} {view[key]}")
 
 
 def _files_of(path: str, settings: Settings, storage: Storage) -> list[ObjectInfo]:

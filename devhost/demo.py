@@ -15,12 +15,10 @@ from pathlib import Path
 
 import xarray as xr
 
-from devhost.commands import print_summary
-from devhost.progress import Progress
-from devhost.runner import run_pipeline
+from devhost.commands import print_summary, run_through_host
 from shared.errors import BadRequest, VerifyMismatch
 from shared.reader import open_item
-from shared.request import FORMATS, PipelineRequest
+from shared.request import FORMATS
 from shared.samples import SampleSpec, open_collection, write_sample_files
 from shared.settings import Settings
 
@@ -61,22 +59,22 @@ def demo_command(args: argparse.Namespace, settings: Settings) -> int:
     expected = open_collection(paths).load()
     for store_format in formats:
         print(f"\n== pipeline, format {store_format} ==")
-        request = PipelineRequest.from_dict(
-            {
-                "source": str(out / "source"),
-                "dataset_id": f"demo-{store_format}" if len(formats) > 1 else "demo",
-                "format": store_format,
-            }
+        body = {
+            "source": str(out / "source"),
+            "dataset_id": f"demo-{store_format}" if len(formats) > 1 else "demo",
+            "format": store_format,
+        }
+        view = run_through_host(
+            body, settings, state=str(out / "devhost-state"), workers=args.workers
         )
-        report = run_pipeline(request, settings, progress=Progress())
-        print_summary(report)
-        with open_item(report.item_url, settings) as published:
+        print_summary(view)
+        with open_item(view["item_url"], settings) as published:
             actual = published.load()
         try:
             xr.testing.assert_identical(actual, expected)
         except AssertionError as exc:
             raise VerifyMismatch(
-                f"The dataset opened from {report.item_url} differs from the sources: {exc}"
+                f"The dataset opened from {view['item_url']} differs from the sources: {exc}"
             ) from None
         print(
             f"\nPROOF ({store_format}): the dataset opened from the STAC item's asset is identical "

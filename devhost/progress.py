@@ -33,8 +33,11 @@ class Progress:
         self.done += count
         self._draw()
 
-    def finish(self, note: str = "") -> float:
-        seconds = time.perf_counter() - self.started
+    def finish(self, note: str = "", seconds: float | None = None) -> float:
+        """End the stage; ``seconds`` overrides the time measured here (e.g. the
+        orchestrator's own timing of the stage)."""
+        if seconds is None:
+            seconds = time.perf_counter() - self.started
         if self.enabled:
             if self.interactive:
                 self._write("\r\033[K")

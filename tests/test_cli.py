@@ -23,7 +23,10 @@ def isolated_environment(monkeypatch, tmp_path):
 
 def test_run_prints_where_every_output_is(tmp_path, capsys):
     write_sample_files(tmp_path / "src", SampleSpec(files=3, lat=6, lon=10))
-    assert main(["run", str(tmp_path / "src"), "--dataset", "tas"]) == 0
+    assert (
+        main(["run", str(tmp_path / "src"), "--dataset", "tas", "--state", str(tmp_path / "state")])
+        == 0
+    )
     out = capsys.readouterr().out
     for label in (
         "files        3",
@@ -37,7 +40,12 @@ def test_run_prints_where_every_output_is(tmp_path, capsys):
 
 def test_run_on_an_empty_folder_exits_1_with_the_error_and_what_to_do(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
-    assert main(["run", str(tmp_path / "empty"), "--dataset", "tas"]) == 1
+    assert (
+        main(
+            ["run", str(tmp_path / "empty"), "--dataset", "tas", "--state", str(tmp_path / "state")]
+        )
+        == 1
+    )
     err = capsys.readouterr().err
     assert "error [empty_source]: There are no files under" in err
     assert "what to do:" in err
@@ -52,9 +60,13 @@ def test_run_with_a_bad_dataset_id_names_the_field(tmp_path, capsys):
 def test_a_run_stopped_by_the_gate_says_where_its_run_report_is(tmp_path, capsys):
     write_sample_files(tmp_path / "src", SampleSpec(files=2, lat=6, lon=10))
     write_bytes(tmp_path / "src" / "zero.nc", b"")
-    assert main(["run", str(tmp_path / "src"), "--dataset", "tas"]) == 1
+    assert (
+        main(["run", str(tmp_path / "src"), "--dataset", "tas", "--state", str(tmp_path / "state")])
+        == 1
+    )
     err = capsys.readouterr().err
     assert "error [unsuitable_collection]: 1 of 3 files cannot be combined" in err
+    assert "gate report: file://" in err
     assert "zero.nc is empty" in err
     assert "run report: file://" in err
 
