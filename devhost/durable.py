@@ -619,34 +619,17 @@ class DurableHost:
         attempt there is one more timer, then the task fails (FACTS.md)."""
         kind = new_event["EventType"]
         if kind == TASK_FAILED:
-            key = f"task:{new_event['TaskScheduledId']}"
-            retry = db.execute(
-                "SELECT name, input, first_interval_ms, max_attempts, attempt FROM retries WHERE "
-                "instance_id = ? AND key = ?",
-                (instance_id, key),
-            ).fetchone()
+            retry = self._retry(db, instance_id, f"task:{new_event['TaskScheduledId']}")
             if retry is None:
                 return
-            timer_id = sequence.take()
             fire_at = now + timedelta(milliseconds=retry[2])
-            scheduled.append(event(TIMER_CREATED, timer_id, now, FireAt=iso(fire_at)))
-            self._send(
-                db,
-                instance_id,
-                event(TIMER_FIRED, timestamp=fire_at, TimerId=timer_id, FireAt=iso(fire_at)),
-                due=fire_at.timestamp(),
-            )
+            timer_id = self._create_timer(db, instance_id, sequence, scheduled, fire_at, now)
             db.execute(
                 "INSERT OR REPLACE INTO retries VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (instance_id, f"timer:{timer_id}", *retry),
             )
         elif kind == TIMER_FIRED:
-            key = f"timer:{new_event['TimerId']}"
-            retry = db.execute(
-                "SELECT name, input, first_interval_ms, max_attempts, attempt FROM retries WHERE "
-                "instance_id = ? AND key = ?",
-                (instance_id, key),
-            ).fetchone()
+            retry = self._retry(db, instance_id, f"timer:{new_event['TimerId']}")
             if retry is None or retry[4] >= retry[3]:
                 return
             name, input_json, interval, attempts, attempt = retry
@@ -657,6 +640,32 @@ class DurableHost:
                 "INSERT OR REPLACE INTO retries VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (instance_id, f"task:{task_id}", name, input_json, interval, attempts, attempt + 1),
             )
+
+    @staticmethod
+    def _retry(db: sqlite3.Connection, instance_id: str, key: str) -> tuple[Any, ...] | None:
+        """(name, input, first interval ms, max attempts, attempt) of a retried task or timer."""
+        row = db.execute(
+            "SELECT name, input, first_interval_ms, max_attempts, attempt FROM retries "
+            "WHERE instance_id = ? AND key = ?",
+            (instance_id, key),
+        ).fetchone()
+        return tuple(row) if row is not None else None
+
+    def _create_timer(
+        self,
+        db: sqlite3.Connection,
+        instance_id: str,
+        sequence: _Sequence,
+        scheduled: list[dict[str, Any]],
+        fire_at: datetime,
+        now: datetime,
+    ) -> int:
+        """TimerCreated (next number) now, and its TimerFired due at ``fire_at``."""
+        timer_id = sequence.take()
+        scheduled.append(event(TIMER_CREATED, timer_id, now, FireAt=iso(fire_at)))
+        fired = event(TIMER_FIRED, timestamp=fire_at, TimerId=timer_id, FireAt=iso(fire_at))
+        self._send(db, instance_id, fired, due=fire_at.timestamp())
+        return timer_id
 
     def _schedule(
         self,
@@ -737,14 +746,8 @@ class DurableHost:
             )
             return None
         if kind == CREATE_TIMER:
-            timer_id = sequence.take()
-            fire_at = _parse_time(action["fireAt"])
-            scheduled.append(event(TIMER_CREATED, timer_id, now, FireAt=iso(fire_at)))
-            self._send(
-                db,
-                instance_id,
-                event(TIMER_FIRED, timestamp=fire_at, TimerId=timer_id, FireAt=iso(fire_at)),
-                due=fire_at.timestamp(),
+            self._create_timer(
+                db, instance_id, sequence, scheduled, _parse_time(action["fireAt"]), now
             )
             return None
         if kind == WAIT_FOR_EVENT:

@@ -63,3 +63,13 @@ def flaky(options: dict[str, Any]) -> str:
     if calls < options["fail_times"]:
         raise ConnectionResetError(f"injected transient failure {calls + 1}")
     return f"succeeded on call {calls + 1}"
+
+
+@app.orchestration_trigger(context_name="context")
+def counter(context: df.DurableOrchestrationContext):
+    """Continues as new until the count reaches 3, keeping each history short."""
+    count = context.get_input()
+    if count >= 3:
+        return count
+    yield context.call_activity("double", count)
+    context.continue_as_new(count + 1)

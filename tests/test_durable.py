@@ -208,3 +208,16 @@ def test_replaying_a_finished_history_gives_the_same_actions_and_output(host):
     replayed = [(c["functionName"], c["input"]) for c in actions[0]["compoundActions"]]
     replayed.append((actions[1]["functionName"], actions[1]["input"]))
     assert replayed == scheduled
+
+
+def test_continue_as_new_restarts_with_the_new_input_and_a_fresh_history(host):
+    status = run(host, "counter", "counter", 0)
+    assert status["runtimeStatus"] == "Completed"
+    assert status["output"] == 3
+    assert layout(host, "counter") == [
+        ("OrchestratorStarted",),
+        ("ExecutionStarted",),
+        ("OrchestratorCompleted",),
+        ("ExecutionCompleted",),
+    ]
+    assert host.history("counter")[1]["Input"] == "3"
