@@ -14,7 +14,7 @@ import azure.durable_functions as df
 from activities.outcome import outcome
 from shared.combine import combine
 from shared.gate import gate
-from shared.layout import Layout
+from shared.layout import Layout, run_id_for
 from shared.references import generate_batch
 from shared.register import register
 from shared.request import PipelineRequest
@@ -29,8 +29,6 @@ bp = df.Blueprint()
 @bp.activity_trigger(input_name="payload")
 def scan_files(payload: dict[str, Any]) -> dict[str, Any]:
     def run(settings: Any) -> dict[str, Any]:
-        from shared.layout import run_id_for
-
         request = PipelineRequest.from_dict(payload["request"])
         storage = Storage(settings)
         scanned = scan(request, settings, storage)
