@@ -113,6 +113,12 @@ class Settings:
     inline_max_bytes: int = 64 * 1024
     verify_full_max_bytes: int = 256 * 1024 * 1024
     verify_sample_chunks: int = 2
+    # A variable stored in one piece (contiguous, or a single chunk) is read whole by every
+    # reader: a warning above the first size, unsuitable above the second.
+    unchunked_warn_bytes: int = 256 * 1024 * 1024
+    unchunked_max_bytes: int = 2 * 1024 * 1024 * 1024
+    # Above this many references a kerchunk JSON store is slow to open: recommend another format.
+    json_max_references: int = 500_000
     batch_size: int = 100
     files_per_activity: int = 10
     parallel_batches: int = 8
@@ -149,6 +155,15 @@ class Settings:
             verify_sample_chunks=_int(
                 env, "PIPELINE_VERIFY_SAMPLE_CHUNKS", defaults.verify_sample_chunks
             ),
+            unchunked_warn_bytes=_int(
+                env, "PIPELINE_UNCHUNKED_WARN_BYTES", defaults.unchunked_warn_bytes
+            ),
+            unchunked_max_bytes=_int(
+                env, "PIPELINE_UNCHUNKED_MAX_BYTES", defaults.unchunked_max_bytes
+            ),
+            json_max_references=_int(
+                env, "PIPELINE_JSON_MAX_REFERENCES", defaults.json_max_references
+            ),
             batch_size=_int(env, "PIPELINE_BATCH_SIZE", defaults.batch_size),
             files_per_activity=_int(
                 env, "PIPELINE_FILES_PER_ACTIVITY", defaults.files_per_activity
@@ -179,6 +194,9 @@ class Settings:
             "PIPELINE_INLINE_MAX_BYTES": str(self.inline_max_bytes),
             "PIPELINE_VERIFY_FULL_MAX_BYTES": str(self.verify_full_max_bytes),
             "PIPELINE_VERIFY_SAMPLE_CHUNKS": str(self.verify_sample_chunks),
+            "PIPELINE_UNCHUNKED_WARN_BYTES": str(self.unchunked_warn_bytes),
+            "PIPELINE_UNCHUNKED_MAX_BYTES": str(self.unchunked_max_bytes),
+            "PIPELINE_JSON_MAX_REFERENCES": str(self.json_max_references),
             "PIPELINE_BATCH_SIZE": str(self.batch_size),
             "PIPELINE_FILES_PER_ACTIVITY": str(self.files_per_activity),
             "PIPELINE_PARALLEL_BATCHES": str(self.parallel_batches),

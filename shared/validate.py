@@ -6,6 +6,11 @@ shape, dimensions, storage layout, chunks, filters, CF encoding), then run the r
 rule is one small function that looks at the parsed header and yields findings; adding a
 check means writing one function and decorating it with ``@rule`` (see "Rules" below).
 
+Each report also summarises every 1-D dimension coordinate (time, lat, lon, level, ...): its
+raw first and last values, a digest of all its values, whether it is ordered, and for time
+its first and last dates, so the gate can compare grids and order files across the collection
+without reading any file again (see "Coordinate summaries" in docs/findings.md).
+
 Findings never hide a storage failure: ``PipelineError`` (and so the retryable
 ``StorageUnavailable``) always propagates, even when raised inside h5py's file callbacks.
 
@@ -14,6 +19,7 @@ The finding codes are stable and documented in docs/findings.md.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import re
@@ -21,9 +27,10 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+import cftime
 import h5py
 import numpy as np
 from obspec_utils.readers import BlockStoreReader
@@ -36,6 +43,7 @@ from obspec_utils.wrappers import RequestTrace
 from virtualizarr.parsers.netcdf3 import _Header as NetCDF3Header
 from virtualizarr.parsers.netcdf3 import _parse_header as parse_netcdf3_header
 from virtualizarr.parsers.netcdf3 import _resolve_streaming_numrecs
+from virtualizarr.parsers.netcdf3 import _Variable as NetCDF3Variable
 
 from shared.errors import BadRequest, PipelineError, SourceNotFound
 from shared.formats import (
@@ -62,10 +70,24 @@ log = logging.getLogger(__name__)
 Severity = Literal["error", "warning"]
 Verdict = Literal["suitable", "suitable_with_warnings", "unsuitable"]
 StorageLayout = Literal["chunked", "contiguous", "compact", "virtual", "classic"]
+Monotonic = Literal["increasing", "decreasing", "constant", "no"]
 
 REPORT_KIND = "validation-report"
 # Bump when a rule is added or changed: stored reports of another version are redone.
-REPORT_VERSION = 1
+# 2: coordinate summaries; unchunked-size rules; variable-length strings and plain HDF5 are
+# errors.
+REPORT_VERSION = 2
+
+# Coordinates up to this many stored bytes are read whole (digest, order, duplicates); larger
+# ones only at their two ends. A multiple of inline_max_bytes: 1 MiB with the defaults.
+COORDINATE_READ_FACTOR = 16
+# The formats that were checked end to end with a variable-length string variable: all of them
+# read the strings back with the right values but another dtype (see variable_length_strings).
+VLEN_STRING_FORMATS = ("kerchunk-json", "kerchunk-parquet", "icechunk")
+# The chunk size the unchunked-variable findings suggest: a few MB per read.
+_SUGGESTED_CHUNK_BYTES = 8 * 1024 * 1024
+# "<unit> since <reference date>": the CF form of a time coordinate's units.
+_TIME_UNITS = re.compile(r"^\s*[A-Za-z]+\s+since\s+\S", re.IGNORECASE)
 
 # CF attributes that change how stored values decode; kept per variable in the report.
 ENCODING_ATTRIBUTES = (
@@ -221,6 +243,72 @@ class VariableInfo:
 
 
 @dataclass(frozen=True)
+class CoordinateSummary:
+    """What one file says about one 1-D dimension coordinate (a variable whose only dimension
+    has its own name): the gate compares grids and orders files with it.
+
+    ``first``/``last`` are the raw stored values (before scale_factor, add_offset or time
+    decoding; NaN as "NaN"); null for an empty coordinate. ``digest`` is the sha256 of all raw
+    values as little-endian bytes of their dtype (strings: each value's UTF-8 bytes after its
+    length as 8 little-endian bytes), so equal grids have equal digests whatever the file's
+    byte order. A coordinate above the read limit is read at its two ends only: ``digest``,
+    ``monotonic`` and ``duplicates`` are then null. ``monotonic`` is strict ("increasing"
+    needs every step to go up); 0 or 1 values count as "increasing". For time-like units
+    ("<unit> since <date>") ``first_decoded``/``last_decoded`` are ISO 8601 dates in the
+    coordinate's calendar (YYYY-MM-DDTHH:MM:SS[.ffffff]); null otherwise, for a missing value,
+    or when the units cannot be decoded."""
+
+    size: int
+    dtype: str
+    first: Any
+    last: Any
+    digest: str | None
+    monotonic: Monotonic | None
+    duplicates: bool | None
+    units: str | None = None
+    calendar: str | None = None
+    first_decoded: str | None = None
+    last_decoded: str | None = None
+
+    @property
+    def complete(self) -> bool:
+        """Were all values read (digest, monotonic and duplicates known)?"""
+        return self.digest is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "size": self.size,
+            "dtype": self.dtype,
+            "first": self.first,
+            "last": self.last,
+            "digest": self.digest,
+            "monotonic": self.monotonic,
+            "duplicates": self.duplicates,
+            "units": self.units,
+            "calendar": self.calendar,
+            "first_decoded": self.first_decoded,
+            "last_decoded": self.last_decoded,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CoordinateSummary:
+        duplicates = data.get("duplicates")
+        return cls(
+            size=int(data["size"]),
+            dtype=str(data["dtype"]),
+            first=data.get("first"),
+            last=data.get("last"),
+            digest=data.get("digest"),
+            monotonic=data.get("monotonic"),
+            duplicates=None if duplicates is None else bool(duplicates),
+            units=data.get("units"),
+            calendar=data.get("calendar"),
+            first_decoded=data.get("first_decoded"),
+            last_decoded=data.get("last_decoded"),
+        )
+
+
+@dataclass(frozen=True)
 class FileReport:
     """One file's validation report: written to Layout.report(url, etag) as JSON."""
 
@@ -236,6 +324,8 @@ class FileReport:
     attributes: dict[str, Any]
     bytes_read: int
     requests: int
+    # Every 1-D dimension coordinate whose values could be read, by name, in file order.
+    coordinates: dict[str, CoordinateSummary] = field(default_factory=dict)
 
     @property
     def errors(self) -> tuple[Finding, ...]:
@@ -264,6 +354,7 @@ class FileReport:
             "findings": [f.to_dict() for f in self.findings],
             "variables": [v.to_dict() for v in self.variables],
             "dimensions": dict(self.dimensions),
+            "coordinates": {name: c.to_dict() for name, c in self.coordinates.items()},
             "attributes": self.attributes,
             "bytes_read": self.bytes_read,
             "requests": self.requests,
@@ -286,6 +377,10 @@ class FileReport:
             attributes=dict(data.get("attributes") or {}),
             bytes_read=int(data.get("bytes_read", 0)),
             requests=int(data.get("requests", 0)),
+            coordinates={
+                str(name): CoordinateSummary.from_dict(summary)
+                for name, summary in (data.get("coordinates") or {}).items()
+            },
         )
 
 
@@ -369,6 +464,8 @@ class FileHeader:
     dimension_clashes: dict[str, list[int]] = field(default_factory=dict)
     # Problems met while reading (a variable whose header could not be read).
     problems: list[Finding] = field(default_factory=list)
+    # Summaries of the 1-D dimension coordinates whose values could be read.
+    coordinates: dict[str, CoordinateSummary] = field(default_factory=dict)
 
 
 Rule = Callable[[FileHeader, Settings], Iterable[Finding]]
@@ -407,7 +504,13 @@ def validate_file(info: ObjectInfo, settings: Settings, storage: Storage) -> Fil
         attributes=dict(header.attributes) if header is not None else {},
         bytes_read=sum(r.length for r in reads),
         requests=len(reads),
+        coordinates=dict(header.coordinates) if header is not None else {},
     )
+
+
+def coordinate_read_limit(settings: Settings) -> int:
+    """Coordinates of up to this many stored bytes are read whole; larger ones at their ends."""
+    return settings.inline_max_bytes * COORDINATE_READ_FACTOR
 
 
 def _traced(storage: Storage) -> tuple[Storage, RequestTrace]:
@@ -432,11 +535,14 @@ def _read_header(
         if fmt is None:
             return None, [_not_netcdf(info.url, head)], None, ""
         reader.seek(0)
+        limit = coordinate_read_limit(storage.settings)
         if fmt == "netcdf3":
-            header, findings = _read_netcdf3(info.url, info.size, reader)
+            header, findings = _read_netcdf3(
+                info.url, info.size, reader, limit, storage.settings.read_block_size
+            )
             detail = NETCDF3_VERSIONS.get(head[3], "NetCDF3")
         else:
-            header, findings = _read_hdf5(info.url, info.size, reader)
+            header, findings = _read_hdf5(info.url, info.size, reader, limit)
             detail = "HDF5"
     finally:
         # h5py's file access list holds the reader (a C reference, invisible to the garbage
@@ -535,16 +641,21 @@ def _library_message(error: BaseException) -> str:
 
 
 def _unreadable(
-    url: str, fmt: FileFormat, error: BaseException, variable: str | None = None
+    url: str,
+    fmt: FileFormat,
+    error: BaseException,
+    variable: str | None = None,
+    what: Literal["header", "values"] = "header",
 ) -> Finding:
-    what = "NetCDF3 classic" if fmt == "netcdf3" else "HDF5/NetCDF4"
+    kind = "NetCDF3 classic" if fmt == "netcdf3" else "HDF5/NetCDF4"
     where = f"variable {variable!r} in {url}" if variable else url
     message = _library_message(error)
+    check = "`ncdump -h`" if what == "header" else f"`ncdump -v {variable}`"
     return Finding(
         "unreadable",
         "error",
-        f"The {what} header of {where} cannot be read ({message}): check the file with "
-        "`ncdump -h`, and replace it with a good copy.",
+        f"The {kind} {what} of {where} cannot be read ({message}): check the file with "
+        f"{check}, and replace it with a good copy.",
         variable=variable,
         details={"format": fmt, "error": message, "exception": type(error).__name__},
     )
@@ -568,7 +679,7 @@ def _truncated(
 
 # -- NetCDF3 classic ----------------------------------------------------------------------------
 def _read_netcdf3(
-    url: str, size: int, reader: _GuardedReader
+    url: str, size: int, reader: _GuardedReader, limit: int, block_size: int
 ) -> tuple[FileHeader | None, list[Finding]]:
     reader.refuse_past_end = True
     try:
@@ -610,7 +721,43 @@ def _read_netcdf3(
                 nbytes=math.prod(shape) * var.dtype.itemsize,
             )
         )
+    for var, info in zip(parsed.variables, header.variables, strict=True):
+        if _is_dimension_coordinate(info):
+            values, complete = _netcdf3_values(var, parsed, reader, limit, block_size)
+            header.coordinates[info.name] = summarize_coordinate(info, values, complete)
     return header, []
+
+
+def _netcdf3_values(
+    var: NetCDF3Variable, parsed: NetCDF3Header, reader: _GuardedReader, limit: int, block_size: int
+) -> tuple[np.ndarray, bool]:
+    """(values, True), or (the first and last value, False) when reading them all would cost
+    more than ``limit`` bytes. A non-record coordinate is contiguous at ``begin``. A record
+    coordinate (time) has one value per record, ``recsize`` bytes apart, between the other
+    record variables' slices: read the records' whole span in one request when it is small,
+    else value by value (one block each) when few, else only the two ends."""
+    dtype = var.dtype
+    count = parsed.numrecs if var.is_record else (var.shape[0] if var.shape else 0)
+    stride = parsed.recsize if var.is_record else dtype.itemsize
+    if count == 0:
+        return np.empty(0, dtype=dtype), True
+    span = (count - 1) * stride + dtype.itemsize
+    if span <= limit:
+        reader.seek(var.begin)
+        data = reader.read(span)
+        values = np.ndarray((count,), dtype=dtype, buffer=data, strides=(stride,))
+        return values.copy(), True
+    if var.is_record and count * dtype.itemsize <= limit and count * block_size <= limit:
+        return _netcdf3_read_at(reader, [var.begin + i * stride for i in range(count)], dtype), True
+    return _netcdf3_read_at(reader, [var.begin, var.begin + (count - 1) * stride], dtype), False
+
+
+def _netcdf3_read_at(reader: _GuardedReader, offsets: list[int], dtype: np.dtype) -> np.ndarray:
+    parts = []
+    for offset in offsets:
+        reader.seek(offset)
+        parts.append(reader.read(dtype.itemsize))
+    return np.frombuffer(b"".join(parts), dtype=dtype)
 
 
 def _netcdf3_data_end(parsed: NetCDF3Header) -> int:
@@ -630,7 +777,7 @@ def _netcdf3_data_end(parsed: NetCDF3Header) -> int:
 
 # -- HDF5 / NetCDF4 ---------------------------------------------------------------------------
 def _read_hdf5(
-    url: str, size: int, reader: _GuardedReader
+    url: str, size: int, reader: _GuardedReader, limit: int
 ) -> tuple[FileHeader | None, list[Finding]]:
     try:
         h5file = h5py.File(reader, "r")
@@ -646,7 +793,9 @@ def _read_hdf5(
         return None, [_unreadable(url, "hdf5", exc)]
     try:
         with h5file:
-            return _describe_hdf5(url, size, h5file, reader), []
+            header = _describe_hdf5(url, size, h5file, reader)
+            _read_hdf5_coordinates(header, h5file, reader, limit)
+            return header, []
     except PipelineError:
         raise
     except Exception as exc:
@@ -704,6 +853,34 @@ def _describe_hdf5(url: str, size: int, f: h5py.File, reader: _GuardedReader) ->
     else:
         header.format_detail = "HDF5 without netCDF dimension scales"
     return header
+
+
+def _read_hdf5_coordinates(
+    header: FileHeader, f: h5py.File, reader: _GuardedReader, limit: int
+) -> None:
+    """Summarise each dimension coordinate from its values (read through the same reader)."""
+    for var in header.variables:
+        if not _is_dimension_coordinate(var):
+            continue
+        if var.layout == "virtual" or var.name in header.external_storage:
+            continue  # h5py would read other files (of this host); unsupported_layout says why
+        dataset = f[var.name]
+        try:
+            if var.nbytes <= limit:
+                values, complete = dataset[()], True
+            else:  # the two ends only: one chunk (or a few bytes) each
+                values, complete = np.concatenate([dataset[:1], dataset[-1:]]), False
+        except PipelineError:
+            raise
+        except Exception as exc:  # e.g. a filter this h5py cannot decode
+            reader.raise_failure(exc)
+            # With a filter outside SUPPORTED_FILTERS, unsupported_filter already says why.
+            if all(spec["id"] in SUPPORTED_FILTERS for spec in var.filters):
+                header.problems.append(
+                    _unreadable(header.url, "hdf5", exc, variable=var.name, what="values")
+                )
+            continue
+        header.coordinates[var.name] = summarize_coordinate(var, np.asarray(values), complete)
 
 
 def _is_dimension_only(dataset: h5py.Dataset) -> bool:
@@ -804,6 +981,128 @@ def _encoding(items: Iterable[tuple[str, Any]]) -> dict[str, Any]:
     return {name: _attribute_value(value) for name, value in items if name in ENCODING_ATTRIBUTES}
 
 
+# -- coordinate summaries -----------------------------------------------------------------------
+def _is_dimension_coordinate(var: VariableInfo) -> bool:
+    """A 1-D variable whose only dimension has its own name (time, lat, lon, level, ...)."""
+    return var.dimensions == (var.name,) and len(var.shape) == 1
+
+
+def summarize_coordinate(
+    var: VariableInfo, values: np.ndarray, complete: bool
+) -> CoordinateSummary:
+    """The summary of one coordinate from its raw values (all of them when ``complete``, else
+    its first and last)."""
+    values = np.asarray(values).reshape(-1)
+    first = _raw_value(values[0]) if values.size else None
+    last = _raw_value(values[-1]) if values.size else None
+    monotonic: Monotonic | None = None
+    duplicates: bool | None = None
+    digest: str | None = None
+    if complete:
+        digest = hashlib.sha256(_canonical_bytes(values)).hexdigest()
+        monotonic, duplicates = _order(values)
+    units = var.encoding.get("units")
+    calendar = var.encoding.get("calendar")
+    summary = CoordinateSummary(
+        size=int(var.shape[0]),
+        dtype=var.dtype,
+        first=first,
+        last=last,
+        digest=digest,
+        monotonic=monotonic,
+        duplicates=duplicates,
+        units=None if units is None else str(units),
+        calendar=None if calendar is None else str(calendar),
+    )
+    if summary.units is None or not _TIME_UNITS.match(summary.units) or not values.size:
+        return summary
+    return replace(
+        summary,
+        first_decoded=_decoded_time(values[0], var.encoding),
+        last_decoded=_decoded_time(values[-1], var.encoding),
+    )
+
+
+def _raw_value(value: Any) -> Any:
+    """A stored value as JSON: numbers as they are (float32 widens exactly), strings as text."""
+    return json_safe(value.item() if isinstance(value, np.generic) else value)
+
+
+def _canonical_bytes(values: np.ndarray) -> bytes:
+    """The values as little-endian bytes of their dtype; strings as (length, UTF-8) pairs."""
+    if values.dtype.kind in "biufcmMSUV":
+        little = values.astype(values.dtype.newbyteorder("<"), copy=False)
+        return np.ascontiguousarray(little).tobytes()
+    parts = []
+    for value in values:
+        text = value if isinstance(value, bytes) else str(value).encode("utf-8")
+        parts += [len(text).to_bytes(8, "little"), text]
+    return b"".join(parts)
+
+
+def _order(values: np.ndarray) -> tuple[Monotonic, bool]:
+    """(strict monotonicity, any value repeated). NaN compares as neither up nor down."""
+    if values.size < 2:
+        return "increasing", False
+    before, after = values[:-1], values[1:]
+    with np.errstate(invalid="ignore"):
+        if bool(np.all(after > before)):
+            return "increasing", False
+        if bool(np.all(after < before)):
+            return "decreasing", False
+        monotonic: Monotonic = "constant" if bool(np.all(after == before)) else "no"
+    try:
+        duplicates = int(np.unique(values).size) < values.size  # NaNs count as equal
+    except TypeError:  # values numpy cannot sort (mixed objects): compare as text
+        duplicates = len({str(v) for v in values}) < values.size
+    return monotonic, duplicates
+
+
+def _decoded_time(raw: Any, encoding: dict[str, Any]) -> str | None:
+    """One raw time value as an ISO date in the coordinate's calendar, decoded as xarray does
+    (missing values masked, then scale_factor/add_offset, then cftime); None if it cannot be."""
+    number = raw.item() if isinstance(raw, np.generic) else raw
+    if isinstance(number, bool) or not isinstance(number, int | float):
+        return None
+    if (isinstance(number, float) and math.isnan(number)) or number in _missing_values(encoding):
+        return None
+    scale, offset = encoding.get("scale_factor"), encoding.get("add_offset")
+    if isinstance(scale, int | float):
+        number = number * scale
+    if isinstance(offset, int | float):
+        number = number + offset
+    calendar = str(encoding.get("calendar") or "standard").lower()
+    try:
+        # Real-world calendars give Python datetimes where they can, the others cftime dates;
+        # both print the same way (_iso).
+        date = cftime.num2date(
+            number, str(encoding["units"]), calendar=calendar, only_use_cftime_datetimes=False
+        )
+    except Exception:  # cftime raises ValueError/TypeError/OverflowError on bad units or dates
+        return None
+    return _iso(date)
+
+
+def _missing_values(encoding: dict[str, Any]) -> list[int | float]:
+    found: list[int | float] = []
+    for key in ("_FillValue", "missing_value"):
+        value = encoding.get(key)
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, int | float) and not isinstance(item, bool):
+                found.append(item)
+    return found
+
+
+def _iso(date: Any) -> str:
+    """YYYY-MM-DDTHH:MM:SS[.ffffff] for datetime and cftime dates alike (sorts as text for
+    years 0-9999)."""
+    text = (
+        f"{date.year:04d}-{date.month:02d}-{date.day:02d}"
+        f"T{date.hour:02d}:{date.minute:02d}:{date.second:02d}"
+    )
+    return text + (f".{date.microsecond:06d}" if date.microsecond else "")
+
+
 # -- rules --------------------------------------------------------------------------------------
 # Each rule looks at one parsed header and yields findings. Messages name the file, the
 # variable and the value, and say what to do; codes are documented in docs/findings.md.
@@ -865,6 +1164,107 @@ def unsupported_layout(header: FileHeader, settings: Settings) -> Iterator[Findi
 
 
 @rule
+def unchunked_variable(header: FileHeader, settings: Settings) -> Iterator[Finding]:
+    """A variable stored in one piece is read whole: a warning above unchunked_warn_bytes,
+    unsuitable above unchunked_max_bytes. Data variables and coordinates alike."""
+    for var in header.variables:
+        if var.name in header.special_dtypes or var.layout in ("compact", "virtual"):
+            continue  # other rules refuse these; a vlen size says nothing about the strings
+        piece = _one_piece(var)
+        if piece is None:
+            continue
+        nbytes, how = piece
+        if nbytes > settings.unchunked_max_bytes:
+            code, severity, limit, setting = (
+                "unchunked_variable_too_large",
+                "error",
+                settings.unchunked_max_bytes,
+                "PIPELINE_UNCHUNKED_MAX_BYTES",
+            )
+        elif nbytes > settings.unchunked_warn_bytes:
+            code, severity, limit, setting = (
+                "large_unchunked_variable",
+                "warning",
+                settings.unchunked_warn_bytes,
+                "PIPELINE_UNCHUNKED_WARN_BYTES",
+            )
+        else:
+            continue
+        chunks = _suggested_chunks(
+            var, min(_SUGGESTED_CHUNK_BYTES, settings.unchunked_warn_bytes // 2)
+        )
+        consequence = (
+            "which is too much to fetch for every read"
+            if severity == "error"
+            else "so every read, even of a single value, fetches all of it"
+        )
+        yield Finding(
+            code,
+            severity,
+            f"Variable {var.name!r} in {header.url} is {how} of {_size(nbytes)} (above "
+            f"{setting}, {_size(limit)}), {consequence}: rechunk it, e.g. "
+            f"{_rechunk_command(header, var, chunks)}, or raise {setting} if reading "
+            "that much at a time is acceptable.",
+            variable=var.name,
+            details={
+                "bytes": nbytes,
+                "layout": var.layout,
+                "limit": limit,
+                "suggested_chunks": list(chunks),
+            },
+        )
+
+
+def _one_piece(var: VariableInfo) -> tuple[int, str] | None:
+    """(bytes, how) of the piece every read of ``var`` fetches whole, when that piece is all
+    of the variable (or, for a NetCDF3 record variable, all of one record); else None."""
+    if var.nbytes == 0:
+        return None
+    if var.layout == "contiguous":
+        return var.nbytes, "stored contiguously (unchunked), one piece"
+    if var.layout == "chunked" and var.chunks is not None:
+        if all(c >= n for c, n in zip(var.chunks, var.shape, strict=True)):
+            return var.nbytes, "stored as a single chunk"
+        return None
+    if var.layout == "classic" and var.chunks is None:
+        return var.nbytes, "a NetCDF3 variable, stored in one piece"
+    if var.layout == "classic":
+        # A NetCDF3 record variable is never read whole: its values are interleaved record by
+        # record with the other record variables, and the references point at one record of
+        # it per chunk. What every read fetches whole is one record (one step along the
+        # unlimited dimension), so the thresholds apply to that; with one record it is all of
+        # the variable.
+        return var.nbytes // var.shape[0], (
+            f"a NetCDF3 record variable whose every step along {var.dimensions[0]} is one piece"
+        )
+    return None
+
+
+def _suggested_chunks(var: VariableInfo, target: int) -> tuple[int, ...]:
+    """A chunk shape of at most ``target`` bytes where the trailing axes allow it: 1 along the
+    leading axes, whole trailing axes."""
+    itemsize = var.nbytes // math.prod(var.shape) if math.prod(var.shape) else 1
+    chunks = list(var.shape)
+    for axis in range(len(chunks)):
+        inner = itemsize * math.prod(chunks[axis + 1 :])
+        if inner * chunks[axis] <= target:
+            break
+        chunks[axis] = max(1, target // inner)
+    return tuple(chunks)
+
+
+def _rechunk_command(header: FileHeader, var: VariableInfo, chunks: tuple[int, ...]) -> str:
+    """How to rewrite the file with ``chunks`` for ``var``, as commands in backquotes."""
+    spec = ",".join(f"{d}/{c}" for d, c in zip(var.dimensions, chunks, strict=True))
+    if header.format == "netcdf3":  # chunking needs netCDF-4 output
+        return f"`nccopy -k nc4 -c {spec} IN.nc OUT.nc`"
+    h5repack = f"`h5repack -l {var.name}:CHUNK={'x'.join(map(str, chunks))} IN.nc OUT.nc`"
+    if any(d.startswith("phony_dim_") for d in var.dimensions):
+        return h5repack  # nccopy needs dimension names
+    return f"`nccopy -c {spec} IN.nc OUT.nc` or {h5repack}"
+
+
+@rule
 def unsupported_dtype(header: FileHeader, settings: Settings) -> Iterator[Finding]:
     # VirtualiZarr 2.8's HDF parser raises NotImplementedError for object dtypes other than
     # variable-length strings (vlen arrays, object and region references).
@@ -889,37 +1289,69 @@ def unsupported_dtype(header: FileHeader, settings: Settings) -> Iterator[Findin
 
 @rule
 def variable_length_strings(header: FileHeader, settings: Settings) -> Iterator[Finding]:
+    # Checked end to end (tests/test_validate.py, virtualizarr 2.8.0, xarray 2026.9, zarr 3.4):
+    # VirtualiZarr copies the strings into the references and every format reads the right
+    # text back, but as another dtype than xarray reads from the file (<U6 there; object in
+    # kerchunk JSON and Parquet, numpy StringDType in Icechunk). Verify compares dtypes, so the
+    # run would fail after generating and combining everything; stop it here instead. Fixed-
+    # length character arrays (NC_CHAR with a string-length dimension) publish exactly.
+    formats = " and ".join(VLEN_STRING_FORMATS)
     for name, special in header.special_dtypes.items():
         if special != "vlen_string":
             continue
         yield Finding(
             "variable_length_strings",
-            "warning",
-            f"Variable {name!r} in {header.url} holds variable-length strings, which are copied "
-            "into the references when they are built rather than referenced: nothing to do "
-            "unless the variable is large.",
+            "error",
+            f"Variable {name!r} in {header.url} holds variable-length strings, which no output "
+            f"format publishes as the file holds them ({formats} all read the text back with "
+            "another dtype, so Verify refuses the store): store the variable as fixed-length "
+            f"characters instead (xarray: encoding={{{name!r}: {{'dtype': 'S1'}}}}; netCDF4: "
+            "a char variable with a string-length dimension), or remove it "
+            f"(`ncks -x -v {name} IN.nc OUT.nc`).",
             variable=name,
+            details={"formats": list(VLEN_STRING_FORMATS)},
         )
 
 
 @rule
 def not_netcdf_hdf5(header: FileHeader, settings: Settings) -> Iterator[Finding]:
+    # Without dimension scales no dimension has a name. VirtualiZarr's HDF parser names each
+    # variable's axes phony_dim_0, phony_dim_1, ... by position, so time, lat and lon all
+    # become phony_dim_0 and clash, while xarray and netCDF-C number the same axes by their
+    # lengths: the two do not even agree on one file. Checked end to end in every format:
+    # with concat_dim "time" or "phony_dim_0" the combine fails (no coordinate variable to
+    # concatenate along, or conflicting sizes). Refuse here, saying how to name dimensions.
     if header.format != "hdf5" or header.dimension_scales:
         return
-    if not any(var.dimensions for var in header.variables):
+    shaped = [var for var in header.variables if var.dimensions]
+    if not shaped:
         return  # only scalars: there is nothing to name
     clashes = "; ".join(
         f"{dim} has lengths {', '.join(map(str, lengths))}"
         for dim, lengths in header.dimension_clashes.items()
     )
+    example = max(shaped, key=lambda var: len(var.shape))
+    coordinate = next(
+        (
+            var.name
+            for var in shaped
+            if var is not example and len(var.shape) == 1 and var.shape[0] == example.shape[0]
+        ),
+        "time",
+    )
     yield Finding(
         "not_netcdf_hdf5",
-        "warning",
-        f"{header.url} is plain HDF5, not NetCDF4 (it has no dimension scales), so its "
-        "dimensions get the made-up names phony_dim_0, phony_dim_1, ... by axis"
-        + (f" and clash ({clashes})" if clashes else "")
-        + ": convert the file to NetCDF4 with named dimensions, or check the combined "
-        "dataset's dimensions.",
+        "error",
+        f"{header.url} is plain HDF5, not NetCDF4: it has no dimension scales, so none of its "
+        "dimensions has a name and there is no named dimension to concatenate along (readers "
+        "make up phony_dim_0, phony_dim_1, ..., and VirtualiZarr and xarray number them "
+        "differently"
+        + (f"; here they also clash: {clashes}" if clashes else "")
+        + "). Write the file with netCDF4 (or xarray) and named dimensions, or add dimension "
+        f"scales with h5py: f[{coordinate!r}].make_scale({coordinate!r}); "
+        f"f[{example.name!r}].dims[0].attach_scale(f[{coordinate!r}]), and so on for each "
+        "axis of each variable (create float datasets with fillvalue=np.nan: with h5py's "
+        "default fill value 0, kerchunk stores read real zeros as missing).",
         details={
             "dimensions": dict(header.dimensions),
             "clashes": dict(header.dimension_clashes),
@@ -1068,6 +1500,13 @@ def render_report(report: FileReport) -> str:
         lines.append(f"  {finding.severity.upper():7} {finding.code}: {finding.message}")
     if report.dimensions:
         lines.append("  dimensions: " + ", ".join(f"{k}={v}" for k, v in report.dimensions.items()))
+    for name, summary in report.coordinates.items():
+        first, last = summary.first_decoded or summary.first, summary.last_decoded or summary.last
+        order = summary.monotonic or "ends only"
+        repeats = ", duplicates" if summary.duplicates else ""
+        lines.append(
+            f"  coordinate {name}: {summary.size} values {first} .. {last} ({order}{repeats})"
+        )
     if report.variables:
         rows = [
             ("variable", "dtype", "shape", "dimensions", "layout", "chunks", "filters", "encoding")

@@ -1,9 +1,11 @@
 """Validate: every case is a real file written here by netCDF4 or h5py (no mocks, except the
 one storage fault that cannot be provoked on demand)."""
 
+import hashlib
 import json
 import subprocess
 import sys
+from datetime import date
 from pathlib import Path
 
 import h5py
@@ -11,17 +13,30 @@ import hdf5plugin
 import netCDF4
 import numpy as np
 import pytest
+import xarray as xr
 from obspec_utils.wrappers import RequestTrace
 
-from shared.errors import StorageUnavailable
+from devhost.runner import run_pipeline
+from shared.combine import combine, source_root
+from shared.errors import CombineFailed, StorageUnavailable, UnsuitableCollection, VerifyMismatch
 from shared.layout import Layout
 from shared.locations import parse_location
-from shared.request import PipelineRequest
-from shared.samples import SampleSpec, truncate_copy, write_bytes, write_sample_files
-from shared.scan import scan
+from shared.reader import open_item
+from shared.references import generate_batch
+from shared.request import FORMATS, PipelineRequest
+from shared.samples import (
+    SampleSpec,
+    open_collection,
+    truncate_copy,
+    write_bytes,
+    write_sample_files,
+)
+from shared.scan import load_manifest, scan
 from shared.settings import Settings
 from shared.storage import ObjectInfo, Storage
+from shared.stores import open_store
 from shared.validate import (
+    VLEN_STRING_FORMATS,
     FileReport,
     ValidationBatch,
     load_report,
@@ -29,6 +44,8 @@ from shared.validate import (
     validate_batch,
     validate_file,
 )
+from shared.verify import verify
+from tests.helpers import scanned
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -266,7 +283,7 @@ def test_a_dimension_without_coordinate_variable_is_as_long_as_its_variables(
     assert [v.name for v in report.variables] == ["v"] and report.verdict == "suitable"
 
 
-def test_hdf5_without_dimension_scales_warns_not_netcdf_hdf5_with_phony_dimensions(
+def test_hdf5_without_dimension_scales_is_refused_as_not_netcdf_hdf5_with_phony_dimensions(
     tmp_path, local_settings
 ):
     path = tmp_path / "plain.h5"
@@ -274,10 +291,11 @@ def test_hdf5_without_dimension_scales_warns_not_netcdf_hdf5_with_phony_dimensio
         f.create_dataset("a", data=np.zeros((3, 4), dtype="f4"))
         f.create_dataset("b", data=np.zeros(5, dtype="f4"))
     report = validate(path, local_settings)
-    assert (report.verdict, codes(report)) == ("suitable_with_warnings", ["not_netcdf_hdf5"])
+    assert (report.verdict, codes(report)) == ("unsuitable", ["not_netcdf_hdf5"])
     assert report.format_detail == "HDF5 without netCDF dimension scales"
     assert report.variable("a").dimensions == ("phony_dim_0", "phony_dim_1")
     assert report.findings[0].details["clashes"] == {"phony_dim_0": [3, 5]}
+    assert report.coordinates == {}  # no dimension has a name, so nothing is a coordinate
 
 
 def test_strings_groups_and_ragged_arrays_are_reported_per_variable(tmp_path, local_settings):
@@ -311,18 +329,399 @@ def test_a_file_without_variables_is_no_variables(tmp_path, local_settings):
     assert report.dimensions == {"time": 4} and report.attributes == {"title": "only attributes"}
 
 
+# -- coordinate summaries (what the gate compares across files) ----------------------------------
+def grid_file(
+    path: Path,
+    lats: list[float] | np.ndarray,
+    times: list[float] | np.ndarray = (0.0,),
+    *,
+    units: str = "days since 2024-01-01",
+    calendar: str = "standard",
+    netcdf_format: str = "NETCDF4",
+) -> Path:
+    """A file with a time and a lat coordinate and one variable on them."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with netCDF4.Dataset(path, "w", format=netcdf_format) as ds:
+        ds.createDimension("time", None)
+        ds.createDimension("lat", len(lats))
+        time = ds.createVariable("time", "f8", ("time",))
+        time.units, time.calendar = units, calendar
+        time[:] = np.asarray(times, dtype="f8")
+        lat = ds.createVariable("lat", "f4", ("lat",))
+        lat.units = "degrees_north"
+        lat[:] = np.asarray(lats, dtype="f4")
+        ds.createVariable("tas", "f4", ("time", "lat"))[:] = np.zeros((len(times), len(lats)))
+    return path
+
+
+def test_every_dimension_coordinate_is_summarised_with_raw_ends_digest_order_and_dates(
+    tmp_path, local_settings
+):
+    spec = SampleSpec(files=1, steps_per_file=3, lat=18, lon=36, start=date(2024, 2, 27))
+    path = write_sample_files(tmp_path, spec)[0]
+    report = validate(path, local_settings)
+
+    assert list(report.coordinates) == ["time", "lat", "lon"]  # not crs, tas or pr
+    lats = np.linspace(-89.0, 89.0, 18, dtype="<f4")
+    assert report.to_dict()["coordinates"]["lat"] == {
+        "size": 18,
+        "dtype": "<f4",
+        "first": -89.0,
+        "last": 89.0,
+        "digest": hashlib.sha256(lats.tobytes()).hexdigest(),
+        "monotonic": "increasing",
+        "duplicates": False,
+        "units": "degrees_north",
+        "calendar": None,
+        "first_decoded": None,
+        "last_decoded": None,
+    }
+    time = report.coordinates["time"]
+    assert (time.size, time.dtype, time.first, time.last) == (3, "<f8", 0.0, 2.0)  # raw, as stored
+    assert (time.units, time.calendar) == ("days since 2024-02-27", "standard")
+    assert (time.first_decoded, time.last_decoded) == ("2024-02-27T00:00:00", "2024-02-29T00:00:00")
+    assert "coordinate time: 3 values 2024-02-27T00:00:00 .. 2024-02-29T00:00:00" in (
+        render_report(report)
+    )
+
+
+def test_equal_grids_have_equal_digests_in_any_format_and_a_shifted_grid_does_not(
+    tmp_path, local_settings
+):
+    lats = np.linspace(-89.0, 89.0, 18)
+    netcdf4 = validate(grid_file(tmp_path / "a.nc", lats), local_settings)
+    netcdf3 = validate(
+        grid_file(tmp_path / "b.nc", lats, netcdf_format="NETCDF3_CLASSIC"), local_settings
+    )
+    shifted = validate(grid_file(tmp_path / "c.nc", lats + 0.5), local_settings)
+
+    a, b, c = (r.coordinates["lat"] for r in (netcdf4, netcdf3, shifted))
+    assert (a.dtype, b.dtype) == ("<f4", ">f4")  # stored big-endian in NetCDF3 ...
+    assert a.digest == b.digest  # ... but the digest is of little-endian values
+    assert a.to_dict() | {"dtype": None} == b.to_dict() | {"dtype": None}
+    assert c.digest != a.digest and (c.first, c.last) == (-88.5, 89.5)
+
+
+@pytest.mark.parametrize(
+    ("calendar", "last"),
+    [
+        ("noleap", "2024-03-01T12:00:00"),  # no 29 February
+        ("standard", "2024-02-29T12:00:00"),
+        ("360_day", "2024-02-29T12:00:00"),  # every month has 30 days
+    ],
+)
+@pytest.mark.parametrize("netcdf_format", ["NETCDF4", "NETCDF3_CLASSIC"])
+def test_time_is_decoded_in_its_own_calendar(
+    tmp_path, local_settings, calendar, last, netcdf_format
+):
+    path = grid_file(
+        tmp_path / "t.nc",
+        [0.0],
+        [0.0, 1.0, 2.5],
+        units="days since 2024-02-27",
+        calendar=calendar,
+        netcdf_format=netcdf_format,
+    )
+    time = validate(path, local_settings).coordinates["time"]
+    assert (time.first, time.last, time.calendar) == (0.0, 2.5, calendar)
+    assert (time.first_decoded, time.last_decoded) == ("2024-02-27T00:00:00", last)
+
+
+def test_time_units_that_cannot_be_decoded_leave_the_dates_null(tmp_path, local_settings):
+    path = grid_file(tmp_path / "t.nc", [0.0], [0.0, 1.0], units="months since 2024-01-01")
+    time = validate(path, local_settings).coordinates["time"]  # months: only in 360_day
+    assert (time.first_decoded, time.last_decoded, time.last) == (None, None, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("lats", "monotonic", "duplicates"),
+    [
+        ([10, 20, 30], "increasing", False),
+        ([30, 20, 10], "decreasing", False),
+        ([10, 20, 20, 30], "no", True),
+        ([20, 10, 30], "no", False),
+        ([5, 5], "constant", True),
+        ([5], "increasing", False),  # one value is (trivially) increasing
+        ([1, np.nan, 2], "no", False),
+    ],
+)
+def test_order_and_duplicates_of_a_coordinate(
+    tmp_path, local_settings, lats, monotonic, duplicates
+):
+    summary = validate(grid_file(tmp_path / "g.nc", lats), local_settings).coordinates["lat"]
+    assert (summary.monotonic, summary.duplicates) == (monotonic, duplicates)
+
+
+@pytest.mark.parametrize("netcdf_format", ["NETCDF4", "NETCDF3_CLASSIC"])
+def test_a_coordinate_above_the_read_limit_is_summarised_from_its_two_ends(
+    tmp_path, local_settings, netcdf_format
+):
+    settings = local_settings.with_changes(inline_max_bytes=64)  # limit: 16 x 64 = 1,024 bytes
+    times = np.arange(1000) / 4  # 8,000 bytes
+    path = grid_file(
+        tmp_path / "long.nc",
+        [1.0, 2.0],
+        times,
+        units="hours since 2024-01-01",
+        netcdf_format=netcdf_format,
+    )
+    report = validate(path, settings)
+    time = report.coordinates["time"]
+    assert (time.size, time.first, time.last) == (1000, 0.0, 249.75)
+    assert (time.digest, time.monotonic, time.duplicates) == (None, None, None)
+    assert not time.complete
+    assert (time.first_decoded, time.last_decoded) == ("2024-01-01T00:00:00", "2024-01-11T09:45:00")
+    assert report.coordinates["lat"].complete  # 8 bytes: read whole
+    full = validate(path, local_settings).coordinates["time"]
+    assert full.complete and full.monotonic == "increasing"
+    assert (full.first, full.last, full.last_decoded) == (time.first, time.last, time.last_decoded)
+
+
+# -- variables stored in one piece ---------------------------------------------------------------
+def test_variables_stored_in_one_piece_warn_above_one_size_and_are_unsuitable_above_another(
+    tmp_path, local_settings
+):
+    settings = local_settings.with_changes(unchunked_warn_bytes=1000, unchunked_max_bytes=5000)
+    path = tmp_path / "pieces.nc"
+    with netCDF4.Dataset(path, "w") as ds:
+        ds.createDimension("y", 20)
+        ds.createDimension("x", 40)
+        ds.createVariable("small", "f4", ("x",), contiguous=True)  # 160 bytes
+        ds.createVariable("medium", "f4", ("y", "x"), contiguous=True)  # 3,200 bytes
+        ds.createVariable("big", "f8", ("y", "x"), contiguous=True)  # 6,400 bytes
+        ds.createVariable("single", "f4", ("y", "x"), chunksizes=(20, 40))  # one chunk
+        ds.createVariable("tiled", "f8", ("y", "x"), chunksizes=(5, 40))  # four chunks
+    report = validate(path, settings)
+
+    found = {(f.code, f.severity, f.variable) for f in report.findings}
+    assert found == {
+        ("large_unchunked_variable", "warning", "medium"),
+        ("unchunked_variable_too_large", "error", "big"),
+        ("large_unchunked_variable", "warning", "single"),
+    }
+    assert report.verdict == "unsuitable"
+    big = next(f for f in report.findings if f.variable == "big")
+    assert big.details == {
+        "bytes": 6400,
+        "layout": "contiguous",
+        "limit": 5000,
+        "suggested_chunks": [1, 40],  # at most half the warning size per read
+    }
+    for text in ("'big'", "pieces.nc", "6.2 KB", "PIPELINE_UNCHUNKED_MAX_BYTES"):
+        assert text in big.message
+    assert "nccopy -c y/1,x/40 IN.nc OUT.nc" in big.message
+    assert "h5repack -l big:CHUNK=1x40" in big.message
+    single = next(f for f in report.findings if f.variable == "single")
+    assert "single chunk" in single.message and "PIPELINE_UNCHUNKED_WARN_BYTES" in single.message
+    assert validate(path, local_settings).verdict == "suitable"  # the defaults: 256 MB and 2 GB
+
+
+def test_a_netcdf3_record_variable_is_judged_by_one_record_not_the_whole_variable(
+    tmp_path, local_settings
+):
+    settings = local_settings.with_changes(unchunked_warn_bytes=1000, unchunked_max_bytes=5000)
+    path = tmp_path / "classic.nc"
+    with netCDF4.Dataset(path, "w", format="NETCDF3_CLASSIC") as ds:
+        ds.createDimension("time", None)
+        ds.createDimension("y", 20)
+        ds.createDimension("x", 40)
+        ds.createVariable("tas", "f4", ("time", "y", "x"))[:] = np.zeros((3, 20, 40))  # 3 x 3.2 KB
+        ds.createVariable("mask", "f8", ("y", "x"))[:] = np.zeros((20, 40))  # 6.4 KB, contiguous
+    report = validate(path, settings)
+    found = {(f.code, f.variable, f.details["bytes"]) for f in report.findings}
+    assert found == {
+        ("large_unchunked_variable", "tas", 3200),  # one record, though the variable is 9.6 KB
+        ("unchunked_variable_too_large", "mask", 6400),
+    }
+    tas = next(f for f in report.findings if f.variable == "tas")
+    assert "every step along time is one piece" in tas.message
+    assert "nccopy -k nc4 -c time/1,y/3,x/40 IN.nc OUT.nc" in tas.message  # 480 B per read
+
+
+# -- decided end to end: what the pipeline publishes ---------------------------------------------
+# These run the stages themselves on files written here: the findings above say what they say
+# because of what happens below. If a library upgrade makes a "refused" case pass, the test that
+# pins the failure fails and says which finding to relax.
+def station_files(folder: Path, strings: str) -> list[Path]:
+    """Two files of a station series: time, a station-name variable and temperatures.
+    ``strings``: "vlen" (netCDF4 str type) or "chars" (fixed-length characters)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(2):
+        path = folder / f"stations_{i}.nc"
+        with netCDF4.Dataset(path, "w") as ds:
+            ds.createDimension("time", None)
+            ds.createDimension("station", 3)
+            time = ds.createVariable("time", "f8", ("time",))
+            time.units = "days since 2024-01-01"
+            time[:] = [2 * i, 2 * i + 1]
+            names = np.array(["Oslo", "Bergen", "Tromsø"])
+            if strings == "vlen":
+                ds.createVariable("station_name", str, ("station",))[:] = names.astype(object)
+            else:
+                ds.createDimension("name_length", 8)
+                name = ds.createVariable("station_name", "S1", ("station", "name_length"))
+                name._Encoding = "utf-8"
+                name[:] = names
+            temp = ds.createVariable("temp", "f4", ("time", "station"), chunksizes=(1, 3))
+            temp[:] = np.arange(6, dtype="f4").reshape(2, 3) + 10 * i
+        paths.append(path)
+    return paths
+
+
+def plain_hdf5_files(folder: Path, scales: bool) -> list[Path]:
+    """Two HDF5 files written with h5py: time, lat, lon and tas(time, lat, lon); with
+    ``scales``, the remedy not_netcdf_hdf5 gives (dimension scales attached)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(2):
+        path = folder / f"plain_{i}.h5"
+        with h5py.File(path, "w") as f:
+            # fillvalue NaN: h5py's default 0 reads back as missing from kerchunk stores
+            nan = {"fillvalue": np.nan}
+            f.create_dataset("time", data=np.array([2.0 * i, 2.0 * i + 1]), **nan)
+            f["time"].attrs["units"] = "days since 2024-01-01"
+            f.create_dataset("lat", data=np.linspace(-80, 80, 3, dtype="f4"), **nan)
+            f.create_dataset("lon", data=np.linspace(0, 300, 4, dtype="f4"), **nan)
+            tas = np.arange(24, dtype="f4").reshape(2, 3, 4) + 100 * i
+            f.create_dataset("tas", data=tas, chunks=(1, 3, 4), **nan)
+            if scales:
+                for axis, name in enumerate(("time", "lat", "lon")):
+                    f[name].make_scale(name)
+                    f["tas"].dims[axis].attach_scale(f[name])
+        paths.append(path)
+    return paths
+
+
+def publish(source: Path, settings: Settings, fmt: str) -> xr.Dataset:
+    """The core path: scan .. register, then open the item as a user would."""
+    request = PipelineRequest.from_dict(
+        {
+            "source": str(source),
+            "dataset_id": "decided",
+            "format": fmt,
+            "patterns": ["*.nc", "*.h5"],
+        }
+    )
+    report = run_pipeline(request, settings)
+    with open_item(report.item_url, settings) as published:
+        return published.load()
+
+
+def generate_and_combine(source: Path, settings: Settings, fmt: str, **fields) -> tuple[str, str]:
+    """Generate and combine without the gate (what would happen if validation let it pass)."""
+    request, result = scanned(str(source), settings, format=fmt, **fields)
+    generate_batch(
+        result.manifest_url, 0, result.file_count, settings, concat_dim=request.concat_dim
+    )
+    return result.manifest_url, combine(result.manifest_url, request, "run-1", settings).store_url
+
+
+def test_variable_length_strings_are_refused_naming_every_format(tmp_path, local_settings):
+    paths = station_files(tmp_path / "vlen", "vlen")
+    report = validate(paths[0], local_settings)
+    assert (report.verdict, codes(report)) == ("unsuitable", ["variable_length_strings"])
+    finding = report.findings[0]
+    assert finding.variable == "station_name"
+    assert finding.details == {"formats": list(FORMATS)}
+    assert set(VLEN_STRING_FORMATS) == set(FORMATS)
+    for text in (*FORMATS, "'station_name'", "stations_0.nc", "'dtype': 'S1'", "ncks -x -v"):
+        assert text in finding.message
+    with pytest.raises(UnsuitableCollection, match="station_name"):
+        run_pipeline(
+            PipelineRequest.from_dict({"source": str(tmp_path / "vlen"), "dataset_id": "vlen"}),
+            local_settings,
+        )
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_variable_length_strings_read_back_right_but_verify_refuses_their_dtype(
+    tmp_path, local_settings, fmt
+):
+    """Why variable_length_strings is an error: every format reads the right text, with another
+    dtype (object in kerchunk, StringDType in Icechunk; the file gives <U6), so Verify fails
+    the run after all the work. When this test fails because Verify passes, make the finding
+    a warning again."""
+    paths = station_files(tmp_path / "vlen", "vlen")
+    manifest_url, store_url = generate_and_combine(tmp_path / "vlen", local_settings, fmt)
+    manifest = load_manifest(manifest_url, local_settings)
+    store = parse_location(store_url, local_settings)
+    source = source_root(manifest, local_settings)
+    with open_store(store, fmt, source, local_settings) as stored:
+        combined = stored.load()
+    xr.testing.assert_identical(combined, open_collection(paths).load())  # the values are right
+    assert combined["station_name"].dtype != open_collection(paths)["station_name"].dtype
+    with pytest.raises(VerifyMismatch, match="'station_name': dtype"):
+        verify(manifest_url, store_url, fmt, "time", local_settings)
+
+
+@pytest.mark.filterwarnings("ignore:The data type .NullTerminatedBytes")
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_fixed_length_character_names_are_published_identically(tmp_path, local_settings, fmt):
+    """The remedy variable_length_strings gives."""
+    paths = station_files(tmp_path / "chars", "chars")
+    assert validate(paths[0], local_settings).verdict == "suitable"
+    published = publish(tmp_path / "chars", local_settings, fmt)
+    xr.testing.assert_identical(published, open_collection(paths).load())
+
+
+def test_plain_hdf5_is_refused_saying_there_is_no_named_dimension_and_how_to_add_scales(
+    tmp_path, local_settings
+):
+    paths = plain_hdf5_files(tmp_path / "plain", scales=False)
+    report = validate(paths[0], local_settings)
+    assert (report.verdict, codes(report)) == ("unsuitable", ["not_netcdf_hdf5"])
+    message = report.findings[0].message
+    assert "no named dimension to concatenate along" in message
+    assert "f['time'].make_scale('time'); f['tas'].dims[0].attach_scale(f['time'])" in message
+    assert "phony_dim_0 has lengths 2, 3, 4" in message  # time, lat and lon all phony_dim_0
+    with pytest.raises(UnsuitableCollection, match="no named dimension"):
+        publish(tmp_path / "plain", local_settings, "kerchunk-json")
+
+
+@pytest.mark.parametrize("concat_dim", ["time", "phony_dim_0"])
+def test_plain_hdf5_cannot_be_combined_along_any_dimension(tmp_path, local_settings, concat_dim):
+    """Why not_netcdf_hdf5 is an error: without the gate, Combine fails for every request (it
+    fails before any format is written, so one format shows it)."""
+    plain_hdf5_files(tmp_path / "plain", scales=False)
+    with pytest.raises(CombineFailed):
+        generate_and_combine(tmp_path / "plain", local_settings, "icechunk", concat_dim=concat_dim)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_hdf5_with_dimension_scales_attached_is_published_identically(
+    tmp_path, local_settings, fmt
+):
+    """The remedy not_netcdf_hdf5 gives."""
+    paths = plain_hdf5_files(tmp_path / "scales", scales=True)
+    report = validate(paths[0], local_settings)
+    assert (report.verdict, report.format_detail) == (
+        "suitable",
+        "HDF5 with netCDF dimension scales",
+    )
+    assert list(report.coordinates) == ["lat", "lon", "time"]
+    published = publish(tmp_path / "scales", local_settings, fmt)
+    xr.testing.assert_identical(published, open_collection(paths).load())
+
+
 # -- reports --------------------------------------------------------------------------------------
 def test_report_round_trips_exactly_through_strict_json(tmp_path, local_settings):
     path = tmp_path / "mixed.nc"
     with netCDF4.Dataset(path, "w") as ds:
         ds.createDimension("n", 2)
+        ds.createDimension("time", 3)
         ds.createVariable("v", "f8", ("n",), fill_value=np.nan, compression="zlib")
         ds.createVariable("s", str, ("n",))
+        time = ds.createVariable("time", "f4", ("time",), fill_value=np.float32(-1))
+        time.units, time.calendar = "hours since 2024-01-01", "noleap"
+        time[:] = [np.nan, 1.5, 1.5]  # NaN and repeats: everything that needs care in JSON
         ds.flags = np.array([1, 2, 3], dtype="i2")
     report = validate(path, local_settings)
     text = json.dumps(report.to_dict(), allow_nan=False)
     assert FileReport.from_dict(json.loads(text)) == report
     assert report.findings  # the round trip covered findings too
+    assert report.coordinates["time"].first == "NaN"  # and coordinates
+    assert json.loads(text)["version"] == 2
 
 
 def test_render_report_puts_the_verdict_first_then_findings_then_variables(
@@ -362,19 +761,36 @@ def test_a_storage_failure_propagates_and_never_becomes_a_finding(tmp_path, loca
     assert "h5py" in "".join(str(entry.path) for entry in raised.traceback)
 
 
-def test_validation_reads_a_small_fraction_of_a_large_file(tmp_path, local_settings):
+@pytest.mark.parametrize("netcdf_format", ["NETCDF4", "NETCDF3_64BIT_OFFSET"])
+def test_validation_reads_a_small_fraction_of_a_large_file(tmp_path, local_settings, netcdf_format):
     path = tmp_path / "big.nc"
-    with netCDF4.Dataset(path, "w") as ds:
+    chunking = {"chunksizes": (1, 90, 180)} if netcdf_format == "NETCDF4" else {}
+    with netCDF4.Dataset(path, "w", format=netcdf_format) as ds:
         ds.createDimension("time", None)
         ds.createDimension("lat", 90)
         ds.createDimension("lon", 180)
-        ds.createVariable("time", "f8", ("time",))[:] = np.arange(365)
-        tas = ds.createVariable("tas", "f4", ("time", "lat", "lon"), chunksizes=(1, 90, 180))
+        time = ds.createVariable("time", "f8", ("time",))
+        time.units = "days since 2024-01-01"
+        time[:] = np.arange(365)
+        ds.createVariable("lat", "f4", ("lat",))[:] = np.linspace(-89, 89, 90)
+        ds.createVariable("lon", "f4", ("lon",))[:] = np.linspace(-179, 179, 180)
+        tas = ds.createVariable("tas", "f4", ("time", "lat", "lon"), **chunking)
         tas[:] = np.random.default_rng(0).normal(280, 5, (365, 90, 180)).astype("f4")
     report = validate(path, local_settings)
     assert report.size > 20_000_000
-    assert report.verdict == "suitable" and report.variable("tas").chunks == (1, 90, 180)
-    assert report.bytes_read < 0.05 * report.size  # measured: 65,536 bytes (one block)
+    assert report.verdict == "suitable"
+    assert set(report.coordinates) == {"time", "lat", "lon"}
+    assert report.coordinates["time"].last_decoded == "2024-12-30T00:00:00"
+    # Measured with the coordinate summaries: NetCDF4 65,536 bytes (one block, 0.28%); NetCDF3
+    # 131,072 (the header block and the block of the last record's time value, 0.55%): its
+    # 365 time values lie one per 64 KB record, so only their two ends are read.
+    assert report.bytes_read < 0.01 * report.size
+    if netcdf_format == "NETCDF4":
+        assert report.variable("tas").chunks == (1, 90, 180)
+        assert report.coordinates["time"].complete
+    else:
+        assert not report.coordinates["time"].complete
+        assert report.coordinates["lat"].complete
 
 
 # -- batches ----------------------------------------------------------------------------------
