@@ -33,7 +33,7 @@ from shared.settings import Settings
 from shared.storage import ObjectInfo, Storage
 from shared.stores import (
     create_icechunk_repository,
-    fix_scalar_chunk_keys,
+    fix_kerchunk_refs,
     virtual_container_prefix,
 )
 
@@ -113,7 +113,14 @@ def _order(datasets: list[xr.Dataset], urls: list[str], concat_dim: str) -> list
                 f"{url}: the {concat_dim!r} values are not strictly increasing within the file."
             )
         firsts.append(values[0])
-    order = sorted(range(len(datasets)), key=lambda i: (firsts[i], urls[i]))
+    try:
+        order = sorted(range(len(datasets)), key=lambda i: (firsts[i], urls[i]))
+    except TypeError:  # e.g. cftime and numpy dates: the gate's calendar rule says more
+        raise CombineFailed(
+            f"The files' {concat_dim!r} values cannot be ordered together (different calendars "
+            "or types).",
+            remedy="Run `python -m devhost validate` on the source to find the odd file.",
+        ) from None
     for a, b in pairwise(order):
         last_a = datasets[a][concat_dim].values[-1]
         first_b = datasets[b][concat_dim].values[0]
@@ -184,7 +191,7 @@ def write_store(
         combined.vz.to_icechunk(session.store)
         session.commit("virtual-zarr-pipeline: combined references")
         return 0
-    refs = fix_scalar_chunk_keys(combined.vz.to_kerchunk(format="dict"))
+    refs = fix_kerchunk_refs(combined.vz.to_kerchunk(format="dict"))
     if store_format == "kerchunk-json":
         data = json.dumps(refs, separators=(",", ":")).encode()
         storage.write(target, data, "application/json")

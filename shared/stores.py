@@ -31,16 +31,28 @@ if "ICECHUNK_LOG" not in os.environ:
     icechunk.set_logs_filter("error")
 
 
-def fix_scalar_chunk_keys(refs: dict[str, Any]) -> dict[str, Any]:
-    """VirtualiZarr writes a 0-d array's one chunk as "name/" instead of "name/0"; kerchunk
-    readers then return NaN (FACTS.md). Rename those keys in place and return ``refs``."""
+def fix_kerchunk_refs(refs: dict[str, Any]) -> dict[str, Any]:
+    """Make VirtualiZarr's kerchunk references read back as the source files do. In place.
+
+    - A 0-d array's one chunk is written as "name/" instead of "name/0"; kerchunk readers
+      then return NaN (FACTS.md). Renamed.
+    - Each array's Zarr fill_value is the HDF5 dataset's fill value, and xarray treats a Zarr
+      v2 fill_value as _FillValue: in a variable without a _FillValue attribute, real values
+      equal to it (zeros, for h5py's default fill or netCDF4's fill_value=False) would read
+      as NaN, and integers as floats. Such arrays get fill_value null, as their source has
+      no missing-value marker.
+    """
     store = refs["refs"]
     for key in [k for k in store if k.endswith("/.zarray")]:
         name = key[: -len("/.zarray")]
-        meta = store[key]
-        shape = json.loads(meta)["shape"] if isinstance(meta, str) else meta["shape"]
-        if shape == [] and f"{name}/" in store:
+        meta = json.loads(store[key]) if isinstance(store[key], str) else dict(store[key])
+        attrs = store.get(f"{name}/.zattrs", "{}")
+        attrs = json.loads(attrs) if isinstance(attrs, str) else attrs
+        if meta["shape"] == [] and f"{name}/" in store:
             store[f"{name}/0"] = store.pop(f"{name}/")
+        if "_FillValue" not in attrs and meta.get("fill_value") is not None:
+            meta["fill_value"] = None
+            store[key] = json.dumps(meta)
     return refs
 
 
