@@ -53,7 +53,15 @@ def validate_files(payload: dict[str, Any]) -> dict[str, Any]:
 
 @bp.activity_trigger(input_name="payload")
 def gate_files(payload: dict[str, Any]) -> dict[str, Any]:
-    return outcome("gate", lambda settings: gate(payload["manifest_url"], settings).to_dict())
+    return outcome(
+        "gate",
+        lambda settings: gate(
+            payload["manifest_url"],
+            settings,
+            concat_dim=payload["concat_dim"],
+            store_format=payload["format"],
+        ).to_dict(),
+    )
 
 
 @bp.activity_trigger(input_name="payload")

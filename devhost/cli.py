@@ -70,6 +70,15 @@ def _parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate", help="print the validation report of files")
     validate.add_argument("paths", nargs="+", help="files, folders or blob URLs")
     validate.add_argument("--json", action="store_true", help="print the reports as JSON")
+    validate.add_argument(
+        "--concat-dim", default="time", help="for the checks across files (default time)"
+    )
+    validate.add_argument(
+        "--format",
+        default="kerchunk-json",
+        choices=["kerchunk-json", "kerchunk-parquet", "icechunk"],
+        help="the output format the files are meant for (some checks depend on it)",
+    )
 
     add_start_parser(sub)
 

@@ -73,7 +73,7 @@ def follow(status_url: str, progress: Progress, timeout: float = 24 * 3600) -> d
             code=error.get("code"),
             remedy=error.get("remedy"),
             run_report=view.get("run_report"),
-            gate_report=view.get("gate_report_url"),
+            gate_report=view.get("gate_summary_url") or view.get("gate_report_url"),
         )
     return view
 

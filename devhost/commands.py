@@ -11,6 +11,7 @@ from devhost.client import follow, submit
 from devhost.local import local_host
 from devhost.progress import Progress
 from shared.errors import PipelineError, describe
+from shared.gate import check_collection
 from shared.locations import parse_location
 from shared.request import DEFAULT_PATTERNS
 from shared.scan import list_source
@@ -69,7 +70,7 @@ def print_summary(view: dict[str, Any]) -> None:
     )
     for label, key in (
         ("manifest", "manifest_url"),
-        ("gate report", "gate_report_url"),
+        ("gate report", "gate_summary_url"),
         ("store", "store_url"),
         ("STAC item", "item_url"),
         ("catalog", "catalog_url"),
@@ -105,9 +106,23 @@ def validate_command(args: argparse.Namespace, settings: Settings) -> int:
             if not args.json:
                 print(render_report(report))
                 print()
+    checked = [r for r in reports if "verdict" in r]
+    across = (
+        check_collection(checked, args.concat_dim, args.format, settings)
+        if len(checked) > 1
+        else []
+    )
+    errors = [f for f in across if f.severity == "error"]
     if args.json:
-        print(json.dumps(reports, indent=1))
+        print(json.dumps({"files": reports, "collection": [f.to_dict() for f in across]}, indent=1))
     else:
-        checked = sum(1 for r in reports if "verdict" in r)
-        print(f"{checked} file(s) checked, {unsuitable} unsuitable or unreadable.")
-    return EXIT_FAILED if unsuitable else EXIT_OK
+        if across:
+            print(f"ACROSS THE FILES  ({len(checked)} files, concat dimension {args.concat_dim!r})")
+            for finding in across:
+                print(f"  {finding.severity.upper():<7} {finding.code}: {finding.message}")
+            print()
+        print(
+            f"{len(checked)} file(s) checked, {unsuitable} unsuitable or unreadable, "
+            f"{len(errors)} problem(s) across the files."
+        )
+    return EXIT_FAILED if unsuitable or errors else EXIT_OK

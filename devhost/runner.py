@@ -99,7 +99,13 @@ def run_pipeline(
         }
 
         progress.start("gate")
-        checked = gate(scanned.manifest_url, settings, storage)
+        checked = gate(
+            scanned.manifest_url,
+            settings,
+            storage,
+            concat_dim=request.concat_dim,
+            store_format=request.format,
+        )
         report.stages["gate"] = {
             "seconds": progress.finish(
                 f"{checked.suitable + checked.with_warnings} suitable "

@@ -130,16 +130,20 @@ def pipeline(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dic
 
     begin("gate")
     gated = yield context.call_activity_with_retry(
-        "gate_files", retry, {"manifest_url": manifest_url}
+        "gate_files",
+        retry,
+        {"manifest_url": manifest_url, "concat_dim": request.concat_dim, "format": request.format},
     )
     if not gated["ok"]:
         gate_report = (gated["error"].get("context") or {}).get("gate") or {}
-        if gate_report.get("report_url"):
-            status.outputs["gate_report_url"] = gate_report["report_url"]
+        for key in ("report_url", "summary_url"):
+            if gate_report.get(key):
+                status.outputs[f"gate_{key}"] = gate_report[key]
         status.errors = []
         status.add_errors(gate_report.get("first_errors") or [])
         yield from fail(gated["error"])
     status.outputs["gate_report_url"] = gated["report_url"]
+    status.outputs["gate_summary_url"] = gated["summary_url"]
 
     begin("generate")
     yield from stage_batches("generate", manifest_url, scanned["file_count"])

@@ -37,6 +37,15 @@ class SampleSpec:
     with_crs: bool = True
     seed: int = 0
     prefix: str = "tas_day"
+    # Knobs for the collections that must be refused or handled (the correctness matrix):
+    tas_dtype: str = "f4"
+    pr_scale_factor: float = 0.01
+    pr_add_offset: float = 100.0
+    pr_fill_value: int = -32767
+    pr_missing_value: int | None = None
+    lat_offset: float = 0.0  # shifts the latitude grid
+    with_pr: bool = True
+    first_index: int = 0  # the first file's position in the collection (its dates)
 
 
 def write_sample_files(folder: Path | str, spec: SampleSpec | None = None) -> list[Path]:
@@ -44,10 +53,10 @@ def write_sample_files(folder: Path | str, spec: SampleSpec | None = None) -> li
     spec = spec or SampleSpec()
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    lats = np.linspace(-89.0, 89.0, spec.lat, dtype="f4")
+    lats = (np.linspace(-89.0, 89.0, spec.lat) + spec.lat_offset).astype("f4")
     lons = np.linspace(-179.0, 179.0, spec.lon, dtype="f4")
     paths = []
-    for i in range(spec.files):
+    for i in range(spec.first_index, spec.first_index + spec.files):
         first_day = spec.start + timedelta(days=i * spec.steps_per_file * spec.step_days)
         path = folder / f"{spec.prefix}_{first_day:%Y%m%d}.nc"
         _write_one(path, spec, i, first_day, lats, lons)
@@ -107,9 +116,9 @@ def _write_one(
         shape = (spec.steps_per_file, spec.lat, spec.lon)
         tas = ds.createVariable(
             "tas",
-            "f4",
+            spec.tas_dtype,
             ("time", "lat", "lon"),
-            fill_value=np.float32(1.0e20),
+            fill_value=np.dtype(spec.tas_dtype).type(1.0e20),
             **compress,
             **chunking,
         )
@@ -121,14 +130,23 @@ def _write_one(
             tas.grid_mapping = "crs"
         seasonal = 15.0 * np.cos(np.deg2rad(lats))[None, :, None]
         tas[:] = (273.15 + seasonal + rng.normal(0.0, 3.0, shape)).astype("f4")
+        if not spec.with_pr:
+            return
         pr = ds.createVariable(
-            "pr", "i2", ("time", "lat", "lon"), fill_value=np.int16(-32767), **compress, **chunking
+            "pr",
+            "i2",
+            ("time", "lat", "lon"),
+            fill_value=np.int16(spec.pr_fill_value),
+            **compress,
+            **chunking,
         )
         pr.standard_name = "precipitation_amount"
         pr.long_name = "Daily precipitation"
         pr.units = "mm"
-        pr.scale_factor = 0.01
-        pr.add_offset = 100.0
+        pr.scale_factor = spec.pr_scale_factor
+        pr.add_offset = spec.pr_add_offset
+        if spec.pr_missing_value is not None:
+            pr.missing_value = np.int16(spec.pr_missing_value)
         if spec.with_crs:
             pr.grid_mapping = "crs"
         values = np.clip(rng.gamma(0.6, 4.0, shape), 0.0, 300.0)

@@ -70,6 +70,7 @@ def gate_files(payload: dict[str, Any]) -> dict[str, Any]:
     return {
         "ok": True,
         "report_url": _url("gate"),
+        "summary_url": _url("gate-summary"),
         "files": 0,
         "suitable": 0,
         "with_warnings": 0,

@@ -113,3 +113,14 @@ def test_the_module_runs_as_a_program():
     )
     assert result.returncode == 0
     assert "demo" in result.stdout and "validate" in result.stdout
+
+
+def test_validate_of_several_files_applies_the_checks_across_files(tmp_path, capsys):
+    from tests.matrix_cases import other_grid
+
+    other_grid(tmp_path / "src")
+    assert main(["validate", str(tmp_path / "src")]) == 1
+    out = capsys.readouterr().out
+    assert "ACROSS THE FILES" in out
+    assert "coordinates_differ: lat: the coordinate values in tas_day_20240109.nc differ" in out
+    assert "3 file(s) checked, 0 unsuitable or unreadable, 1 problem(s) across the files." in out

@@ -1,0 +1,301 @@
+"""The correctness matrix: collections the virtual-reference libraries combine silently
+wrong (FACTS.md), each with the one outcome the pipeline must produce: refused at the gate
+with a code naming the odd file and variable, or published exactly equal to the sources."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import date
+from pathlib import Path
+
+import h5py
+import netCDF4
+import numpy as np
+
+from shared.samples import SampleSpec, write_sample_files
+
+BASE = SampleSpec(files=3, steps_per_file=4, time_chunk=2, lat=6, lon=10)
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    build: Callable[[Path], list[Path]]
+    outcome: str  # "equal" or "gate"
+    code: str = ""  # the finding code at the gate
+    odd_file: str = ""  # a part of the odd file's name
+    variable: str = ""
+    why: str = ""
+
+
+def _base_then_odd(folder: Path, odd: SampleSpec, base: SampleSpec = BASE) -> list[Path]:
+    """Two ordinary files, then a third written with ``odd``."""
+    paths = write_sample_files(folder, replace(base, files=2))
+    return paths + write_sample_files(folder, replace(odd, files=1, first_index=2))
+
+
+def partial_chunks(folder: Path) -> list[Path]:
+    # 5 steps per file with a time chunk of 2: the files' last chunks are partial
+    return write_sample_files(folder, replace(BASE, steps_per_file=5))
+
+
+def partial_last_file_only(folder: Path) -> list[Path]:
+    # only the last file is short (3 steps, chunk 2): the combined store's last chunk is
+    # partial, which Zarr holds. Its days continue the others' (8, 9, 10).
+    return _base_then_odd(folder, replace(BASE, steps_per_file=3, start=date(2024, 1, 3)))
+
+
+def other_chunks(folder: Path) -> list[Path]:
+    return _base_then_odd(folder, replace(BASE, time_chunk=4))
+
+
+def other_dtype(folder: Path) -> list[Path]:
+    return _base_then_odd(folder, replace(BASE, tas_dtype="f8"))
+
+
+def other_codec(folder: Path) -> list[Path]:
+    return _base_then_odd(folder, replace(BASE, compression=False))
+
+
+def missing_variable(folder: Path) -> list[Path]:
+    return _base_then_odd(folder, replace(BASE, with_pr=False))
+
+
+def other_scale_factor(folder: Path) -> list[Path]:
+    return _base_then_odd(folder, replace(BASE, pr_scale_factor=0.1))
+
+
+def other_add_offset(folder: Path) -> list[Path]:
+    return _base_then_odd(folder, replace(BASE, pr_add_offset=0.0))
+
+
+def other_fill_value(folder: Path) -> list[Path]:
+    return _base_then_odd(folder, replace(BASE, pr_fill_value=-9999))
+
+
+def other_missing_value(folder: Path) -> list[Path]:
+    return _base_then_odd(folder, replace(BASE, pr_missing_value=-9999))
+
+
+def other_time_units(folder: Path) -> list[Path]:
+    return write_sample_files(folder, replace(BASE, per_file_time_units=True))
+
+
+def other_calendar(folder: Path) -> list[Path]:
+    return _base_then_odd(folder, replace(BASE, calendar="noleap"))
+
+
+def other_grid(folder: Path) -> list[Path]:
+    return _base_then_odd(folder, replace(BASE, lat_offset=0.5))
+
+
+def duplicate_steps(folder: Path) -> list[Path]:
+    paths = write_sample_files(folder, BASE)
+    copy = folder / "tas_day_copy.nc"
+    copy.write_bytes(paths[1].read_bytes())
+    return [*paths, copy]
+
+
+def overlapping_steps(folder: Path) -> list[Path]:
+    paths = write_sample_files(folder, BASE)
+    # a file that starts inside the second file's steps
+    shifted = replace(
+        BASE, files=1, start=BASE.start, prefix="tas_shifted", time_units="days since 2024-01-01"
+    )
+    extra = write_sample_files(folder / "x", shifted)[0]
+    with netCDF4.Dataset(extra, "a") as ds:
+        ds["time"][:] = ds["time"][:] + 5  # days 5..8 overlap the second file's 4..7
+    target = folder / extra.name
+    extra.rename(target)
+    (folder / "x").rmdir()
+    return [*paths, target]
+
+
+def out_of_order_names(folder: Path) -> list[Path]:
+    paths = write_sample_files(folder, BASE)
+    return [p.rename(p.with_name(f"{9 - i}_{p.name}")) for i, p in enumerate(paths)]
+
+
+def scalar_grid_mapping_with_value(folder: Path) -> list[Path]:
+    paths = write_sample_files(folder, BASE)
+    for path in paths:
+        with netCDF4.Dataset(path, "a") as ds:
+            ds["crs"].assignValue(4326)
+    return paths
+
+
+def zeros_without_fill_value(folder: Path) -> list[Path]:
+    """Variables without _FillValue whose HDF5 fill value is 0 (netCDF4 fill_value=False):
+    real zeros must stay zeros and integers integers."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(3):
+        path = folder / f"counts_{i}.nc"
+        with netCDF4.Dataset(path, "w") as ds:
+            ds.createDimension("time", None)
+            ds.createDimension("x", 4)
+            time = ds.createVariable("time", "f8", ("time",))
+            time.units = "days since 2024-01-01"
+            time[:] = [2 * i, 2 * i + 1]
+            x = ds.createVariable("x", "f4", ("x",), fill_value=False)
+            x[:] = [-1.0, 0.0, 1.0, 2.0]
+            rain = ds.createVariable(
+                "rain", "f4", ("time", "x"), fill_value=False, chunksizes=(1, 4)
+            )
+            rain[:] = [[0.0, 1.5, 0.0, 2.0], [0.0, 0.0, 3.0, 0.0]]
+            count = ds.createVariable("count", "i4", ("time", "x"), chunksizes=(1, 4))
+            count[:] = np.arange(8).reshape(2, 4)
+        paths.append(path)
+    return paths
+
+
+def unsupported_filter(folder: Path) -> list[Path]:
+    paths = write_sample_files(folder, replace(BASE, files=2))
+    odd = folder / "tas_day_20240109.nc"
+    with h5py.File(odd, "w") as f:  # a NetCDF-like file whose variable is lzf-compressed
+        time = f.create_dataset("time", data=np.arange(8.0, 12.0))
+        time.attrs["units"] = "days since 2024-01-01"
+        time.make_scale("time")
+        tas = f.create_dataset(
+            "tas", data=np.zeros((4, 6, 10), "f4"), chunks=(2, 6, 10), compression="lzf"
+        )
+        tas.dims[0].attach_scale(time)
+    return [*paths, odd]
+
+
+CASES = [
+    Case(
+        "partial chunks along time in every file",
+        partial_chunks,
+        "gate",
+        "partial_chunks",
+        "tas_day_20240101",
+        "tas",
+        "kerchunk combines it silently wrong; VirtualiZarr refuses",
+    ),
+    Case(
+        "partial chunk in the last file only",
+        partial_last_file_only,
+        "equal",
+        why="the combined store's last chunk may be partial: Zarr represents it exactly",
+    ),
+    Case(
+        "chunk shape differs in one file",
+        other_chunks,
+        "gate",
+        "chunks_differ",
+        "tas_day_20240109",
+        "tas",
+    ),
+    Case(
+        "dtype differs in one file", other_dtype, "gate", "dtype_differs", "tas_day_20240109", "tas"
+    ),
+    Case(
+        "codec differs in one file", other_codec, "gate", "codecs_differ", "tas_day_20240109", "tas"
+    ),
+    Case(
+        "a variable is missing in one file",
+        missing_variable,
+        "gate",
+        "variables_differ",
+        "tas_day_20240109",
+        "pr",
+    ),
+    Case(
+        "scale_factor differs in one file",
+        other_scale_factor,
+        "gate",
+        "encoding_differs",
+        "tas_day_20240109",
+        "pr",
+    ),
+    Case(
+        "add_offset differs in one file",
+        other_add_offset,
+        "gate",
+        "encoding_differs",
+        "tas_day_20240109",
+        "pr",
+    ),
+    Case(
+        "_FillValue differs in one file",
+        other_fill_value,
+        "gate",
+        "encoding_differs",
+        "tas_day_20240109",
+        "pr",
+    ),
+    Case(
+        "missing_value differs in one file",
+        other_missing_value,
+        "gate",
+        "encoding_differs",
+        "tas_day_20240109",
+        "pr",
+    ),
+    Case(
+        "time units differ between files",
+        other_time_units,
+        "equal",
+        why="each file's times are decoded with its own units, then encoded once",
+    ),
+    Case(
+        "calendar differs in one file",
+        other_calendar,
+        "gate",
+        "calendar_differs",
+        "tas_day_20240109",
+        "time",
+    ),
+    Case(
+        "latitude grid differs in one file",
+        other_grid,
+        "gate",
+        "coordinates_differ",
+        "tas_day_20240109",
+        "lat",
+    ),
+    Case(
+        "a file repeats another's steps",
+        duplicate_steps,
+        "gate",
+        "concat_overlap",
+        "tas_day_copy",
+        "time",
+    ),
+    Case(
+        "a file overlaps another's steps",
+        overlapping_steps,
+        "gate",
+        "concat_overlap",
+        "tas_shifted",
+        "time",
+    ),
+    Case(
+        "file names out of time order",
+        out_of_order_names,
+        "equal",
+        why="files are ordered by their time values",
+    ),
+    Case(
+        "scalar grid mapping with a value",
+        scalar_grid_mapping_with_value,
+        "equal",
+        why="0-d chunk keys are written as name/0 (kerchunk readers return NaN otherwise)",
+    ),
+    Case(
+        "zeros in variables without _FillValue",
+        zeros_without_fill_value,
+        "equal",
+        why="arrays without _FillValue get no Zarr fill_value, so zeros are not masked",
+    ),
+    Case(
+        "a variable with the lzf filter",
+        unsupported_filter,
+        "gate",
+        "unsupported_filter",
+        "tas_day_20240109",
+        "tas",
+    ),
+]

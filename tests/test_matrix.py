@@ -1,0 +1,72 @@
+"""The correctness matrix (docs/correctness.md): for every case the whole pipeline either
+stops at the gate with the expected code, naming the odd file and the variable, with nothing
+written to the catalog or the stores; or publishes, in every output format, a store that
+reads back exactly equal to xarray.open_mfdataset of the sources."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import xarray as xr
+
+from devhost.runner import run_pipeline
+from shared.errors import UnsuitableCollection
+from shared.reader import open_item
+from shared.request import FORMATS, PipelineRequest
+from shared.samples import open_collection
+from tests.matrix_cases import CASES, Case
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _id(case: Case) -> str:
+    return case.name.replace(" ", "-")
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("case", CASES, ids=_id)
+def test_case(tmp_path, local_settings, case: Case, fmt: str):
+    paths = case.build(tmp_path / "src")
+    request = PipelineRequest.from_dict(
+        {"source": str(tmp_path / "src"), "dataset_id": "matrix", "format": fmt}
+    )
+    if case.outcome == "equal":
+        report = run_pipeline(request, local_settings)
+        with open_item(report.item_url, local_settings) as published:
+            xr.testing.assert_identical(
+                published.load(), open_collection(paths).load().sortby("time")
+            )
+        return
+    with pytest.raises(UnsuitableCollection) as refused:
+        run_pipeline(request, local_settings)
+    gate = refused.value.context["gate"]
+    document = json.loads(Path(gate["report_url"].removeprefix("file://")).read_text())
+    findings = document["collection_findings"] + [
+        {**f, "urls": [entry["url"]]}
+        for entry in document["unsuitable_files"]
+        for f in entry["findings"]
+    ]
+    matching = [f for f in findings if f["code"] == case.code]
+    assert matching, f"expected {case.code}, got {[f['code'] for f in findings]}"
+    assert any(case.odd_file in " ".join(f["urls"]) for f in matching), matching
+    assert any(f.get("variable") == case.variable for f in matching), matching
+    assert case.odd_file in refused.value.message  # the one line names the file
+    assert "Full report: file://" in refused.value.message
+    assert (
+        Path(gate["summary_url"].removeprefix("file://"))
+        .read_text()
+        .startswith("# Validation report")
+    )
+    assert not Path(local_settings.catalog).exists(), "nothing may reach the catalog"
+    assert not Path(local_settings.store_root).exists(), "no store may be written"
+
+
+def test_the_docs_table_lists_every_case():
+    table = (ROOT / "docs" / "correctness.md").read_text()
+    for case in CASES:
+        row = f"| {case.name} |"
+        assert row in table, f"docs/correctness.md has no row for {case.name!r}"
+        line = next(line for line in table.splitlines() if line.startswith(row))
+        assert (case.code or "equal") in line, line
