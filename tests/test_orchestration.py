@@ -117,6 +117,9 @@ def test_a_bad_file_ends_the_run_at_the_gate_without_retries(tmp_path, local_set
     assert custom["errors"][0]["url"].endswith("broken.nc")
     assert custom["errors"][0]["code"] == "not_netcdf"
     assert Path(custom["outputs"]["gate_report_url"].removeprefix("file://")).exists()
+    summary = custom["outputs"]["gate_summary_url"]
+    assert custom["error"]["message"].endswith(f"Full report: {summary}")
+    assert "broken.nc" in custom["error"]["message"].split("Full report")[0]
     assert Path(custom["outputs"]["run_report"].removeprefix("file://")).exists()
     validations = [e for e in executions if e[2] == "validate_files"]
     assert len(validations) == 6  # one per file, none retried
