@@ -5,7 +5,7 @@ with a code naming the odd file and variable, or published exactly equal to the 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
 
@@ -13,7 +13,7 @@ import h5py
 import netCDF4
 import numpy as np
 
-from shared.samples import SampleSpec, write_sample_files
+from shared.samples import SampleSpec, truncate_copy, write_bytes, write_sample_files
 
 BASE = SampleSpec(files=3, steps_per_file=4, time_chunk=2, lat=6, lon=10)
 
@@ -25,8 +25,9 @@ class Case:
     outcome: str  # "equal" or "gate"
     code: str = ""  # the finding code at the gate
     odd_file: str = ""  # a part of the odd file's name
-    variable: str = ""
+    variable: str | None = ""
     why: str = ""
+    settings: dict[str, int] = field(default_factory=dict)  # overrides for this case
 
 
 def _base_then_odd(folder: Path, odd: SampleSpec, base: SampleSpec = BASE) -> list[Path]:
@@ -148,6 +149,54 @@ def zeros_without_fill_value(folder: Path) -> list[Path]:
             count[:] = np.arange(8).reshape(2, 4)
         paths.append(path)
     return paths
+
+
+def empty_file(folder: Path) -> list[Path]:
+    paths = write_sample_files(folder, replace(BASE, files=2))
+    return [*paths, write_bytes(folder / "tas_day_empty.nc", b"")]
+
+
+def not_netcdf(folder: Path) -> list[Path]:
+    paths = write_sample_files(folder, replace(BASE, files=2))
+    return [*paths, write_bytes(folder / "tas_day_notes.nc", b"<html>an error page</html>")]
+
+
+def truncated(folder: Path) -> list[Path]:
+    paths = write_sample_files(folder, BASE)
+    cut = truncate_copy(paths[2], folder / "tas_day_cut.nc", 0.5)
+    paths[2].unlink()
+    return [*paths[:2], cut]
+
+
+def variable_length_strings(folder: Path) -> list[Path]:
+    paths = write_sample_files(folder, BASE)
+    for path in paths:
+        with netCDF4.Dataset(path, "a") as ds:
+            ds.createDimension("station", 2)
+            names = ds.createVariable("station_name", str, ("station",))
+            names[:] = np.array(["north", "south"], dtype=object)
+    return paths
+
+
+def plain_hdf5(folder: Path) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(2):
+        path = folder / f"plain_{i}.h5"
+        with h5py.File(path, "w") as f:
+            f.create_dataset("time", data=np.arange(2.0 * i, 2.0 * i + 2))
+            f.create_dataset("tas", data=np.ones((2, 3), "f4"), chunks=(1, 3), fillvalue=np.nan)
+        paths.append(path)
+    return paths
+
+
+def large_unchunked(folder: Path) -> list[Path]:
+    # the limits are lowered for this case: classic files store each variable in one piece
+    return write_sample_files(folder, replace(BASE, netcdf_format="NETCDF3_CLASSIC"))
+
+
+def many_references(folder: Path) -> list[Path]:
+    return write_sample_files(folder, BASE)
 
 
 def unsupported_filter(folder: Path) -> list[Path]:
@@ -289,6 +338,35 @@ CASES = [
         zeros_without_fill_value,
         "equal",
         why="arrays without _FillValue get no Zarr fill_value, so zeros are not masked",
+    ),
+    Case("an empty file", empty_file, "gate", "empty_file", "tas_day_empty", None),
+    Case("a file that is not NetCDF", not_netcdf, "gate", "not_netcdf", "tas_day_notes", None),
+    Case("a truncated file", truncated, "gate", "truncated", "tas_day_cut", None),
+    Case(
+        "variable-length strings",
+        variable_length_strings,
+        "gate",
+        "variable_length_strings",
+        "tas_day_20240101",
+        "station_name",
+    ),
+    Case("HDF5 without netCDF dimensions", plain_hdf5, "gate", "not_netcdf_hdf5", "plain_0", None),
+    Case(
+        "a variable stored in one piece above the limit",
+        large_unchunked,
+        "gate",
+        "unchunked_variable_too_large",
+        "tas_day_20240101",
+        "lat",
+        settings={"unchunked_warn_bytes": 16, "unchunked_max_bytes": 20},
+    ),
+    Case(
+        "more references than a JSON store should hold",
+        many_references,
+        "equal",
+        "many_references",
+        why="a warning that recommends kerchunk-parquet or icechunk (kerchunk-json only)",
+        settings={"json_max_references": 10},
     ),
     Case(
         "a variable with the lzf filter",
