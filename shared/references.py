@@ -30,12 +30,12 @@ from virtualizarr.parsers import HDFParser, NetCDF3Parser
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.metadata import ArrayV3Metadata
 
-from shared.errors import PipelineError, ReferencesFailed, SourceChanged
+from shared.errors import PipelineError, ReferencesFailed
 from shared.formats import describe_magic, sniff
 from shared.jsonsafe import json_safe
 from shared.layout import Layout
 from shared.locations import Location, parse_location
-from shared.scan import load_manifest
+from shared.scan import ensure_unchanged, load_manifest
 from shared.settings import Settings
 from shared.storage import ObjectInfo, Storage
 
@@ -56,15 +56,7 @@ def build_references(
 ) -> dict[str, Any]:
     """Parse one file and return its references document (not yet written)."""
     location = parse_location(info.url, settings, what="source file")
-    current = storage.head(location)
-    if current.etag != info.etag or current.size != info.size:
-        raise SourceChanged(
-            f"{info.url} changed after it was scanned: ETag {info.etag!r} (size {info.size}) "
-            f"at scan, now {current.etag!r} (size {current.size}).",
-            url=info.url,
-            scanned_etag=info.etag,
-            current_etag=current.etag,
-        )
+    ensure_unchanged(info, storage.head(location), "it was scanned")
     if info.size == 0:
         raise ReferencesFailed(f"{info.url} is empty (0 bytes); it has no variables to reference.")
     reader = storage.reader(location, size=info.size)
@@ -92,6 +84,9 @@ def build_references(
     group: ManifestGroup = manifest_store._group
     inline = _inline_candidates(group, concat_dim, settings.inline_max_bytes)
     inlined = _read_inline_chunks(group, inline, location, storage)
+    # Before and after: a file rewritten while its header was being read is refused, so the
+    # offsets recorded here are offsets into the bytes that the ETag names.
+    ensure_unchanged(info, storage.head(location), "its references were read")
     return {
         "kind": DOCUMENT_KIND,
         "version": DOCUMENT_VERSION,

@@ -11,11 +11,12 @@ from shared.layout import digest
 from shared.locations import parse_location
 from shared.references import library_versions
 from shared.request import PipelineRequest
-from shared.scan import load_manifest
+from shared.scan import check_unchanged, load_manifest
 from shared.settings import Settings
 from shared.stac import RegisterResult, build_item, register_item
 from shared.storage import Storage
 from shared.stores import open_store, virtual_container_prefix
+from shared.versions import prune_versions
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,8 @@ def register(
     started = time.perf_counter()
     storage = storage or Storage(settings)
     manifest = load_manifest(manifest_url, settings, storage)
+    # The sources must still be the bytes the store points into (kerchunk has no checksum).
+    check_unchanged(manifest, settings, storage, "the store was built")
     store = parse_location(store_url, settings, what="store")
     source = source_root(manifest, settings)
     with open_store(store, request.format, source, settings) as dataset:
@@ -62,6 +65,7 @@ def register(
     result = register_item(
         item, collection_id=request.collection_id, settings=settings, storage=storage
     )
+    prune_versions(request.dataset_id, run_id, settings, storage)
     log.info(
         "register done",
         extra={

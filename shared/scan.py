@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from shared.errors import EmptySource, SourceNotFound, TooManyFiles
+from shared.errors import EmptySource, SourceChanged, SourceNotFound, TooManyFiles
 from shared.layout import Layout, digest
 from shared.locations import Location, parse_location
 from shared.request import PipelineRequest
@@ -135,3 +136,29 @@ def scan(
 def load_manifest(url: str, settings: Settings, storage: Storage | None = None) -> ScanManifest:
     storage = storage or Storage(settings)
     return ScanManifest.from_dict(storage.read_json(parse_location(url, settings, what="manifest")))
+
+
+def ensure_unchanged(scanned: ObjectInfo, current: ObjectInfo, since: str) -> None:
+    """Raise SourceChanged, naming the file and both ETags, if the file is not the one scanned."""
+    if current.etag != scanned.etag or current.size != scanned.size:
+        raise SourceChanged(
+            f"{scanned.url} changed after {since}: ETag {scanned.etag!r} (size {scanned.size}) "
+            f"at scan, now {current.etag!r} (size {current.size}).",
+            url=scanned.url,
+            scanned_etag=scanned.etag,
+            current_etag=current.etag,
+        )
+
+
+def check_unchanged(
+    manifest: ScanManifest, settings: Settings, storage: Storage, since: str
+) -> None:
+    """HEAD every file of the manifest (in parallel) and refuse if any changed since the scan:
+    the last check before a store that references them is published."""
+
+    def current(info: ObjectInfo) -> ObjectInfo:
+        return storage.head(parse_location(info.url, settings, what="source file"))
+
+    with ThreadPoolExecutor(16) as pool:
+        for scanned, now in zip(manifest.files, pool.map(current, manifest.files), strict=True):
+            ensure_unchanged(scanned, now, since)
