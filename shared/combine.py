@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import resource
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +25,7 @@ from virtualizarr.manifests import ManifestStore
 from shared.errors import CombineFailed, PipelineError
 from shared.layout import Layout
 from shared.locations import Location, parse_location
+from shared.memory import MemoryWatch
 from shared.references import library_versions, load_references, manifest_group
 from shared.request import PipelineRequest
 from shared.scan import ScanManifest, load_manifest
@@ -134,7 +134,11 @@ def _order(datasets: list[xr.Dataset], urls: list[str], concat_dim: str) -> list
 
 
 def concatenate(
-    manifest: ScanManifest, request: PipelineRequest, settings: Settings, storage: Storage
+    manifest: ScanManifest,
+    request: PipelineRequest,
+    settings: Settings,
+    storage: Storage,
+    memory: MemoryWatch | None = None,
 ) -> xr.Dataset:
     source = source_root(manifest, settings)
     registry = storage.registry([source])
@@ -148,12 +152,18 @@ def concatenate(
                 remedy="Run the generate stage for this file again.",
             ) from exc
 
-    with ThreadPoolExecutor(READ_WORKERS) as pool:
-        documents = list(pool.map(load, manifest.files))
+    memory = memory or MemoryWatch(settings.memory_limit_bytes, "combine")
+    datasets = []
+    with ThreadPoolExecutor(READ_WORKERS) as pool:  # documents are read ahead, opened one by one
+        for count, document in enumerate(pool.map(load, manifest.files), start=1):
+            datasets.append(open_virtual(document, registry, request.concat_dim))
+            if count % 100 == 0:
+                memory.check(
+                    f"after opening {count:,} of {len(manifest.files):,} files' references"
+                )
     urls = [info.url for info in manifest.files]
-    datasets = [open_virtual(doc, registry, request.concat_dim) for doc in documents]
-    del documents
     order = _order(datasets, urls, request.concat_dim)
+    memory.check(f"before concatenating {len(datasets):,} files")
     try:
         return xr.concat(
             [datasets[i] for i in order],
@@ -226,10 +236,17 @@ def combine(
     started = time.perf_counter()
     storage = storage or Storage(settings)
     manifest = load_manifest(manifest_url, settings, storage)
-    combined = concatenate(manifest, request, settings, storage)
-    target = Layout.from_settings(settings).store(request.dataset_id, run_id, request.format)
+    memory = MemoryWatch(settings.memory_limit_bytes, "combine")
+    combined = concatenate(manifest, request, settings, storage, memory)
+    memory.check("after concatenating")
+    layout = Layout.from_settings(settings)
+    target = layout.store(request.dataset_id, run_id, request.format)
     source = source_root(manifest, settings)
-    store_bytes = write_store(combined, target, request.format, source, settings, storage)
+    if storage.exists(layout.verified_marker(request.dataset_id, run_id)):
+        store_bytes = 0  # this exact store was verified before (and may be published): keep it
+    else:
+        store_bytes = write_store(combined, target, request.format, source, settings, storage)
+    memory.check("after writing the store")
     values = combined[request.concat_dim].values
     result = CombineResult(
         store_url=target.url,
@@ -244,7 +261,7 @@ def combine(
         reference_count=int(combined.vz.nrefs()),
         store_bytes=store_bytes,
         seconds=time.perf_counter() - started,
-        peak_memory_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        peak_memory_bytes=memory.peak,
         libraries=library_versions(),
     )
     log.info(

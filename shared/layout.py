@@ -6,6 +6,7 @@ stage writes the same object again (idempotent activities) and unchanged files a
     {work}/references/{file key}.json            one file's virtual references
     {work}/runs/{dataset}/{run id}.json          the run report
     {stores}/{dataset}/{run id}.{json|parq|icechunk}   the combined store
+    {stores}/{dataset}/{run id}.verified.json    written when that store passed verify
     {catalog}/catalog.json, {catalog}/{collection}/collection.json,
     {catalog}/{collection}/{item}/{item}.json    the static STAC catalog
 
@@ -67,6 +68,10 @@ class Layout:
 
     def store(self, dataset_id: str, run_id: str, fmt: str) -> Location:
         return self.stores.join(dataset_id, f"{run_id}{STORE_SUFFIX[fmt]}")
+
+    def verified_marker(self, dataset_id: str, run_id: str) -> Location:
+        """Written when a store passes verify: such a store is never written again."""
+        return self.stores.join(dataset_id, f"{run_id}.verified.json")
 
 
 def run_id_for(manifest_digest: str, store_format: str, concat_dim: str) -> str:

@@ -119,6 +119,10 @@ class Settings:
     unchunked_max_bytes: int = 2 * 1024 * 1024 * 1024
     # Above this many references a kerchunk JSON store is slow to open: recommend another format.
     json_max_references: int = 500_000
+    # Combine and verify stop before their resident memory passes this (80% of 4 GB).
+    memory_limit_bytes: int = 3_200_000_000
+    # Verified stores kept per dataset (the current one included); older ones are removed.
+    keep_versions: int = 3
     batch_size: int = 100
     files_per_activity: int = 10
     parallel_batches: int = 8
@@ -164,6 +168,10 @@ class Settings:
             json_max_references=_int(
                 env, "PIPELINE_JSON_MAX_REFERENCES", defaults.json_max_references
             ),
+            memory_limit_bytes=_int(
+                env, "PIPELINE_MEMORY_LIMIT_BYTES", defaults.memory_limit_bytes
+            ),
+            keep_versions=_int(env, "PIPELINE_KEEP_VERSIONS", defaults.keep_versions),
             batch_size=_int(env, "PIPELINE_BATCH_SIZE", defaults.batch_size),
             files_per_activity=_int(
                 env, "PIPELINE_FILES_PER_ACTIVITY", defaults.files_per_activity
@@ -197,6 +205,8 @@ class Settings:
             "PIPELINE_UNCHUNKED_WARN_BYTES": str(self.unchunked_warn_bytes),
             "PIPELINE_UNCHUNKED_MAX_BYTES": str(self.unchunked_max_bytes),
             "PIPELINE_JSON_MAX_REFERENCES": str(self.json_max_references),
+            "PIPELINE_MEMORY_LIMIT_BYTES": str(self.memory_limit_bytes),
+            "PIPELINE_KEEP_VERSIONS": str(self.keep_versions),
             "PIPELINE_BATCH_SIZE": str(self.batch_size),
             "PIPELINE_FILES_PER_ACTIVITY": str(self.files_per_activity),
             "PIPELINE_PARALLEL_BATCHES": str(self.parallel_batches),

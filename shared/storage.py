@@ -311,6 +311,13 @@ class Storage:
         data = json.dumps(document, indent=1, sort_keys=False, allow_nan=False).encode()
         self.write(location, data, "application/json")
 
+    def delete(self, locations: Sequence[Location]) -> None:
+        """Delete these objects (all in one container or all local)."""
+        if not locations:
+            return
+        with storage_errors(locations[0], "delete"):
+            obstore.delete(self._raw_store(locations[0]), [self._key(loc) for loc in locations])
+
     def delete_prefix(self, prefix: Location) -> int:
         """Delete every object below ``prefix``; returns how many were deleted."""
         key = self._key(prefix)

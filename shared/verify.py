@@ -29,7 +29,9 @@ import xarray as xr
 from shared.combine import source_root
 from shared.errors import PipelineError, VerifyMismatch
 from shared.formats import sniff
+from shared.layout import Layout
 from shared.locations import Location, parse_location
+from shared.memory import MemoryWatch
 from shared.scan import load_manifest
 from shared.settings import Settings
 from shared.storage import ObjectInfo, Storage
@@ -198,6 +200,7 @@ def verify(
     combined = open_store(store, store_format, source_root(manifest, settings), settings)
     index = combined.get_index(concat_dim)
     static_check = _static_files_to_check(manifest.files, mode)
+    memory = MemoryWatch(settings.memory_limit_bytes, "verify")
     mismatches: list[Mismatch] = []
     variables_checked = values_compared = 0
     covered = 0
@@ -251,6 +254,7 @@ def verify(
                     variables_checked += 1
             if len(mismatches) >= MAX_REPORTED:
                 break
+            memory.check(f"after comparing {info.url}")
         if not mismatches and covered != combined.sizes[concat_dim]:
             mismatches.append(
                 Mismatch(
@@ -270,6 +274,19 @@ def verify(
             + "; ".join(m.sentence() for m in mismatches[:MAX_REPORTED]),
             mismatches=[m.__dict__ for m in mismatches[:MAX_REPORTED]],
         )
+    layout = Layout.from_settings(settings)
+    dataset_id = manifest.dataset_id
+    run_id = store.name.split(".", 1)[0]
+    storage.write_json(
+        layout.verified_marker(dataset_id, run_id),
+        {
+            "kind": "verified-store",
+            "store_url": store_url,
+            "manifest_url": manifest_url,
+            "mode": mode,
+            "values_compared": values_compared,
+        },
+    )
     result = VerifyResult(
         store_url=store_url,
         mode=mode,

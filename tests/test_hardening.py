@@ -1,0 +1,218 @@
+"""Changed sources, atomic publish, version retention and the memory ceiling, each provoked
+for real on files written in the test."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import xarray as xr
+
+from devhost.runner import run_pipeline
+from shared.combine import combine
+from shared.errors import SourceChanged
+from shared.gate import gate
+from shared.layout import Layout, digest
+from shared.memory import MemoryLimitExceeded
+from shared.plan import PipelineInput, RunPolicy
+from shared.reader import open_item, read_item
+from shared.references import generate_batch
+from shared.register import register
+from shared.request import PipelineRequest
+from shared.samples import SampleSpec, open_collection, write_sample_files
+from shared.scan import load_manifest, scan
+from shared.validate import validate_batch
+from shared.verify import verify
+
+ROOT = Path(__file__).resolve().parent.parent
+SPEC = SampleSpec(files=3, lat=6, lon=10)
+
+
+def request_for(folder: Path, **fields) -> PipelineRequest:
+    return PipelineRequest.from_dict({"source": str(folder), "dataset_id": "tas", **fields})
+
+
+def rewrite(path: Path) -> None:
+    """Overwrite a source in place with the same bytes: a new ETag, as any upload gives."""
+    time.sleep(0.01)
+    path.write_bytes(path.read_bytes())
+
+
+def test_a_file_overwritten_between_scan_and_generate_fails_naming_both_etags(
+    tmp_path, local_settings
+):
+    paths = write_sample_files(tmp_path / "src", SPEC)
+    request = request_for(tmp_path / "src")
+    scanned = scan(request, local_settings)
+    validate_batch(scanned.manifest_url, 0, 3, local_settings)
+    gate(scanned.manifest_url, local_settings)
+    before = load_manifest(scanned.manifest_url, local_settings).files[1].etag
+    rewrite(paths[1])
+    with pytest.raises(SourceChanged) as changed:
+        generate_batch(scanned.manifest_url, 0, 3, local_settings)
+    assert paths[1].name in changed.value.message
+    assert (
+        before in changed.value.message
+        and changed.value.context["current_etag"] in changed.value.message
+    )
+
+
+def test_a_file_overwritten_between_combine_and_register_publishes_nothing(
+    tmp_path, local_settings
+):
+    paths = write_sample_files(tmp_path / "src", SPEC)
+    request = request_for(tmp_path / "src")
+    scanned = scan(request, local_settings)
+    validate_batch(scanned.manifest_url, 0, 3, local_settings)
+    gate(scanned.manifest_url, local_settings)
+    generate_batch(scanned.manifest_url, 0, 3, local_settings)
+    combined = combine(scanned.manifest_url, request, "run-1", local_settings)
+    verify(scanned.manifest_url, combined.store_url, request.format, "time", local_settings)
+    rewrite(paths[2])
+    with pytest.raises(SourceChanged, match=paths[2].name):
+        register(scanned.manifest_url, request, "run-1", combined.store_url, local_settings)
+    assert not Path(local_settings.catalog).exists()
+
+
+def test_the_item_records_the_etags_it_was_built_from(tmp_path, local_settings):
+    write_sample_files(tmp_path / "src", SPEC)
+    report = run_pipeline(request_for(tmp_path / "src"), local_settings)
+    manifest = load_manifest(report.manifest_url, local_settings)
+    item = read_item(report.item_url, local_settings)
+    expected = digest(*(f"{f.url} {f.etag}" for f in manifest.files))
+    assert item.properties["pipeline:source_etag_digest"] == expected
+
+
+def test_a_combine_stopped_by_the_memory_ceiling_leaves_the_published_version(
+    tmp_path, local_settings
+):
+    paths = write_sample_files(tmp_path / "src", SPEC)
+    first = run_pipeline(request_for(tmp_path / "src"), local_settings)
+    more = write_sample_files(tmp_path / "src", SampleSpec(files=1, lat=6, lon=10, first_index=3))
+    low = local_settings.with_changes(memory_limit_bytes=50_000_000)  # below any Python process
+    with pytest.raises(MemoryLimitExceeded, match="combine stopped .* above the limit of 0.05 GB"):
+        run_pipeline(request_for(tmp_path / "src"), low)
+    with open_item(first.item_url, local_settings) as published:
+        assert published.attrs  # the item still points at the first version ...
+        xr.testing.assert_identical(published.load(), open_collection(paths).load())  # ... intact
+    item = read_item(first.item_url, local_settings)
+    assert item.properties["pipeline:run_id"] == first.run_id
+    assert more[0].exists()
+
+
+HOST_SCRIPT = """
+import json, sys
+from devhost.durable import DurableHost
+
+def main():
+    state, instance_id = sys.argv[1], sys.argv[2]
+    host = DurableHost(state, workers=1).start()
+    if len(sys.argv) > 3:
+        host.start_new("pipeline", instance_id, open(sys.argv[3]).read())
+    print(json.dumps(host.wait_for(instance_id, timeout=300)))
+    host.stop()
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+def _combine_running(state: Path) -> bool:
+    if not (state / "durable.sqlite").exists():
+        return False
+    db = sqlite3.connect(state / "durable.sqlite", timeout=10)
+    try:
+        rows = db.execute("SELECT finished FROM executions WHERE name = 'combine_store'").fetchall()
+    except sqlite3.OperationalError:
+        return False
+    finally:
+        db.close()
+    return any(row[0] is None for row in rows)
+
+
+def test_a_host_killed_mid_combine_leaves_the_published_version_readable(tmp_path, local_settings):
+    paths = write_sample_files(tmp_path / "src", SampleSpec(files=40, lat=6, lon=10))
+    first = run_pipeline(request_for(tmp_path / "src"), local_settings)
+    write_sample_files(tmp_path / "src", SampleSpec(files=20, lat=6, lon=10, first_index=40))
+    request = request_for(tmp_path / "src")
+    run_input = tmp_path / "input.json"
+    run_input.write_text(
+        json.dumps(
+            PipelineInput(request, RunPolicy.from_request(request, local_settings)).to_dict()
+        )
+    )
+    script = tmp_path / "host.py"
+    script.write_text(HOST_SCRIPT)
+    env = {**os.environ, **local_settings.to_env(), "PYTHONPATH": str(ROOT)}
+    state = tmp_path / "state"
+    host = subprocess.Popen(
+        [sys.executable, str(script), str(state), "pipeline-tas", str(run_input)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 120
+    while not _combine_running(state):
+        assert host.poll() is None, host.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    os.killpg(host.pid, signal.SIGKILL)
+    host.wait()
+
+    item = read_item(first.item_url, local_settings)  # still the first version, complete
+    assert item.properties["pipeline:run_id"] == first.run_id
+    with open_item(first.item_url, local_settings) as published:
+        xr.testing.assert_identical(published.load(), open_collection(paths).load())
+
+    resumed = subprocess.run(
+        [sys.executable, str(script), str(state), "pipeline-tas"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    status = json.loads(resumed.stdout.strip().splitlines()[-1])
+    assert status["runtimeStatus"] == "Completed", status
+    with open_item(status["output"]["outputs"]["item_url"], local_settings) as published:
+        assert published.sizes["time"] == 60
+
+
+def test_only_the_newest_versions_are_kept(tmp_path, local_settings):
+    settings = local_settings.with_changes(keep_versions=2)
+    write_sample_files(tmp_path / "src", SPEC)
+    runs = []
+    for extra in range(3):
+        write_sample_files(
+            tmp_path / "src", SampleSpec(files=1, lat=6, lon=10, first_index=3 + extra)
+        )
+        runs.append(run_pipeline(request_for(tmp_path / "src"), settings).run_id)
+        time.sleep(0.05)  # marker times must differ
+    kept = {p.name.split(".", 1)[0] for p in (Path(settings.store_root) / "tas").iterdir()}
+    assert kept == {runs[-1], runs[-2]}
+    assert (
+        read_item(
+            Layout.from_settings(settings).catalog.join("tas", "tas", "tas.json").url, settings
+        ).properties["pipeline:run_id"]
+        == runs[-1]
+    )
+
+
+def test_a_repeated_run_does_not_rewrite_its_verified_store(tmp_path, local_settings):
+    write_sample_files(tmp_path / "src", SPEC)
+    first = run_pipeline(request_for(tmp_path / "src"), local_settings)
+    store = Path(first.store_url.removeprefix("file://"))
+    written = store.stat().st_mtime_ns
+    again = run_pipeline(request_for(tmp_path / "src"), local_settings)
+    assert again.store_url == first.store_url
+    assert store.stat().st_mtime_ns == written
