@@ -8,6 +8,11 @@ import azure.functions as func
 from activities.stages import bp as activities
 from api.http import bp as http_api
 from orchestrators.pipeline import bp as orchestrators
+from shared.health import record_import_failures
+
+# A broken library does not stop the app from loading: it is logged here, reported by
+# /api/health, and named by every activity that needs it.
+record_import_failures()
 
 app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(orchestrators)

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from shared.errors import PipelineError, describe
+from shared.errors import DependencyMissing, PipelineError, describe
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -26,6 +26,14 @@ def outcome(stage: str, run: Callable[[Settings], dict[str, Any]]) -> dict[str, 
             raise
         log.error("%s failed: %s", stage, exc, extra={"stage": stage, "code": exc.code})
         return {"ok": False, "error": describe(exc)}
+    except ImportError as exc:  # a broken install: say which module, never retry
+        error = DependencyMissing(
+            f"The {stage} activity cannot run: the module {exc.name or exc!s} failed to import "
+            f"({exc}).",
+            module=exc.name,
+        )
+        log.error("%s", error, extra={"stage": stage, "code": error.code})
+        return {"ok": False, "error": error.to_dict()}
     except Exception as exc:  # a bug: never retried, reported with its type and message
         log.exception("%s failed with an unexpected error", stage, extra={"stage": stage})
         return {"ok": False, "error": describe(exc)}

@@ -131,6 +131,15 @@ class VerifyMismatch(PipelineError):
     )
 
 
+class DependencyMissing(PipelineError):
+    """A library the stage needs failed to import: the installation is broken."""
+
+    code = "dependency_missing"
+    default_remedy = (
+        "Check GET /api/health, then redeploy with the pinned requirements.txt."
+    )
+
+
 class CatalogError(PipelineError):
     code = "catalog_failed"
     default_remedy = "Check that the catalog location is writable; the store itself was verified."

@@ -4,8 +4,11 @@ so a broken dependency shows on the health endpoint, not in the first activity o
 from __future__ import annotations
 
 import importlib
+import logging
 from importlib.metadata import version
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 MODULES = ("virtualizarr", "kerchunk", "h5py", "icechunk", "zarr", "xarray", "obstore", "pystac")
 
@@ -25,3 +28,13 @@ def dependency_report() -> dict[str, Any]:
 
         libraries["h5py"]["hdf5"] = h5py.version.hdf5_version
     return {"ok": ok, "libraries": libraries}
+
+
+def record_import_failures() -> dict[str, str]:
+    """Called when the app loads: log every library that fails to import (the activities that
+    need it will fail with an error naming it; the health endpoint reports it)."""
+    report = dependency_report()
+    failures = {n: lib["error"] for n, lib in report["libraries"].items() if not lib["ok"]}
+    for name, error in failures.items():
+        log.error("dependency %s failed to import: %s", name, error, extra={"dependency": name})
+    return failures
