@@ -19,7 +19,8 @@ import function_app
 from devhost.durable import index_app
 
 functions = {f.get_function_name(): f.get_user_function() for f in index_app().functions}
-health = functions["health"](func.HttpRequest(method="GET", url="/api/health", body=b"", headers={}))
+request = func.HttpRequest(method="GET", url="/api/health", body=b"", headers={})
+health = functions["health"](request)
 generated = functions["generate_files"](
     {"manifest_url": "file:///nowhere.json", "start": 0, "stop": 1, "concat_dim": "time"}
 )

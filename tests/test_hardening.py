@@ -97,7 +97,9 @@ def test_a_combine_stopped_by_the_memory_ceiling_leaves_the_published_version(
     first = run_pipeline(request_for(tmp_path / "src"), local_settings)
     more = write_sample_files(tmp_path / "src", SampleSpec(files=1, lat=6, lon=10, first_index=3))
     low = local_settings.with_changes(memory_limit_bytes=50_000_000)  # below any Python process
-    with pytest.raises(MemoryLimitExceeded, match="combine stopped .* above the limit of 0.05 GB"):
+    with pytest.raises(
+        MemoryLimitExceeded, match=r"combine stopped .* above the limit of 0\.05 GB"
+    ):
         run_pipeline(request_for(tmp_path / "src"), low)
     with open_item(first.item_url, local_settings) as published:
         assert published.attrs  # the item still points at the first version ...
