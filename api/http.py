@@ -21,9 +21,9 @@ from urllib.parse import urlsplit
 import azure.durable_functions as df
 import azure.functions as func
 
-from shared.errors import BadRequest, PipelineError
+from shared.errors import PipelineError
 from shared.health import dependency_report
-from shared.locations import parse_location
+from shared.locations import parse_location, show_value
 from shared.plan import PipelineInput, RunPolicy, instance_id_for
 from shared.request import PipelineRequest
 from shared.settings import Settings
@@ -54,23 +54,14 @@ def _runtime_status(status: df.DurableOrchestrationStatus) -> str | None:
     return runtime.value if runtime is not None else None
 
 
-@bp.route(route="pipelines", methods=["POST"])
+@bp.route(route="pipelines", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 @bp.durable_client_input(client_name="client")
 async def start_pipeline(
     req: func.HttpRequest, client: df.DurableOrchestrationClient
 ) -> func.HttpResponse:
     try:
-        body = req.get_json()
-    except ValueError:
-        error = BadRequest(
-            "The request body is not valid JSON.",
-            remedy='Send a JSON object such as {"source": "az://container/prefix", '
-            '"dataset_id": "my-dataset"} with Content-Type: application/json.',
-        )
-        return _json(400, {"error": error.to_dict()})
-    try:
         settings = Settings.from_env()
-        request = PipelineRequest.from_dict(body)
+        request = PipelineRequest.from_body(req.get_body())
         parse_location(request.source, settings, what="source")  # refuse before any work
         policy = RunPolicy.from_request(request, settings)
     except PipelineError as exc:
@@ -111,7 +102,7 @@ def _already_running(dataset_id: str, instance_id: str, status_url: str) -> func
     )
 
 
-@bp.route(route="pipelines/{instance_id}", methods=["GET"])
+@bp.route(route="pipelines/{instance_id}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 @bp.durable_client_input(client_name="client")
 async def pipeline_status(
     req: func.HttpRequest, client: df.DurableOrchestrationClient
@@ -125,7 +116,7 @@ async def pipeline_status(
             {
                 "error": {
                     "code": "not_found",
-                    "message": f"There is no pipeline run {instance_id!r}.",
+                    "message": f"There is no pipeline run {show_value(instance_id)}.",
                     "remedy": "Use the instance_id or status_url returned by POST /api/pipelines.",
                 }
             },

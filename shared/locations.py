@@ -1,6 +1,7 @@
 """Turn a user's storage string into a typed Location, once, at the edge.
 
-Accepted forms (anything else is refused with a message that lists these):
+Accepted forms (anything else is refused with a message that names the value and lists
+these):
 
 - a local path or file:///absolute/path        (only where settings allow local paths)
 - az://container/prefix
@@ -9,27 +10,70 @@ Accepted forms (anything else is refused with a message that lists these):
 - https://ACCOUNT.blob.core.windows.net/container/prefix   (also .dfs.)
 - http://127.0.0.1:10000/devstoreaccount1/container/prefix (the configured emulator only)
 
-Blob locations must be in the configured storage account (and, when set, in one of the
-allowed containers). Everything after this module trusts the Location type.
+Blob locations must be in the configured storage account and, when set, in one of the
+allowed containers. Hostile input is refused before anything reads or writes: other hosts,
+schemes, ports and user:password@ parts; query strings (SAS tokens) and fragments; '.' and
+'..' segments, backslashes and percent-encoded dots, slashes, backslashes or percents;
+control, invisible and bidi characters; over-long values and segments. The rules, with
+examples, are in docs/security.md ("Hostile input"). Everything after this module trusts
+the Location type.
 """
 
 from __future__ import annotations
 
 import posixpath
 import re
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
-from urllib.parse import unquote, urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
 
-from shared.errors import BadRequest, LocationNotAllowed
+from shared.errors import BadRequest, LocationNotAllowed, PipelineError
 from shared.settings import Settings
 
+MAX_LOCATION_CHARS = 1024  # Azure's limit for a blob name; a whole URL longer is refused
+MAX_SEGMENT_BYTES = 255  # one path segment, UTF-8 encoded (file systems and ADLS Gen2)
+SHOWN_CHARS = 100  # a longer value is cut to this many characters in messages
+
 _CONTAINER_RE = re.compile(r"^[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}$")
-_ACCEPTED = (
-    "a local folder, file:///path, az://container/prefix, abfs://container/prefix, or "
-    "https://ACCOUNT.blob.core.windows.net/container/prefix"
-)
+_ESCAPE_RE = re.compile(r"%([0-9A-Fa-f]{2})")
+_PRODUCTION_SUFFIXES = (".blob.core.windows.net", ".dfs.core.windows.net")
+# Percent-encoded, these would change how the path splits or decodes again further on.
+_ENCODED_REFUSED = {".": "'.'", "/": "'/'", "\\": "a backslash", "%": "'%' (double encoding)"}
+# Unicode categories refused anywhere in a location, id or pattern: control (Cc: NUL, CR, LF,
+# DEL, C1), surrogates (Cs: a JSON "\ud800" decodes to one and cannot be encoded again),
+# format (Cf: zero-width, bidi overrides and isolates, BOM, soft hyphen), unassigned (Cn),
+# line and paragraph separators (Zl, Zp), and spaces (Zs) other than U+0020.
+_REFUSED_CATEGORIES = {"Cc": "control characters", "Cs": "a lone surrogate"}
+_INVISIBLE_CATEGORIES = ("Cf", "Cn", "Zl", "Zp")
+
+_Role = Literal["source", "internal", "setting"]
+
+
+def show_value(value: str) -> str:
+    """A user's value as messages quote it: repr() (so control and invisible characters
+    show escaped, never raw), cut to SHOWN_CHARS characters with the full length added."""
+    if len(value) <= SHOWN_CHARS:
+        return repr(value)
+    return f"{value[:SHOWN_CHARS]!r}... ({len(value)} characters)"
+
+
+def unsafe_character(text: str) -> str | None:
+    """Describe the first character of ``text`` that no location, id or pattern may hold
+    (control, invisible, bidi, lone surrogate, unusual space), or None when there is none."""
+    for position, char in enumerate(text):
+        category = unicodedata.category(char)
+        if category in _REFUSED_CATEGORIES:
+            kind = _REFUSED_CATEGORIES[category]
+            return f"{kind} (U+{ord(char):04X} at position {position})"
+        if category in _INVISIBLE_CATEGORIES or (category == "Zs" and char != " "):
+            name = unicodedata.name(char, "unnamed")
+            return (
+                f"an invisible or formatting character (U+{ord(char):04X} {name} at "
+                f"position {position})"
+            )
+    return None
 
 
 @dataclass(frozen=True, order=True)
@@ -81,46 +125,109 @@ class Location:
 
 
 def parse_location(text: object, settings: Settings, *, what: str = "location") -> Location:
-    """Parse and authorise a user-supplied storage string, or raise a clear error naming it."""
+    """Parse and authorise a user-supplied storage string, or raise a clear error naming it.
+
+    ``what`` names the value in messages. A request's source (``what="source"``) may be only
+    in the allowed containers and may not overlap the pipeline's own work area, store root
+    or catalog; other locations (the pipeline's own, and URLs it derives) may also be in the
+    containers of those three settings."""
     if not isinstance(text, str):
         raise BadRequest(f"The {what} must be a string, not {type(text).__name__}.")
+    role: _Role = "source" if what == "source" else "internal"
+    location = _parse(text, settings, what, role)
+    if role == "source" and not location.is_local:
+        _refuse_own_areas(location, text.strip(), settings, what)
+    return location
+
+
+def _parse(text: str, settings: Settings, what: str, role: _Role) -> Location:
     raw = text.strip()
     if not raw:
-        raise BadRequest(f"The {what} is empty: give {_ACCEPTED}.")
-    if "\x00" in raw or any(ord(c) < 32 for c in raw):
-        raise BadRequest(f"The {what} {raw!r} contains control characters.")
-    parts = urlsplit(raw)
-    scheme = parts.scheme.lower()
-    if scheme in ("", "file"):
-        return _local(
-            raw, parts.path if scheme == "file" else raw, settings, what, scheme == "file"
+        raise BadRequest(f"The {what} is empty.", remedy=_remedy(settings))
+    shown = show_value(raw)
+    if len(raw) > MAX_LOCATION_CHARS:
+        raise BadRequest(
+            f"The {what} {shown} is too long: at most {MAX_LOCATION_CHARS} characters.",
+            remedy=_remedy(settings),
         )
-    if parts.query or parts.fragment:
-        raise LocationNotAllowed(f"The {what} {raw!r} has a query or fragment; give a plain path.")
+    problem = unsafe_character(raw)
+    if problem:
+        raise BadRequest(f"The {what} {shown} contains {problem}.", remedy=_remedy(settings))
+    if "?" in raw or "#" in raw:
+        raise LocationNotAllowed(
+            f"The {what} {shown} has a query string or fragment ('?' or '#'); a SAS token or "
+            "any other parameter is never accepted.",
+            remedy="Give a plain path: the app reaches storage with its own identity. "
+            + _remedy(settings),
+        )
+    if "\\" in raw:
+        raise LocationNotAllowed(
+            f"The {what} {shown} contains a backslash; paths use '/' between segments.",
+            remedy=_remedy(settings),
+        )
+    try:
+        parts = urlsplit(raw)
+    except ValueError as exc:
+        raise BadRequest(
+            f"The {what} {shown} is not a valid URL ({exc}).", remedy=_remedy(settings)
+        ) from None
+    scheme = parts.scheme.lower()
+    if scheme == "":
+        return _local(raw, raw, settings, what, is_url=False)
+    if scheme == "file":
+        if parts.netloc not in ("", "localhost"):
+            raise LocationNotAllowed(
+                f"The {what} {shown} names the host {parts.netloc!r}: a file URL must be "
+                "file:///absolute/path.",
+                remedy=_remedy(settings),
+            )
+        return _local(raw, parts.path, settings, what, is_url=True)
     if scheme in ("az", "abfs", "abfss"):
-        container, _, account = parts.netloc.partition("@")
-        if account:
-            _check_account(account.split(".", 1)[0], raw, settings, what)
-        else:
-            _require_account(raw, settings, what)
-        return _blob(container, parts.path, raw, settings, what)
+        container = _container_from_netloc(parts.netloc, scheme, raw, settings, what)
+        return _blob(container, parts.path, raw, settings, what, role)
     if scheme in ("https", "http"):
-        return _blob_from_http(raw, parts.netloc, parts.path, scheme, settings, what)
+        return _blob_from_http(raw, parts, scheme, settings, what, role)
     raise LocationNotAllowed(
-        f"The {what} {raw!r} uses the scheme {scheme!r}, which this pipeline does not read.",
-        remedy=f"Give {_ACCEPTED}.",
+        f"The {what} {shown} uses the scheme {scheme!r}, which this pipeline does not read.",
+        remedy=_remedy(settings),
     )
 
 
+def _remedy(settings: Settings) -> str:
+    """What is accepted, for this deployment (its account and allowed containers)."""
+    account = settings.account.name if settings.account is not None else "ACCOUNT"
+    forms = [
+        "az://CONTAINER/prefix",
+        "abfss://CONTAINER@" + account + ".dfs.core.windows.net/prefix",
+        "https://" + account + ".blob.core.windows.net/CONTAINER/prefix",
+    ]
+    if settings.account is not None and settings.account.is_emulator:
+        forms.append(settings.account.endpoint + "/CONTAINER/prefix")
+    if settings.allow_local_paths:
+        forms.insert(0, "a local folder or file:///absolute/path")
+    text = "Give " + ", ".join(forms[:-1]) + " or " + forms[-1]
+    if settings.allowed_containers:
+        text += f" (CONTAINER one of: {', '.join(settings.allowed_containers)})"
+    return text + "; no query string, no '..', no backslash, no percent-encoded '.', '/' or '%'."
+
+
 def _local(raw: str, path_text: str, settings: Settings, what: str, is_url: bool) -> Location:
+    shown = show_value(raw)
     if not settings.allow_local_paths:
         raise LocationNotAllowed(
-            f"The {what} {raw!r} is a local path, and this deployment only reads blob storage.",
-            remedy=f"Give {_ACCEPTED.split(', ', 2)[2]}.",
+            f"The {what} {shown} is a local path, and this deployment only reads blob storage.",
+            remedy=_remedy(settings),
         )
-    path_text = unquote(path_text) if is_url else path_text
-    if is_url and not path_text.startswith("/"):
-        raise BadRequest(f"The {what} {raw!r} is not an absolute file:// URL (file:///abs/path).")
+    if is_url:
+        path_text = _decode(path_text, raw, settings, what)
+        if not path_text.startswith("/"):
+            raise BadRequest(
+                f"The {what} {shown} is not an absolute file:// URL (file:///abs/path).",
+                remedy=_remedy(settings),
+            )
+    # No directory allow-list exists for local paths (they are for the command line and
+    # tests), so '..' is resolved rather than refused; the other rules still hold.
+    _check_segments(path_text.split("/"), raw, settings, what, dots=False)
     resolved = Path(path_text).expanduser().resolve()
     return Location("local", "", resolved.as_posix())
 
@@ -128,7 +235,8 @@ def _local(raw: str, path_text: str, settings: Settings, what: str, is_url: bool
 def _require_account(raw: str, settings: Settings, what: str) -> None:
     if settings.account is None:
         raise LocationNotAllowed(
-            f"The {what} {raw!r} is in blob storage, but no storage account is configured.",
+            f"The {what} {show_value(raw)} is in blob storage, but no storage account is "
+            "configured.",
             remedy="Set PIPELINE_STORAGE_ACCOUNT (managed identity) or "
             "PIPELINE_STORAGE_CONNECTION_STRING.",
         )
@@ -139,67 +247,249 @@ def _check_account(account: str, raw: str, settings: Settings, what: str) -> Non
     assert settings.account is not None
     if account.lower() != settings.account.name.lower():
         raise LocationNotAllowed(
-            f"The {what} {raw!r} is in storage account {account!r}; this deployment works only "
-            f"in {settings.account.name!r}.",
+            f"The {what} {show_value(raw)} is in storage account {account!r}; this deployment "
+            f"works only in {settings.account.name!r}.",
             remedy="Copy the files into the configured account, or deploy with that account.",
         )
 
 
+def _container_from_netloc(
+    netloc: str, scheme: str, raw: str, settings: Settings, what: str
+) -> str:
+    """az://CONTAINER and abfs[s]://CONTAINER[@ACCOUNT.dfs.core.windows.net]: the part
+    before '@' is the container (not a user name); no password, no port."""
+    shown = show_value(raw)
+    if ":" in netloc:
+        raise LocationNotAllowed(
+            f"The {what} {shown} has a ':' in {netloc!r} (a password or a port); "
+            f"{scheme}:// takes a container and, for abfs, @ACCOUNT.dfs.core.windows.net.",
+            remedy=_remedy(settings),
+        )
+    container, at, host = netloc.partition("@")
+    if not at:
+        _require_account(raw, settings, what)
+        return container
+    if "@" in host or not host.lower().endswith(_PRODUCTION_SUFFIXES):
+        raise LocationNotAllowed(
+            f"The {what} {shown} has {host!r} after '@'; only CONTAINER@ACCOUNT.dfs.core."
+            "windows.net (or .blob.) is accepted there, never a user name or another host.",
+            remedy=_remedy(settings),
+        )
+    account, _, domain = host.lower().partition(".")
+    if "." + domain not in _PRODUCTION_SUFFIXES:
+        raise LocationNotAllowed(
+            f"The {what} {shown} names the host {host!r}, which is not a storage account "
+            "endpoint (ACCOUNT.dfs.core.windows.net).",
+            remedy=_remedy(settings),
+        )
+    _check_account(account, raw, settings, what)
+    return container
+
+
 def _blob_from_http(
-    raw: str, netloc: str, path: str, scheme: str, settings: Settings, what: str
+    raw: str, parts: SplitResult, scheme: str, settings: Settings, what: str, role: _Role
 ) -> Location:
+    shown = show_value(raw)
+    if "@" in parts.netloc:
+        raise LocationNotAllowed(
+            f"The {what} {shown} carries a user name or password (user:password@host); "
+            "credentials never travel in a location.",
+            remedy=_remedy(settings),
+        )
     _require_account(raw, settings, what)
     assert settings.account is not None
     endpoint = urlsplit(settings.account.endpoint)
-    host = netloc.lower()
-    if host.endswith((".blob.core.windows.net", ".dfs.core.windows.net")):
+    host = parts.netloc.lower()
+    if host.partition(":")[0].endswith(_PRODUCTION_SUFFIXES):
+        if ":" in host:
+            raise LocationNotAllowed(
+                f"The {what} {shown} names a port; storage account endpoints take none.",
+                remedy=_remedy(settings),
+            )
         if scheme != "https":
-            raise LocationNotAllowed(f"The {what} {raw!r} must use https.")
-        _check_account(host.split(".", 1)[0], raw, settings, what)
-        return _blob_path(path, raw, settings, what)
+            raise LocationNotAllowed(
+                f"The {what} {shown} must use https.", remedy=_remedy(settings)
+            )
+        account, _, domain = host.partition(".")
+        if "." + domain not in _PRODUCTION_SUFFIXES:
+            raise LocationNotAllowed(
+                f"The {what} {shown} names the host {host!r}, which is not a storage account "
+                "endpoint (ACCOUNT.blob.core.windows.net).",
+                remedy=_remedy(settings),
+            )
+        _check_account(account, raw, settings, what)
+        return _blob_path(parts.path, raw, settings, what, role)
     # Emulator style: http://host:port/ACCOUNT/container/prefix, only for the configured one.
     if host == endpoint.netloc.lower() and scheme == endpoint.scheme:
         account_path = endpoint.path.strip("/")
-        stripped = path.lstrip("/")
+        stripped = parts.path.lstrip("/")
         if account_path and not stripped.startswith(account_path + "/"):
             raise LocationNotAllowed(
-                f"The {what} {raw!r} is not under the configured endpoint "
-                f"{settings.account.endpoint}."
+                f"The {what} {shown} is not under the configured endpoint "
+                f"{settings.account.endpoint}.",
+                remedy=_remedy(settings),
             )
-        return _blob_path(stripped[len(account_path) :], raw, settings, what)
+        return _blob_path(stripped[len(account_path) :], raw, settings, what, role)
     raise LocationNotAllowed(
-        f"The {what} {raw!r} is not a blob URL of the configured storage account "
+        f"The {what} {shown} is not a blob URL of the configured storage account "
         f"({settings.account.endpoint}).",
-        remedy=f"Give {_ACCEPTED}.",
+        remedy=_remedy(settings),
     )
 
 
-def _blob_path(path: str, raw: str, settings: Settings, what: str) -> Location:
+def _blob_path(path: str, raw: str, settings: Settings, what: str, role: _Role) -> Location:
     container, _, rest = path.lstrip("/").partition("/")
-    return _blob(container, rest, raw, settings, what)
+    return _blob(container, rest, raw, settings, what, role)
 
 
-def _blob(container: str, path: str, raw: str, settings: Settings, what: str) -> Location:
-    container = container.strip()
+def _blob(
+    container: str, path: str, raw: str, settings: Settings, what: str, role: _Role
+) -> Location:
+    shown = show_value(raw)
     if not container:
-        raise BadRequest(f"The {what} {raw!r} names no container.")
+        raise BadRequest(f"The {what} {shown} names no container.", remedy=_remedy(settings))
     if not _CONTAINER_RE.match(container):
         raise BadRequest(
-            f"The {what} {raw!r} names the container {container!r}, which is not a valid "
-            "container name (3-63 lowercase letters, digits and single hyphens)."
+            f"The {what} {shown} names the container {show_value(container)}, which is not a "
+            "valid container name (3-63 lowercase letters, digits and single hyphens).",
+            remedy=_remedy(settings),
         )
-    if settings.allowed_containers and container not in settings.allowed_containers:
+    allowed = _allowed_containers(settings, role)
+    if allowed and container not in allowed:
         raise LocationNotAllowed(
-            f"The {what} {raw!r} is in container {container!r}, which this deployment may not "
-            f"use (allowed: {', '.join(settings.allowed_containers)}).",
+            f"The {what} {shown} is in container {container!r}, which this deployment may not "
+            f"use (allowed: {', '.join(allowed)}).",
             remedy="Use one of the allowed containers, or ask the operator to add it to "
             "PIPELINE_ALLOWED_CONTAINERS.",
         )
-    key = unquote(path).strip("/")
-    segments = [s for s in key.split("/") if s]
-    if any(s in (".", "..") for s in segments):
-        raise LocationNotAllowed(f"The {what} {raw!r} contains '.' or '..' path segments.")
+    key = _decode(path, raw, settings, what)
+    segments = [s for s in key.split("/") if s]  # empty segments ('a//b', '/a/') are dropped
+    _check_segments(segments, raw, settings, what, dots=True)
     return Location("blob", container, "/".join(segments))
+
+
+def _decode(path: str, raw: str, settings: Settings, what: str) -> str:
+    """Percent-decode a path once, refusing encodings that would change how it splits or
+    decodes further on: '.', '/', backslash, '%' (double encoding, checked at every level),
+    control characters, and bytes that are not UTF-8."""
+    shown = show_value(raw)
+    level = path
+    for _ in range(4):  # decoding can build new escapes: "%%32%65" decodes to "%2e"
+        for escape in _ESCAPE_RE.finditer(level):
+            byte = int(escape.group(1), 16)
+            if byte >= 0x80:
+                continue  # part of a UTF-8 sequence: the decoded text is checked below
+            if unicodedata.category(chr(byte)) == "Cc":
+                raise BadRequest(
+                    f"The {what} {shown} percent-encodes control characters (U+{byte:04X} as "
+                    f"{escape.group(0)!r}).",
+                    remedy=_remedy(settings),
+                )
+            refused = _ENCODED_REFUSED.get(chr(byte))
+            if refused is not None:
+                raise LocationNotAllowed(
+                    f"The {what} {shown} percent-encodes {refused} as {escape.group(0)!r}; "
+                    "write '/' and names as they are, and never encode '.', '/', '\\' or '%'.",
+                    remedy=_remedy(settings),
+                )
+        decoded = unquote(level, errors="replace")
+        if decoded == level:
+            break
+        level = decoded
+    try:
+        key = unquote(path, errors="strict")
+    except UnicodeDecodeError:
+        raise BadRequest(
+            f"The {what} {shown} has percent-encoded bytes that are not UTF-8 text.",
+            remedy=_remedy(settings),
+        ) from None
+    problem = unsafe_character(key)
+    if problem:
+        raise BadRequest(
+            f"The {what} {shown} decodes to {show_value(key)}, which contains {problem}.",
+            remedy=_remedy(settings),
+        )
+    return key
+
+
+def _check_segments(
+    segments: list[str], raw: str, settings: Settings, what: str, *, dots: bool
+) -> None:
+    shown = show_value(raw)
+    for segment in segments:
+        if len(segment.encode("utf-8")) > MAX_SEGMENT_BYTES:
+            raise BadRequest(
+                f"The {what} {shown} has a path segment of {len(segment.encode('utf-8'))} "
+                f"bytes ({show_value(segment)}); at most {MAX_SEGMENT_BYTES} bytes.",
+                remedy=_remedy(settings),
+            )
+        if not dots:
+            continue
+        if segment in (".", ".."):
+            raise LocationNotAllowed(
+                f"The {what} {shown} contains a {segment!r} path segment; give a path "
+                "without '.' or '..' segments.",
+                remedy=_remedy(settings),
+            )
+        # U+2025 TWO DOT LEADER, fullwidth dots and solidus... read as '..' or '/' once
+        # normalised (NFKC) by some tool further on: refused like the characters they mimic.
+        folded = unicodedata.normalize("NFKC", segment)
+        if folded in (".", "..") or "/" in folded or "\\" in folded:
+            raise LocationNotAllowed(
+                f"The {what} {shown} has the segment {show_value(segment)}, which reads as "
+                f"{folded!r} once Unicode-normalised (NFKC): a '..' or '/' in disguise.",
+                remedy=_remedy(settings),
+            )
+
+
+def _allowed_containers(settings: Settings, role: _Role) -> tuple[str, ...]:
+    """The container allow-list for a role; empty means any container in the account.
+
+    The work area, store root and catalog come from the operator's settings, not from users:
+    their containers need not be listed, and are allowed for the pipeline's own locations
+    (and the URLs it derives), never for a request's source."""
+    if role == "setting" or not settings.allowed_containers:
+        return ()
+    if role == "source":
+        return settings.allowed_containers
+    own = [area.container for _, area in _own_areas(settings)]
+    return tuple(dict.fromkeys([*settings.allowed_containers, *own]))
+
+
+def _own_areas(settings: Settings) -> list[tuple[str, Location]]:
+    """The work area, store root and catalog that are blob locations, by name."""
+    areas = []
+    for name, text in (
+        ("work area", settings.work_area),
+        ("store root", settings.store_root),
+        ("catalog", settings.catalog),
+    ):
+        try:
+            area = _parse(text, settings, name, "setting")
+        except PipelineError:
+            continue  # a broken setting is reported where it is used (Layout.from_settings)
+        if not area.is_local:
+            areas.append((name, area))
+    return areas
+
+
+def _refuse_own_areas(location: Location, raw: str, settings: Settings, what: str) -> None:
+    """A source may not be inside the pipeline's own work area, store root or catalog, nor
+    above one of them (listing it would list the pipeline's working data)."""
+    for name, area in _own_areas(settings):
+        if area.container == location.container and (
+            _is_below(location.path, area.path) or _is_below(area.path, location.path)
+        ):
+            raise LocationNotAllowed(
+                f"The {what} {show_value(raw)} overlaps the pipeline's own {name} "
+                f"({area.url}); a source may not read the pipeline's working data.",
+                remedy="Give the folder that holds the NetCDF files, outside the work area, "
+                "store root and catalog.",
+            )
+
+
+def _is_below(path: str, base: str) -> bool:
+    return not base or path == base or path.startswith(base + "/")
 
 
 def http_url(location: Location, settings: Settings) -> str:

@@ -1,17 +1,97 @@
-"""The pipeline request: what a user asks for, validated once at the edge."""
+"""The pipeline request: what a user asks for, validated once at the edge.
+
+The rules for hostile input (body size, ids, patterns, unknown fields) are listed with
+examples in docs/security.md ("Hostile input"); the source itself is checked by
+shared.locations.parse_location.
+"""
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from shared.errors import BadRequest
+from shared.locations import show_value, unsafe_character
 
 FORMATS = ("kerchunk-json", "kerchunk-parquet", "icechunk")
 DEFAULT_PATTERNS = ("*.nc", "*.nc4", "*.h5", "*.hdf5")
-_ID_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+FIELDS = ("source", "dataset_id", "concat_dim", "format", "patterns", "collection", "options")
+OPTIONS = ("patterns", "collection", "batch_size")
+MAX_BODY_BYTES = 64 * 1024  # a real request is well under 8 KB
+MAX_JSON_DEPTH = 8  # the deepest real request is {"options": {"patterns": [...]}}: 3
+MAX_PATTERNS = 20
+MAX_PATTERN_CHARS = 256
+# 1-63 characters, lowercase letters, digits, '.', '_' and '-', starting and ending with a
+# letter or digit: a safe blob path segment, folder name, STAC id and Durable instance id.
+_ID_RE = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,61}[a-z0-9])?$")
+# Windows device names: an id is a folder in local stores and in a synced catalog.
+_RESERVED_IDS = frozenset(
+    ["con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)), *(f"lpt{i}" for i in range(10))]
+)
 _DIM_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$")
+_JSON_REMEDY = (
+    'Send a JSON object such as {"source": "az://container/prefix", "dataset_id": '
+    '"my-dataset"} with Content-Type: application/json.'
+)
+
+
+def read_body(body: bytes) -> Any:
+    """The JSON value of an HTTP request body, refusing what no real request looks like:
+    over MAX_BODY_BYTES, not UTF-8, not JSON, NaN/Infinity, duplicate keys (two parsers
+    could disagree on which one counts), nesting deeper than MAX_JSON_DEPTH."""
+    if len(body) > MAX_BODY_BYTES:
+        raise BadRequest(
+            f"The request body is {len(body)} bytes; at most {MAX_BODY_BYTES} bytes are accepted.",
+            remedy=_JSON_REMEDY,
+        )
+    too_deep = BadRequest(
+        f"The request body nests objects or lists deeper than {MAX_JSON_DEPTH} levels.",
+        remedy=_JSON_REMEDY,
+    )
+    try:
+        value = json.loads(
+            body.decode("utf-8"),
+            object_pairs_hook=_refuse_duplicates,
+            parse_constant=_refuse_constant,
+        )
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise BadRequest("The request body is not valid JSON.", remedy=_JSON_REMEDY) from None
+    except RecursionError:
+        raise too_deep from None
+    if _nests_deeper(value, MAX_JSON_DEPTH):
+        raise too_deep
+    return value
+
+
+def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise BadRequest(
+                f"The request body names the field {show_value(key)} twice.", remedy=_JSON_REMEDY
+            )
+        result[key] = value
+    return result
+
+
+def _refuse_constant(name: str) -> Any:
+    raise BadRequest(f"The request body holds {name}, which is not JSON.", remedy=_JSON_REMEDY)
+
+
+def _nests_deeper(value: Any, limit: int) -> bool:
+    """Whether objects and lists nest more than ``limit`` levels (iteratively: a deep body
+    cannot exhaust the stack here)."""
+    pending = [(value, 1)]
+    while pending:
+        item, level = pending.pop()
+        if isinstance(item, dict | list):
+            if level > limit:
+                return True
+            children = item.values() if isinstance(item, dict) else item
+            pending.extend((child, level + 1) for child in children)
+    return False
 
 
 @dataclass(frozen=True)
@@ -36,6 +116,11 @@ class PipelineRequest:
         return data
 
     @classmethod
+    def from_body(cls, body: bytes) -> PipelineRequest:
+        """Build from an HTTP request body (bytes): read_body, then from_dict."""
+        return cls.from_dict(read_body(body))
+
+    @classmethod
     def from_dict(cls, data: Any) -> PipelineRequest:
         """Build from JSON, raising BadRequest that names the offending field."""
         if not isinstance(data, dict):
@@ -43,40 +128,44 @@ class PipelineRequest:
                 f"The request must be a JSON object, not {type(data).__name__}.",
                 remedy='Send {"source": ..., "dataset_id": ...}.',
             )
+        unknown = sorted(set(data) - set(FIELDS))
+        if unknown:
+            raise BadRequest(
+                f"Unknown field(s) {', '.join(map(show_value, unknown))}; known fields are "
+                f"{', '.join(FIELDS)}.",
+                remedy="Remove the field, or check its spelling (options go under 'options').",
+            )
         options = data.get("options")
         options = {} if options is None else options
         if not isinstance(options, dict):
-            raise BadRequest("Field 'options' must be an object.")
-        source = _text(data, "source", required=True)
-        dataset_id = _text(data, "dataset_id", required=True)
-        if not _ID_RE.match(dataset_id):
+            raise BadRequest(f"Field 'options' must be an object, not {type(options).__name__}.")
+        unknown = sorted(set(options) - set(OPTIONS))
+        if unknown:
             raise BadRequest(
-                f"Field 'dataset_id' is {dataset_id!r}: use 1-63 lowercase letters, digits, '.', "
-                "'_' or '-', starting with a letter or digit."
+                f"Unknown option(s) {', '.join(map(show_value, unknown))}; known options are "
+                f"{', '.join(sorted(OPTIONS))}."
             )
+        source = _text(data, "source", required=True)
+        dataset_id = _identifier(_text(data, "dataset_id", required=True), "Field 'dataset_id'")
         concat_dim = _text(data, "concat_dim") or "time"
         if not _DIM_RE.match(concat_dim):
             raise BadRequest(
-                f"Field 'concat_dim' is {concat_dim!r}, which is not a dimension name."
+                f"Field 'concat_dim' is {show_value(concat_dim)}, which is not a dimension "
+                "name: 1-128 letters, digits, '_', '.' or '-', starting with a letter or '_'."
             )
         fmt = _text(data, "format") or "kerchunk-json"
         if fmt not in FORMATS:
-            raise BadRequest(f"Field 'format' is {fmt!r}; it must be one of {', '.join(FORMATS)}.")
+            raise BadRequest(
+                f"Field 'format' is {show_value(fmt)}; it must be one of {', '.join(FORMATS)}."
+            )
         patterns = _patterns(options.get("patterns", data.get("patterns")))
         collection = options.get("collection", data.get("collection"))
-        if collection is not None and (
-            not isinstance(collection, str) or not _ID_RE.match(collection)
-        ):
-            raise BadRequest(
-                f"Option 'collection' is {collection!r}: use the same form as a dataset id."
-            )
-        known = {"patterns", "collection", "batch_size"}
-        unknown = sorted(set(options) - known)
-        if unknown:
-            raise BadRequest(
-                f"Unknown option(s) {', '.join(map(repr, unknown))}; known options are "
-                f"{', '.join(sorted(known))}."
-            )
+        if collection is not None:
+            if not isinstance(collection, str):
+                raise BadRequest(
+                    f"Option 'collection' must be a string, not {type(collection).__name__}."
+                )
+            collection = _identifier(collection, "Option 'collection'")
         return cls(
             source=source,
             dataset_id=dataset_id,
@@ -86,6 +175,24 @@ class PipelineRequest:
             collection=collection,
             options={k: v for k, v in options.items() if k not in ("patterns", "collection")},
         )
+
+
+def _identifier(value: str, name: str) -> str:
+    """A dataset id or collection: it becomes a blob path segment, a folder, a STAC id and
+    part of the Durable instance id, so no '/', no '..', no leading or trailing '.', '_' or
+    '-' (never a '.' or '..' segment), no Windows device name."""
+    rule = (
+        "use 1-63 lowercase letters, digits, '.', '_' or '-', starting and ending with a "
+        "letter or digit, without '..'"
+    )
+    if not _ID_RE.match(value) or ".." in value:
+        raise BadRequest(f"{name} is {show_value(value)}: {rule}.")
+    if value.split(".", 1)[0] in _RESERVED_IDS:
+        raise BadRequest(
+            f"{name} is {show_value(value)}, a reserved device name on Windows "
+            f"({', '.join(sorted(_RESERVED_IDS)[:4])}, ...): choose another."
+        )
+    return value
 
 
 def _text(data: dict[str, Any], name: str, *, required: bool = False) -> str:
@@ -103,6 +210,8 @@ def _text(data: dict[str, Any], name: str, *, required: bool = False) -> str:
 
 
 def _patterns(value: Any) -> tuple[str, ...]:
+    """Glob patterns matched against file names (or, with a '/', the path below the source):
+    relative, '/'-separated, no '.' or '..' segment, no control or invisible character."""
     if value is None:
         return DEFAULT_PATTERNS
     if isinstance(value, str):
@@ -115,7 +224,25 @@ def _patterns(value: Any) -> tuple[str, ...]:
         raise BadRequest(
             "Option 'patterns' must be a non-empty list of glob strings, e.g. [\"*.nc\"]."
         )
-    for p in value:
-        if ".." in p.split("/"):
-            raise BadRequest(f"Pattern {p!r} may not contain '..'.")
-    return tuple(p.strip() for p in value)
+    if len(value) > MAX_PATTERNS:
+        raise BadRequest(
+            f"Option 'patterns' has {len(value)} patterns; at most {MAX_PATTERNS} are accepted."
+        )
+    patterns = tuple(p.strip() for p in value)
+    for p in patterns:
+        shown = f"Option 'patterns' holds {show_value(p)}"
+        if len(p) > MAX_PATTERN_CHARS:
+            raise BadRequest(f"{shown}, which is longer than {MAX_PATTERN_CHARS} characters.")
+        problem = unsafe_character(p)
+        if problem:
+            raise BadRequest(f"{shown}, which contains {problem}.")
+        if "\\" in p:
+            raise BadRequest(f"{shown}, which contains a backslash; use '/' between segments.")
+        if p.startswith("/"):
+            raise BadRequest(
+                f'{shown}, which is absolute; patterns match below the source, e.g. "*.nc" '
+                'or "2020/*.nc".'
+            )
+        if any(segment in (".", "..") for segment in p.split("/")):
+            raise BadRequest(f"{shown}, which has a '.' or '..' segment; it would never match.")
+    return patterns

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from shared.errors import BadRequest
@@ -43,3 +45,37 @@ def test_request_round_trips_through_json():
 def test_bad_requests_name_the_field(body, message):
     with pytest.raises(BadRequest, match=message):
         PipelineRequest.from_dict(body)
+
+
+@pytest.mark.parametrize("dataset_id", ["a", "era5", "tas-daily", "v1.2", "a_b", "0", "a" * 63])
+def test_safe_dataset_ids_are_accepted(dataset_id):
+    assert PipelineRequest.from_dict({"source": "x", "dataset_id": dataset_id}).dataset_id == (
+        dataset_id
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"source": "x", "dataset_id": ".."}, "'dataset_id' is '..'"),
+        ({"source": "x", "dataset_id": "a..b"}, "without '..'"),
+        ({"source": "x", "dataset_id": "era5-"}, "ending with a letter or digit"),
+        ({"source": "x", "dataset_id": "_era5"}, "starting and ending"),
+        ({"source": "x", "dataset_id": "nul.x"}, "reserved device name"),
+        ({"source": "x", "dataset_id": "a", "options": {"collection": 5}}, "not int"),
+        ({"source": "x", "dataset_id": "a", "dataset": "b"}, "Unknown field"),
+        ({"source": "x", "dataset_id": "a", "patterns": ["./*.nc"]}, "'.' or '..' segment"),
+        ({"source": "x", "dataset_id": "a", "patterns": ["a\u200b.nc"]}, "U+200B"),
+        ({"source": "x", "dataset_id": "a", "patterns": ["*.nc"] * 21}, "at most 20"),
+    ],
+)
+def test_hostile_fields_are_refused_naming_the_field(body, message):
+    with pytest.raises(BadRequest, match=re.escape(message)):
+        PipelineRequest.from_dict(body)
+
+
+def test_from_body_reads_the_bytes_of_an_http_request():
+    request = PipelineRequest.from_body(b'{"source": "az://c1c/x", "dataset_id": "era5"}')
+    assert request.dataset_id == "era5"
+    with pytest.raises(BadRequest, match="not valid JSON"):
+        PipelineRequest.from_body(b'{"source": ')
