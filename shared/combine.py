@@ -30,7 +30,7 @@ from shared.references import library_versions, load_references, manifest_group
 from shared.request import PipelineRequest
 from shared.scan import ScanManifest, load_manifest
 from shared.settings import Settings
-from shared.storage import ObjectInfo, Storage
+from shared.storage import ObjectInfo, Storage, storage_faults
 from shared.stores import (
     create_icechunk_repository,
     fix_kerchunk_refs,
@@ -147,6 +147,8 @@ def concatenate(
         try:
             return load_references(info, settings, storage)
         except PipelineError as exc:
+            if exc.retryable:
+                raise  # a storage fault: the orchestrator retries the activity
             raise CombineFailed(
                 f"The references of {info.url} are missing or unreadable ({exc.message}).",
                 remedy="Run the generate stage for this file again.",
@@ -245,7 +247,8 @@ def combine(
     if storage.exists(layout.verified_marker(request.dataset_id, run_id)):
         store_bytes = 0  # this exact store was verified before (and may be published): keep it
     else:
-        store_bytes = write_store(combined, target, request.format, source, settings, storage)
+        with storage_faults(f"writing the store {target.url}"):
+            store_bytes = write_store(combined, target, request.format, source, settings, storage)
     memory.check("after writing the store")
     values = combined[request.concat_dim].values
     result = CombineResult(

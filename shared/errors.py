@@ -135,9 +135,7 @@ class DependencyMissing(PipelineError):
     """A library the stage needs failed to import: the installation is broken."""
 
     code = "dependency_missing"
-    default_remedy = (
-        "Check GET /api/health, then redeploy with the pinned requirements.txt."
-    )
+    default_remedy = "Check GET /api/health, then redeploy with the pinned requirements.txt."
 
 
 class CatalogError(PipelineError):

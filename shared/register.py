@@ -14,7 +14,7 @@ from shared.request import PipelineRequest
 from shared.scan import check_unchanged, load_manifest
 from shared.settings import Settings
 from shared.stac import RegisterResult, build_item, register_item
-from shared.storage import Storage
+from shared.storage import Storage, storage_faults
 from shared.stores import open_store, virtual_container_prefix
 from shared.versions import prune_versions
 
@@ -36,7 +36,10 @@ def register(
     check_unchanged(manifest, settings, storage, "the store was built")
     store = parse_location(store_url, settings, what="store")
     source = source_root(manifest, settings)
-    with open_store(store, request.format, source, settings) as dataset:
+    with (
+        storage_faults(f"opening the store {store_url}"),
+        open_store(store, request.format, source, settings) as dataset,
+    ):
         item = build_item(
             dataset=dataset,
             dataset_id=request.dataset_id,

@@ -72,6 +72,19 @@ def icechunk_storage(location: Location, settings: Settings) -> icechunk.Storage
     )
 
 
+def _azure_retries() -> icechunk.StorageSettings:
+    """How Icechunk's own (Rust object_store) client retries on Azure: as our obstore stores
+    do (shared/storage.py): 10 retries, backoff from 200 ms with jitter, capped at 10 s. Its
+    defaults are 9 retries capped at 3 min. Per-request timeouts are object_store's (30 s,
+    5 s to connect); StorageTimeoutSettings applies to the S3 client only. The settings
+    are stored in the repository's config, so its readers retry the same way."""
+    return icechunk.StorageSettings(
+        retries=icechunk.StorageRetriesSettings(
+            max_tries=11, initial_backoff_ms=200, max_backoff_ms=10_000
+        )
+    )
+
+
 def _azure_config(settings: Settings) -> dict[str, str]:
     account = settings.account
     assert account is not None
@@ -122,6 +135,8 @@ def create_icechunk_repository(
 ) -> icechunk.Repository:
     config = icechunk.RepositoryConfig.default()
     config.set_virtual_chunk_container(_virtual_chunk_container(source_prefix, settings))
+    if not location.is_local:
+        config.storage = _azure_retries()
     return icechunk.Repository.create(
         icechunk_storage(location, settings),
         config,
@@ -134,7 +149,9 @@ def open_icechunk_repository(location: Location, settings: Settings) -> icechunk
     config = icechunk.Repository.fetch_config(storage)
     prefixes = list(config.virtual_chunk_containers or {}) if config is not None else []
     return icechunk.Repository.open(
-        storage, authorize_virtual_chunk_access=icechunk_credentials(prefixes, settings)
+        storage,
+        config=None if location.is_local else icechunk.RepositoryConfig(storage=_azure_retries()),
+        authorize_virtual_chunk_access=icechunk_credentials(prefixes, settings),
     )
 
 

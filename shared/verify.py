@@ -27,14 +27,14 @@ import numpy as np
 import xarray as xr
 
 from shared.combine import source_root
-from shared.errors import PipelineError, VerifyMismatch
+from shared.errors import VerifyMismatch
 from shared.formats import sniff
 from shared.layout import Layout
 from shared.locations import Location, parse_location
 from shared.memory import MemoryWatch
 from shared.scan import load_manifest
 from shared.settings import Settings
-from shared.storage import ObjectInfo, Storage
+from shared.storage import ObjectInfo, Storage, classify, storage_faults
 from shared.stores import open_store
 
 log = logging.getLogger(__name__)
@@ -197,7 +197,8 @@ def verify(
     manifest = load_manifest(manifest_url, settings, storage)
     mode = "full" if manifest.total_bytes <= settings.verify_full_max_bytes else "sample"
     store: Location = parse_location(store_url, settings, what="store")
-    combined = open_store(store, store_format, source_root(manifest, settings), settings)
+    with storage_faults(f"opening the store {store_url}"):
+        combined = open_store(store, store_format, source_root(manifest, settings), settings)
     index = combined.get_index(concat_dim)
     static_check = _static_files_to_check(manifest.files, mode)
     memory = MemoryWatch(settings.memory_limit_bytes, "verify")
@@ -264,8 +265,11 @@ def verify(
                     f"{covered}",
                 )
             )
-    except PipelineError:
-        raise
+    except Exception as exc:
+        classified = classify(exc, f"comparing the store {store_url} with its sources")
+        if classified is exc:
+            raise
+        raise classified from exc
     finally:
         combined.close()
     if mismatches:
