@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import xarray as xr
 
+from shared.plan import PipelineInput, RunPolicy
 from shared.request import PipelineRequest
 from shared.samples import open_collection
 from shared.scan import ScanResult, scan
@@ -20,3 +30,79 @@ def open_sources(paths: list[Path]) -> xr.Dataset:
 def scanned(source: str, settings: Settings, **fields) -> tuple[PipelineRequest, ScanResult]:
     request = PipelineRequest.from_dict({"source": source, "dataset_id": "tas-daily", **fields})
     return request, scan(request, settings)
+
+
+HOST_SCRIPT = """
+import json, sys
+from devhost.durable import DurableHost
+
+def main():
+    state, instance_id = sys.argv[1], sys.argv[2]
+    host = DurableHost(state, workers=1).start()
+    if len(sys.argv) > 3:
+        host.start_new("pipeline", instance_id, open(sys.argv[3]).read())
+    print(json.dumps(host.wait_for(instance_id, timeout=300)))
+    host.stop()
+
+if __name__ == "__main__":
+    main()
+"""
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class HostProcess:
+    """devhost's Durable host in a process group of its own: started, killed with -9 (the
+    host and its worker processes at once), then resumed on the same state folder."""
+
+    def __init__(self, folder: Path, settings: Settings, instance_id: str = "pipeline-tas") -> None:
+        self.folder, self.settings, self.instance_id = folder, settings, instance_id
+        self.state = folder / "state"
+        self.script = folder / "host.py"
+        self.script.write_text(HOST_SCRIPT)
+        self.env = {**os.environ, **settings.to_env(), "PYTHONPATH": str(ROOT)}
+
+    def start(self, request: PipelineRequest) -> subprocess.Popen[bytes]:
+        run_input = self.folder / "input.json"
+        policy = RunPolicy.from_request(request, self.settings)
+        run_input.write_text(json.dumps(PipelineInput(request, policy).to_dict()))
+        return subprocess.Popen(
+            [sys.executable, str(self.script), str(self.state), self.instance_id, str(run_input)],
+            cwd=ROOT,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+
+    def kill_when(self, process: subprocess.Popen[bytes], ready: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + 120
+        while not ready():
+            assert process.poll() is None, f"the host ended first: {process.communicate()}"
+            assert time.monotonic() < deadline, "the moment to kill never came"
+            time.sleep(0.005)
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+    def resume(self) -> dict[str, Any]:
+        done = subprocess.run(
+            [sys.executable, str(self.script), str(self.state), self.instance_id],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    def executions(self) -> list[tuple[str, int, str, float | None]]:
+        """(instance, task id, activity, finished) of every activity run so far."""
+        if not (self.state / "durable.sqlite").exists():
+            return []
+        db = sqlite3.connect(self.state / "durable.sqlite", timeout=10)
+        try:
+            return list(db.execute("SELECT instance_id, task_id, name, finished FROM executions"))
+        except sqlite3.OperationalError:
+            return []
+        finally:
+            db.close()

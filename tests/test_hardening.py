@@ -3,12 +3,6 @@ for real on files written in the test."""
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -21,7 +15,6 @@ from shared.errors import SourceChanged
 from shared.gate import gate
 from shared.layout import Layout, digest
 from shared.memory import MemoryLimitExceeded
-from shared.plan import PipelineInput, RunPolicy
 from shared.reader import open_item, read_item
 from shared.references import generate_batch
 from shared.register import register
@@ -30,6 +23,7 @@ from shared.samples import SampleSpec, open_collection, write_sample_files
 from shared.scan import load_manifest, scan
 from shared.validate import validate_batch
 from shared.verify import verify
+from tests.helpers import HostProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = SampleSpec(files=3, lat=6, lon=10)
@@ -109,82 +103,23 @@ def test_a_combine_stopped_by_the_memory_ceiling_leaves_the_published_version(
     assert more[0].exists()
 
 
-HOST_SCRIPT = """
-import json, sys
-from devhost.durable import DurableHost
-
-def main():
-    state, instance_id = sys.argv[1], sys.argv[2]
-    host = DurableHost(state, workers=1).start()
-    if len(sys.argv) > 3:
-        host.start_new("pipeline", instance_id, open(sys.argv[3]).read())
-    print(json.dumps(host.wait_for(instance_id, timeout=300)))
-    host.stop()
-
-if __name__ == "__main__":
-    main()
-"""
-
-
-def _combine_running(state: Path) -> bool:
-    if not (state / "durable.sqlite").exists():
-        return False
-    db = sqlite3.connect(state / "durable.sqlite", timeout=10)
-    try:
-        rows = db.execute("SELECT finished FROM executions WHERE name = 'combine_store'").fetchall()
-    except sqlite3.OperationalError:
-        return False
-    finally:
-        db.close()
-    return any(row[0] is None for row in rows)
-
-
 def test_a_host_killed_mid_combine_leaves_the_published_version_readable(tmp_path, local_settings):
     paths = write_sample_files(tmp_path / "src", SampleSpec(files=40, lat=6, lon=10))
     first = run_pipeline(request_for(tmp_path / "src"), local_settings)
     write_sample_files(tmp_path / "src", SampleSpec(files=20, lat=6, lon=10, first_index=40))
-    request = request_for(tmp_path / "src")
-    run_input = tmp_path / "input.json"
-    run_input.write_text(
-        json.dumps(
-            PipelineInput(request, RunPolicy.from_request(request, local_settings)).to_dict()
-        )
-    )
-    script = tmp_path / "host.py"
-    script.write_text(HOST_SCRIPT)
-    env = {**os.environ, **local_settings.to_env(), "PYTHONPATH": str(ROOT)}
-    state = tmp_path / "state"
-    host = subprocess.Popen(
-        [sys.executable, str(script), str(state), "pipeline-tas", str(run_input)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 120
-    while not _combine_running(state):
-        assert host.poll() is None, host.communicate()
-        assert time.monotonic() < deadline
-        time.sleep(0.005)
-    os.killpg(host.pid, signal.SIGKILL)
-    host.wait()
+    host = HostProcess(tmp_path, local_settings)
+
+    def combining() -> bool:
+        return any(e[2] == "combine_store" and e[3] is None for e in host.executions())
+
+    host.kill_when(host.start(request_for(tmp_path / "src")), combining)
 
     item = read_item(first.item_url, local_settings)  # still the first version, complete
     assert item.properties["pipeline:run_id"] == first.run_id
     with open_item(first.item_url, local_settings) as published:
         xr.testing.assert_identical(published.load(), open_collection(paths).load())
 
-    resumed = subprocess.run(
-        [sys.executable, str(script), str(state), "pipeline-tas"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
-    status = json.loads(resumed.stdout.strip().splitlines()[-1])
+    status = host.resume()
     assert status["runtimeStatus"] == "Completed", status
     with open_item(status["output"]["outputs"]["item_url"], local_settings) as published:
         assert published.sizes["time"] == 60
