@@ -11,10 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +25,7 @@ from shared.locations import MAX_LOCATION_CHARS, Location, parse_location
 from shared.plan import PipelineInput, RunPolicy
 from shared.request import MAX_BODY_BYTES, PipelineRequest, read_body
 from shared.settings import Settings, StorageAccount
+from tests.helpers import call
 
 ACCOUNT = "proddata"
 HOST = f"{ACCOUNT}.blob.core.windows.net"
@@ -42,29 +40,10 @@ DEPLOYED_ENV = {
 }
 DEPLOYED = Settings.from_env(DEPLOYED_ENV)
 BAD, REFUSED = "bad_request", "location_not_allowed"
+JSON = {"Content-Type": "application/json"}
 
 
 # -- plumbing ----------------------------------------------------------------------------
-@dataclass
-class Answer:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-def call(method: str, url: str, body: bytes | None = None) -> Answer:
-    headers = {"Content-Type": "application/json"} if body is not None else {}
-    request = urllib.request.Request(url, data=body, method=method, headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return Answer(response.status, dict(response.headers), response.read())
-    except urllib.error.HTTPError as error:
-        return Answer(error.code, dict(error.headers), error.read())
-
-
 def encode(body: Any) -> bytes:
     """A case's body as sent: bytes as they are, anything else as JSON (ASCII-escaped, so
     control characters and lone surrogates travel as \\u escapes and decode as themselves)."""
@@ -226,7 +205,7 @@ CASES: list[tuple[str, Any, str, list[str]]] = [
 def test_hostile_input_is_a_400_naming_the_value_and_starts_nothing(
     deployed: DevServer, case: str, body: Any, code: str, fragments: list[str]
 ) -> None:
-    answer = call("POST", f"{deployed.base_url}/api/pipelines", encode(body))
+    answer = call("POST", f"{deployed.base_url}/api/pipelines", encode(body), JSON)
     assert answer.status == 400, (case, answer.body[:500])
     error = answer.json()["error"]
     assert error["code"] == code, error

@@ -11,8 +11,6 @@ import json
 import os
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,36 +23,13 @@ from devhost.server import DevServer
 from shared.plan import PipelineInput, RunPolicy
 from shared.request import PipelineRequest
 from shared.samples import SampleSpec, write_sample_files
+from tests.helpers import Answer, call
 
 SPEC = SampleSpec(files=3, lat=6, lon=10)
 STAGES = {"scan", "validate", "gate", "generate", "combine", "verify", "register"}
 
 
 # -- plumbing ----------------------------------------------------------------------------
-@dataclass
-class Answer:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-def call(method: str, url: str, body: Any = None, headers: dict[str, str] | None = None) -> Answer:
-    """One HTTP request; a dict or list body is sent as JSON, bytes as they are."""
-    headers = dict(headers or {})
-    if body is not None and not isinstance(body, bytes):
-        body = json.dumps(body).encode()
-        headers.setdefault("Content-Type", "application/json")
-    request = urllib.request.Request(url, data=body, method=method, headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return Answer(response.status, dict(response.headers), response.read())
-    except urllib.error.HTTPError as error:
-        return Answer(error.code, dict(error.headers), error.read())
-
-
 def wait_for_run(server: DevServer, instance_id: str, timeout: float = 60) -> dict[str, Any]:
     """Poll GET /api/pipelines/{id} until the run has finished."""
     deadline = time.monotonic() + timeout
