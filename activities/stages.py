@@ -25,6 +25,7 @@ bp = df.Blueprint()
 @bp.activity_trigger(input_name="payload")
 def scan_files(payload: dict[str, Any]) -> dict[str, Any]:
     def run(settings: Settings) -> dict[str, Any]:
+        from shared.increment import plan_increment
         from shared.layout import run_id_for
         from shared.request import PipelineRequest
         from shared.scan import load_manifest, scan
@@ -34,8 +35,10 @@ def scan_files(payload: dict[str, Any]) -> dict[str, Any]:
         storage = Storage(settings)
         scanned = scan(request, settings, storage)
         manifest = load_manifest(scanned.manifest_url, settings, storage)
+        increment = plan_increment(manifest, scanned.manifest_url, request, settings, storage)
         return {
             **scanned.to_dict(),
+            **increment.to_dict(),
             "run_id": run_id_for(manifest.digest, request.format, request.concat_dim),
         }
 
@@ -125,6 +128,21 @@ def register_item(payload: dict[str, Any]) -> dict[str, Any]:
         ).to_dict()
 
     return outcome("register", run)
+
+
+@bp.activity_trigger(input_name="payload")
+def check_changes(payload: dict[str, Any]) -> dict[str, Any]:
+    """The watcher's question before a run: does the source differ from what is published?"""
+
+    def run(settings: Settings) -> dict[str, Any]:
+        from shared.increment import check_changes as check
+        from shared.request import PipelineRequest
+        from shared.storage import Storage
+
+        request = PipelineRequest.from_dict(payload["request"])
+        return check(request, settings, Storage(settings)).to_dict()
+
+    return outcome("watch", run)
 
 
 @bp.activity_trigger(input_name="payload")

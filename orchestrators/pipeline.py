@@ -120,13 +120,17 @@ def pipeline(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dic
     if not scanned["ok"]:
         yield from fail(scanned["error"])
     manifest_url = scanned["manifest_url"]
+    # Only new and changed files are validated and generated (shared/increment.py); the
+    # gate and combine work on every file of the manifest.
+    work_manifest_url, work_count = scanned["work_manifest_url"], scanned["work_count"]
     status.run_id = scanned["run_id"]
     status.files_total = scanned["file_count"]
+    status.files_reused = scanned["reused"]
     status.bytes_total = scanned["total_bytes"]
     status.outputs["manifest_url"] = manifest_url
 
     begin("validate")
-    yield from stage_batches("validate", manifest_url, scanned["file_count"])
+    yield from stage_batches("validate", work_manifest_url, work_count)
 
     begin("gate")
     gated = yield context.call_activity_with_retry(
@@ -146,7 +150,7 @@ def pipeline(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dic
     status.outputs["gate_summary_url"] = gated["summary_url"]
 
     begin("generate")
-    yield from stage_batches("generate", manifest_url, scanned["file_count"])
+    yield from stage_batches("generate", work_manifest_url, work_count)
 
     begin("combine")
     combined = yield context.call_activity_with_retry(

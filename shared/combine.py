@@ -3,6 +3,9 @@
 The concat coordinate (and scalar variables) are loaded from the raw bytes inlined in each
 file's references, decoded with that file's own units and calendar, sorted, and checked to
 be strictly increasing with no overlap between files; everything else stays virtual.
+
+An Icechunk run whose new files only extend the published version appends them to a copy
+of the published repository as one new commit instead (append_icechunk, docs/events.md).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from kerchunk.df import refs_to_dataframe
 from virtualizarr.manifests import ManifestStore
 
 from shared.errors import CombineFailed, PipelineError
+from shared.increment import read_published
 from shared.layout import Layout
 from shared.locations import Location, parse_location
 from shared.memory import MemoryWatch
@@ -34,6 +38,8 @@ from shared.storage import ObjectInfo, Storage, storage_faults
 from shared.stores import (
     create_icechunk_repository,
     fix_kerchunk_refs,
+    open_icechunk_repository,
+    open_store,
     virtual_container_prefix,
 )
 
@@ -58,6 +64,9 @@ class CombineResult:
     seconds: float
     peak_memory_bytes: int
     libraries: dict[str, str] = field(default_factory=dict)
+    # "append": new files added to a copy of the published Icechunk repository as a new
+    # commit (reference_count then counts the references added); "recombine": every file.
+    mode: str = "recombine"
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -224,6 +233,79 @@ def write_store(
     return written
 
 
+def append_icechunk(
+    manifest: ScanManifest,
+    request: PipelineRequest,
+    target: Location,
+    settings: Settings,
+    storage: Storage,
+    memory: MemoryWatch,
+) -> int | None:
+    """Write the run's Icechunk store as the published version plus one commit that appends
+    the new files, when that gives the same store as recombining every file: the published
+    version is Icechunk along the same dimension, none of its files changed or went away,
+    and every new file comes after its last step. Returns the references appended, or None
+    (recombine). The published repository is copied, never written: each version stays its
+    own store, so a failed run leaves the published one untouched."""
+    if request.format != "icechunk" or request.options.get("full"):
+        return None
+    record = read_published(request.dataset_id, settings, storage)
+    if record is None or (record.get("format"), record.get("concat_dim")) != (
+        "icechunk",
+        request.concat_dim,
+    ):
+        return None
+    published = {
+        f.url: f.etag for f in load_manifest(record["manifest_url"], settings, storage).files
+    }
+    current = {f.url: f.etag for f in manifest.files}
+    if any(current.get(url) != etag for url, etag in published.items()):
+        return None  # a file changed or went away: only a recombined store is right
+    new = tuple(f for f in manifest.files if f.url not in published)
+    if not new:
+        return None
+    base = parse_location(record["store_url"], settings, what="published store")
+    source = source_root(manifest, settings)
+    added = concatenate(
+        ScanManifest(manifest.dataset_id, manifest.source, manifest.patterns, new),
+        request,
+        settings,
+        storage,
+        memory,
+    )
+    with open_store(base, "icechunk", source, settings) as existing:
+        last = existing[request.concat_dim].values[-1]
+    first = added[request.concat_dim].values[0]
+    try:
+        extends = bool(first > last)
+    except TypeError:
+        extends = False
+    if not extends:
+        log.info(
+            "new files do not extend the published store: recombining",
+            extra={"stage": "combine", "dataset": request.dataset_id, "first_new": str(first)},
+        )
+        return None
+    if _has_objects(storage, target):
+        storage.delete_prefix(target)
+    for info in storage.list(base):
+        relative = info.url[len(base.url) + 1 :]
+        storage.write(target.join(relative), storage.read(base.join(relative)))
+    session = open_icechunk_repository(target, settings).writable_session("main")
+    added.vz.to_icechunk(session.store, append_dim=request.concat_dim)
+    session.commit(f"virtual-zarr-pipeline: append {len(new)} file(s) to {record['run_id']}")
+    log.info(
+        "appended to the published store",
+        extra={
+            "stage": "combine",
+            "dataset": request.dataset_id,
+            "base_run": record["run_id"],
+            "files_appended": len(new),
+        },
+    )
+    return int(added.vz.nrefs())
+
+
 def _has_objects(storage: Storage, prefix: Location) -> bool:
     return bool(storage.count_below(prefix, limit=1))
 
@@ -239,18 +321,34 @@ def combine(
     storage = storage or Storage(settings)
     manifest = load_manifest(manifest_url, settings, storage)
     memory = MemoryWatch(settings.memory_limit_bytes, "combine")
-    combined = concatenate(manifest, request, settings, storage, memory)
-    memory.check("after concatenating")
     layout = Layout.from_settings(settings)
     target = layout.store(request.dataset_id, run_id, request.format)
     source = source_root(manifest, settings)
-    if storage.exists(layout.verified_marker(request.dataset_id, run_id)):
-        store_bytes = 0  # this exact store was verified before (and may be published): keep it
+    reused = storage.exists(layout.verified_marker(request.dataset_id, run_id))
+    appended = None
+    if not reused:  # a store verified before (and maybe published) is never written again
+        with storage_faults(f"appending to the published store for {target.url}"):
+            appended = append_icechunk(manifest, request, target, settings, storage, memory)
+    store_bytes = 0
+    if appended is not None:
+        with (
+            storage_faults(f"opening the store {target.url}"),
+            open_store(target, request.format, source, settings) as opened,
+        ):
+            combined = opened
+            values = opened[request.concat_dim].values
+            reference_count = appended
     else:
-        with storage_faults(f"writing the store {target.url}"):
-            store_bytes = write_store(combined, target, request.format, source, settings, storage)
-    memory.check("after writing the store")
-    values = combined[request.concat_dim].values
+        combined = concatenate(manifest, request, settings, storage, memory)
+        memory.check("after concatenating")
+        if not reused:
+            with storage_faults(f"writing the store {target.url}"):
+                store_bytes = write_store(
+                    combined, target, request.format, source, settings, storage
+                )
+        memory.check("after writing the store")
+        values = combined[request.concat_dim].values
+        reference_count = int(combined.vz.nrefs())
     result = CombineResult(
         store_url=target.url,
         format=request.format,
@@ -261,11 +359,12 @@ def combine(
         variables=sorted(str(v) for v in combined.data_vars),
         first=str(values[0]),
         last=str(values[-1]),
-        reference_count=int(combined.vz.nrefs()),
+        reference_count=reference_count,
         store_bytes=store_bytes,
         seconds=time.perf_counter() - started,
         peak_memory_bytes=memory.peak,
         libraries=library_versions(),
+        mode="append" if appended is not None else "recombine",
     )
     log.info(
         "combine done",
@@ -279,6 +378,7 @@ def combine(
             "store_bytes": store_bytes,
             "seconds": round(result.seconds, 3),
             "peak_memory_bytes": result.peak_memory_bytes,
+            "mode": result.mode,
         },
     )
     return result

@@ -116,6 +116,16 @@ class ReferencesFailed(PipelineError):
     default_remedy = "Run `python -m devhost validate` on the file to see what is wrong with it."
 
 
+class ArtifactMissing(PipelineError):
+    """A per-file report or references document a run reuses is gone from the work area."""
+
+    code = "artifact_missing"
+    default_remedy = (
+        "The work area no longer holds it (cleaned up?). Submit the run again with "
+        '"options": {"full": true} to validate and generate every file again.'
+    )
+
+
 class CombineFailed(PipelineError):
     code = "combine_failed"
     default_remedy = "Check the named files; the combined store was not written."

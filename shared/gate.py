@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from itertools import pairwise
 from typing import Any
 
-from shared.errors import UnsuitableCollection
+from shared.errors import ArtifactMissing, SourceNotFound, UnsuitableCollection
 from shared.layout import Layout
 from shared.scan import load_manifest
 from shared.settings import Settings
@@ -500,7 +500,13 @@ def gate(
     manifest = load_manifest(manifest_url, settings, storage)
 
     def read(info: ObjectInfo) -> dict[str, Any]:
-        return storage.read_json(layout.report(info.url, info.etag))
+        try:
+            return storage.read_json(layout.report(info.url, info.etag))
+        except SourceNotFound:
+            raise ArtifactMissing(
+                f"The validation report of {info.url} (ETag {info.etag}) is missing.",
+                url=info.url,
+            ) from None
 
     with ThreadPoolExecutor(READ_WORKERS) as pool:
         reports = list(pool.map(read, manifest.files))

@@ -5,6 +5,7 @@ stage writes the same object again (idempotent activities) and unchanged files a
     {work}/reports/{file key}.json               one file's validation report
     {work}/references/{file key}.json            one file's virtual references
     {work}/runs/{dataset}/{run id}.json          the run report
+    {work}/datasets/{dataset}/current.json       the published version (shared.increment)
     {stores}/{dataset}/{run id}.{json|parq|icechunk}   the combined store
     {stores}/{dataset}/{run id}.verified.json    written when that store passed verify
     {catalog}/catalog.json, {catalog}/{collection}/collection.json,
@@ -65,6 +66,9 @@ class Layout:
 
     def run_report(self, dataset_id: str, run_id: str) -> Location:
         return self.work.join("runs", dataset_id, f"{run_id}.json")
+
+    def published(self, dataset_id: str) -> Location:
+        return self.work.join("datasets", dataset_id, "current.json")
 
     def store(self, dataset_id: str, run_id: str, fmt: str) -> Location:
         return self.stores.join(dataset_id, f"{run_id}{STORE_SUFFIX[fmt]}")

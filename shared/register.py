@@ -7,6 +7,7 @@ import time
 from datetime import UTC, datetime
 
 from shared.combine import source_root
+from shared.increment import write_published
 from shared.layout import digest
 from shared.locations import parse_location
 from shared.references import library_versions
@@ -35,6 +36,7 @@ def register(
     # The sources must still be the bytes the store points into (kerchunk has no checksum).
     check_unchanged(manifest, settings, storage, "the store was built")
     store = parse_location(store_url, settings, what="store")
+    now = datetime.now(UTC).isoformat()
     source = source_root(manifest, settings)
     with (
         storage_faults(f"opening the store {store_url}"),
@@ -62,11 +64,23 @@ def register(
                 "store_format": request.format,
                 "concat_dim": request.concat_dim,
                 "libraries": library_versions(),
-                "created": datetime.now(UTC).isoformat(),
+                "created": now,
+                "updated": now,
+                "version": run_id,
             },
         )
     result = register_item(
         item, collection_id=request.collection_id, settings=settings, storage=storage
+    )
+    write_published(
+        request=request,
+        run_id=run_id,
+        manifest_url=manifest_url,
+        manifest=manifest,
+        store_url=store_url,
+        item_url=result.item_url,
+        settings=settings,
+        storage=storage,
     )
     prune_versions(request.dataset_id, run_id, settings, storage)
     log.info(

@@ -18,7 +18,7 @@ from shared.locations import show_value, unsafe_character
 FORMATS = ("kerchunk-json", "kerchunk-parquet", "icechunk")
 DEFAULT_PATTERNS = ("*.nc", "*.nc4", "*.h5", "*.hdf5")
 FIELDS = ("source", "dataset_id", "concat_dim", "format", "patterns", "collection", "options")
-OPTIONS = ("patterns", "collection", "batch_size")
+OPTIONS = ("patterns", "collection", "batch_size", "full")
 MAX_BODY_BYTES = 64 * 1024  # a real request is well under 8 KB
 MAX_JSON_DEPTH = 8  # the deepest real request is {"options": {"patterns": [...]}}: 3
 MAX_PATTERNS = 20
@@ -166,6 +166,12 @@ class PipelineRequest:
                     f"Option 'collection' must be a string, not {type(collection).__name__}."
                 )
             collection = _identifier(collection, "Option 'collection'")
+        full = options.get("full", False)
+        if not isinstance(full, bool):
+            raise BadRequest(
+                f"Option 'full' must be true or false, not {show_value(str(full))}: true "
+                "validates and generates every file again instead of reusing unchanged ones."
+            )
         return cls(
             source=source,
             dataset_id=dataset_id,

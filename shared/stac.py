@@ -66,6 +66,7 @@ CATALOG_DESCRIPTION = (
 COLLECTION_LICENSE = "other"
 # Our own fields live under this prefix (a value in "properties" may not start with
 # "kerchunk:": xpystac would then try to read the item as inline kerchunk references).
+VERSION_EXTENSION = "https://stac-extensions.github.io/version/v1.2.0/schema.json"
 PIPELINE_PREFIX = "pipeline:"
 STORE_ASSET_KEY = "data"
 ICECHUNK_BRANCH = "main"
@@ -140,7 +141,8 @@ def build_item(
     """The STAC Item for one combined store (no I/O: ``dataset`` is already open).
 
     ``properties`` (source file count, ETag digest, run id, library versions, created, ...)
-    are added under the ``pipeline:`` prefix; ``created`` goes to STAC's own field.
+    are added under the ``pipeline:`` prefix; ``created`` and ``updated`` go to STAC's
+    common metadata and ``version`` to the Version extension.
     ``virtual_chunk_prefix`` is the URL prefix the Icechunk repository declares as its
     virtual chunk container (``shared.stores.virtual_container_prefix``); Icechunk needs it.
     """
@@ -175,10 +177,13 @@ def build_item(
         )
 
     extra.update(_dataset_text(dataset))
-    if created:
-        extra["created"] = datetime_to_str(_to_utc(str_to_datetime(str(created))))
+    for key in ("created", "updated"):  # STAC common metadata, not ours
+        if properties.get(key):
+            extra[key] = datetime_to_str(_to_utc(str_to_datetime(str(properties[key]))))
+    if properties.get("version"):
+        extra["version"] = str(properties["version"])  # the Version extension's field
     for key, value in properties.items():
-        if key == "created":
+        if key in ("created", "updated", "version"):
             continue
         name = key if key.startswith(PIPELINE_PREFIX) else PIPELINE_PREFIX + key
         extra[name] = json_safe(value)
@@ -214,6 +219,8 @@ def build_item(
         ),
     )
     XarrayAssetsExtension.add_to(item)
+    if "version" in extra:
+        item.stac_extensions.append(VERSION_EXTENSION)
     _refuse_secrets(item, settings)
     return item
 

@@ -26,6 +26,7 @@ class RunStatus:
     files_validated: int = 0
     files_unsuitable: int = 0
     files_generated: int = 0
+    files_reused: int = 0  # unchanged since the published version: not processed again
     bytes_read: dict[str, int] = field(default_factory=dict)  # per stage: validate, generate
     batch: dict[str, Any] = field(default_factory=dict)  # {"stage", "current", "total"}
     errors: list[dict[str, str]] = field(default_factory=list)  # [{"url","code","message"}]
@@ -79,6 +80,7 @@ class RunStatus:
                 "validated": self.files_validated,
                 "unsuitable": self.files_unsuitable,
                 "generated": self.files_generated,
+                "reused": self.files_reused,
             },
             "bytes_read": self.bytes_read,
             "batch": self.batch,
@@ -124,3 +126,18 @@ def pipeline_view(durable: dict[str, Any]) -> dict[str, Any]:
             "message": durable.get("output"),
         }
     return view
+
+
+def watcher_view(durable: dict[str, Any]) -> dict[str, Any]:
+    """What GET /api/pipelines/watch-<dataset> answers: the upload watcher's state (phase,
+    pending changes, when the next check is due, the last run and the last check)."""
+    custom = durable.get("customStatus") or {}
+    if isinstance(custom, str):
+        custom = {}
+    return {
+        "instance_id": durable.get("instanceId"),
+        "runtime_status": durable.get("runtimeStatus"),
+        **{k: v for k, v in custom.items() if k != "kind"},
+        "created": durable.get("createdTime"),
+        "last_updated": durable.get("lastUpdatedTime"),
+    }

@@ -30,6 +30,10 @@ def scan_files(payload: dict[str, Any]) -> dict[str, Any]:
     return {
         "ok": True,
         "manifest_url": _url("manifest"),
+        "work_manifest_url": _url("manifest"),
+        "work_count": count,
+        "reused": 0,
+        "base_run_id": None,
         "file_count": count,
         "total_bytes": count * 50_000_000,
         "seconds": 1.0,

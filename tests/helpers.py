@@ -11,14 +11,16 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import xarray as xr
 
-from shared.plan import PipelineInput, RunPolicy
+from devhost.durable import DurableHost
+from shared.plan import PipelineInput, RunPolicy, instance_id_for
 from shared.request import PipelineRequest
 from shared.samples import open_collection
 from shared.scan import ScanResult, scan
@@ -133,3 +135,23 @@ def call(method: str, url: str, body: Any = None, headers: dict[str, str] | None
             return Answer(response.status, dict(response.headers), response.read())
     except urllib.error.HTTPError as error:
         return Answer(error.code, dict(error.headers), error.read())
+
+
+@contextmanager
+def durable_host(
+    state: Path, settings: Settings, monkeypatch: Any, app_module: str = "function_app"
+) -> Iterator[DurableHost]:
+    """A devhost whose worker processes see these settings (they read the environment)."""
+    for name, value in settings.to_env().items():
+        monkeypatch.setenv(name, value)
+    with DurableHost(state, app_module=app_module, workers=2) as host:
+        yield host
+
+
+def submit(host: DurableHost, settings: Settings, **body) -> str:
+    """What the HTTP starter does: validate the request, fix the run's policy, start."""
+    request = PipelineRequest.from_dict({"dataset_id": "tas", **body})
+    instance_id = instance_id_for(request.dataset_id)
+    run = PipelineInput(request, RunPolicy.from_request(request, settings))
+    host.start_new("pipeline", instance_id, json.dumps(run.to_dict()))
+    return instance_id

@@ -4,40 +4,18 @@ activities in worker processes."""
 from __future__ import annotations
 
 import json
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import xarray as xr
 
-from devhost.durable import DurableHost
 from devhost.runner import run_pipeline
-from shared.plan import PipelineInput, RunPolicy, instance_id_for
 from shared.reader import open_item
 from shared.request import PipelineRequest
 from shared.samples import SampleSpec, write_bytes, write_sample_files
-from shared.settings import Settings
-from tests.helpers import open_sources
+from tests.helpers import durable_host, open_sources, submit
 
 SPEC = SampleSpec(files=5, lat=6, lon=10)
-
-
-@contextmanager
-def durable_host(state: Path, settings: Settings, monkeypatch, app_module: str = "function_app"):
-    """A devhost whose worker processes see these settings (they read the environment)."""
-    for name, value in settings.to_env().items():
-        monkeypatch.setenv(name, value)
-    with DurableHost(state, app_module=app_module, workers=2) as host:
-        yield host
-
-
-def submit(host: DurableHost, settings: Settings, **body) -> str:
-    """What the HTTP starter does: validate the request, fix the run's policy, start."""
-    request = PipelineRequest.from_dict({"dataset_id": "tas", **body})
-    instance_id = instance_id_for(request.dataset_id)
-    run = PipelineInput(request, RunPolicy.from_request(request, settings))
-    host.start_new("pipeline", instance_id, json.dumps(run.to_dict()))
-    return instance_id
 
 
 def test_a_run_through_devhost_equals_the_core_path(tmp_path, local_settings, monkeypatch):
@@ -65,6 +43,7 @@ def test_a_run_through_devhost_equals_the_core_path(tmp_path, local_settings, mo
         "validated": 5,
         "unsuitable": 0,
         "generated": 5,
+        "reused": 0,
     }
     assert set(output["stages"]) == {
         "scan",
