@@ -6,8 +6,10 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from activities.stages import bp as activities
+from api.events import bp as events_api
 from api.http import bp as http_api
 from orchestrators.pipeline import bp as orchestrators
+from orchestrators.watcher import bp as watchers
 from shared.health import record_import_failures
 
 # A broken library does not stop the app from loading: it is logged here, reported by
@@ -18,3 +20,5 @@ app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(orchestrators)
 app.register_functions(activities)
 app.register_functions(http_api)
+app.register_functions(watchers)
+app.register_functions(events_api)

@@ -4,7 +4,8 @@ is validated by shared/, the run is decided by the orchestrator.
     POST /api/pipelines                 {source, dataset_id, concat_dim?, format?, options?}
         202 {instance_id, status_url} + Location    400 names the bad field
         409 when the dataset already has a run in progress (with that run's status URL)
-    GET  /api/pipelines/{instance_id}   phase, counts, batch, first errors, outputs, timings
+    GET  /api/pipelines/{instance_id}   phase, counts, batch, first errors, outputs, timings;
+                                        also a dataset's upload watcher (watch-<dataset>)
     GET  /api/health                    library versions; 503 naming a module that fails
 
 The Durable management URLs (which carry the system key) are never handed out; operators
@@ -27,13 +28,13 @@ from shared.locations import parse_location, show_value
 from shared.plan import PipelineInput, RunPolicy, instance_id_for
 from shared.request import PipelineRequest
 from shared.settings import Settings
-from shared.status import pipeline_view
+from shared.status import pipeline_view, watcher_view
 
 bp = df.Blueprint()
 
 ORCHESTRATOR = "pipeline"
 IN_PROGRESS = ("Running", "Pending", "ContinuedAsNew", "Suspended")
-INSTANCE_ID = re.compile(r"^pipeline-[a-z0-9][a-z0-9._-]{0,62}$")
+INSTANCE_ID = re.compile(r"^(pipeline|watch)-[a-z0-9][a-z0-9._-]{0,62}$")
 
 
 def _json(
@@ -121,7 +122,8 @@ async def pipeline_status(
                 }
             },
         )
-    return _json(200, pipeline_view(status.to_json()))
+    view = watcher_view if instance_id.startswith("watch-") else pipeline_view
+    return _json(200, view(status.to_json()))
 
 
 @bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)

@@ -1,10 +1,16 @@
-"""`python -m devhost`: run the pipeline locally, validate files, or run the demo.
+"""`python -m devhost`: run the pipeline locally, validate files, serve the app, post
+Event Grid events to it, or run the demo.
 
     python -m devhost run SOURCE --dataset ID [--concat-dim time] [--format kerchunk-json]
                           [--work-area DIR] [--store-root DIR] [--catalog DIR] [--pattern GLOB]
     python -m devhost validate FILE_OR_URL...
     python -m devhost demo [--out DIR] [--files 30] [--format kerchunk-json]
     python -m devhost start [--port 7071] [--state .devhost] [--workers 2]
+    python -m devhost events SOURCE [--url http://127.0.0.1:7071] [--function blob_created]
+                             [--pattern GLOB ...] [--shuffle] [--repeat N] [--seed S]
+
+`events` posts a Microsoft.Storage.BlobCreated event per file of SOURCE to a running app's
+Event Grid function (`start` in another terminal), as Event Grid would deliver them.
 
 SOURCE, FILE_OR_URL and the locations may be local paths or blob URLs (az://, abfs://,
 https://ACCOUNT.blob.core.windows.net/...) when PIPELINE_STORAGE_ACCOUNT or
@@ -20,6 +26,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 
+from devhost.events import DEFAULT_FUNCTION, DEFAULT_URL, events_command
 from devhost.start import add_start_parser, start_command
 from shared.errors import PipelineError
 from shared.settings import Settings
@@ -82,6 +89,38 @@ def _parser() -> argparse.ArgumentParser:
 
     add_start_parser(sub)
 
+    events = sub.add_parser(
+        "events",
+        help="post a BlobCreated event per file to a running app's Event Grid function",
+        description="Build Microsoft.Storage.BlobCreated events (Event Grid schema) for the "
+        "files of SOURCE and post them to the app's Event Grid webhook, as Event Grid would: "
+        "at least once (--repeat) and in any order (--shuffle).",
+    )
+    events.add_argument("source", help="folder, file or blob prefix of the files")
+    events.add_argument(
+        "--url", default=DEFAULT_URL, help=f"the running app (default {DEFAULT_URL})"
+    )
+    events.add_argument(
+        "--function", default=DEFAULT_FUNCTION, help="the app's Event Grid function"
+    )
+    events.add_argument(
+        "--pattern",
+        action="append",
+        metavar="GLOB",
+        help="file glob (repeatable); default *.nc ...",
+    )
+    events.add_argument("--shuffle", action="store_true", help="post the events in a random order")
+    events.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        metavar="N",
+        help="post each event N times (new ids, same data)",
+    )
+    events.add_argument(
+        "--seed", type=int, metavar="S", help="seed for --shuffle (the same order each time)"
+    )
+
     demo = sub.add_parser("demo", help="write sample files, run the pipeline, prove equality")
     demo.add_argument("--out", default="demo-output", help="folder for everything the demo writes")
     demo.add_argument("--files", type=int, default=30, help="number of daily files")
@@ -116,6 +155,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_command(args, _settings(args))
         if args.command == "start":
             return start_command(args, _settings(args))
+        if args.command == "events":
+            return events_command(args, _settings(args))
         if args.command == "validate":
             from devhost.commands import validate_command
 

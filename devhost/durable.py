@@ -727,6 +727,24 @@ class DurableHost:
             scheduled.append(
                 event(SUB_CREATED, task_id, now, Name=name, Input=input_json, InstanceId=child_id)
             )
+            existing = db.execute(
+                "SELECT status FROM instances WHERE id = ?", (child_id,)
+            ).fetchone()
+            if existing is not None and existing[0] not in TERMINAL:
+                # The extension's default (overridableExistingInstanceStates NonRunningStates)
+                # refuses to start over an instance that is still in progress.
+                self._send(
+                    db,
+                    instance_id,
+                    event(
+                        SUB_FAILED,
+                        TaskScheduledId=task_id,
+                        Reason=f"An orchestration with instance ID '{child_id}' is already "
+                        f"{existing[0]}.",
+                        Details=None,
+                    ),
+                )
+                return None
             self._reset_instance(db, child_id)
             db.execute(
                 "INSERT INTO instances (id, name, input, status, parent_id, parent_task, "

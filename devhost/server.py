@@ -18,7 +18,20 @@ Operations on both Durable APIs:
     POST instances/{id}/raiseEvent/{event}    202 / 404 / 410 (finished) / 400 (not JSON)
     POST instances/{id}/terminate?reason=...  202 / 404 / 410
 
-Function-level keys on /api/ routes are not enforced, as with Core Tools (`func start`).
+The Event Grid webhook, as the host serves it to Event Grid subscriptions:
+
+    POST /runtime/webhooks/eventgrid?functionName=NAME   (path case-insensitive)
+         aeg-event-type: SubscriptionValidation   200 {"validationResponse": CODE}
+         aeg-event-type: Notification (or none)   the function once per event of the JSON
+                                                  array (or single object) of Event Grid
+                                                  schema events; 202 when every call
+                                                  returned, 500 naming the failed event ids
+                                                  (Event Grid then delivers again); 400 bad
+                                                  JSON or shape, or not an Event Grid
+                                                  function; 404 unknown function
+
+Function-level keys on /api/ routes and the Event Grid webhook are not enforced, as with
+Core Tools (`func start`).
 Every async function runs on ONE event loop per process (the SDK keeps one aiohttp session
 per process, bound to the loop that created it), as in the Python worker.
 """
@@ -52,6 +65,9 @@ log = logging.getLogger(__name__)
 ROUTE_PREFIX = "/api/"
 RPC_PREFIX = "/durabletask/"
 WEBHOOK_PREFIX = "/runtime/webhooks/durabletask/"
+EVENTGRID_PATH = "/runtime/webhooks/eventgrid"  # compared case-insensitively
+HTTP_TRIGGER, EVENTGRID_TRIGGER = "httpTrigger", "eventGridTrigger"
+SERVED_TRIGGERS = (HTTP_TRIGGER, EVENTGRID_TRIGGER)  # what devhost invokes itself
 CONNECTION_NAME = "Storage"
 FUNCTION_TIMEOUT = 230.0  # seconds: Azure's load balancer ends an HTTP request after 230 s
 MAX_BODY_BYTES = 100 * 1024 * 1024  # the Functions host's request size limit
@@ -131,21 +147,68 @@ def compile_route(template: str) -> tuple[re.Pattern[str], tuple[str, ...]]:
 
 
 @dataclass(frozen=True)
-class AppRoute:
-    """One HTTP-triggered function of the app, as the host routes to it."""
+class AppFunction:
+    """One function of the app as the host invokes it: the argument that gets the trigger's
+    value, the ones that get a Durable client, and the bindings devhost cannot provide."""
 
     function_name: str
-    route: str
-    methods: tuple[str, ...]  # empty: any method
-    pattern: re.Pattern[str]
-    params: tuple[str, ...]
+    trigger_type: str  # the trigger binding's type: httpTrigger, eventGridTrigger, ...
     user_function: Callable[..., Any]
-    request_arg: str
+    trigger_arg: str
     client_args: tuple[str, ...]
     out_arg: str | None  # a named http output binding (None: the return value)
     unsupported: tuple[str, ...]  # bindings devhost cannot provide
     is_async: bool
     wants_context: bool
+
+
+def app_function(function: Any) -> AppFunction | None:
+    """One indexed function as the host invokes it (None: it has no trigger)."""
+    trigger = function.get_trigger()
+    if trigger is None:
+        return None
+    trigger_type = trigger.get_binding_name()
+    clients, unsupported, out_arg = [], [], None
+    for binding in function.get_bindings():
+        kind, binding_name = binding.get_binding_name(), binding.name
+        if binding is trigger or kind == trigger_type:
+            continue
+        if kind == "durableClient":
+            clients.append(binding_name)
+        elif kind == "http" and binding_name != "$return":
+            out_arg = binding_name
+        elif not (kind == "http" and binding_name == "$return"):
+            unsupported.append(f"{kind} ({binding_name})")
+    user_function = function.get_user_function()
+    return AppFunction(
+        function_name=function.get_function_name(),
+        trigger_type=trigger_type,
+        user_function=user_function,
+        trigger_arg=trigger.name,
+        client_args=tuple(clients),
+        out_arg=out_arg,
+        unsupported=tuple(unsupported),
+        is_async=inspect.iscoroutinefunction(user_function),
+        wants_context="context" in inspect.signature(user_function).parameters
+        and "context" not in (trigger.name, *clients),
+    )
+
+
+def app_functions(functions: Iterable[Any]) -> dict[str, AppFunction]:
+    """The app's triggered functions by lowercase name (the host's function names are
+    case-insensitive)."""
+    found = (app_function(function) for function in functions)
+    return {f.function_name.lower(): f for f in found if f is not None}
+
+
+@dataclass(frozen=True)
+class AppRoute(AppFunction):
+    """One HTTP-triggered function of the app, as the host routes to it."""
+
+    route: str
+    methods: tuple[str, ...]  # empty: any method
+    pattern: re.Pattern[str]
+    params: tuple[str, ...]
 
     def match(self, path: str) -> dict[str, str] | None:
         found = self.pattern.fullmatch(path)
@@ -162,42 +225,22 @@ def app_routes(functions: Iterable[Any]) -> list[AppRoute]:
     first (more literal text, fewer parameters), as the host's router orders them."""
     routes = []
     for function in functions:
-        trigger = function.get_trigger()
-        if trigger is None or trigger.get_binding_name() != "httpTrigger":
+        base = app_function(function)
+        if base is None or base.trigger_type != HTTP_TRIGGER:
             continue
-        name = function.get_function_name()
-        template = getattr(trigger, "route", None) or name
+        trigger = function.get_trigger()
+        template = getattr(trigger, "route", None) or base.function_name
         methods = tuple(
             str(getattr(m, "value", m)).upper() for m in (getattr(trigger, "methods", None) or ())
         )
-        clients, unsupported, out_arg = [], [], None
-        for binding in function.get_bindings():
-            kind, binding_name = binding.get_binding_name(), binding.name
-            if binding is trigger or kind == "httpTrigger":
-                continue
-            if kind == "durableClient":
-                clients.append(binding_name)
-            elif kind == "http" and binding_name != "$return":
-                out_arg = binding_name
-            elif not (kind == "http" and binding_name == "$return"):
-                unsupported.append(f"{kind} ({binding_name})")
-        user_function = function.get_user_function()
         pattern, params = compile_route(template)
         routes.append(
             AppRoute(
-                function_name=name,
+                **vars(base),
                 route=template.strip("/"),
                 methods=methods,
                 pattern=pattern,
                 params=params,
-                user_function=user_function,
-                request_arg=trigger.name,
-                client_args=tuple(clients),
-                out_arg=out_arg,
-                unsupported=tuple(unsupported),
-                is_async=inspect.iscoroutinefunction(user_function),
-                wants_context="context" in inspect.signature(user_function).parameters
-                and "context" not in (trigger.name, *clients),
             )
         )
     literal = re.compile(r"\{[^}]*\}")
@@ -289,6 +332,7 @@ class DevServer:
         self.port = port
         self.system_key = system_key or secrets.token_urlsafe(32)
         self.routes = app_routes(host.index.functions)
+        self.functions = app_functions(host.index.functions)
         self._httpd: _HttpServer | None = None
         self._thread: threading.Thread | None = None
         self._base_url: str | None = None
@@ -314,12 +358,12 @@ class DevServer:
         )
         self._thread.daemon = True
         self._thread.start()
-        for route in self.routes:
-            if route.unsupported:
+        for function in self.functions.values():
+            if function.trigger_type in SERVED_TRIGGERS and function.unsupported:
                 log.warning(
                     "function %s uses bindings devhost cannot provide: %s",
-                    route.function_name,
-                    ", ".join(route.unsupported),
+                    function.function_name,
+                    ", ".join(function.unsupported),
                 )
         log.info("devhost HTTP server on %s", self._base_url)
         return self._base_url
@@ -400,6 +444,8 @@ class DevServer:
                 if denied is not None:
                     return denied
                 return self._durable(method, path[len(WEBHOOK_PREFIX) :], query, headers, body)
+            if path.rstrip("/").lower() == EVENTGRID_PATH:
+                return self._eventgrid(method, query, headers, body)
         except Exception as exc:  # a bug in devhost itself: answer, log, keep serving
             log.exception("devhost failed on %s %s", method, path)
             return error_reply(500, "devhost_error", f"{type(exc).__name__}: {exc}")
@@ -452,12 +498,7 @@ class DevServer:
         body: bytes,
     ) -> Reply:
         if route.unsupported:
-            return error_reply(
-                501,
-                "binding_not_supported",
-                f"Function {route.function_name} uses bindings devhost cannot provide: "
-                f"{', '.join(route.unsupported)}.",
-            )
+            return _unsupported_bindings(route)
         host_header = _header(headers, "host") or f"127.0.0.1:{self.port}"
         request = func.HttpRequest(
             method=method,
@@ -467,19 +508,10 @@ class DevServer:
             route_params=params,
             body=body,
         )
-        kwargs: dict[str, Any] = {route.request_arg: request}
-        for name in route.client_args:
-            kwargs[name] = self.client_binding()
         out = _Out() if route.out_arg else None
-        if out is not None and route.out_arg:
-            kwargs[route.out_arg] = out
-        if route.wants_context:
-            kwargs["context"] = _InvocationContext(str(uuid.uuid4()), route.function_name)
+        outputs = {route.out_arg: out} if route.out_arg else {}
         try:
-            if route.is_async:
-                result = _EVENT_LOOP.run(route.user_function(**kwargs), timeout=FUNCTION_TIMEOUT)
-            else:
-                result = route.user_function(**kwargs)
+            result = self._call(route, request, **outputs)
         except FutureTimeout:
             log.error(
                 "function %s did not answer within %.0f s", route.function_name, FUNCTION_TIMEOUT
@@ -499,6 +531,103 @@ class DevServer:
         if out is not None and result is None:
             result = out.get()
         return _to_reply(route.function_name, result)
+
+    def _call(self, function: AppFunction, trigger_value: Any, **outputs: Any) -> Any:
+        """Call one function of the app as the worker does: the trigger's value, a client
+        binding for each Durable client argument, a context if it takes one. Async functions
+        run on the process's one event loop and are given FUNCTION_TIMEOUT (FutureTimeout
+        when they overrun); sync ones run in this request's thread. Raises what it raises."""
+        kwargs: dict[str, Any] = {function.trigger_arg: trigger_value, **outputs}
+        for name in function.client_args:
+            kwargs[name] = self.client_binding()
+        if function.wants_context:
+            kwargs["context"] = _InvocationContext(str(uuid.uuid4()), function.function_name)
+        if function.is_async:
+            return _EVENT_LOOP.run(function.user_function(**kwargs), timeout=FUNCTION_TIMEOUT)
+        return function.user_function(**kwargs)
+
+    # -- the Event Grid webhook --------------------------------------------------------
+    def _eventgrid(
+        self, method: str, query: Mapping[str, str], headers: Mapping[str, str], body: bytes
+    ) -> Reply:
+        if method != "POST":
+            reply = error_reply(405, "method_not_allowed", "Event Grid delivers with POST.")
+            reply.headers["Allow"] = "POST"
+            return reply
+        name = query.get("functionName", "").strip()
+        if not name:
+            return error_reply(
+                400,
+                "bad_request",
+                "The Event Grid webhook needs ?functionName=NAME (the Event Grid function).",
+            )
+        function = self.functions.get(name.lower())
+        if function is None:
+            return error_reply(404, "not_found", f"The app has no function named {name!r}.")
+        if function.trigger_type != EVENTGRID_TRIGGER:
+            return error_reply(
+                400,
+                "not_an_eventgrid_function",
+                f"Function {function.function_name} is triggered by {function.trigger_type}, "
+                f"not {EVENTGRID_TRIGGER}: Event Grid cannot deliver to it.",
+            )
+        kind = (_header(headers, "aeg-event-type") or "Notification").strip().lower()
+        if kind not in ("notification", "subscriptionvalidation"):
+            return error_reply(
+                400,
+                "bad_request",
+                f"aeg-event-type {_header(headers, 'aeg-event-type')!r} is not one devhost "
+                "answers: Notification or SubscriptionValidation.",
+            )
+        try:
+            events = _eventgrid_events(body)
+        except ValueError as exc:
+            return error_reply(400, "bad_request", f"Not an Event Grid delivery: {exc}")
+        if kind == "subscriptionvalidation":
+            data = events[0].get_json() if len(events) == 1 else None
+            code = data.get("validationCode") if isinstance(data, dict) else None
+            if not isinstance(code, str) or not code:
+                return error_reply(
+                    400,
+                    "bad_request",
+                    "A SubscriptionValidation delivery is one event whose data has a "
+                    "string validationCode.",
+                )
+            log.info("Event Grid subscription to %s validated", function.function_name)
+            return json_reply(200, {"validationResponse": code})
+        if function.unsupported:
+            return _unsupported_bindings(function)
+        return self._deliver(function, events)
+
+    def _deliver(self, function: AppFunction, events: list[func.EventGridEvent]) -> Reply:
+        """Call the function once per event, as the host does for a delivered batch. Every
+        event is handed over even when an earlier one fails; any failure makes the answer a
+        500 that names the failed event ids, so that Event Grid delivers the batch again."""
+        failures = []
+        for event in events:
+            try:
+                self._call(function, event)
+            except FutureTimeout:
+                log.error(
+                    "function %s did not finish within %.0f s on event id %s",
+                    function.function_name,
+                    FUNCTION_TIMEOUT,
+                    event.id,
+                )
+                failures.append(
+                    f"event id {event.id}: did not finish within {FUNCTION_TIMEOUT:.0f} s"
+                )
+            except Exception as exc:
+                log.exception("function %s failed on event id %s", function.function_name, event.id)
+                failures.append(f"event id {event.id}: {type(exc).__name__}: {exc}")
+        if failures:
+            return error_reply(
+                500,
+                "function_failed",
+                f"Function {function.function_name} failed on {len(failures)} of "
+                f"{len(events)} event(s): {'; '.join(failures)}",
+            )
+        return Reply(202)
 
     # -- the Durable HTTP API ----------------------------------------------------------
     def _durable(
@@ -690,6 +819,69 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
         if key.lower() == name:
             return value
     return None
+
+
+def _unsupported_bindings(function: AppFunction) -> Reply:
+    return error_reply(
+        501,
+        "binding_not_supported",
+        f"Function {function.function_name} uses bindings devhost cannot provide: "
+        f"{', '.join(function.unsupported)}.",
+    )
+
+
+_EVENT_FIELDS = ("id", "subject", "eventType", "eventTime")  # required, strings
+_OPTIONAL_FIELDS = ("topic", "dataVersion", "metadataVersion")  # strings when present
+
+
+def _eventgrid_events(body: bytes) -> list[func.EventGridEvent]:
+    """The events of an Event Grid delivery: a JSON array of Event Grid schema events (a
+    single object is taken as a batch of one), each as the worker hands it to a function.
+    Raises ValueError saying what is wrong, before any event is delivered."""
+    try:
+        value = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ValueError(f"the body is not JSON ({exc}).") from None
+    raws = [value] if isinstance(value, dict) else value
+    if not isinstance(raws, list):
+        raise ValueError(f"the body is {_json_type(value)}, not an array of events.")
+    if not raws:
+        raise ValueError("the array holds no events.")
+    events = []
+    for position, raw in enumerate(raws):
+        if not isinstance(raw, dict):
+            raise ValueError(f"event {position} is {_json_type(raw)}, not an object.")
+        for name in _EVENT_FIELDS + _OPTIONAL_FIELDS:
+            if (name in _EVENT_FIELDS or name in raw) and not isinstance(raw.get(name), str):
+                shown = _json_type(raw[name]) if name in raw else "missing"
+                raise ValueError(f"event {position}: {name!r} is {shown}, not a string.")
+        event_time = _time(raw["eventTime"])
+        if event_time is None:
+            raise ValueError(
+                f"event {position}: eventTime {raw['eventTime']!r} is not an ISO 8601 time."
+            )
+        events.append(
+            func.EventGridEvent(
+                id=raw["id"],
+                data=raw.get("data"),
+                topic=raw.get("topic", ""),
+                subject=raw["subject"],
+                event_type=raw["eventType"],
+                event_time=event_time,
+                data_version=raw.get("dataVersion", ""),
+            )
+        )
+    return events
+
+
+def _json_type(value: Any) -> str:
+    """What a decoded JSON value is, in JSON's words (for messages)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    kinds = {dict: "an object", list: "an array", str: "a string", int: "a number"}
+    return kinds.get(type(value), "a number")
 
 
 def _to_reply(function_name: str, result: Any) -> Reply:

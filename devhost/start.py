@@ -22,6 +22,7 @@ from types import FrameType
 from typing import Any
 
 from devhost.durable import DurableHost
+from devhost.events import webhook_url
 from devhost.local import exported
 from devhost.server import AppRoute, DevServer
 from shared.settings import Settings
@@ -107,6 +108,11 @@ def banner(server: DevServer, settings: Settings, state: Path, workers: int) -> 
         f"  {r.function_name:<{width}}  [{_methods(r)}] {base}/api/{r.route}"
         for r in sorted(server.routes, key=lambda r: (r.route, r.methods))
     ]
+    lines += [
+        f"  {f.function_name:<{width}}  [Event Grid] {webhook_url(base, f.function_name)}"
+        for f in sorted(server.functions.values(), key=lambda f: f.function_name)
+        if f.trigger_type == "eventGridTrigger"
+    ]
     example = json.dumps({"source": "/path/to/netcdf/folder", "dataset_id": "my-dataset"})
     lines += [
         "",
@@ -115,6 +121,7 @@ def banner(server: DevServer, settings: Settings, state: Path, workers: int) -> 
         f"  curl -s -X POST {base}/api/pipelines -H 'Content-Type: application/json' "
         f"-d '{example}'",
         f"  curl -s {base}/api/pipelines/pipeline-my-dataset",
+        "  python -m devhost events /path/to/netcdf/folder   # upload events (PIPELINE_DATASETS)",
         "",
         "Durable management API (operators; the URLs carry this host's system key):",
         f"  curl -s '{server.status_query_url('INSTANCE_ID')}'",

@@ -128,6 +128,11 @@ class Settings:
     parallel_batches: int = 8
     retry_first_interval_ms: int = 5000
     retry_max_attempts: int = 5
+    # Event-driven ingestion (docs/events.md): the dataset registry (inline JSON, or the
+    # location of a JSON document), and how long uploads must pause before a run starts.
+    datasets: str = ""
+    quiet_seconds: int = 300
+    max_wait_seconds: int = 3600
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -183,6 +188,9 @@ class Settings:
             retry_max_attempts=_int(
                 env, "PIPELINE_RETRY_MAX_ATTEMPTS", defaults.retry_max_attempts
             ),
+            datasets=env.get("PIPELINE_DATASETS", defaults.datasets).strip(),
+            quiet_seconds=_int(env, "PIPELINE_QUIET_SECONDS", defaults.quiet_seconds),
+            max_wait_seconds=_int(env, "PIPELINE_MAX_WAIT_SECONDS", defaults.max_wait_seconds),
         )
 
     def with_changes(self, **changes: Any) -> Settings:
@@ -212,6 +220,9 @@ class Settings:
             "PIPELINE_PARALLEL_BATCHES": str(self.parallel_batches),
             "PIPELINE_RETRY_FIRST_INTERVAL_MS": str(self.retry_first_interval_ms),
             "PIPELINE_RETRY_MAX_ATTEMPTS": str(self.retry_max_attempts),
+            "PIPELINE_DATASETS": self.datasets,
+            "PIPELINE_QUIET_SECONDS": str(self.quiet_seconds),
+            "PIPELINE_MAX_WAIT_SECONDS": str(self.max_wait_seconds),
             "PIPELINE_STORAGE_CONNECTION_STRING": "",
             "PIPELINE_STORAGE_ACCOUNT": "",
         }

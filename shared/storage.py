@@ -179,7 +179,7 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0][:300] if text else type(exc).__name__
 
 
-def _matches(relative_path: str, patterns: Sequence[str]) -> bool:
+def matches_patterns(relative_path: str, patterns: Sequence[str]) -> bool:
     """A pattern with "/" matches the path below the prefix, otherwise the file name."""
     name = posixpath.basename(relative_path)
     for pattern in patterns:
@@ -283,7 +283,7 @@ class Storage:
             for batch in obstore.list(self._raw_store(prefix), prefix=list_prefix):
                 for meta in batch:
                     relative = meta["path"][len(list_prefix or "") :]
-                    if _matches(relative, patterns):
+                    if matches_patterns(relative, patterns):
                         found.append(self._info(prefix, meta, relative))
                 if limit is not None and len(found) > limit:
                     break

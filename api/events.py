@@ -1,0 +1,80 @@
+"""Event Grid: Microsoft.Storage.BlobCreated events from the source storage account.
+
+    blob_created   one event per call; routed to its dataset through the registry
+                   (PIPELINE_DATASETS), then raised on that dataset's watcher orchestration
+                   (``watch-<dataset>``, started if it is not running)
+
+An event that is not for us (another event type, container, suffix, or a prefix no dataset
+owns) is logged with the reason and acknowledged: retrying it would never help. A failure
+to reach the Durable runtime, or a registry that cannot be read, is raised, so the host
+answers Event Grid with an error and Event Grid delivers the event again later (and
+dead-letters it after its retry policy, when one is configured).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import azure.durable_functions as df
+import azure.functions as func
+
+from orchestrators.watcher import EVENT, watcher_id
+from shared.datasets import DatasetConfig, load_registry
+from shared.events import decide
+from shared.plan import RunPolicy
+from shared.settings import Settings
+from shared.watch import WatchState
+
+log = logging.getLogger(__name__)
+bp = df.Blueprint()
+
+WATCHER = "dataset_watcher"
+IN_PROGRESS = ("Running", "Pending", "ContinuedAsNew", "Suspended")
+LOUD_REASONS = ("unknown_dataset", "outside_storage", "malformed")
+
+
+def watcher_config(dataset: DatasetConfig, settings: Settings) -> dict[str, Any]:
+    """What the watcher needs to run the dataset's pipeline: it travels with every event, so
+    a change to the registry applies from the next upload on."""
+    return {
+        "request": dataset.request.to_dict(),
+        "policy": RunPolicy.from_request(dataset.request, settings).to_dict(),
+        "quiet_seconds": dataset.quiet_seconds,
+        "max_wait_seconds": dataset.max_wait_seconds,
+    }
+
+
+@bp.event_grid_trigger(arg_name="event")
+@bp.durable_client_input(client_name="client")
+async def blob_created(event: func.EventGridEvent, client: df.DurableOrchestrationClient) -> None:
+    settings = Settings.from_env()
+    registry = load_registry(settings)  # unreadable: raise, so Event Grid delivers it again
+    decision = decide(
+        event_id=event.id,
+        event_type=event.event_type,
+        data=event.get_json(),
+        registry=registry,
+        settings=settings,
+    )
+    if decision.dataset is None or decision.change is None:
+        level = logging.WARNING if decision.reason in LOUD_REASONS else logging.INFO
+        log.log(level, "event ignored: %s", decision.message, extra=decision.log_fields())
+        return
+    config = watcher_config(decision.dataset, settings)
+    instance_id = watcher_id(decision.dataset.dataset_id)
+    status = await client.get_status(instance_id)
+    runtime = status.runtime_status.value if status and status.runtime_status else None
+    if runtime not in IN_PROGRESS:
+        try:
+            await client.start_new(WATCHER, instance_id, WatchState(config=config).to_dict())
+            log.info("watcher started", extra={**decision.log_fields(), "instance_id": instance_id})
+        except Exception:
+            # Another event started it first (the runtime refuses a second start).
+            again = await client.get_status(instance_id)
+            if not (again and again.runtime_status and again.runtime_status.value in IN_PROGRESS):
+                raise
+    await client.raise_event(
+        instance_id, EVENT, {"change": decision.change.to_dict(), "config": config}
+    )
+    log.info("event routed: %s", decision.message, extra=decision.log_fields())
