@@ -8,13 +8,17 @@ import azure.functions as func
 from activities.stages import bp as activities
 from api.events import bp as events_api
 from api.http import bp as http_api
+from api.releases import bp as releases_api
 from orchestrators.pipeline import bp as orchestrators
 from orchestrators.watcher import bp as watchers
 from shared.health import record_import_failures
+from shared.telemetry import configure_from_env
 
 # A broken library does not stop the app from loading: it is logged here, reported by
 # /api/health, and named by every activity that needs it.
 record_import_failures()
+# Log exporting is configuration (PIPELINE_LOG_EXPORTER; docs/telemetry.md).
+configure_from_env()
 
 app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(orchestrators)
@@ -22,3 +26,4 @@ app.register_functions(activities)
 app.register_functions(http_api)
 app.register_functions(watchers)
 app.register_functions(events_api)
+app.register_functions(releases_api)

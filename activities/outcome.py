@@ -4,27 +4,51 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from shared.errors import DependencyMissing, PipelineError, describe
 from shared.settings import Settings
+from shared.telemetry import emit, run_context
 
 log = logging.getLogger(__name__)
 
 
-def outcome(stage: str, run: Callable[[Settings], dict[str, Any]]) -> dict[str, Any]:
+def outcome(
+    stage: str, run: Callable[[Settings], dict[str, Any]], payload: Mapping[str, Any]
+) -> dict[str, Any]:
     """Run one stage call: {"ok": True, **result}, or {"ok": False, "error": ...} for a
     failure that trying again cannot fix. A retryable failure is raised, so the
-    orchestrator's retry options (transient storage errors only) apply to it."""
+    orchestrator's retry options (transient storage errors only) apply to it. Every record
+    logged meanwhile carries the run's dataset, instance id and stage (shared.telemetry)."""
+    with run_context(stage=stage, **run_of(payload)):
+        return _outcome(stage, run)
+
+
+def run_of(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """The dataset and orchestration instance an activity works for, from its input."""
+    request = payload.get("request") if isinstance(payload.get("request"), dict) else {}
+    return {
+        "dataset": payload.get("dataset") or payload.get("dataset_id") or request.get("dataset_id"),
+        "instance_id": payload.get("instance_id"),
+    }
+
+
+def _outcome(stage: str, run: Callable[[Settings], dict[str, Any]]) -> dict[str, Any]:
     started = time.perf_counter()
     try:
         result = run(Settings.from_env())
     except PipelineError as exc:
         if exc.retryable:
-            log.warning("%s failed, will be retried: %s", stage, exc, extra={"stage": stage})
+            emit(log, f"{stage} failed, will be retried: {exc}", logging.WARNING, code=exc.code)
             raise
-        log.error("%s failed: %s", stage, exc, extra={"stage": stage, "code": exc.code})
+        emit(
+            log,
+            f"{stage} failed: {exc}",
+            logging.ERROR,
+            code=exc.code,
+            url=exc.context.get("url"),
+        )
         return {"ok": False, "error": describe(exc)}
     except ImportError as exc:  # a broken install: say which module, never retry
         error = DependencyMissing(
@@ -32,12 +56,11 @@ def outcome(stage: str, run: Callable[[Settings], dict[str, Any]]) -> dict[str, 
             f"({exc}).",
             module=exc.name,
         )
-        log.error("%s", error, extra={"stage": stage, "code": error.code})
+        emit(log, str(error), logging.ERROR, code=error.code, dependency=exc.name)
         return {"ok": False, "error": error.to_dict()}
     except Exception as exc:  # a bug: never retried, reported with its type and message
-        log.exception("%s failed with an unexpected error", stage, extra={"stage": stage})
+        log.exception("%s failed with an unexpected error", stage)
+        emit(log, f"{stage} failed: internal error", logging.ERROR, code="internal_error")
         return {"ok": False, "error": describe(exc)}
-    log.debug(
-        "%s done", stage, extra={"stage": stage, "seconds": round(time.perf_counter() - started, 3)}
-    )
+    emit(log, "activity done", logging.DEBUG, seconds=round(time.perf_counter() - started, 3))
     return {"ok": True, **result}

@@ -27,6 +27,7 @@ def scan_files(payload: dict[str, Any]) -> dict[str, Any]:
     def run(settings: Settings) -> dict[str, Any]:
         from shared.increment import plan_increment
         from shared.layout import run_id_for
+        from shared.references import rebuild_salt
         from shared.request import PipelineRequest
         from shared.scan import load_manifest, scan
         from shared.storage import Storage
@@ -36,13 +37,14 @@ def scan_files(payload: dict[str, Any]) -> dict[str, Any]:
         scanned = scan(request, settings, storage)
         manifest = load_manifest(scanned.manifest_url, settings, storage)
         increment = plan_increment(manifest, scanned.manifest_url, request, settings, storage)
+        rebuild = rebuild_salt() if request.options.get("full") else ""
         return {
             **scanned.to_dict(),
             **increment.to_dict(),
-            "run_id": run_id_for(manifest.digest, request.format, request.concat_dim),
+            "run_id": run_id_for(manifest.digest, request.format, request.concat_dim, rebuild),
         }
 
-    return outcome("scan", run)
+    return outcome("scan", run, payload)
 
 
 @bp.activity_trigger(input_name="payload")
@@ -51,10 +53,14 @@ def validate_files(payload: dict[str, Any]) -> dict[str, Any]:
         from shared.validate import validate_batch
 
         return validate_batch(
-            payload["manifest_url"], payload["start"], payload["stop"], settings
+            payload["manifest_url"],
+            payload["start"],
+            payload["stop"],
+            settings,
+            refresh=bool(payload.get("refresh")),
         ).to_dict()
 
-    return outcome("validate", run)
+    return outcome("validate", run, payload)
 
 
 @bp.activity_trigger(input_name="payload")
@@ -69,7 +75,7 @@ def gate_files(payload: dict[str, Any]) -> dict[str, Any]:
             store_format=payload["format"],
         ).to_dict()
 
-    return outcome("gate", run)
+    return outcome("gate", run, payload)
 
 
 @bp.activity_trigger(input_name="payload")
@@ -83,9 +89,10 @@ def generate_files(payload: dict[str, Any]) -> dict[str, Any]:
             payload["stop"],
             settings,
             concat_dim=payload["concat_dim"],
+            refresh=bool(payload.get("refresh")),
         ).to_dict()
 
-    return outcome("generate", run)
+    return outcome("generate", run, payload)
 
 
 @bp.activity_trigger(input_name="payload")
@@ -97,7 +104,7 @@ def combine_store(payload: dict[str, Any]) -> dict[str, Any]:
         request = PipelineRequest.from_dict(payload["request"])
         return combine(payload["manifest_url"], request, payload["run_id"], settings).to_dict()
 
-    return outcome("combine", run)
+    return outcome("combine", run, payload)
 
 
 @bp.activity_trigger(input_name="payload")
@@ -113,7 +120,7 @@ def verify_store(payload: dict[str, Any]) -> dict[str, Any]:
             settings,
         ).to_dict()
 
-    return outcome("verify", run)
+    return outcome("verify", run, payload)
 
 
 @bp.activity_trigger(input_name="payload")
@@ -124,10 +131,15 @@ def register_item(payload: dict[str, Any]) -> dict[str, Any]:
 
         request = PipelineRequest.from_dict(payload["request"])
         return register(
-            payload["manifest_url"], request, payload["run_id"], payload["store_url"], settings
+            payload["manifest_url"],
+            request,
+            payload["run_id"],
+            payload["store_url"],
+            settings,
+            approval=payload.get("approval"),
         ).to_dict()
 
-    return outcome("register", run)
+    return outcome("register", run, payload)
 
 
 @bp.activity_trigger(input_name="payload")
@@ -142,19 +154,35 @@ def check_changes(payload: dict[str, Any]) -> dict[str, Any]:
         request = PipelineRequest.from_dict(payload["request"])
         return check(request, settings, Storage(settings)).to_dict()
 
-    return outcome("watch", run)
+    return outcome("watch", run, payload)
 
 
 @bp.activity_trigger(input_name="payload")
 def record_run(payload: dict[str, Any]) -> dict[str, Any]:
+    """Write the run report twice: JSON in the work area for programs, and the Markdown page
+    beside the store for people (shared.runreport)."""
+
     def run(settings: Settings) -> dict[str, Any]:
+        import logging
+
+        from shared.errors import PipelineError
         from shared.layout import Layout
+        from shared.runreport import write_run_report
         from shared.storage import Storage
 
-        location = Layout.from_settings(settings).run_report(
-            payload["dataset_id"], payload["run_id"]
-        )
-        Storage(settings).write_json(location, {"kind": "run-report", **payload["status"]})
-        return {"run_report": location.url}
+        dataset_id, run_id, status = payload["dataset_id"], payload["run_id"], payload["status"]
+        storage = Storage(settings)
+        location = Layout.from_settings(settings).run_report(dataset_id, run_id)
+        storage.write_json(location, {"kind": "run-report", **status})
+        summary = None
+        try:
+            summary = write_run_report(dataset_id, run_id, status, settings, storage).url
+        except PipelineError as exc:
+            if exc.retryable:
+                raise
+            # The JSON is the record: a store root that cannot be written (the run may have
+            # failed for that very reason) must not lose it for the page's sake.
+            logging.getLogger(__name__).warning("run summary not written: %s", exc)
+        return {"run_report": location.url, "run_summary": summary}
 
-    return outcome("record", run)
+    return outcome("record", run, payload)

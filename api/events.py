@@ -24,6 +24,7 @@ from shared.datasets import DatasetConfig, load_registry
 from shared.events import decide
 from shared.plan import RunPolicy
 from shared.settings import Settings
+from shared.telemetry import emit
 from shared.watch import WatchState
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ async def blob_created(event: func.EventGridEvent, client: df.DurableOrchestrati
     )
     if decision.dataset is None or decision.change is None:
         level = logging.WARNING if decision.reason in LOUD_REASONS else logging.INFO
-        log.log(level, "event ignored: %s", decision.message, extra=decision.log_fields())
+        emit(log, f"event ignored: {decision.message}", level, **decision.log_fields())
         return
     config = watcher_config(decision.dataset, settings)
     instance_id = watcher_id(decision.dataset.dataset_id)
@@ -68,7 +69,7 @@ async def blob_created(event: func.EventGridEvent, client: df.DurableOrchestrati
     if runtime not in IN_PROGRESS:
         try:
             await client.start_new(WATCHER, instance_id, WatchState(config=config).to_dict())
-            log.info("watcher started", extra={**decision.log_fields(), "instance_id": instance_id})
+            emit(log, "watcher started", **decision.log_fields(), instance_id=instance_id)
         except Exception:
             # Another event started it first (the runtime refuses a second start).
             again = await client.get_status(instance_id)
@@ -77,4 +78,4 @@ async def blob_created(event: func.EventGridEvent, client: df.DurableOrchestrati
     await client.raise_event(
         instance_id, EVENT, {"change": decision.change.to_dict(), "config": config}
     )
-    log.info("event routed: %s", decision.message, extra=decision.log_fields())
+    emit(log, f"event routed: {decision.message}", **decision.log_fields())

@@ -9,8 +9,14 @@ Event Grid events to it, or run the demo.
     python -m devhost events SOURCE [--url http://127.0.0.1:7071] [--function blob_created]
                              [--pattern GLOB ...] [--shuffle] [--repeat N] [--seed S]
 
+    python -m devhost approve|reject INSTANCE_ID [--by NAME] [--reason TEXT] [--url URL]
+    python -m devhost versions DATASET [--url URL]
+    python -m devhost unpublish DATASET VERSION --reason TEXT [--by NAME] [--url URL]
+    python -m devhost cleanup DATASET VERSION [--url URL]
+
 `events` posts a Microsoft.Storage.BlobCreated event per file of SOURCE to a running app's
-Event Grid function (`start` in another terminal), as Event Grid would deliver them.
+Event Grid function (`start` in another terminal), as Event Grid would deliver them. The
+release commands talk to a running app's HTTP API (devhost/releases.py).
 
 SOURCE, FILE_OR_URL and the locations may be local paths or blob URLs (az://, abfs://,
 https://ACCOUNT.blob.core.windows.net/...) when PIPELINE_STORAGE_ACCOUNT or
@@ -27,6 +33,8 @@ import traceback
 from collections.abc import Sequence
 
 from devhost.events import DEFAULT_FUNCTION, DEFAULT_URL, events_command
+from devhost.releases import COMMANDS as RELEASE_COMMANDS
+from devhost.releases import add_release_parsers, release_command
 from devhost.start import add_start_parser, start_command
 from shared.errors import PipelineError
 from shared.settings import Settings
@@ -88,6 +96,7 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     add_start_parser(sub)
+    add_release_parsers(sub)
 
     events = sub.add_parser(
         "events",
@@ -157,6 +166,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return start_command(args, _settings(args))
         if args.command == "events":
             return events_command(args, _settings(args))
+        if args.command in RELEASE_COMMANDS:
+            return release_command(args)
         if args.command == "validate":
             from devhost.commands import validate_command
 
@@ -168,7 +179,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"\nerror [{exc.code}]: {exc.message}", file=sys.stderr)
         if exc.remedy:
             print(f"what to do: {exc.remedy}", file=sys.stderr)
-        for key, label in (("gate_report", "gate report"), ("run_report", "run report")):
+        for key, label in (
+            ("gate_report", "gate report"),
+            ("run_report", "run report"),
+            ("run_summary", "run summary"),
+        ):
             if exc.context.get(key):
                 print(f"{label}: {exc.context[key]}", file=sys.stderr)
         if args.debug:

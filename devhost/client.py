@@ -73,6 +73,7 @@ def follow(status_url: str, progress: Progress, timeout: float = 24 * 3600) -> d
             code=error.get("code"),
             remedy=error.get("remedy"),
             run_report=view.get("run_report"),
+            run_summary=view.get("run_summary"),
             gate_report=view.get("gate_summary_url") or view.get("gate_report_url"),
         )
     return view
@@ -91,12 +92,15 @@ class _Display:
         files = view.get("files") or {}
         stages = view.get("stages") or {}
         counts = {"validate": files.get("validated", 0), "generate": files.get("generated", 0)}
+        # unchanged files are reused, not processed: the bars count the others
+        work = max(files.get("total", 0) - files.get("reused", 0), 0)
         ended = view.get("phase") in ("succeeded", "failed")
+        self.progress.remaining = (view.get("estimate") or {}).get("run_remaining_seconds")
         for name in PHASES:
             if name not in stages or name in self.done:
                 continue
             if self.current != name:
-                self.progress.start(name, files.get("total", 0) if name in counts else 0)
+                self.progress.start(name, work if name in counts else 0)
                 self.current = name
             if name in counts:
                 self.progress.advance(counts[name] - self.progress.done)

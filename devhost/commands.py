@@ -75,6 +75,7 @@ def print_summary(view: dict[str, Any]) -> None:
         ("STAC item", "item_url"),
         ("catalog", "catalog_url"),
         ("run report", "run_report"),
+        ("run summary", "run_summary"),  # the Markdown run report, for a person
     ):
         if view.get(key):
             print(f"{label:<12} {view[key]}")

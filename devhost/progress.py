@@ -22,11 +22,15 @@ class Progress:
         self.total = 0
         self.done = 0
         self.started = 0.0
+        self.remaining: float | None = None  # the run's estimate of time left, when known
 
     def start(self, stage: str, total: int = 0) -> None:
         self.stage, self.total, self.done, self.started = stage, total, 0, time.perf_counter()
         if self.enabled and not self.interactive:
-            self._write(f"{stage:<9} started" + (f" ({total} files)" if total else "") + "\n")
+            left = f"; about {self.remaining:.0f} s left" if self.remaining is not None else ""
+            self._write(
+                f"{stage:<9} started" + (f" ({total} files)" if total else "") + left + "\n"
+            )
         self._draw()
 
     def advance(self, count: int = 1) -> None:
@@ -53,7 +57,8 @@ class Progress:
         if self.interactive:
             elapsed = time.perf_counter() - self.started
             bar = self._bar() if self.total else ""
-            self._write(f"\r\033[K{self.stage:<9} {bar}{elapsed:6.1f} s")
+            left = f", about {self.remaining:.0f} s left" if self.remaining is not None else ""
+            self._write(f"\r\033[K{self.stage:<9} {bar}{elapsed:6.1f} s{left}")
 
     def _write(self, text: str) -> None:
         self.stream.write(text)

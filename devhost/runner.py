@@ -17,11 +17,13 @@ from shared.combine import combine
 from shared.errors import PipelineError, describe
 from shared.gate import gate
 from shared.layout import Layout, run_id_for
-from shared.references import generate_batch
+from shared.references import generate_batch, rebuild_salt
 from shared.register import register
 from shared.request import PipelineRequest
+from shared.runreport import summary_location, write_run_report
 from shared.scan import load_manifest, scan
 from shared.settings import Settings
+from shared.status import MAX_ERRORS, PHASES
 from shared.storage import Storage
 from shared.validate import validate_batch
 from shared.verify import verify
@@ -43,12 +45,69 @@ class RunReport:
     item_url: str = ""
     catalog_url: str = ""
     report_url: str = ""
+    summary_url: str = ""  # the Markdown run report beside the store (shared.runreport)
+    errors: list[dict[str, str]] = field(default_factory=list)  # the first few, by file
     error: dict[str, Any] | None = None
     started: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
     finished: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
+
+    def add_errors(self, errors: list[dict[str, str]]) -> None:
+        room = MAX_ERRORS - len(self.errors)
+        self.errors.extend(
+            {k: str(e.get(k) or "") for k in ("url", "code", "message")} for e in errors[:room]
+        )
+
+    def to_status(self) -> dict[str, Any]:
+        """This report in the shape of the orchestrator's status (RunStatus.to_dict), so
+        shared.runreport renders a run of either path the same way."""
+        stage = {name: self.stages.get(name) or {} for name in PHASES}
+        combined = stage["combine"]
+        return {
+            "dataset_id": self.request.get("dataset_id"),
+            "phase": self.status,
+            "run_id": self.run_id,
+            "files": {
+                "total": self.files,
+                "bytes": self.total_bytes,
+                "validated": stage["validate"].get("files", 0),
+                "unsuitable": stage["validate"].get("unsuitable", 0),
+                "generated": stage["generate"].get("files", 0),
+                "reused": 0,  # this path has no published base: it processes every file
+            },
+            "bytes_read": {
+                name: stage[name]["bytes_read"]
+                for name in ("validate", "generate")
+                if "bytes_read" in stage[name]
+            },
+            "stages": {name: {"seconds": s.get("seconds")} for name, s in self.stages.items()},
+            "errors": self.errors,
+            "outputs": {
+                key: value
+                for key, value in (
+                    ("manifest_url", self.manifest_url),
+                    ("gate_report_url", stage["gate"].get("report_url")),
+                    ("gate_summary_url", stage["gate"].get("summary_url")),
+                    ("store_url", self.store_url),
+                    ("item_url", self.item_url),
+                    ("catalog_url", self.catalog_url),
+                    ("run_report", self.report_url),
+                )
+                if value
+            },
+            "store": {
+                "mode": combined.get("mode"),
+                "bytes": combined.get("bytes"),
+                "references": combined.get("references"),
+                "dims": combined.get("dims"),
+                "peak_memory_bytes": combined.get("peak_memory_bytes"),
+            }
+            if combined
+            else {},
+            "error": self.error,
+        }
 
 
 def _batches(count: int, size: int) -> list[tuple[int, int]]:
@@ -74,8 +133,12 @@ def run_pipeline(
         report.manifest_url, report.files = scanned.manifest_url, scanned.file_count
         report.total_bytes = scanned.total_bytes
         manifest = load_manifest(scanned.manifest_url, settings, storage)
-        report.run_id = run_id_for(manifest.digest, request.format, request.concat_dim)
+        full = bool(request.options.get("full"))
+        report.run_id = run_id_for(
+            manifest.digest, request.format, request.concat_dim, rebuild_salt() if full else ""
+        )
         report.report_url = layout.run_report(request.dataset_id, report.run_id).url
+        report.summary_url = summary_location(request.dataset_id, report.run_id, settings).url
         report.stages["scan"] = {
             "seconds": progress.finish(
                 f"{scanned.file_count} files, {scanned.total_bytes:,} bytes"
@@ -86,16 +149,21 @@ def run_pipeline(
         batches = _batches(scanned.file_count, batch_size)
 
         progress.start("validate", scanned.file_count)
-        read = reused = 0
+        read = reused = validated = unsuitable = 0
         for start, stop in batches:
-            result = validate_batch(scanned.manifest_url, start, stop, settings)
+            result = validate_batch(scanned.manifest_url, start, stop, settings, refresh=full)
             read += result.bytes_read
             reused += result.reused
+            validated += result.files
+            unsuitable += result.verdicts["unsuitable"]
+            report.add_errors(result.to_dict()["errors"])
             progress.advance(stop - start)
         report.stages["validate"] = {
             "seconds": progress.finish(f"{read:,} bytes read, {reused} reports reused"),
             "bytes_read": read,
             "reused": reused,
+            "files": validated,
+            "unsuitable": unsuitable,
         }
 
         progress.start("gate")
@@ -112,22 +180,30 @@ def run_pipeline(
                 f"({checked.with_warnings} with warnings)"
             ),
             "report_url": checked.report_url,
+            "summary_url": checked.summary_url,
             "findings": checked.findings_by_code,
         }
 
         progress.start("generate", scanned.file_count)
-        read = reused = 0
+        read = reused = done = 0
         for start, stop in batches:
             generated = generate_batch(
-                scanned.manifest_url, start, stop, settings, concat_dim=request.concat_dim
+                scanned.manifest_url,
+                start,
+                stop,
+                settings,
+                concat_dim=request.concat_dim,
+                refresh=full,
             )
             read += generated.bytes_read
             reused += generated.reused
+            done += generated.files
             progress.advance(stop - start)
         report.stages["generate"] = {
             "seconds": progress.finish(f"{read:,} bytes read, {reused} references reused"),
             "bytes_read": read,
             "reused": reused,
+            "files": done,
         }
 
         progress.start("combine")
@@ -138,6 +214,8 @@ def run_pipeline(
             "dims": combined.dims,
             "references": combined.reference_count,
             "peak_memory_bytes": combined.peak_memory_bytes,
+            "mode": combined.mode,
+            "bytes": combined.store_bytes,
         }
 
         progress.start("verify")
@@ -167,18 +245,35 @@ def run_pipeline(
         return report
     except PipelineError as exc:
         if progress.stage and progress.stage not in report.stages:
-            progress.finish("FAILED")
+            # The stage that failed keeps its time, as in the orchestrator's status.
+            report.stages[progress.stage] = {"seconds": progress.finish("FAILED"), "failed": True}
         report.status = "failed"
         report.error = describe(exc)
+        gated = exc.context.get("gate") or {}
+        if gated:  # stopped by the gate: its report and its first errors say why
+            report.stages.setdefault("gate", {}).update(
+                report_url=gated.get("report_url"), summary_url=gated.get("summary_url")
+            )
+            report.errors = []
+            report.add_errors(gated.get("first_errors") or [])
         if report.report_url:
             exc.context.setdefault("run_report", report.report_url)
+            exc.context.setdefault("run_summary", report.summary_url)
         raise
     finally:
         report.finished = datetime.now(UTC).isoformat()
         if report.report_url:
-            try:
-                storage.write_json(
-                    layout.run_report(request.dataset_id, report.run_id), report.to_dict()
-                )
-            except PipelineError as exc:  # never hide the run's own outcome behind this one
-                log.warning("could not write the run report %s: %s", report.report_url, exc)
+            _write_reports(report, request.dataset_id, settings, storage)
+
+
+def _write_reports(
+    report: RunReport, dataset_id: str, settings: Settings, storage: Storage
+) -> None:
+    """The JSON run report, then its Markdown page. A failure to write either is logged,
+    never raised: it must not hide the run's own outcome."""
+    location = Layout.from_settings(settings).run_report(dataset_id, report.run_id)
+    try:
+        storage.write_json(location, report.to_dict())
+        write_run_report(dataset_id, report.run_id, report.to_status(), settings, storage)
+    except PipelineError as exc:
+        log.warning("could not write the run report of %s: %s", report.run_id, exc)

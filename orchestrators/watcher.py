@@ -24,6 +24,7 @@ from typing import Any
 import azure.durable_functions as df
 
 from shared.events import FileChange
+from shared.telemetry import emit
 from shared.watch import WatchState
 
 log = logging.getLogger(__name__)
@@ -32,9 +33,13 @@ bp = df.Blueprint()
 EVENT = "blob_created"
 EVENTS_PER_GENERATION = 50  # continue-as-new after this many events: the history stays small
 PIPELINE = "pipeline"
-# A pipeline failure carries its code ("[unsuitable_collection] ..."); anything else means
-# the run could not start (another run of the dataset was in progress): check again later.
-_PIPELINE_FAILURE = re.compile(r"\[[a-z_]+\] ")
+# A pipeline failure carries its code ("[unsuitable_collection] ..."): the same files are not
+# tried again until another upload. Anything else means the run could not start (another
+# run of the dataset was in progress): check again after the quiet period.
+_PIPELINE_FAILURE = re.compile(r"\[([a-z_]+)\] ")
+# Failures that another attempt on the same files can cure: checked again after the quiet
+# period instead of waiting for the next upload.
+_TRANSIENT = ("retries_exhausted", "storage_unavailable")
 
 
 def watcher_id(dataset_id: str) -> str:
@@ -52,10 +57,13 @@ def dataset_watcher(context: df.DurableOrchestrationContext) -> Generator[Any, A
 
     def note(message: str, **fields: Any) -> None:
         if not context.is_replaying:
-            log.info(
+            emit(
+                log,
                 message,
-                extra={"stage": "watch", "dataset": dataset, "instance_id": context.instance_id}
-                | fields,
+                stage="watch",
+                dataset=dataset,
+                instance_id=context.instance_id,
+                **fields,
             )
 
     while True:
@@ -100,7 +108,9 @@ def _check_and_run(
     )
     show("checking")
     checked = yield context.call_activity_with_retry(
-        "check_changes", retry, {"request": config["request"]}
+        "check_changes",
+        retry,
+        {"request": config["request"], "instance_id": context.instance_id},
     )
     now = context.current_utc_datetime
     if not checked["ok"]:
@@ -138,21 +148,25 @@ def _check_and_run(
         state.runs += 1
         state.last_run = {"instance_id": run_id, "started": started_at, "ok": False}
         state.last_run["error"] = message[:500]
-        if _PIPELINE_FAILURE.search(message):
+        failure = _PIPELINE_FAILURE.search(message)
+        if failure and failure.group(1) not in _TRANSIENT:
             state.failed_listing = checked["listing_digest"]
         note("pipeline run failed", error=message[:500])
     else:
         state.runs += 1
-        state.failed_listing = None
+        published = result.get("phase") == "succeeded"
+        # Rejected or expired: not published, and not rebuilt until another upload.
+        state.failed_listing = None if published else checked["listing_digest"]
         outputs = result.get("outputs") or {}
         state.last_run = {
             "instance_id": run_id,
             "started": started.isoformat(),
-            "ok": True,
+            "ok": published,
+            "phase": result.get("phase"),
             "run_id": result.get("run_id"),
             "files": (result.get("files") or {}).get("total"),
             "reused": (result.get("files") or {}).get("reused"),
             "item_url": outputs.get("item_url"),
         }
-        note("pipeline run succeeded", run_id=result.get("run_id"))
+        note(f"pipeline run {result.get('phase')}", run_id=result.get("run_id"))
     state.close_window(context.current_utc_datetime, recheck=True)

@@ -42,6 +42,7 @@ from shared.stores import (
     open_store,
     virtual_container_prefix,
 )
+from shared.telemetry import emit
 
 log = logging.getLogger(__name__)
 
@@ -281,9 +282,12 @@ def append_icechunk(
     except TypeError:
         extends = False
     if not extends:
-        log.info(
+        emit(
+            log,
             "new files do not extend the published store: recombining",
-            extra={"stage": "combine", "dataset": request.dataset_id, "first_new": str(first)},
+            stage="combine",
+            dataset=request.dataset_id,
+            first_new=str(first),
         )
         return None
     if _has_objects(storage, target):
@@ -294,14 +298,13 @@ def append_icechunk(
     session = open_icechunk_repository(target, settings).writable_session("main")
     added.vz.to_icechunk(session.store, append_dim=request.concat_dim)
     session.commit(f"virtual-zarr-pipeline: append {len(new)} file(s) to {record['run_id']}")
-    log.info(
+    emit(
+        log,
         "appended to the published store",
-        extra={
-            "stage": "combine",
-            "dataset": request.dataset_id,
-            "base_run": record["run_id"],
-            "files_appended": len(new),
-        },
+        stage="combine",
+        dataset=request.dataset_id,
+        base_run=record["run_id"],
+        files_appended=len(new),
     )
     return int(added.vz.nrefs())
 
@@ -366,19 +369,18 @@ def combine(
         libraries=library_versions(),
         mode="append" if appended is not None else "recombine",
     )
-    log.info(
+    emit(
+        log,
         "combine done",
-        extra={
-            "stage": "combine",
-            "dataset": request.dataset_id,
-            "source_count": result.file_count,
-            "concat_dim": request.concat_dim,
-            "dims": result.dims,
-            "store_url": result.store_url,
-            "store_bytes": store_bytes,
-            "seconds": round(result.seconds, 3),
-            "peak_memory_bytes": result.peak_memory_bytes,
-            "mode": result.mode,
-        },
+        stage="combine",
+        dataset=request.dataset_id,
+        source_count=result.file_count,
+        concat_dim=request.concat_dim,
+        dims=result.dims,
+        store_url=result.store_url,
+        store_bytes=store_bytes,
+        seconds=round(result.seconds, 3),
+        peak_memory_bytes=result.peak_memory_bytes,
+        mode=result.mode,
     )
     return result

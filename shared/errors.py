@@ -116,6 +116,27 @@ class ReferencesFailed(PipelineError):
     default_remedy = "Run `python -m devhost validate` on the file to see what is wrong with it."
 
 
+class RetriesExhausted(PipelineError):
+    """A task failed with transient errors as often as the retry policy allows (the
+    orchestrator reports it; activities never raise it)."""
+
+    code = "retries_exhausted"
+    retryable = True
+
+
+class NotFound(PipelineError):
+    """A dataset, version or run the request names does not exist (HTTP 404)."""
+
+    code = "not_found"
+
+
+class Conflict(PipelineError):
+    """The request contradicts what already happened: a second decision, a version already
+    unpublished, a run not waiting for a decision (HTTP 409)."""
+
+    code = "conflict"
+
+
 class ArtifactMissing(PipelineError):
     """A per-file report or references document a run reuses is gone from the work area."""
 

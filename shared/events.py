@@ -58,6 +58,7 @@ class Decision:
     message: str
     dataset: DatasetConfig | None = None
     change: FileChange | None = None
+    url: str | None = None  # as the event gave it (for the log, also when ignored)
 
     def log_fields(self) -> dict[str, Any]:
         fields: dict[str, Any] = {
@@ -70,6 +71,8 @@ class Decision:
             fields["dataset"] = self.dataset.dataset_id
         if self.change is not None:
             fields["url"] = self.change.url
+        elif self.url:
+            fields["url"] = self.url[:300]
         return fields
 
 
@@ -83,8 +86,11 @@ def decide(
 ) -> Decision:
     """Route one Event Grid event to its dataset, or say why it is ignored."""
 
+    raw_url = data.get("url") if isinstance(data, dict) else None
+
     def ignore(reason: str, message: str, dataset: DatasetConfig | None = None) -> Decision:
-        return Decision(event_id, "ignore", reason, message, dataset)
+        url = raw_url if isinstance(raw_url, str) else None
+        return Decision(event_id, "ignore", reason, message, dataset, url=url)
 
     if event_type != BLOB_CREATED:
         return ignore("not_blob_created", f"Event type {show_value(event_type)} is not handled.")

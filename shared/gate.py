@@ -31,6 +31,7 @@ from shared.layout import Layout
 from shared.scan import load_manifest
 from shared.settings import Settings
 from shared.storage import ObjectInfo, Storage
+from shared.telemetry import emit
 
 log = logging.getLogger(__name__)
 
@@ -565,16 +566,15 @@ def gate(
     }
     storage.write_json(json_location, document)
     storage.write(markdown_location, render_markdown(document).encode(), "text/markdown")
-    log.info(
+    emit(
+        log,
         "gate done",
-        extra={
-            "stage": "gate",
-            "dataset": manifest.dataset_id,
-            "file_count": result.files,
-            "unsuitable": result.unsuitable,
-            "findings": result.findings_by_code,
-            "seconds": round(result.seconds, 3),
-        },
+        stage="gate",
+        dataset=manifest.dataset_id,
+        file_count=result.files,
+        unsuitable=result.unsuitable,
+        findings=result.findings_by_code,
+        seconds=round(result.seconds, 3),
     )
     if errors:
         raise UnsuitableCollection(

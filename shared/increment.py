@@ -24,6 +24,7 @@ from shared.request import PipelineRequest
 from shared.scan import ScanManifest, list_source, load_manifest
 from shared.settings import Settings
 from shared.storage import Storage
+from shared.telemetry import emit
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ def _published_files(
             raise
         log.warning(
             "published manifest unreadable: every file is processed again",
-            extra={"stage": "scan", "dataset": request.dataset_id, "error": exc.message},
+            extra={"stage": "scan", "dataset": request.dataset_id, "error_message": exc.message},
         )
         return record, {}
     return record, {f.url: f.etag for f in manifest.files}
@@ -174,15 +175,14 @@ def check_changes(request: PipelineRequest, settings: Settings, storage: Storage
         published_run=record.get("run_id") if record else None,
         rebuild=rebuilt,
     )
-    log.info(
+    emit(
+        log,
         "change check",
-        extra={
-            "stage": "watch",
-            "dataset": request.dataset_id,
-            "file_count": check.file_count,
-            "new": check.new,
-            "modified": check.modified,
-            "removed": check.removed,
-        },
+        stage="watch",
+        dataset=request.dataset_id,
+        file_count=check.file_count,
+        new=check.new,
+        modified=check.modified,
+        removed=check.removed,
     )
     return check

@@ -78,7 +78,10 @@ class Layout:
         return self.stores.join(dataset_id, f"{run_id}.verified.json")
 
 
-def run_id_for(manifest_digest: str, store_format: str, concat_dim: str) -> str:
+def run_id_for(manifest_digest: str, store_format: str, concat_dim: str, rebuild: str = "") -> str:
     """A run is named by what it builds: the same files, format and concat dimension give
-    the same run id, so a repeated run rewrites the same store instead of adding one."""
-    return digest(ARTIFACT_VERSION, manifest_digest, store_format, concat_dim, length=16)
+    the same run id, so a repeated run rewrites the same store instead of adding one. A full
+    run passes the library versions as ``rebuild``: after an upgrade it builds a new version
+    instead of reusing the verified store the old libraries built."""
+    parts = (ARTIFACT_VERSION, manifest_digest, store_format, concat_dim)
+    return digest(*parts, *((rebuild,) if rebuild else ()), length=16)

@@ -24,6 +24,7 @@ class RunPolicy:
     parallel_batches: int = 8  # sub-orchestrations in flight at once (one wave)
     retry_first_interval_ms: int = 5000  # transient storage errors only
     retry_max_attempts: int = 5
+    approval_timeout_seconds: int = 7 * 86400  # only runs with options.approval wait
 
     @classmethod
     def from_request(cls, request: PipelineRequest, settings: Settings) -> RunPolicy:
@@ -40,6 +41,7 @@ class RunPolicy:
             parallel_batches=settings.parallel_batches,
             retry_first_interval_ms=settings.retry_first_interval_ms,
             retry_max_attempts=settings.retry_max_attempts,
+            approval_timeout_seconds=settings.approval_timeout_seconds,
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -38,6 +38,7 @@ from shared.locations import Location, parse_location
 from shared.scan import ensure_unchanged, load_manifest
 from shared.settings import Settings
 from shared.storage import ObjectInfo, Storage
+from shared.telemetry import emit
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,11 @@ LIBRARIES = ("virtualizarr", "zarr", "h5py", "numcodecs")
 
 def library_versions() -> dict[str, str]:
     return {name: version(name) for name in LIBRARIES}
+
+
+def rebuild_salt() -> str:
+    """What a full run adds to its run id: the library versions it builds with."""
+    return ",".join(f"{name}={v}" for name, v in sorted(library_versions().items()))
 
 
 # -- building ---------------------------------------------------------------------------
@@ -222,11 +228,17 @@ class GenerateBatch:
 
 
 def generate_file(
-    info: ObjectInfo, settings: Settings, storage: Storage, *, concat_dim: str = "time"
+    info: ObjectInfo,
+    settings: Settings,
+    storage: Storage,
+    *,
+    concat_dim: str = "time",
+    refresh: bool = False,
 ) -> tuple[Location, bool, int]:
-    """Write one file's references unless they already exist; returns (location, reused, size)."""
+    """Write one file's references unless they already exist (or ``refresh``: a full run
+    writes them again); returns (location, reused, size)."""
     target = Layout.from_settings(settings).references(info.url, info.etag)
-    if storage.exists(target):
+    if not refresh and storage.exists(target):
         return target, True, 0
     document = build_references(info, settings, storage, concat_dim=concat_dim)
     data = json.dumps(document, separators=(",", ":"), allow_nan=False).encode()
@@ -242,6 +254,7 @@ def generate_batch(
     *,
     concat_dim: str = "time",
     storage: Storage | None = None,
+    refresh: bool = False,
 ) -> GenerateBatch:
     """Generate references for manifest files [start, stop)."""
     started = time.perf_counter()
@@ -252,20 +265,22 @@ def generate_batch(
     generated = reused = reference_bytes = 0
     for info in files:
         file_started = time.perf_counter()
-        _, was_reused, size = generate_file(info, settings, storage, concat_dim=concat_dim)
+        _, was_reused, size = generate_file(
+            info, settings, storage, concat_dim=concat_dim, refresh=refresh
+        )
         reused += was_reused
         generated += not was_reused
         reference_bytes += size
-        log.debug(
-            "references %s",
-            info.url,
-            extra={
-                "stage": "generate",
-                "file": info.url,
-                "reused": was_reused,
-                "reference_bytes": size,
-                "seconds": round(time.perf_counter() - file_started, 3),
-            },
+        emit(
+            log,
+            "file references",
+            logging.DEBUG,
+            stage="generate",
+            dataset=manifest.dataset_id,
+            url=info.url,
+            reused=was_reused,
+            reference_bytes=size,
+            seconds=round(time.perf_counter() - file_started, 3),
         )
     batch = GenerateBatch(
         files=len(files),
@@ -276,17 +291,18 @@ def generate_batch(
         reference_bytes=reference_bytes,
         seconds=time.perf_counter() - started,
     )
-    log.info(
+    emit(
+        log,
         "generate batch done",
-        extra={
-            "stage": "generate",
-            "dataset": manifest.dataset_id,
-            "file_count": len(files),
-            "bytes": batch.bytes_read,
-            "reference_bytes": reference_bytes,
-            "seconds": round(batch.seconds, 3),
-            "libraries": library_versions(),
-        },
+        stage="generate",
+        dataset=manifest.dataset_id,
+        batch=[start, start + len(files)],
+        file_count=len(files),
+        reused=batch.reused,
+        bytes=batch.bytes_read,
+        reference_bytes=reference_bytes,
+        seconds=round(batch.seconds, 3),
+        libraries=library_versions(),
     )
     return batch
 

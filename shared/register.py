@@ -5,18 +5,21 @@ from __future__ import annotations
 import logging
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 from shared.combine import source_root
 from shared.increment import write_published
 from shared.layout import digest
 from shared.locations import parse_location
 from shared.references import library_versions
+from shared.releases import record_version
 from shared.request import PipelineRequest
 from shared.scan import check_unchanged, load_manifest
 from shared.settings import Settings
 from shared.stac import RegisterResult, build_item, register_item
 from shared.storage import Storage, storage_faults
 from shared.stores import open_store, virtual_container_prefix
+from shared.telemetry import emit
 from shared.versions import prune_versions
 
 log = logging.getLogger(__name__)
@@ -29,7 +32,13 @@ def register(
     store_url: str,
     settings: Settings,
     storage: Storage | None = None,
+    *,
+    approval: dict[str, Any] | None = None,
+    record: bool = True,
 ) -> RegisterResult:
+    """Describe the verified store as the dataset's STAC item, make it the current version,
+    and (``record``) add it to the dataset's versions (shared.releases) with its approval;
+    a rollback by unpublish re-registers an earlier version with ``record`` off."""
     started = time.perf_counter()
     storage = storage or Storage(settings)
     manifest = load_manifest(manifest_url, settings, storage)
@@ -72,7 +81,7 @@ def register(
     result = register_item(
         item, collection_id=request.collection_id, settings=settings, storage=storage
     )
-    write_published(
+    published = write_published(
         request=request,
         run_id=run_id,
         manifest_url=manifest_url,
@@ -82,16 +91,27 @@ def register(
         settings=settings,
         storage=storage,
     )
+    if record:
+        record_version(
+            request=request,
+            published=published,
+            properties={
+                "created": now,
+                "source_etag_digest": item.properties.get("pipeline:source_etag_digest"),
+                "approval": approval,
+            },
+            settings=settings,
+            storage=storage,
+        )
     prune_versions(request.dataset_id, run_id, settings, storage)
-    log.info(
+    emit(
+        log,
         "register done",
-        extra={
-            "stage": "register",
-            "dataset": request.dataset_id,
-            "item_id": item.id,
-            "item_url": result.item_url,
-            "store_url": store_url,
-            "seconds": round(time.perf_counter() - started, 3),
-        },
+        stage="register",
+        dataset=request.dataset_id,
+        item_id=item.id,
+        item_url=result.item_url,
+        store_url=store_url,
+        seconds=round(time.perf_counter() - started, 3),
     )
     return result

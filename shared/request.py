@@ -18,7 +18,7 @@ from shared.locations import show_value, unsafe_character
 FORMATS = ("kerchunk-json", "kerchunk-parquet", "icechunk")
 DEFAULT_PATTERNS = ("*.nc", "*.nc4", "*.h5", "*.hdf5")
 FIELDS = ("source", "dataset_id", "concat_dim", "format", "patterns", "collection", "options")
-OPTIONS = ("patterns", "collection", "batch_size", "full")
+OPTIONS = ("patterns", "collection", "batch_size", "full", "approval")
 MAX_BODY_BYTES = 64 * 1024  # a real request is well under 8 KB
 MAX_JSON_DEPTH = 8  # the deepest real request is {"options": {"patterns": [...]}}: 3
 MAX_PATTERNS = 20
@@ -146,7 +146,7 @@ class PipelineRequest:
                 f"{', '.join(sorted(OPTIONS))}."
             )
         source = _text(data, "source", required=True)
-        dataset_id = _identifier(_text(data, "dataset_id", required=True), "Field 'dataset_id'")
+        dataset_id = identifier(_text(data, "dataset_id", required=True), "Field 'dataset_id'")
         concat_dim = _text(data, "concat_dim") or "time"
         if not _DIM_RE.match(concat_dim):
             raise BadRequest(
@@ -165,13 +165,16 @@ class PipelineRequest:
                 raise BadRequest(
                     f"Option 'collection' must be a string, not {type(collection).__name__}."
                 )
-            collection = _identifier(collection, "Option 'collection'")
-        full = options.get("full", False)
-        if not isinstance(full, bool):
-            raise BadRequest(
-                f"Option 'full' must be true or false, not {show_value(str(full))}: true "
-                "validates and generates every file again instead of reusing unchanged ones."
-            )
+            collection = identifier(collection, "Option 'collection'")
+        for name, meaning in (
+            ("full", "validates and generates every file again instead of reusing unchanged ones"),
+            ("approval", "waits for an approve or reject decision before publishing"),
+        ):
+            if not isinstance(options.get(name, False), bool):
+                raise BadRequest(
+                    f"Option {name!r} must be true or false, not "
+                    f"{show_value(str(options[name]))}: true {meaning}."
+                )
         return cls(
             source=source,
             dataset_id=dataset_id,
@@ -183,7 +186,7 @@ class PipelineRequest:
         )
 
 
-def _identifier(value: str, name: str) -> str:
+def identifier(value: str, name: str) -> str:
     """A dataset id or collection: it becomes a blob path segment, a folder, a STAC id and
     part of the Durable instance id, so no '/', no '..', no leading or trailing '.', '_' or
     '-' (never a '.' or '..' segment), no Windows device name."""

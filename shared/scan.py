@@ -18,6 +18,7 @@ from shared.locations import Location, parse_location
 from shared.request import PipelineRequest
 from shared.settings import Settings
 from shared.storage import ObjectInfo, Storage
+from shared.telemetry import emit
 
 log = logging.getLogger(__name__)
 
@@ -119,16 +120,15 @@ def scan(
     result = ScanResult(
         location.url, len(files), manifest.total_bytes, time.perf_counter() - started
     )
-    log.info(
+    emit(
+        log,
         "scan done",
-        extra={
-            "stage": "scan",
-            "dataset": request.dataset_id,
-            "source": source.url,
-            "file_count": result.file_count,
-            "bytes": result.total_bytes,
-            "seconds": round(result.seconds, 3),
-        },
+        stage="scan",
+        dataset=request.dataset_id,
+        source=source.url,
+        file_count=result.file_count,
+        bytes=result.total_bytes,
+        seconds=round(result.seconds, 3),
     )
     return result
 

@@ -133,6 +133,8 @@ class Settings:
     datasets: str = ""
     quiet_seconds: int = 300
     max_wait_seconds: int = 3600
+    # A run that needs approval waits this long for a decision, then publishes nothing.
+    approval_timeout_seconds: int = 7 * 86400
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -191,6 +193,9 @@ class Settings:
             datasets=env.get("PIPELINE_DATASETS", defaults.datasets).strip(),
             quiet_seconds=_int(env, "PIPELINE_QUIET_SECONDS", defaults.quiet_seconds),
             max_wait_seconds=_int(env, "PIPELINE_MAX_WAIT_SECONDS", defaults.max_wait_seconds),
+            approval_timeout_seconds=_int(
+                env, "PIPELINE_APPROVAL_TIMEOUT_SECONDS", defaults.approval_timeout_seconds
+            ),
         )
 
     def with_changes(self, **changes: Any) -> Settings:
@@ -223,6 +228,7 @@ class Settings:
             "PIPELINE_DATASETS": self.datasets,
             "PIPELINE_QUIET_SECONDS": str(self.quiet_seconds),
             "PIPELINE_MAX_WAIT_SECONDS": str(self.max_wait_seconds),
+            "PIPELINE_APPROVAL_TIMEOUT_SECONDS": str(self.approval_timeout_seconds),
             "PIPELINE_STORAGE_CONNECTION_STRING": "",
             "PIPELINE_STORAGE_ACCOUNT": "",
         }

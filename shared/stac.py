@@ -51,6 +51,7 @@ from shared.layout import Layout
 from shared.locations import Location, http_url, parse_location
 from shared.settings import Settings
 from shared.storage import Storage
+from shared.telemetry import emit
 
 log = logging.getLogger(__name__)
 
@@ -853,15 +854,7 @@ def register_item(
     item.save_object(include_self_link=False, dest_href=_href(paths.item()), stac_io=stac_io)
 
     others = _read_other_items(paths, storage)
-    for other_id in sorted(others):
-        collection.add_link(
-            pystac.Link(
-                pystac.RelType.ITEM,
-                _href(paths.item(other_id)),
-                media_type=pystac.MediaType.GEOJSON,
-            )
-        )
-    collection.links.sort(key=_link_order)
+    _link_items(collection, paths, others)
     collection.extent = collection_extent([item.to_dict(), *others.values()])
     collection.save_object(
         include_self_link=False, dest_href=_href(paths.collection), stac_io=stac_io
@@ -873,17 +866,69 @@ def register_item(
         collection_url=http_url(paths.collection, settings),
         catalog_url=http_url(paths.catalog, settings),
     )
-    log.info(
+    emit(
+        log,
         "catalog updated",
-        extra={
-            "stage": "register",
-            "dataset": item.id,
-            "collection": collection_id,
-            "items_in_collection": len(others) + 1,
-            "item_url": result.item_url,
-        },
+        stage="register",
+        dataset=item.id,
+        collection=collection_id,
+        items_in_collection=len(others) + 1,
+        item_url=result.item_url,
     )
     return result
+
+
+def remove_item(
+    item_id: str, *, collection_id: str, settings: Settings, storage: Storage | None = None
+) -> bool:
+    """Take ``item_id`` out of the static catalog (unpublish): delete its document, then
+    rebuild the collection's item links and extent from the items that remain. Returns
+    whether there was an item to remove. The collection stays, even when empty."""
+    storage = storage or Storage(settings)
+    stac_io = StorageStacIO(storage)
+    root = Layout.from_settings(settings).catalog
+    _check_id(item_id, "item id", root)
+    _check_id(collection_id, "collection id", root)
+    paths = CatalogPaths(root, collection_id, item_id)
+    if not _exists(paths.item(), storage):
+        return False
+    with _catalog_errors(paths.item(), "delete"):
+        storage.delete([paths.item()])
+    if not _exists(paths.collection, storage):
+        return True
+    collection = _read_object(paths.collection, stac_io, pystac.Collection)
+    _drop_links(collection, [pystac.RelType.ITEM])
+    others = _read_other_items(paths, storage)
+    _link_items(collection, paths, others)
+    if others:
+        collection.extent = collection_extent(others.values())
+    collection.save_object(
+        include_self_link=False, dest_href=_href(paths.collection), stac_io=stac_io
+    )
+    emit(
+        log,
+        "item removed",
+        stage="unpublish",
+        dataset=item_id,
+        collection=collection_id,
+        items_in_collection=len(others),
+    )
+    return True
+
+
+def _link_items(
+    collection: pystac.Collection, paths: CatalogPaths, others: Mapping[str, Any]
+) -> None:
+    """Link the collection to the other item documents found below it, in a stable order."""
+    for other_id in sorted(others):
+        collection.add_link(
+            pystac.Link(
+                pystac.RelType.ITEM,
+                _href(paths.item(other_id)),
+                media_type=pystac.MediaType.GEOJSON,
+            )
+        )
+    collection.links.sort(key=_link_order)
 
 
 def _drop_links(stac_object: pystac.STACObject, rels: Iterable[str]) -> None:

@@ -12,8 +12,22 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-PHASES = ("scan", "validate", "gate", "generate", "combine", "verify", "register")
+PHASES = (
+    "scan",
+    "validate",
+    "gate",
+    "generate",
+    "combine",
+    "verify",
+    "awaiting_approval",
+    "register",
+)
+AWAITING_APPROVAL = "awaiting_approval"
 MAX_ERRORS = 5
+# Rough per-file cost of the single-activity stages, from bench/combine_memory.py (2 cores,
+# 1,000-10,000 files: combine 14-15 ms, sampled verify 52-60 ms a file). The estimate of
+# time remaining uses them until the stage's own timing is known.
+SECONDS_PER_FILE = {"combine": 0.015, "verify": 0.06, "register": 0.002}
 
 
 @dataclass
@@ -32,6 +46,12 @@ class RunStatus:
     errors: list[dict[str, str]] = field(default_factory=list)  # [{"url","code","message"}]
     stages: dict[str, dict[str, Any]] = field(default_factory=dict)  # {"started","seconds"}
     outputs: dict[str, str] = field(default_factory=dict)
+    # what combine built: {"mode", "bytes", "references", "dims", "peak_memory_bytes"}
+    store: dict[str, Any] = field(default_factory=dict)
+    # {"stage_remaining_seconds", "run_remaining_seconds", "basis"}: see estimate()
+    estimate: dict[str, Any] = field(default_factory=dict)
+    # {"required", "state": awaiting/approved/rejected/expired, "deadline", "by", "reason", "at"}
+    approval: dict[str, Any] = field(default_factory=dict)
     error: dict[str, Any] | None = None
 
     def begin(self, phase: str, now: datetime) -> None:
@@ -58,16 +78,65 @@ class RunStatus:
                 for e in errors[:room]
             )
 
+    def estimate_remaining(self, now: datetime) -> None:
+        """Update ``estimate``: the time left in the current stage and in the run, from the
+        rate of the current fan-out (files done per second so far; generate is assumed to
+        go at validate's pace) and SECONDS_PER_FILE for combine, verify and register. None
+        where there is nothing to go on yet (no file done)."""
+        current = self.stages.get(self.phase)
+        if current is None or self.phase not in PHASES:
+            self.estimate = {}
+            return
+        elapsed = (now - datetime.fromisoformat(current["started"])).total_seconds()
+        work = max(self.files_total - self.files_reused, 0)
+        done = {"validate": self.files_validated, "generate": self.files_generated}
+        rate: float | None = None
+        if done.get(self.phase):
+            rate = elapsed / done[self.phase]
+        elif self.phase == "generate" and "validate" in self.stages and work:
+            rate = (self.stages["validate"].get("seconds") or 0.0) / work
+        stage_left: float | None
+        if self.phase in done:
+            stage_left = None if rate is None else rate * max(work - done[self.phase], 0)
+        elif self.phase in SECONDS_PER_FILE:
+            stage_left = max(SECONDS_PER_FILE[self.phase] * self.files_total - elapsed, 0.0)
+        else:
+            stage_left = 0.0
+        later = PHASES[PHASES.index(self.phase) + 1 :]
+        run_left = stage_left
+        for phase in later:
+            if run_left is None:
+                break
+            if phase == "generate":
+                run_left = None if rate is None else run_left + rate * work
+            else:
+                run_left += SECONDS_PER_FILE.get(phase, 0.0) * self.files_total
+        self.estimate = {
+            "stage_remaining_seconds": None if stage_left is None else round(stage_left, 1),
+            "run_remaining_seconds": None if run_left is None else round(run_left, 1),
+            "basis": "files done so far in this stage; combine, verify and register from "
+            "measured seconds per file",
+        }
+
     def fail(self, error: dict[str, Any], now: datetime) -> None:
         self.end(now)
         self.error = {k: error.get(k) for k in ("code", "message", "remedy", "retryable")}
         self.stages.setdefault(self.phase, {"started": now.isoformat(), "seconds": 0.0})
         self.phase = "failed"
+        self.estimate = {}
+
+    def end_unpublished(self, outcome: str, now: datetime) -> None:
+        """The run built and verified a store but publishes nothing: rejected or expired."""
+        self.end(now)
+        self.phase = outcome
+        self.batch = {}
+        self.estimate = {}
 
     def succeed(self, now: datetime) -> None:
         self.end(now)
         self.phase = "succeeded"
         self.batch = {}
+        self.estimate = {}
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -87,6 +156,9 @@ class RunStatus:
             "errors": self.errors,
             "stages": self.stages,
             "outputs": self.outputs,
+            "store": self.store,
+            "estimate": self.estimate,
+            "approval": self.approval,
             "error": self.error,
         }
 
@@ -114,6 +186,9 @@ def pipeline_view(durable: dict[str, Any]) -> dict[str, Any]:
         "batch": custom.get("batch") or {},
         "errors": custom.get("errors") or [],
         "stages": stage_seconds(custom),
+        "store": custom.get("store") or {},
+        "estimate": custom.get("estimate") or {},
+        "approval": custom.get("approval") or {},
         "created": durable.get("createdTime"),
         "last_updated": durable.get("lastUpdatedTime"),
         **{key: outputs[key] for key in sorted(outputs)},

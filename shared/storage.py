@@ -351,6 +351,20 @@ class Storage:
                     store, self._key(location), data, attributes={"Content-Type": content_type}
                 )
 
+    def create_json(self, location: Location, document: Any) -> bool:
+        """Write ``document`` only if nothing is at ``location`` yet (If-None-Match: * in
+        blob storage, an exclusive create on disk): True if this call created it, False if
+        it was there already. The first of two concurrent writers wins; the other knows."""
+        data = json.dumps(document, indent=1, allow_nan=False).encode()
+        store = self._raw_store(location)
+        attributes = None if location.is_local else {"Content-Type": "application/json"}
+        with storage_errors(location, "create"):
+            try:
+                obstore.put(store, self._key(location), data, attributes=attributes, mode="create")
+            except obx.AlreadyExistsError:
+                return False
+        return True
+
     def write_json(self, location: Location, document: Any) -> None:
         data = json.dumps(document, indent=1, sort_keys=False, allow_nan=False).encode()
         self.write(location, data, "application/json")

@@ -64,6 +64,7 @@ from shared.storage import (
     Storage,
     storage_errors,  # the one place storage errors are mapped
 )
+from shared.telemetry import emit
 
 log = logging.getLogger(__name__)
 
@@ -1374,11 +1375,18 @@ def subgroups_ignored(header: FileHeader, settings: Settings) -> Iterator[Findin
 
 # -- batches and stored reports -----------------------------------------------------------------
 def validate_batch(
-    manifest_url: str, start: int, stop: int, settings: Settings, storage: Storage | None = None
+    manifest_url: str,
+    start: int,
+    stop: int,
+    settings: Settings,
+    storage: Storage | None = None,
+    *,
+    refresh: bool = False,
 ) -> ValidationBatch:
     """Validate manifest files [start, stop), write each report, return a small summary.
 
-    A report already stored for (url, ETag) is reused: activities run at least once."""
+    A report already stored for (url, ETag) is reused (activities run at least once), unless
+    ``refresh`` (a full run: after a library upgrade, validate with the new code)."""
     started = time.perf_counter()
     storage = storage or Storage(settings)
     manifest = load_manifest(manifest_url, settings, storage)
@@ -1394,7 +1402,7 @@ def validate_batch(
     for info in files:
         file_started = time.perf_counter()
         target = layout.report(info.url, info.etag)
-        report = _stored_report(target, storage)
+        report = None if refresh else _stored_report(target, storage)
         was_reused = report is not None
         if report is None:
             report = validate_file(info, settings, reading)
@@ -1409,20 +1417,18 @@ def validate_batch(
             error_count += 1
             if len(errors) < _SUMMARY_ERRORS:
                 errors.append((info.url, finding.code, finding.message[:_SUMMARY_MESSAGE_CHARS]))
-        log.debug(
-            "validated %s: %s",
-            info.url,
-            report.verdict,
-            extra={
-                "stage": "validate",
-                "dataset": manifest.dataset_id,
-                "file": info.url,
-                "verdict": report.verdict,
-                "codes": [f.code for f in report.findings],
-                "bytes": report.bytes_read,
-                "seconds": round(time.perf_counter() - file_started, 3),
-                "reused": was_reused,
-            },
+        emit(
+            log,
+            "file validated",
+            logging.DEBUG,
+            stage="validate",
+            dataset=manifest.dataset_id,
+            url=info.url,
+            verdict=report.verdict,
+            codes=[f.code for f in report.findings],
+            bytes=0 if was_reused else report.bytes_read,
+            seconds=round(time.perf_counter() - file_started, 3),
+            reused=was_reused,
         )
     summary = ValidationBatch(
         manifest_url=manifest_url,
@@ -1438,20 +1444,19 @@ def validate_batch(
         errors=tuple(errors),
         error_count=error_count,
     )
-    log.info(
-        "validate batch done: %d files, %d unsuitable",
-        summary.files,
-        summary.verdicts["unsuitable"],
-        extra={
-            "stage": "validate",
-            "dataset": manifest.dataset_id,
-            "file_count": summary.files,
-            "reused": summary.reused,
-            "bytes": summary.bytes_read,
-            "seconds": summary.seconds,
-            "verdicts": summary.verdicts,
-            "findings": summary.findings,
-        },
+    emit(
+        log,
+        "validate batch done",
+        stage="validate",
+        dataset=manifest.dataset_id,
+        batch=[summary.start, summary.stop],
+        file_count=summary.files,
+        reused=summary.reused,
+        bytes=summary.bytes_read,
+        requests=summary.requests,
+        seconds=summary.seconds,
+        verdicts=summary.verdicts,
+        findings=summary.findings,
     )
     return summary
 

@@ -36,6 +36,7 @@ from shared.scan import load_manifest
 from shared.settings import Settings
 from shared.storage import ObjectInfo, Storage, classify, storage_faults
 from shared.stores import open_store
+from shared.telemetry import emit
 
 log = logging.getLogger(__name__)
 
@@ -299,16 +300,15 @@ def verify(
         values_compared=values_compared,
         seconds=time.perf_counter() - started,
     )
-    log.info(
+    emit(
+        log,
         "verify done",
-        extra={
-            "stage": "verify",
-            "dataset": manifest.dataset_id,
-            "store_url": store_url,
-            "mode": mode,
-            "file_count": len(manifest.files),
-            "values_compared": values_compared,
-            "seconds": round(result.seconds, 3),
-        },
+        stage="verify",
+        dataset=manifest.dataset_id,
+        store_url=store_url,
+        mode=mode,
+        file_count=len(manifest.files),
+        values_compared=values_compared,
+        seconds=round(result.seconds, 3),
     )
     return result

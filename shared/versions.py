@@ -5,7 +5,8 @@ and gets a "verified" marker only after verify passes; the dataset's STAC item s
 it only after that. So at any time the current item points at a complete, verified store,
 and a run that fails at any point leaves the previous version untouched. After a successful
 registration, stores beyond PIPELINE_KEEP_VERSIONS (the current one included) are removed,
-and so are the leftovers of failed runs.
+and so are the leftovers of failed runs. The stores of unpublished versions are kept until
+their explicit cleanup (shared.releases.cleanup).
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from collections import defaultdict
 
 from shared.layout import Layout
 from shared.locations import Location
+from shared.releases import read_versions
 from shared.settings import Settings
 from shared.storage import ObjectInfo, Storage
+from shared.telemetry import emit
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +48,12 @@ def prune_versions(
         (r for r in verified if r != current_run), key=lambda r: verified[r], reverse=True
     )
     keep = {current_run, *newest[: max(settings.keep_versions - 1, 0)]}
+    # An unpublished version's store stays for inspection until its explicit cleanup.
+    keep |= {
+        v["version"]
+        for v in read_versions(dataset_id, settings, storage)
+        if v["state"] == "unpublished"
+    }
     removed = []
     for run, infos in sorted(objects.items()):
         if run in keep:
@@ -52,17 +61,29 @@ def prune_versions(
         storage.delete([_location(folder, info) for info in infos])
         removed.append(run)
     if removed:
-        log.info(
+        emit(
+            log,
             "old versions removed",
-            extra={
-                "stage": "register",
-                "dataset": dataset_id,
-                "removed_runs": removed,
-                "kept_runs": sorted(keep),
-            },
+            stage="register",
+            dataset=dataset_id,
+            removed_runs=removed,
+            kept_runs=sorted(keep),
         )
     return removed
 
 
 def _location(folder: Location, info: ObjectInfo) -> Location:
     return folder.join(info.url[len(folder.url) + 1 :])
+
+
+def remove_run_store(dataset_id: str, run_id: str, settings: Settings, storage: Storage) -> int:
+    """Delete every object of one run's store (and its markers and run summary); returns
+    how many objects were deleted."""
+    folder = Layout.from_settings(settings).stores.join(dataset_id)
+    doomed = [
+        _location(folder, info)
+        for info in storage.list(folder)
+        if _run_of(info.url[len(folder.url) + 1 :]) == run_id
+    ]
+    storage.delete(doomed)
+    return len(doomed)

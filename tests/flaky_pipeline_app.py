@@ -1,4 +1,5 @@
-"""The real Function App with one fault injected: the first call of validate_files raises
+"""The real Function App with faults injected: the first call (or the first
+PIPELINE_TEST_FAULTS calls) of validate_files raises
 StorageUnavailable, as a throttled or dropped storage connection would. This is a mock of a
 fault we cannot provoke for real here yet (issue 5 adds a fault-injecting proxy in front of
 Azurite); everything else is the real orchestrator and the real activities."""
@@ -17,6 +18,7 @@ from orchestrators.pipeline import bp as orchestrators
 from shared.errors import StorageUnavailable
 
 FAULT_COUNTER = "PIPELINE_TEST_FAULT_COUNTER"  # a file: calls run in other processes
+FAULTS = "PIPELINE_TEST_FAULTS"  # how many calls fail (default 1)
 
 
 def _failing_first_call(function: Any) -> Any:
@@ -25,7 +27,7 @@ def _failing_first_call(function: Any) -> Any:
         counter = Path(os.environ[FAULT_COUNTER])
         calls = int(counter.read_text()) if counter.exists() else 0
         counter.write_text(str(calls + 1))
-        if calls == 0:
+        if calls < int(os.environ.get(FAULTS, "1")):
             raise StorageUnavailable("Storage did not answer (injected: connection reset by peer).")
         return function(payload)
 

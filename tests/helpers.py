@@ -155,3 +155,10 @@ def submit(host: DurableHost, settings: Settings, **body) -> str:
     run = PipelineInput(request, RunPolicy.from_request(request, settings))
     host.start_new("pipeline", instance_id, json.dumps(run.to_dict()))
     return instance_id
+
+
+def stores_written(store_root: str | Path) -> list[Path]:
+    """Every file below the store root except run summaries (`{run}.report.md`, which a
+    failed run writes too): what "no store was written" checks."""
+    root = Path(store_root)
+    return [p for p in root.rglob("*") if p.is_file() and not p.name.endswith(".report.md")]

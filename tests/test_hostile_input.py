@@ -271,13 +271,18 @@ def http_functions() -> dict[str, Any]:
     }
 
 
-def test_the_starter_and_status_need_a_function_key_and_only_health_is_anonymous() -> None:
+def test_every_route_needs_a_function_key_and_only_health_is_anonymous() -> None:
     """DevServer does not enforce keys on /api/ routes (neither does `func start`), so this
     checks what the app declares, which is what Azure enforces."""
     levels = {name: trigger.auth_level for name, trigger in http_functions().items()}
     assert levels == {
         "start_pipeline": func.AuthLevel.FUNCTION,
         "pipeline_status": func.AuthLevel.FUNCTION,
+        "approve_pipeline": func.AuthLevel.FUNCTION,
+        "reject_pipeline": func.AuthLevel.FUNCTION,
+        "dataset_versions": func.AuthLevel.FUNCTION,
+        "unpublish_version": func.AuthLevel.FUNCTION,
+        "cleanup_version": func.AuthLevel.FUNCTION,
         "health": func.AuthLevel.ANONYMOUS,  # library versions only: no data, no ids
     }
 

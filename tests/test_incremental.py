@@ -132,13 +132,24 @@ def test_option_full_validates_and_generates_every_file_again(
     source = tmp_path / "src"
     write_sample_files(source, SPEC)
     settings = local_settings.with_changes(batch_size=4, files_per_activity=4)
+    layout = Layout.from_settings(settings)
     with durable_host(tmp_path / "state", settings, monkeypatch) as host:
-        run(host, settings, source=str(source))
+        first, _ = run(host, settings, source=str(source))
         unchanged, skipped = run(host, settings, source=str(source))
+        # A stored reference document that no longer matches what the code writes (as after
+        # a library upgrade): only a full run replaces it.
+        stale = manifest_files(first)[0]
+        references = Path(layout.references(stale["url"], stale["etag"]).path)
+        references.write_text(references.read_text().replace('"', '"', 1) + " ")
+        before = references.read_bytes()
         full, executed = run(host, settings, source=str(source), options={"full": True})
     assert unchanged["files"]["reused"] == 4 and "validate_files" not in skipped
+    assert unchanged["run_id"] == first["run_id"]
     assert full["files"]["reused"] == 0
     assert executed["validate_files"] == 1 and executed["generate_files"] == 1
+    assert full["bytes_read"]["validate"] > 0 and full["bytes_read"]["generate"] > 0
+    assert references.read_bytes() != before  # written again
+    assert full["run_id"] != first["run_id"]  # a new version, built by these libraries
 
 
 def test_icechunk_recombines_when_a_new_file_does_not_extend_the_store(

@@ -128,3 +128,27 @@ def test_a_transient_failure_is_retried_and_the_run_succeeds(tmp_path, local_set
     assert "injected: connection reset by peer" in failed[0]["Reason"]
     with open_item(status["output"]["outputs"]["item_url"], settings) as published:
         xr.testing.assert_identical(published.load(), open_sources(paths))
+
+
+def test_retries_that_run_out_fail_the_run_with_its_status_and_report(
+    tmp_path, local_settings, monkeypatch
+):
+    write_sample_files(tmp_path / "src", SPEC)
+    monkeypatch.setenv("PIPELINE_TEST_FAULT_COUNTER", str(tmp_path / "fault-calls"))
+    monkeypatch.setenv("PIPELINE_TEST_FAULTS", "100")
+    settings = local_settings.with_changes(
+        batch_size=5, files_per_activity=5, retry_first_interval_ms=50, retry_max_attempts=2
+    )
+    with durable_host(
+        tmp_path / "state", settings, monkeypatch, "tests.flaky_pipeline_app"
+    ) as host:
+        instance_id = submit(host, settings, source=str(tmp_path / "src"))
+        status = host.wait_for(instance_id, timeout=180)
+    assert status["runtimeStatus"] == "Failed"
+    custom = status["customStatus"]
+    assert custom["phase"] == "failed" and custom["stages"]["validate"]["seconds"] is not None
+    assert custom["error"]["code"] == "retries_exhausted"
+    assert "failed 2 times" in custom["error"]["message"]
+    assert "injected: connection reset by peer" in custom["error"]["message"]
+    assert Path(custom["outputs"]["run_report"].removeprefix("file://")).exists()
+    assert Path(custom["outputs"]["run_summary"].removeprefix("file://")).exists()

@@ -12,7 +12,7 @@ from shared.reader import open_item, read_item
 from shared.request import FORMATS, PipelineRequest
 from shared.samples import SampleSpec, truncate_copy, write_bytes, write_sample_files
 from shared.storage import Storage
-from tests.helpers import open_sources
+from tests.helpers import open_sources, stores_written
 
 SPEC = SampleSpec(files=3, steps_per_file=2, time_chunk=1, lat=12, lon=20)
 
@@ -115,7 +115,7 @@ def test_a_bad_file_stops_the_run_at_the_gate_and_nothing_is_published(
         run(str(tmp_path / "src"), local_settings)
     assert "1 of 3 files cannot be combined" in error.value.message
     assert catalog_is_empty(local_settings)
-    assert not Path(local_settings.store_root).exists()
+    assert not stores_written(local_settings.store_root)
 
 
 def test_an_empty_folder_fails_at_scan_with_a_clear_error(tmp_path, local_settings):

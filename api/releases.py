@@ -1,0 +1,222 @@
+"""HTTP API for the release lifecycle: approve or reject a built store, list a dataset's
+versions, unpublish a version, clean up an unpublished version's store.
+
+    POST /api/pipelines/{instance_id}/approve   {"by"?, "reason"?}     202 / 404 / 409
+    POST /api/pipelines/{instance_id}/reject    {"by"?, "reason"}      202 / 404 / 409
+    GET  /api/datasets/{dataset_id}             versions, newest first; which is current
+    POST /api/datasets/{dataset_id}/versions/{version}/unpublish  {"by"?, "reason"}
+    POST /api/datasets/{dataset_id}/versions/{version}/cleanup     delete an unpublished store
+
+Who decides: the signed-in principal App Service authentication passes
+(X-MS-CLIENT-PRINCIPAL-NAME) when there is one, otherwise the body's "by". A decision is
+recorded once (a create-only write): a second decision for the same build gets 409, as does
+a decision for a run that is not waiting for one. Translation only: the rules are in
+shared/releases.py, the waiting in orchestrators/pipeline.py.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import azure.durable_functions as df
+import azure.functions as func
+
+from api.http import INSTANCE_ID, _json, _runtime_status, _status_url
+from orchestrators.pipeline import APPROVAL_EVENT
+from shared.errors import BadRequest, Conflict, NotFound, PipelineError
+from shared.locations import show_value
+from shared.releases import (
+    check_person,
+    check_reason,
+    cleanup,
+    dataset_view,
+    read_decision,
+    record_decision,
+    unpublish,
+)
+from shared.request import identifier, read_body
+from shared.settings import Settings
+from shared.status import AWAITING_APPROVAL
+from shared.storage import Storage
+
+bp = df.Blueprint()
+
+VERSION = re.compile(r"^[0-9a-f]{16}$")
+PRINCIPAL_HEADER = "x-ms-client-principal-name"
+STATUS_FOR = {BadRequest: 400, NotFound: 404, Conflict: 409}
+
+
+def _error(exc: PipelineError) -> func.HttpResponse:
+    status = next((code for kind, code in STATUS_FOR.items() if isinstance(exc, kind)), None)
+    if status is None:
+        status = 503 if exc.retryable else 500
+    return _json(status, {"error": exc.to_dict()})
+
+
+def _decision_body(req: func.HttpRequest, *, reason_required: bool) -> tuple[str, str]:
+    body = req.get_body()
+    data: Any = read_body(body) if body.strip() else {}
+    if not isinstance(data, dict) or set(data) - {"by", "reason"}:
+        raise BadRequest(
+            'The body must be a JSON object with "by" and "reason" (and nothing else).'
+        )
+    principal = req.headers.get(PRINCIPAL_HEADER)
+    by = check_person(principal or data.get("by"), "Field 'by' (who decides)")
+    return by, check_reason(data.get("reason"), required=reason_required)
+
+
+async def _decide(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient, decision: str
+) -> func.HttpResponse:
+    instance_id = req.route_params.get("instance_id", "")
+    try:
+        if not INSTANCE_ID.match(instance_id) or not instance_id.startswith("pipeline-"):
+            raise NotFound(f"There is no pipeline run {show_value(instance_id)}.")
+        status = await client.get_status(instance_id)
+        if status is None or _runtime_status(status) is None:
+            raise NotFound(
+                f"There is no pipeline run {show_value(instance_id)}.",
+                remedy="Use the instance_id returned by POST /api/pipelines.",
+            )
+        custom = status.custom_status if isinstance(status.custom_status, dict) else {}
+        phase = custom.get("phase")
+        waiting = _runtime_status(status) == "Running" and phase == AWAITING_APPROVAL
+        by, reason = _decision_body(req, reason_required=decision == "reject")
+        settings = Settings.from_env()
+        storage = Storage(settings)
+        dataset_id = custom.get("dataset_id") or instance_id.removeprefix("pipeline-")
+        run_id = custom.get("run_id") or ""
+        try:
+            record = record_decision(
+                dataset_id=dataset_id,
+                run_id=run_id,
+                decision=decision,
+                by=by,
+                reason=reason,
+                settings=settings,
+                storage=storage,
+            )
+        except Conflict:
+            if waiting:  # recorded before, but its event never arrived: deliver it again
+                earlier = read_decision(dataset_id, run_id, settings, storage)
+                await client.raise_event(instance_id, APPROVAL_EVENT, earlier)
+            raise
+        if not waiting:
+            raise Conflict(
+                f"Run {instance_id} is not waiting for a decision: it is "
+                f"{_runtime_status(status)}, phase {phase!r}.",
+                remedy="Only a run whose status shows phase 'awaiting_approval' can be decided.",
+            )
+        await client.raise_event(instance_id, APPROVAL_EVENT, record)
+    except PipelineError as exc:
+        return _error(exc)
+    return _json(
+        202,
+        {
+            "instance_id": instance_id,
+            "decision": record,
+            "status_url": _status_url(req, instance_id),
+        },
+    )
+
+
+@bp.route(
+    route="pipelines/{instance_id}/approve", methods=["POST"], auth_level=func.AuthLevel.FUNCTION
+)
+@bp.durable_client_input(client_name="client")
+async def approve_pipeline(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient
+) -> func.HttpResponse:
+    return await _decide(req, client, "approve")
+
+
+@bp.route(
+    route="pipelines/{instance_id}/reject", methods=["POST"], auth_level=func.AuthLevel.FUNCTION
+)
+@bp.durable_client_input(client_name="client")
+async def reject_pipeline(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient
+) -> func.HttpResponse:
+    return await _decide(req, client, "reject")
+
+
+def _dataset_id(req: func.HttpRequest) -> str:
+    value = req.route_params.get("dataset_id", "")
+    try:
+        return identifier(value, "The dataset id")
+    except BadRequest:
+        raise NotFound(f"There is no dataset {show_value(value)}.") from None
+
+
+def _version(req: func.HttpRequest, dataset_id: str) -> str:
+    value = req.route_params.get("version", "")
+    if not VERSION.match(value):
+        raise NotFound(
+            f"Dataset {dataset_id!r} has no version {show_value(value)}.",
+            remedy=f"GET /api/datasets/{dataset_id} lists its versions (16 hex digits).",
+        )
+    return value
+
+
+@bp.route(route="datasets/{dataset_id}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+def dataset_versions(req: func.HttpRequest) -> func.HttpResponse:
+    try:
+        dataset_id = _dataset_id(req)
+        settings = Settings.from_env()
+        return _json(200, dataset_view(dataset_id, settings, Storage(settings)))
+    except PipelineError as exc:
+        return _error(exc)
+
+
+@bp.route(
+    route="datasets/{dataset_id}/versions/{version}/unpublish",
+    methods=["POST"],
+    auth_level=func.AuthLevel.FUNCTION,
+)
+@bp.durable_client_input(client_name="client")
+async def unpublish_version(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient
+) -> func.HttpResponse:
+    try:
+        dataset_id = _dataset_id(req)
+        version = _version(req, dataset_id)
+        by, reason = _decision_body(req, reason_required=True)
+        run = await client.get_status(f"pipeline-{dataset_id}")
+        custom = run.custom_status if run and isinstance(run.custom_status, dict) else {}
+        if _runtime_status(run) == "Running" and custom.get("phase") == "register":
+            raise Conflict(
+                f"A run of {dataset_id!r} is publishing right now.",
+                remedy="Try again when GET /api/pipelines/pipeline-"
+                f"{dataset_id} shows it finished.",
+            )
+        settings = Settings.from_env()
+        result = unpublish(
+            dataset_id=dataset_id,
+            version=version,
+            by=by,
+            reason=reason,
+            settings=settings,
+            storage=Storage(settings),
+        )
+    except PipelineError as exc:
+        return _error(exc)
+    return _json(200, result)
+
+
+@bp.route(
+    route="datasets/{dataset_id}/versions/{version}/cleanup",
+    methods=["POST"],
+    auth_level=func.AuthLevel.FUNCTION,
+)
+def cleanup_version(req: func.HttpRequest) -> func.HttpResponse:
+    try:
+        dataset_id = _dataset_id(req)
+        version = _version(req, dataset_id)
+        settings = Settings.from_env()
+        result = cleanup(
+            dataset_id=dataset_id, version=version, settings=settings, storage=Storage(settings)
+        )
+    except PipelineError as exc:
+        return _error(exc)
+    return _json(200, result)
