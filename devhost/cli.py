@@ -13,6 +13,7 @@ Event Grid events to it, or run the demo.
     python -m devhost versions DATASET [--url URL]
     python -m devhost unpublish DATASET VERSION --reason TEXT [--by NAME] [--url URL]
     python -m devhost cleanup DATASET VERSION [--url URL]
+    python -m devhost tiles [--port 8080] [--store-root DIR] [--catalog DIR]
 
 `events` posts a Microsoft.Storage.BlobCreated event per file of SOURCE to a running app's
 Event Grid function (`start` in another terminal), as Event Grid would deliver them. The
@@ -36,6 +37,7 @@ from devhost.events import DEFAULT_FUNCTION, DEFAULT_URL, events_command
 from devhost.releases import COMMANDS as RELEASE_COMMANDS
 from devhost.releases import add_release_parsers, release_command
 from devhost.start import add_start_parser, start_command
+from devhost.tiles import add_tiles_parser
 from shared.errors import PipelineError
 from shared.settings import Settings
 
@@ -97,6 +99,7 @@ def _parser() -> argparse.ArgumentParser:
 
     add_start_parser(sub)
     add_release_parsers(sub)
+    add_tiles_parser(sub)
 
     events = sub.add_parser(
         "events",
@@ -168,6 +171,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return events_command(args, _settings(args))
         if args.command in RELEASE_COMMANDS:
             return release_command(args)
+        if args.command == "tiles":
+            from devhost.tiles import tiles_command
+
+            return tiles_command(args, _settings(args))
         if args.command == "validate":
             from devhost.commands import validate_command
 

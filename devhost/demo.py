@@ -12,10 +12,12 @@ import argparse
 import shutil
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import xarray as xr
 
 from devhost.commands import print_summary, run_through_host
+from devhost.tiles import DEFAULT_PORT, map_url, store_url_for, tile_url, write_preview
 from shared.errors import BadRequest, VerifyMismatch
 from shared.reader import open_item
 from shared.request import FORMATS
@@ -48,6 +50,9 @@ def demo_command(args: argparse.Namespace, settings: Settings) -> int:
         work_area=str(out / "work"),
         store_root=str(out / "stores"),
         catalog=str(out / "catalog"),
+        # `python -m devhost tiles` serves the stores there: the items' hrefs work in a
+        # notebook (xpystac) once it runs.
+        store_url=store_url_for(DEFAULT_PORT),
     )
     spec = DEMO_SPEC if args.files == DEMO_SPEC.files else replace(DEMO_SPEC, files=args.files)
     paths = write_sample_files(out / "source", spec)
@@ -83,4 +88,25 @@ def demo_command(args: argparse.Namespace, settings: Settings) -> int:
             f"{actual.sizes['time']} time steps {str(actual.time.values[0])[:10]} .. "
             f"{str(actual.time.values[-1])[:10]}, values, decoded times and attributes."
         )
+        show_the_map(view, settings)
     return 0
+
+
+def show_the_map(view: dict[str, Any], settings: Settings) -> None:
+    """Write the preview PNG beside the run summary and say how to see the rest."""
+    summary = view.get("run_summary") or ""
+    target = Path(summary.removeprefix("file://").removesuffix(".report.md") + ".preview.png")
+    query = write_preview(view["item_url"], target, settings)
+    base = f"http://127.0.0.1:{DEFAULT_PORT}"
+    print(f"\npreview      {target}")
+    print(
+        f"to see it    python -m devhost tiles --store-root {settings.store_root} "
+        f"--catalog {settings.catalog}"
+    )
+    print(f"  then a tile  {tile_url(base, query)}")
+    print(f"  and a map    {map_url(base, query)}")
+    print(
+        "in a notebook (with the tile server running):\n"
+        "  import pystac, xarray as xr\n"
+        f"  ds = xr.open_dataset(pystac.Item.from_file({view['item_url'][7:]!r}).assets['data'])"
+    )

@@ -504,3 +504,29 @@ def http_url(location: Location, settings: Settings) -> str:
     from urllib.parse import quote
 
     return f"{settings.account.endpoint}/{location.container}/{quote(location.path)}"
+
+
+def public_store_url(store: Location, settings: Settings) -> str:
+    """The URL a published store is given in its STAC asset: the https blob URL, or for a
+    local store under the store root served at PIPELINE_STORE_URL, that URL; otherwise
+    its file:// URL."""
+    if store.is_local and settings.store_url:
+        root = parse_location(settings.store_root, settings, what="store root")
+        try:
+            relative = store.relative_to(root)
+        except ValueError:
+            return http_url(store, settings)
+        from urllib.parse import quote
+
+        return f"{settings.store_url}/{quote(relative)}"
+    return http_url(store, settings)
+
+
+def store_location(href: str, settings: Settings) -> Location:
+    """The inverse of public_store_url: the store a STAC asset's href names."""
+    if settings.store_url and href.startswith(settings.store_url + "/"):
+        from urllib.parse import unquote
+
+        root = parse_location(settings.store_root, settings, what="store root")
+        return root.join(unquote(href[len(settings.store_url) + 1 :]))
+    return parse_location(href, settings, what="store href")

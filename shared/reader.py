@@ -16,7 +16,7 @@ import pystac
 import xarray as xr
 
 from shared.errors import CatalogError
-from shared.locations import parse_location
+from shared.locations import store_location
 from shared.settings import Settings
 from shared.stac import StorageStacIO
 from shared.storage import Storage
@@ -46,7 +46,7 @@ def open_item(item_url: str, settings: Settings) -> Iterator[xr.Dataset]:
 
 def open_asset(asset: pystac.Asset, settings: Settings) -> xr.Dataset:
     href = asset.get_absolute_href() or asset.href
-    store = parse_location(href, settings, what="store href")
+    store = store_location(href, settings)
     open_kwargs: dict[str, Any] = dict(asset.extra_fields.get("xarray:open_kwargs") or {})
     if asset.media_type == "application/vnd.zarr+icechunk":
         repo = open_icechunk_repository(store, settings)

@@ -135,6 +135,10 @@ class Settings:
     max_wait_seconds: int = 3600
     # A run that needs approval waits this long for a decision, then publishes nothing.
     approval_timeout_seconds: int = 7 * 86400
+    # Where a local store root is served over HTTP (`python -m devhost tiles` serves it at
+    # http://127.0.0.1:8080/stores): STAC assets of local stores then get http hrefs, which
+    # xpystac needs. Blob stores always get their https blob URL.
+    store_url: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -196,6 +200,7 @@ class Settings:
             approval_timeout_seconds=_int(
                 env, "PIPELINE_APPROVAL_TIMEOUT_SECONDS", defaults.approval_timeout_seconds
             ),
+            store_url=env.get("PIPELINE_STORE_URL", defaults.store_url).strip().rstrip("/"),
         )
 
     def with_changes(self, **changes: Any) -> Settings:
@@ -229,6 +234,7 @@ class Settings:
             "PIPELINE_QUIET_SECONDS": str(self.quiet_seconds),
             "PIPELINE_MAX_WAIT_SECONDS": str(self.max_wait_seconds),
             "PIPELINE_APPROVAL_TIMEOUT_SECONDS": str(self.approval_timeout_seconds),
+            "PIPELINE_STORE_URL": self.store_url,
             "PIPELINE_STORAGE_CONNECTION_STRING": "",
             "PIPELINE_STORAGE_ACCOUNT": "",
         }

@@ -48,7 +48,7 @@ from pystac.utils import HREF, datetime_to_str, str_to_datetime
 from shared.errors import CatalogError, PipelineError, StorageUnavailable
 from shared.jsonsafe import json_safe
 from shared.layout import Layout
-from shared.locations import Location, http_url, parse_location
+from shared.locations import Location, http_url, parse_location, public_store_url
 from shared.settings import Settings
 from shared.storage import Storage
 from shared.telemetry import emit
@@ -258,7 +258,7 @@ def store_asset(
     chunk containers in ``icechunk:virtual_chunk_containers``, then
     ``xr.open_zarr(session.store, **open_kwargs)``.
     """
-    href = http_url(store, settings)
+    href = public_store_url(store, settings)
     asset = pystac.Asset(
         href=href,
         title=title,

@@ -1,0 +1,135 @@
+"""`python -m devhost tiles`: TiTiler-xarray with our reader on 127.0.0.1, over the local
+catalog, so a browser can show a map of a published dataset and a notebook can open it.
+
+    python -m devhost tiles [--port 8080] [--store-root DIR] [--catalog DIR]
+
+Serves the TiTiler-xarray routes (shared.tiles.create_app: /info, /tiles/..., /point/...,
+/WebMercatorQuad/map.html) and, as plain files, the store root at /stores/ (where
+PIPELINE_STORE_URL points: xpystac downloads kerchunk JSON over HTTP) and the catalog at
+/catalog/. Prints a map URL for every item in the catalog.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from shared.errors import BadRequest
+from shared.settings import Settings
+
+DEFAULT_PORT = 8080
+STORE_PATH = "/stores"
+
+
+def store_url_for(port: int) -> str:
+    return f"http://127.0.0.1:{port}{STORE_PATH}"
+
+
+def add_tiles_parser(sub: Any) -> None:
+    parser = sub.add_parser(
+        "tiles", help="serve TiTiler-xarray with our reader over the local catalog"
+    )
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port on 127.0.0.1")
+    parser.add_argument("--store-root", help="the local store root (default: the setting)")
+    parser.add_argument("--catalog", help="the local catalog (default: the setting)")
+
+
+def preview_query(dataset: Any, item_url: str) -> dict[str, str]:
+    """Query parameters for a picture of ``dataset``: its first data variable with a time
+    axis, at the middle time step, stretched to the values of that step."""
+    variable = next(
+        name
+        for name, array in dataset.data_vars.items()
+        if {"time"} <= set(array.dims) and array.ndim == 3
+    )
+    times = dataset["time"].values
+    when = times[len(times) // 2]
+    step = dataset[variable].sel(time=when).values
+    low, high = float(_nanmin(step)), float(_nanmax(step))
+    return {
+        "url": item_url,
+        "variable": variable,
+        "sel": f"time={str(when)[:19]}",
+        "rescale": f"{low:.6g},{high:.6g}",
+        "colormap_name": "viridis",
+    }
+
+
+def _nanmin(values: Any) -> Any:
+    import numpy as np
+
+    return np.nanmin(values)
+
+
+def _nanmax(values: Any) -> Any:
+    import numpy as np
+
+    return np.nanmax(values)
+
+
+def tile_url(base: str, query: dict[str, str], z: int = 0, x: int = 0, y: int = 0) -> str:
+    return f"{base}/tiles/WebMercatorQuad/{z}/{x}/{y}.png?{urlencode(query)}"
+
+
+def map_url(base: str, query: dict[str, str]) -> str:
+    return f"{base}/WebMercatorQuad/map.html?{urlencode(query)}"
+
+
+def write_preview(item_url: str, target: Path, settings: Settings) -> dict[str, str]:
+    """Render the world tile (z=0) of the item through the real TiTiler app, in process,
+    and write it as a PNG; returns the query it used."""
+    from fastapi.testclient import TestClient
+
+    from shared.reader import open_item
+    from shared.tiles import configure, create_app
+
+    with open_item(item_url, settings) as dataset:
+        query = preview_query(dataset, item_url)
+    configure(settings)
+    try:
+        with TestClient(create_app()) as client, warnings.catch_warnings():
+            # rio-tiler says it nudges latitudes of +-90 at the poles; nothing to act on
+            warnings.filterwarnings("ignore", message="Adjusting dataset latitudes")
+            answer = client.get("/tiles/WebMercatorQuad/0/0/0.png", params=query)
+    finally:
+        configure(None)
+    if answer.status_code != 200:
+        raise BadRequest(f"The preview tile of {item_url} failed: {answer.text[:300]}")
+    target.write_bytes(answer.content)
+    return query
+
+
+def tiles_command(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+    from fastapi.staticfiles import StaticFiles
+
+    from shared.tiles import configure, create_app
+
+    store_root = Path(args.store_root or settings.store_root).resolve()
+    catalog = Path(args.catalog or settings.catalog).resolve()
+    configure(
+        settings.with_changes(
+            allow_local_paths=True,
+            store_root=str(store_root),
+            catalog=str(catalog),
+            store_url=store_url_for(args.port),
+        )
+    )
+    app = create_app()
+    if store_root.is_dir():
+        app.mount(STORE_PATH, StaticFiles(directory=store_root), name="stores")
+    if catalog.is_dir():
+        app.mount("/catalog", StaticFiles(directory=catalog), name="catalog")
+    base = f"http://127.0.0.1:{args.port}"
+    print(f"TiTiler-xarray with the pipeline's reader on {base} (docs: {base}/docs)")
+    print(f"  stores  {store_root} at {base}{STORE_PATH}/   catalog {catalog} at {base}/catalog/")
+    for item in sorted(catalog.glob("*/*/*.json")) if catalog.is_dir() else []:
+        if json.loads(item.read_text()).get("type") == "Feature":
+            print(f"  map of {item.stem}: {base}/WebMercatorQuad/map.html?url={item}&variable=...")
+    print("Press Ctrl+C to stop.")
+    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")
+    return 0
