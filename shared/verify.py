@@ -205,7 +205,8 @@ def verify(
     memory = MemoryWatch(settings.memory_limit_bytes, "verify")
     mismatches: list[Mismatch] = []
     variables_checked = values_compared = 0
-    covered = 0
+    # Which steps of the store some file accounts for: each exactly once, all of them.
+    claimed = np.zeros(combined.sizes[concat_dim], dtype=bool)
     try:
         for info in manifest.files:
             with open_source(info, settings, storage) as source:
@@ -221,7 +222,17 @@ def verify(
                         Mismatch(info.url, concat_dim, "its steps are not contiguous in the store")
                     )
                     continue
-                covered += len(positions)
+                if claimed[positions].any():
+                    mismatches.append(
+                        Mismatch(
+                            info.url,
+                            concat_dim,
+                            "its steps are also another file's: two files hold the same "
+                            f"{concat_dim} values (was a file overwritten with another's content?)",
+                        )
+                    )
+                    continue
+                claimed[positions] = True
                 window = {concat_dim: slice(int(positions[0]), int(positions[-1]) + 1)}
                 extra = sorted(set(combined.variables) - set(source.variables))
                 if extra and info.url == manifest.files[0].url:
@@ -257,13 +268,13 @@ def verify(
             if len(mismatches) >= MAX_REPORTED:
                 break
             memory.check(f"after comparing {info.url}")
-        if not mismatches and covered != combined.sizes[concat_dim]:
+        if not mismatches and not claimed.all():
             mismatches.append(
                 Mismatch(
                     store_url,
                     concat_dim,
-                    f"the store has {combined.sizes[concat_dim]} steps but the files have "
-                    f"{covered}",
+                    f"the store has {combined.sizes[concat_dim]} steps but the files account "
+                    f"for {int(claimed.sum())}",
                 )
             )
     except Exception as exc:

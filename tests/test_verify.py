@@ -80,3 +80,20 @@ def test_a_variable_missing_from_the_store_is_caught(sample_files, local_setting
     edit_refs(store_url, drop_pr)
     with pytest.raises(VerifyMismatch, match="variable 'pr': is missing from the store"):
         verify(manifest_url, store_url, "kerchunk-json", "time", local_settings)
+
+
+@pytest.mark.parametrize("full_limit", [10**12, 0], ids=["full", "sample"])
+def test_a_source_overwritten_with_another_files_content_is_caught(
+    tmp_path, local_settings, full_limit
+):
+    """The store was built from three files; then the second is replaced by a copy of the
+    first. Read again, every file's values exist in the store, but two files claim the
+    same steps and one step has no file: verify must refuse (a rescan gives a manifest with
+    the new ETag, so nothing else would notice)."""
+    settings = local_settings.with_changes(verify_full_max_bytes=full_limit)
+    paths = write_sample_files(tmp_path / "src", SampleSpec(files=3, lat=4, lon=6))
+    _, store_url = build(tmp_path / "src", settings)
+    paths[1].write_bytes(paths[0].read_bytes())
+    _, rescanned = scanned(str(tmp_path / "src"), settings)
+    with pytest.raises(VerifyMismatch, match=r"tas_day_20240102\.nc.*also another file's"):
+        verify(rescanned.manifest_url, store_url, "kerchunk-json", "time", settings)
