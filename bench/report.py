@@ -1,0 +1,262 @@
+"""docs/benchmarks.md and docs/benchmarks.png from the results of bench/run_all.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from bench.common import table
+
+TITLE = "# Benchmarks"
+
+
+def write(results: dict[str, Any], docs: Path, *, quick: bool) -> None:
+    docs.mkdir(parents=True, exist_ok=True)
+    parts = results["parts"]
+    plot = docs / "benchmarks.png"
+    if "combine" in parts:
+        _plot(parts["combine"], plot)
+    (docs / "benchmarks.md").write_text(_markdown(results, quick, plot.name))
+
+
+def _plot(combine: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    series: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for row in combine["rows"]:
+        series.setdefault((row["case"], row["method"]), []).append(row)
+    for (case, method), rows in sorted(series.items()):
+        rows.sort(key=lambda r: r["files"])
+        x = [r["files"] for r in rows]
+        style = "-o" if case.startswith("1 chunk") else "--s"
+        label = f"{method} ({case})"
+        left.plot(x, [r["seconds"] for r in rows], style, label=label)
+        right.plot(x, [r["peak_rss_bytes"] / 1e6 for r in rows], style, label=label)
+    for ax, what in ((left, "combine time (s)"), (right, "peak memory (MB)")):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("files")
+        ax.set_ylabel(what)
+        ax.grid(True, which="both", alpha=0.3)
+    left.axhline(60, color="grey", lw=0.8, ls=":")
+    right.axhline(1000, color="grey", lw=0.8, ls=":")
+    right.legend(fontsize=7, loc="upper left")
+    fig.suptitle("Combine: time and peak memory against file count (solid: 1 chunk per "
+                 "variable per file; dashed: 1,000 chunks per file)", fontsize=9)  # fmt: skip
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _pct(a: float, b: float) -> str:
+    return f"{100 * a / b:.2f}%"
+
+
+def targets(parts: dict[str, Any]) -> list[list[str]]:
+    """Each target of issue 9: the figure measured, met or missed (by how much)."""
+    out: list[list[str]] = []
+
+    def verdict(ok: bool, miss: str) -> str:
+        return "met" if ok else f"**missed**: {miss}"
+
+    per_file = parts.get("per-file")
+    if per_file:
+        for where in ("local", "azurite"):
+            case = next(
+                c for c in per_file["cases"] if c["file"] == "large" and c["where"] == where
+            )
+            size, m = case["size"], case["methods"]
+            v, g = m["validate"], m["generate"]
+            out.append(
+                [
+                    f"validate, large file ({where}): < 1% of bytes",
+                    f"{_pct(v['bytes'], size)} ({v['bytes'] / 1e3:,.0f} KB)",
+                    verdict(v["bytes"] < 0.01 * size, f"{v['bytes'] / (0.01 * size):.1f}x"),
+                ]
+            )
+            out.append(
+                [
+                    f"generate, large file ({where}): < 5% of bytes, <= 40 requests",
+                    f"{_pct(g['bytes'], size)}, {g['requests']} requests",
+                    verdict(g["bytes"] < 0.05 * size and g["requests"] <= 40, "see text"),
+                ]
+            )
+            others = {k: m[k]["bytes"] for k in ("virtualizarr", "kerchunk")
+                      if m[k]["bytes"] is not None}  # fmt: skip
+            if others:
+                worst = min(others.values()) / g["bytes"]
+                out.append(
+                    [
+                        f"generate ({where}): >= 5x fewer bytes than either library",
+                        ", ".join(f"{k} {v / g['bytes']:.1f}x" for k, v in others.items()),
+                        verdict(worst >= 5, f"{worst:.1f}x against 5x"),
+                    ]
+                )
+        for case in per_file["cases"]:
+            m = case["methods"]
+            ratio = m["generate"]["seconds"] / m["kerchunk"]["seconds"]
+            out.append(
+                [
+                    f"generate time, {case['file']} ({case['where']}): <= kerchunk's",
+                    f"ours/kerchunk {ratio:.2f}",
+                    verdict(ratio <= 1.0, f"{100 * (ratio - 1):.0f}% slower"),
+                ]
+            )
+    combine = parts.get("combine")
+    if combine:
+        rows = combine["rows"]
+        top = [r for r in rows if r["case"].startswith("1 chunk")]
+        biggest = max((r["files"] for r in top), default=0)
+        for r in (r for r in top if r["files"] == biggest and r["method"] != "MultiZarrToZarr"):
+            out.append([f"combine {biggest:,} files, {r['method']}: < 60 s, < 1 GB",
+                        f"{r['seconds']:.0f} s, {r['peak_rss_bytes'] / 1e6:,.0f} MB",
+                        verdict(r["seconds"] < 60 and r["peak_rss_bytes"] < 1e9,
+                                f"{r['seconds'] / 60:.1f}x the time"
+                                if r["seconds"] >= 60 else
+                                f"{r['peak_rss_bytes'] / 1e9:.1f}x the memory")])  # fmt: skip
+        many = [r for r in rows if not r["case"].startswith("1 chunk")]
+        most = max((r["files"] for r in many), default=0)
+        for r in (r for r in many if r["files"] == most and r["method"] != "MultiZarrToZarr"):
+            out.append([f"combine {r['files']:,} files x {2 * r['steps']:,} chunks, {r['method']}: < 2 GB",
+                        f"{r['peak_rss_bytes'] / 1e6:,.0f} MB, {r['seconds']:.0f} s",
+                        verdict(r["peak_rss_bytes"] < 2e9,
+                                f"{r['peak_rss_bytes'] / 2e9:.1f}x")])  # fmt: skip
+        for case in sorted({r["case"] for r in rows}):
+            for method in sorted({r["method"] for r in rows}):
+                rs = sorted((r for r in rows if r["case"] == case and r["method"] == method),
+                            key=lambda r: r["files"])  # fmt: skip
+                if len(rs) < 2:
+                    continue
+                a, b = rs[-2], rs[-1]
+                grow = (b.get("references") or b["files"]) / max(
+                    a.get("references") or a["files"], 1
+                )
+                t = (b["seconds"] / a["seconds"]) / grow
+                mem = (b["peak_rss_bytes"] / a["peak_rss_bytes"]) / grow
+                out.append([f"growth {case}, {method}, {a['files']:,}->{b['files']:,} files: "
+                            "no worse than linear",
+                            f"time x{b['seconds'] / a['seconds']:.1f}, memory "
+                            f"x{b['peak_rss_bytes'] / a['peak_rss_bytes']:.1f} for x{grow:.1f} "
+                            "references",
+                            verdict(t <= 1.15, f"time grows {t:.2f}x faster than references")
+                            + ("" if mem <= 1.15 else " (memory superlinear)")])  # fmt: skip
+    orch = parts.get("orchestration")
+    if orch:
+        for r in orch["rows"]:
+            share = (r["wall"] - r["activity_busy"]) / r["wall"]
+            if r["files"] == 1000:
+                out.append(["orchestration overhead at 1,000 files: < 20%", f"{100 * share:.0f}%",
+                            verdict(share < 0.2, f"{100 * share:.0f}% against 20%")])  # fmt: skip
+    return out
+
+
+def _markdown(results: dict[str, Any], quick: bool, plot: str) -> str:
+    from bench import combine, end_to_end, orchestration, per_file
+    from bench.run_all import machine
+    from shared.references import library_versions
+
+    parts = results["parts"]
+    versions = dict(library_versions())
+    from importlib.metadata import version
+
+    for name in ("kerchunk", "adlfs", "icechunk", "obstore", "xarray", "azure-functions-durable"):
+        versions[name] = version(name)
+    lines = [
+        TITLE,
+        "",
+        "What the pipeline costs an operator: bytes and requests read from storage, worker time "
+        "and memory (issue 9). Every figure below was produced by one command, on data the "
+        "scripts write themselves (deterministic: shared/samples.py, sizes stated in each part):",
+        "",
+        f"    .venv/bin/{results['command']}",
+        "",
+        f"- Run started {results['started']} (UTC), took {results.get('wall_seconds', 0) / 60:.0f}"
+        " minutes" + (" (**quick mode: tiny sizes, not the published figures**)" if quick else ""),
+        f"- Machine: {machine()}",
+        "- Libraries: " + ", ".join(f"{k} {v}" for k, v in sorted(versions.items())),
+        "- Peak memory is each measurement's own fresh process (VmHWM, imports included: "
+        "about 150 MB of it is the Python process with xarray, zarr and VirtualiZarr loaded).",
+        "",
+        "![combine time and peak memory against file count](benchmarks.png)",
+        "",
+        "## Targets",
+        "",
+        table(["target", "measured", "verdict"], targets(parts)),
+        "",
+    ]
+    if NOTES.strip() and not quick:
+        lines += [NOTES.strip(), ""]
+    if "per-file" in parts:
+        lines += [
+            "## Per file: bytes, requests, time (parts 1 and 2)",
+            "",
+            _doc(per_file),
+            "",
+            "Small file: 20 daily steps of a 90x180 grid, uncompressed, one chunk per variable "
+            "per step; large: 520 steps of the same (quick mode: smaller). `validate` and "
+            "`generate` are ours (validate_file, build_references). Azurite rows are counted at "
+            "the wire by a proxy (response body bytes of GET and HEAD, and their number); "
+            "kerchunk through adlfs cannot be counted locally with the same wrapper, so the h5py "
+            "floor is the same file read locally in both places.",
+            "",
+            per_file.render(parts["per-file"]),
+            "",
+        ]
+    if "combine" in parts:
+        lines += ["## Combine (part 3)", "", _doc(combine), "", combine.render(parts["combine"]),
+                  ""]  # fmt: skip
+        if parts["combine"]["skipped"]:
+            lines += ["Run what was skipped (one part, a longer budget):", "",
+                      "    .venv/bin/python -m bench.run_all --parts combine --combine-budget 7200",
+                      ""]  # fmt: skip
+    if "orchestration" in parts:
+        lines += ["## Orchestration (part 4)", "", _doc(orchestration), "",
+                  orchestration.render(parts["orchestration"]), ""]  # fmt: skip
+    if "end-to-end" in parts:
+        lines += ["## End to end (part 5)", "", _doc(end_to_end), "",
+                  end_to_end.render(parts["end-to-end"]), ""]  # fmt: skip
+    return "\n".join(lines)
+
+
+def _doc(module: Any) -> str:
+    return " ".join((module.__doc__ or "").split())
+
+
+# What limits each missed target: written after reading the figures of the run above.
+NOTES = """
+## What the figures say (notes on the run above)
+
+- **How these figures were made.** Parts 1 and 2 come from the full run
+  (`python -m bench.run_all --combine-budget 420`, 2026-11-26 02:22 UTC, 24 minutes); parts
+  3, 4 and 5 from the command above, rerun after two bench fixes (peak memory is each child's
+  own VmHWM; the many-chunk sample dates stay inside datetime64[ns]). `bench.run_all` keeps
+  the parts it does not run from bench-output/full/results.json.
+- **Per file:** validate reads two 64 KiB blocks (0.26% of the 50 MB file), generate 2.35% in
+  21 requests, 16x fewer bytes than VirtualiZarr's default reader and 42x fewer than kerchunk
+  over adlfs (whose default block reads the whole file). The h5py floor is 78 KB: our
+  reads are above it because of the 64 KiB block size (fewer requests instead of fewer bytes).
+  On the 2 MB file validate reads 3-7% of it: two blocks are the minimum, and the file is small.
+- **Time per file:** ours is 0.26-0.64x kerchunk's (faster), from local disk and Azurite.
+- **Combine at 10,000 files: missed, 2.6-2.8x the 60 s target** (155-171 s), inside the
+  memory target (526 MB). Time grows linearly, about 16 ms a file. What limits it is opening
+  one virtual dataset per file (xarray/VirtualiZarr objects per file) and xr.concat over
+  10,000 datasets, not the number of references (2 per file). MultiZarrToZarr is about 2.4x
+  faster on the same files but peaks at 1.48 GB, and gives silently wrong results on the
+  collections the gate refuses (docs/correctness.md). Combining in batches of files, or
+  writing the references without building xarray datasets, is the way to the target.
+- **One million references: met** (1,000 files x 1,000 chunks: 22-35 s, 1.0-1.2 GB in every
+  format, under the 2 GB target). MultiZarrToZarr was skipped there: it did not finish the
+  smaller case in this run's budget.
+- **Generate vs kerchunk, local: missed (0.1x).** On a local file kerchunk reads through the
+  OS with no block size, so it touches only the floor (79 KB); ours reads 64 KiB blocks. The
+  target is about bytes over the wire, where ours reads 42x less than kerchunk over adlfs.
+- **Orchestration:** overhead is 2-4% of wall time at every size (target: under 20% at 1,000
+  files), under 2 ms per activity; the largest payload stays under 4 KB and the largest
+  history under 0.5 MB (828 events) at 10,000 files.
+- **End to end on Azurite:** 200 files in 29 s, 6.8 files per second on 2 cores; verify is
+  half of it (14 s).
+"""
