@@ -27,6 +27,7 @@ from orchestrators.pipeline import APPROVAL_EVENT
 from shared.errors import BadRequest, Conflict, NotFound, PipelineError
 from shared.locations import show_value
 from shared.releases import (
+    already_decided,
     check_person,
     check_reason,
     cleanup,
@@ -87,6 +88,15 @@ async def _decide(
         storage = Storage(settings)
         dataset_id = custom.get("dataset_id") or instance_id.removeprefix("pipeline-")
         run_id = custom.get("run_id") or ""
+        if not waiting:  # refused before anything is recorded
+            earlier = read_decision(dataset_id, run_id, settings, storage) if run_id else None
+            if earlier is not None:
+                raise already_decided(dataset_id, run_id, earlier)
+            raise Conflict(
+                f"Run {instance_id} is not waiting for a decision: it is "
+                f"{_runtime_status(status)}, phase {phase!r}.",
+                remedy="Only a run whose status shows phase 'awaiting_approval' can be decided.",
+            )
         try:
             record = record_decision(
                 dataset_id=dataset_id,
@@ -98,16 +108,11 @@ async def _decide(
                 storage=storage,
             )
         except Conflict:
-            if waiting:  # recorded before, but its event never arrived: deliver it again
-                earlier = read_decision(dataset_id, run_id, settings, storage)
-                await client.raise_event(instance_id, APPROVAL_EVENT, earlier)
+            # Recorded before, but its event may never have arrived: deliver it again (the
+            # orchestrator takes the first), and still refuse this second decision.
+            earlier = read_decision(dataset_id, run_id, settings, storage)
+            await client.raise_event(instance_id, APPROVAL_EVENT, earlier)
             raise
-        if not waiting:
-            raise Conflict(
-                f"Run {instance_id} is not waiting for a decision: it is "
-                f"{_runtime_status(status)}, phase {phase!r}.",
-                remedy="Only a run whose status shows phase 'awaiting_approval' can be decided.",
-            )
         await client.raise_event(instance_id, APPROVAL_EVENT, record)
     except PipelineError as exc:
         return _error(exc)

@@ -6,14 +6,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,41 +51,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@contextlib.contextmanager
-def azurite() -> Iterator[str]:
-    """The blob endpoint of Azurite: AZURITE_BLOB_ENDPOINT when set, else one started here
-    from .azurite/ on a free loopback port (stopped on exit)."""
-    given = os.environ.get("AZURITE_BLOB_ENDPOINT")
-    if given:
-        yield given.rstrip("/")
-        return
-    from shared.settings import AZURITE_ACCOUNT
+def azurite(endpoint: str | None = None) -> contextlib.AbstractContextManager[str]:
+    """The given Azurite endpoint, or the tests' running_azurite (AZURITE_BLOB_ENDPOINT, else
+    one started from .azurite/ on a free loopback port and stopped on exit)."""
+    from devhost.azurite import running_azurite
 
-    binary = ROOT / ".azurite" / "node_modules" / ".bin" / "azurite-blob"
-    if not binary.exists():
-        raise SystemExit("Azurite is not installed: run `./dev setup-azurite` (or ./dev test).")
-    port = free_port()
-    location = tempfile.mkdtemp(prefix="bench-azurite-")
-    process = subprocess.Popen(
-        [str(binary), "--blobHost", "127.0.0.1", "--blobPort", str(port), "--location",
-         location, "--loose", "--skipApiVersionCheck", "--disableTelemetry"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.2)
-        else:
-            raise RuntimeError("Azurite did not start within 20 s")
-        yield f"http://127.0.0.1:{port}/{AZURITE_ACCOUNT}"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-        shutil.rmtree(location, ignore_errors=True)
+    return contextlib.nullcontext(endpoint) if endpoint else running_azurite()
 
 
 def connection_string(endpoint: str) -> str:

@@ -52,7 +52,7 @@ def run(quick: bool, endpoint: str | None = None, files: int | None = None) -> d
         paths = write_sample_files(folder, SampleSpec(files=count))
     size = sum(p.stat().st_size for p in paths)
     rows = []
-    with azurite() if endpoint is None else _Given(endpoint) as ep:
+    with azurite(endpoint) as ep:
         tag = uuid.uuid4().hex[:8]
         names = [f"e2e-src-{tag}", f"e2e-work-{tag}", f"e2e-stores-{tag}", f"e2e-cat-{tag}"]
         create_containers(ep, *names)
@@ -65,17 +65,6 @@ def run(quick: bool, endpoint: str | None = None, files: int | None = None) -> d
         rows.append({"files": count, "bytes": size, **got})
         print(f"  end to end {count} files: {got['wall']:.1f} s {got['status']}", flush=True)
     return {"rows": rows}
-
-
-class _Given:
-    def __init__(self, endpoint: str) -> None:
-        self.endpoint = endpoint
-
-    def __enter__(self) -> str:
-        return self.endpoint
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def render(results: dict[str, Any]) -> str:

@@ -213,7 +213,7 @@ def run(quick: bool, endpoint: str | None = None) -> dict[str, Any]:
         target = folder / name
         existing = sorted(target.glob("*.nc"))
         files[name] = existing[0] if existing else write_sample_files(target, spec)[0]
-    with azurite() if endpoint is None else _given(endpoint) as ep:
+    with azurite(endpoint) as ep:
         for name, path in files.items():
             keys = upload(ep, "bench-perfile", [path], prefix=f"{name}/")
             for where in ("local", "azurite"):
@@ -228,17 +228,6 @@ def run(quick: bool, endpoint: str | None = None) -> dict[str, Any]:
                 results["cases"].append(row)
                 print(f"  per-file {name} {where}: done", flush=True)
     return results
-
-
-class _given:
-    def __init__(self, endpoint: str) -> None:
-        self.endpoint = endpoint
-
-    def __enter__(self) -> str:
-        return self.endpoint
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def _chunks(path: Path) -> int:

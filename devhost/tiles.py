@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+import numpy as np
+
 from shared.errors import BadRequest
 from shared.settings import Settings
 
@@ -49,7 +51,7 @@ def preview_query(dataset: Any, item_url: str) -> dict[str, str]:
     times = dataset["time"].values
     when = times[len(times) // 2]
     step = dataset[variable].sel(time=when).values
-    low, high = float(_nanmin(step)), float(_nanmax(step))
+    low, high = float(np.nanmin(step)), float(np.nanmax(step))
     return {
         "url": item_url,
         "variable": variable,
@@ -57,18 +59,6 @@ def preview_query(dataset: Any, item_url: str) -> dict[str, str]:
         "rescale": f"{low:.6g},{high:.6g}",
         "colormap_name": "viridis",
     }
-
-
-def _nanmin(values: Any) -> Any:
-    import numpy as np
-
-    return np.nanmin(values)
-
-
-def _nanmax(values: Any) -> Any:
-    import numpy as np
-
-    return np.nanmax(values)
 
 
 def tile_url(base: str, query: dict[str, str], z: int = 0, x: int = 0, y: int = 0) -> str:

@@ -17,7 +17,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.errors import Conflict, NotFound, PipelineError, SourceChanged
+from shared.errors import BadRequest, Conflict, NotFound, PipelineError, SourceChanged
 from shared.increment import read_published
 from shared.layout import Layout
 from shared.request import PipelineRequest
@@ -65,7 +65,7 @@ def record_version(
     storage: Storage,
 ) -> dict[str, Any]:
     """Add (or refresh) the version a registration just published."""
-    versions = [v for v in read_versions(request.dataset_id, settings, storage)]
+    versions = read_versions(request.dataset_id, settings, storage)
     version = {
         "version": published["run_id"],
         "state": "published",
@@ -110,10 +110,10 @@ def dataset_view(dataset_id: str, settings: Settings, storage: Storage) -> dict[
 
 def check_person(value: Any, what: str) -> str:
     if not isinstance(value, str) or not value.strip():
-        raise_bad(f"{what} must be a non-empty string.")
+        raise BadRequest(f"{what} must be a non-empty string.")
     text = value.strip()
     if len(text) > MAX_NAME_CHARS:
-        raise_bad(f"{what} is longer than {MAX_NAME_CHARS} characters.")
+        raise BadRequest(f"{what} is longer than {MAX_NAME_CHARS} characters.")
     return text
 
 
@@ -121,16 +121,10 @@ def check_reason(value: Any, *, required: bool) -> str:
     if value is None and not required:
         return ""
     if not isinstance(value, str) or (required and not value.strip()):
-        raise_bad("Field 'reason' must be a non-empty string: say why.")
+        raise BadRequest("Field 'reason' must be a non-empty string: say why.")
     if len(value) > MAX_REASON_CHARS:
-        raise_bad(f"Field 'reason' is longer than {MAX_REASON_CHARS} characters.")
+        raise BadRequest(f"Field 'reason' is longer than {MAX_REASON_CHARS} characters.")
     return value.strip()
-
-
-def raise_bad(message: str) -> None:
-    from shared.errors import BadRequest
-
-    raise BadRequest(message)
 
 
 def _decision_location(dataset_id: str, run_id: str, settings: Settings) -> Any:
@@ -139,8 +133,22 @@ def _decision_location(dataset_id: str, run_id: str, settings: Settings) -> Any:
 
 def read_decision(
     dataset_id: str, run_id: str, settings: Settings, storage: Storage
-) -> dict[str, Any]:
-    return storage.read_json(_decision_location(dataset_id, run_id, settings))
+) -> dict[str, Any] | None:
+    """The decision recorded for a build, or None."""
+    try:
+        return storage.read_json(_decision_location(dataset_id, run_id, settings))
+    except PipelineError as exc:
+        if exc.code == "source_not_found":
+            return None
+        raise
+
+
+def already_decided(dataset_id: str, run_id: str, earlier: dict[str, Any]) -> Conflict:
+    return Conflict(
+        f"The build {run_id} of {dataset_id!r} was already decided: {earlier['decision']} "
+        f"by {earlier['by']} at {earlier['at']}.",
+        remedy="A decision cannot be changed; submit the run again to build anew.",
+    )
 
 
 def record_decision(
@@ -156,16 +164,11 @@ def record_decision(
     """Record the one decision a build gets; Conflict when it was decided already (the
     first of two concurrent decisions wins, by a create-only write)."""
     if decision not in DECISIONS:
-        raise_bad(f"The decision must be one of {', '.join(DECISIONS)}.")
+        raise BadRequest(f"The decision must be one of {', '.join(DECISIONS)}.")
     record = {"decision": decision, "by": by, "reason": reason, "at": _now(), "run_id": run_id}
     location = _decision_location(dataset_id, run_id, settings)
     if not storage.create_json(location, record):
-        earlier = storage.read_json(location)
-        raise Conflict(
-            f"The build {run_id} of {dataset_id!r} was already decided: {earlier['decision']} "
-            f"by {earlier['by']} at {earlier['at']}.",
-            remedy="A decision cannot be changed; submit the run again to build anew.",
-        )
+        raise already_decided(dataset_id, run_id, storage.read_json(location))
     return record
 
 

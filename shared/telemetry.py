@@ -32,7 +32,6 @@ EXPORTERS = ("functions", "opencensus", "opentelemetry")
 # The app's own loggers: an exporter is attached to these, never to the root logger (the
 # worker's handler is there already, and other libraries' chatter is not ours to export).
 APP_LOGGERS = ("shared", "activities", "orchestrators", "api")
-CONTEXT_FIELDS = ("dataset", "instance_id", "stage")
 # The fields of each stage's INFO record (one per batch for validate and generate, one per
 # run for the others), as documented in docs/telemetry.md; tests/test_telemetry.py holds
 # the code and the document to this list.
@@ -108,15 +107,6 @@ def emit(
     extra = {**attributes, "custom_dimensions": merged, "structured": True}
     logger.log(level, "%s %s", message, text, extra=extra, stacklevel=2)
     return merged
-
-
-def findings_by_code(codes: Mapping[str, int] | list[str]) -> dict[str, int]:
-    if isinstance(codes, Mapping):
-        return dict(sorted(codes.items()))
-    counted: dict[str, int] = {}
-    for code in codes:
-        counted[code] = counted.get(code, 0) + 1
-    return dict(sorted(counted.items()))
 
 
 _ATTACHED: list[tuple[logging.Logger, logging.Handler]] = []

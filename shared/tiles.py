@@ -22,7 +22,6 @@ This module imports nothing from the Function App.
 from __future__ import annotations
 
 import functools
-import json
 import threading
 from typing import Any
 
@@ -115,8 +114,8 @@ def open_published_dataset(src_path: str, settings: Settings) -> xr.Dataset:
     if store_format == "icechunk":
         session = open_icechunk_repository(location, settings).readonly_session("main")
         return xr.open_zarr(session.store, consolidated=False, chunks=None)
-    source = _source_of(location, settings)
-    return open_store(location, store_format, source, settings)
+    # open_store needs the sources' kind only (local or blob): a store lives with them.
+    return open_store(location, store_format, location, settings)
 
 
 def _suffix(location: Location) -> str:
@@ -125,25 +124,8 @@ def _suffix(location: Location) -> str:
 
 
 def _is_item(location: Location, settings: Settings) -> bool:
-    head = Storage(settings).read_range(location, 0, 4096)
-    try:
-        start = head.decode("utf-8", "replace")
-    except UnicodeDecodeError:
-        return False
-    return '"type": "Feature"' in start or '"type":"Feature"' in start or '"stac_version"' in start
-
-
-def _source_of(store: Location, settings: Settings) -> Location:
-    """Where a kerchunk store's sources are: only whether they are local matters (which
-    file system reads them); the references hold their full URLs."""
-    if store.is_local:
-        return store
-    document = json.loads(Storage(settings).read(store)) if store.name.endswith(".json") else None
-    refs = (document or {}).get("refs", {})
-    for value in refs.values():
-        if isinstance(value, list) and value and isinstance(value[0], str):
-            return parse_location(value[0], settings, what="source file")
-    return store
+    """A STAC document names its version in its first lines; kerchunk references never do."""
+    return b'"stac_version"' in Storage(settings).read_range(location, 0, 4096)
 
 
 @attr.s

@@ -8,12 +8,6 @@ or `./dev test`). A test that needs Azurite fails, never skips, when it cannot b
 from __future__ import annotations
 
 import contextlib
-import os
-import shutil
-import socket
-import subprocess
-import tempfile
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +15,7 @@ from pathlib import Path
 import pytest
 from azure.storage.blob import BlobServiceClient
 
+from devhost.azurite import AzuriteUnavailable, running_azurite
 from shared.samples import SampleSpec, write_sample_files
 from shared.settings import AZURITE_ACCOUNT, AZURITE_KEY, Settings, StorageAccount
 
@@ -35,48 +30,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 @pytest.fixture(scope="session")
 def azurite_endpoint() -> Iterator[str]:
-    given = os.environ.get("AZURITE_BLOB_ENDPOINT")
-    if given:
-        yield given.rstrip("/")
-        return
-    binary = ROOT / ".azurite" / "node_modules" / ".bin" / "azurite-blob"
-    if not binary.exists():
-        pytest.fail("Azurite is not installed: run ./dev test, which installs and starts it.")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    location = tempfile.mkdtemp(prefix="azurite-")
-    process = subprocess.Popen(
-        [
-            str(binary),
-            "--blobHost",
-            "127.0.0.1",
-            "--blobPort",
-            str(port),
-            "--location",
-            location,
-            "--loose",
-            "--skipApiVersionCheck",
-            "--disableTelemetry",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    endpoint = f"http://127.0.0.1:{port}/{AZURITE_ACCOUNT}"
     try:
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.2)
-        else:
-            pytest.fail("Azurite did not start within 20 s")
-        yield endpoint
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-        shutil.rmtree(location, ignore_errors=True)
+        with running_azurite() as endpoint:
+            yield endpoint
+    except AzuriteUnavailable as exc:
+        pytest.fail(f"{exc} (./dev test installs and starts it)")
 
 
 @pytest.fixture(scope="session")

@@ -209,3 +209,15 @@ def test_the_command_line_approves_lists_unpublishes_and_cleans_up(host: Host, c
     assert "removed" in capsys.readouterr().out
     assert main(["reject", instance_id, "--reason", "late", *url]) == 1
     assert "409" in capsys.readouterr().err
+
+
+def test_a_decision_for_a_run_not_waiting_is_refused_and_not_recorded(host: Host):
+    finished = host.finished(host.submit("tas-early"))
+    early = host.decide(finished["instance_id"], "approve", by="ivan")
+    assert early.status == 409 and "not waiting" in early.json()["error"]["message"]
+    # The same files again, now waiting: the same build (run id), still undecided.
+    instance_id = host.submit("tas-early", approval=True)
+    waiting = host.awaiting(instance_id)
+    assert waiting["run_id"] == finished["run_id"]
+    assert host.decide(instance_id, "reject", by="judy", reason="not yet").status == 202
+    assert host.finished(instance_id)["phase"] == "rejected"
