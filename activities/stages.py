@@ -21,9 +21,15 @@ from shared.settings import Settings
 
 bp = df.Blueprint()
 
+# An activity's input is annotated with the bare type: the Functions worker refuses a binding
+# parameter annotated with a parameterised generic such as dict[str, Any] ("binding payload
+# has invalid non-type annotation"), and one function it cannot load stops the whole app from
+# loading on Azure. tests/test_worker_indexing.py runs the worker's loader on the app.
+Payload = dict
+
 
 @bp.activity_trigger(input_name="payload")
-def scan_files(payload: dict[str, Any]) -> dict[str, Any]:
+def scan_files(payload: Payload) -> dict[str, Any]:
     def run(settings: Settings) -> dict[str, Any]:
         from shared.increment import plan_increment
         from shared.layout import run_id_for
@@ -48,7 +54,7 @@ def scan_files(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 @bp.activity_trigger(input_name="payload")
-def validate_files(payload: dict[str, Any]) -> dict[str, Any]:
+def validate_files(payload: Payload) -> dict[str, Any]:
     def run(settings: Settings) -> dict[str, Any]:
         from shared.validate import validate_batch
 
@@ -64,7 +70,7 @@ def validate_files(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 @bp.activity_trigger(input_name="payload")
-def gate_files(payload: dict[str, Any]) -> dict[str, Any]:
+def gate_files(payload: Payload) -> dict[str, Any]:
     def run(settings: Settings) -> dict[str, Any]:
         from shared.gate import gate
 
@@ -79,7 +85,7 @@ def gate_files(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 @bp.activity_trigger(input_name="payload")
-def generate_files(payload: dict[str, Any]) -> dict[str, Any]:
+def generate_files(payload: Payload) -> dict[str, Any]:
     def run(settings: Settings) -> dict[str, Any]:
         from shared.references import generate_batch
 
@@ -96,7 +102,7 @@ def generate_files(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 @bp.activity_trigger(input_name="payload")
-def combine_store(payload: dict[str, Any]) -> dict[str, Any]:
+def combine_store(payload: Payload) -> dict[str, Any]:
     def run(settings: Settings) -> dict[str, Any]:
         from shared.combine import combine
         from shared.request import PipelineRequest
@@ -108,7 +114,7 @@ def combine_store(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 @bp.activity_trigger(input_name="payload")
-def verify_store(payload: dict[str, Any]) -> dict[str, Any]:
+def verify_store(payload: Payload) -> dict[str, Any]:
     def run(settings: Settings) -> dict[str, Any]:
         from shared.verify import verify
 
@@ -124,7 +130,7 @@ def verify_store(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 @bp.activity_trigger(input_name="payload")
-def register_item(payload: dict[str, Any]) -> dict[str, Any]:
+def register_item(payload: Payload) -> dict[str, Any]:
     def run(settings: Settings) -> dict[str, Any]:
         from shared.register import register
         from shared.request import PipelineRequest
@@ -143,7 +149,7 @@ def register_item(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 @bp.activity_trigger(input_name="payload")
-def check_changes(payload: dict[str, Any]) -> dict[str, Any]:
+def check_changes(payload: Payload) -> dict[str, Any]:
     """The watcher's question before a run: does the source differ from what is published?"""
 
     def run(settings: Settings) -> dict[str, Any]:
@@ -158,7 +164,7 @@ def check_changes(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 @bp.activity_trigger(input_name="payload")
-def record_run(payload: dict[str, Any]) -> dict[str, Any]:
+def record_run(payload: Payload) -> dict[str, Any]:
     """Write the run report twice: JSON in the work area for programs, and the Markdown page
     beside the store for people (shared.runreport)."""
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import azure.durable_functions as df
 
+from activities.stages import Payload
 from orchestrators.pipeline import bp as orchestrators
 
 LONG = "az://source-container/" + "very/deep/prefix/" * 4
@@ -27,7 +28,7 @@ def _url(kind: str) -> str:
 
 
 @activities.activity_trigger(input_name="payload")
-def scan_files(payload: dict[str, Any]) -> dict[str, Any]:
+def scan_files(payload: Payload) -> dict[str, Any]:
     time.sleep(FIXED)
     count = int(payload["request"]["source"].removeprefix("synthetic://"))
     return {
@@ -38,7 +39,7 @@ def scan_files(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 @activities.activity_trigger(input_name="payload")
-def validate_files(payload: dict[str, Any]) -> dict[str, Any]:
+def validate_files(payload: Payload) -> dict[str, Any]:
     files = payload["stop"] - payload["start"]
     time.sleep(PER_FILE * files)
     errors = [
@@ -55,7 +56,7 @@ def validate_files(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 @activities.activity_trigger(input_name="payload")
-def gate_files(payload: dict[str, Any]) -> dict[str, Any]:
+def gate_files(payload: Payload) -> dict[str, Any]:
     time.sleep(FIXED)
     return {
         "ok": True, "report_url": _url("gate"), "summary_url": _url("gate-summary"), "files": 0,
@@ -65,7 +66,7 @@ def gate_files(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 @activities.activity_trigger(input_name="payload")
-def generate_files(payload: dict[str, Any]) -> dict[str, Any]:
+def generate_files(payload: Payload) -> dict[str, Any]:
     files = payload["stop"] - payload["start"]
     time.sleep(PER_FILE * files)
     return {
@@ -75,26 +76,26 @@ def generate_files(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 @activities.activity_trigger(input_name="payload")
-def combine_store(payload: dict[str, Any]) -> dict[str, Any]:
+def combine_store(payload: Payload) -> dict[str, Any]:
     time.sleep(FIXED)
     return {"ok": True, "store_url": _url("store"), "reference_count": 10**6}
 
 
 @activities.activity_trigger(input_name="payload")
-def verify_store(payload: dict[str, Any]) -> dict[str, Any]:
+def verify_store(payload: Payload) -> dict[str, Any]:
     time.sleep(FIXED)
     return {"ok": True, "mode": "sample", "values_compared": 10**6}
 
 
 @activities.activity_trigger(input_name="payload")
-def register_item(payload: dict[str, Any]) -> dict[str, Any]:
+def register_item(payload: Payload) -> dict[str, Any]:
     time.sleep(FIXED)
     return {"ok": True, "item_url": _url("item"), "collection_url": _url("c"),
             "catalog_url": _url("k")}  # fmt: skip
 
 
 @activities.activity_trigger(input_name="payload")
-def record_run(payload: dict[str, Any]) -> dict[str, Any]:
+def record_run(payload: Payload) -> dict[str, Any]:
     time.sleep(FIXED)
     return {"ok": True, "run_report": _url("run")}
 

@@ -121,12 +121,18 @@ _INDEXES: dict[str, AppIndex] = {}
 
 def index_app(module: str = "function_app") -> AppIndex:
     """Import the app module and index its functions once per process (get_functions() may
-    be called only once per app instance)."""
+    be called only once per app instance). Every function goes through the Functions
+    worker's own load checks first (devhost.worker): an app that Azure would refuse raises
+    AppRefused with the worker's message, here as there."""
     if module not in _INDEXES:
         import importlib
 
-        app = importlib.import_module(module).app
-        functions = app.get_functions()
+        from devhost.worker import check_functions
+
+        imported = importlib.import_module(module)
+        functions = imported.app.get_functions()
+        # The worker's own load checks: devhost must refuse what Azure refuses (AppRefused).
+        check_functions(functions, Path(imported.__file__ or ".").parent)
         orchestrators, activities, params = {}, {}, {}
         for function in functions:
             trigger = function.get_trigger()

@@ -12,6 +12,7 @@ to curl, and serves until Ctrl-C or SIGTERM.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import signal
 import sys
@@ -25,6 +26,7 @@ from devhost.durable import DurableHost
 from devhost.events import webhook_url
 from devhost.local import exported
 from devhost.server import AppRoute, DevServer
+from devhost.worker import AppRefused, WorkerUnavailable, index_app_like_azure, worker_version
 from shared.settings import Settings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -59,7 +61,40 @@ def start_command(args: argparse.Namespace, settings: Settings) -> int:
         return _serve(args, settings)
 
 
+def app_folder(module: str = APP_MODULE) -> Path:
+    """The folder of the app module this process would import (without importing it)."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or spec.origin is None:
+        raise AppRefused(f"No module named {module!r}: run devhost from the app's folder.")
+    return Path(spec.origin).resolve().parent
+
+
+def check_app(module: str = APP_MODULE) -> tuple[bool, str]:
+    """Index the app with the Azure Functions worker's own start-up code, in a fresh process,
+    as Azure does before any function runs. Returns (True, a line for the banner) when every
+    function loads, else (False, what to print: the worker's message and what it means)."""
+    try:
+        folder = app_folder(module)
+        functions = index_app_like_azure(folder)
+    except AppRefused as exc:
+        return False, (
+            f"error: the Azure Functions worker refuses to index {module}.py, so on Azure no "
+            f"function of this app would load. The worker says:\n  {exc}\n"
+            "Fix the function it names (devhost serves only what Azure would load)."
+        )
+    except WorkerUnavailable as exc:
+        return False, f"error: cannot check the app the way Azure loads it. {exc}"
+    return True, (
+        f"  the Functions worker (azure-functions-runtime {worker_version()}) loads all "
+        f"{len(functions)} functions of {folder / (module + '.py')}"
+    )
+
+
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    loads, checked = check_app()
+    if not loads:
+        print(checked, file=sys.stderr)
+        return EXIT_FAILED
     state = Path(args.state).resolve()
     host = DurableHost(state, app_module=APP_MODULE, workers=args.workers)
     server = DevServer(host, port=args.port)
@@ -77,7 +112,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     restore = _on_signals(stop)
     try:
         host.start()
-        print(banner(server, settings, state, args.workers), flush=True)
+        print(banner(server, settings, state, args.workers, checked), flush=True)
         try:
             while not stop.wait(0.5):
                 pass
@@ -92,12 +127,15 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
-def banner(server: DevServer, settings: Settings, state: Path, workers: int) -> str:
+def banner(
+    server: DevServer, settings: Settings, state: Path, workers: int, checked: str = ""
+) -> str:
     """What to curl: the app's routes, a first run, and the operator's status URL."""
     base = server.base_url
     lines = [
         f"devhost: serving {APP_MODULE} on {base}",
         f"  state {state}  ({workers} activity worker process(es))",
+        *([checked] if checked else []),
         f"  work area {settings.work_area}, stores {settings.store_root}, "
         f"catalog {settings.catalog}",
         "",

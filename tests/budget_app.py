@@ -12,6 +12,7 @@ from typing import Any
 
 import azure.durable_functions as df
 
+from activities.stages import Payload
 from orchestrators.pipeline import bp as orchestrators
 
 LONG = "az://source-container/" + "very/deep/prefix/" * 4
@@ -25,7 +26,7 @@ def _url(kind: str) -> str:
 
 
 @activities.activity_trigger(input_name="payload")
-def scan_files(payload: dict[str, Any]) -> dict[str, Any]:
+def scan_files(payload: Payload) -> dict[str, Any]:
     count = int(payload["request"]["source"].removeprefix("synthetic://"))
     return {
         "ok": True,
@@ -42,7 +43,7 @@ def scan_files(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 @activities.activity_trigger(input_name="payload")
-def validate_files(payload: dict[str, Any]) -> dict[str, Any]:
+def validate_files(payload: Payload) -> dict[str, Any]:
     files = payload["stop"] - payload["start"]
     errors = [
         {
@@ -70,7 +71,7 @@ def validate_files(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 @activities.activity_trigger(input_name="payload")
-def gate_files(payload: dict[str, Any]) -> dict[str, Any]:
+def gate_files(payload: Payload) -> dict[str, Any]:
     return {
         "ok": True,
         "report_url": _url("gate"),
@@ -87,7 +88,7 @@ def gate_files(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 @activities.activity_trigger(input_name="payload")
-def generate_files(payload: dict[str, Any]) -> dict[str, Any]:
+def generate_files(payload: Payload) -> dict[str, Any]:
     files = payload["stop"] - payload["start"]
     return {
         "ok": True,
@@ -102,17 +103,17 @@ def generate_files(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 @activities.activity_trigger(input_name="payload")
-def combine_store(payload: dict[str, Any]) -> dict[str, Any]:
+def combine_store(payload: Payload) -> dict[str, Any]:
     return {"ok": True, "store_url": _url("store"), "reference_count": 10**6}
 
 
 @activities.activity_trigger(input_name="payload")
-def verify_store(payload: dict[str, Any]) -> dict[str, Any]:
+def verify_store(payload: Payload) -> dict[str, Any]:
     return {"ok": True, "mode": "sample", "values_compared": 10**6}
 
 
 @activities.activity_trigger(input_name="payload")
-def register_item(payload: dict[str, Any]) -> dict[str, Any]:
+def register_item(payload: Payload) -> dict[str, Any]:
     return {
         "ok": True,
         "item_url": _url("item"),
@@ -122,7 +123,7 @@ def register_item(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 @activities.activity_trigger(input_name="payload")
-def record_run(payload: dict[str, Any]) -> dict[str, Any]:
+def record_run(payload: Payload) -> dict[str, Any]:
     return {"ok": True, "run_report": _url("run")}
 
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import azure.durable_functions as df
+
+from activities.stages import Payload
 
 app = df.DFApp()
 
@@ -55,7 +56,7 @@ def double(value: int) -> int:
 
 
 @app.activity_trigger(input_name="options")
-def flaky(options: dict[str, Any]) -> str:
+def flaky(options: Payload) -> str:
     """Fails the first `fail_times` calls (counted in a file: calls run in other processes)."""
     counter = Path(options["counter"])
     calls = json.loads(counter.read_text()) if counter.exists() else 0
