@@ -1,25 +1,32 @@
 """A local stand-in for the Durable Functions extension: it drives the real
-azure-functions-durable SDK with the host's replay protocol (../shared/FACTS.md).
+azure-functions-durable SDK with the host's replay protocol (docs/devhost.md).
 
 For every orchestration step ("episode") it builds the history JSON the extension would
-build (the stored events marked IsPlayed, a new OrchestratorStarted, one new event), calls
-the registered orchestrator's handle, reads the actions it returns, and appends the
-scheduling events with the sequence numbers the extension would give them. Activities run
-in a process pool (HDF5 parsing holds a lock inside one process) through the worker's own
-ActivityTriggerConverter. Retries, timers, sub-orchestrations, external events and
-continue-as-new follow the extension's event layout.
+build (the stored events marked IsPlayed, a new OrchestratorStarted, the batch of new
+events), calls the registered orchestrator's handle, reads the actions it returns, and
+appends the scheduling events with the sequence numbers the extension would give them.
+Activities run in a process pool (HDF5 parsing holds a lock inside one process) through the
+worker's own ActivityTriggerConverter. Retries, timers (long timers included),
+sub-orchestrations, external events and continue-as-new follow the extension's event layout
+and the Azure Storage backend's rules: every execution has its own id, and what was sent to
+an earlier execution (a completion, a fired timer) is discarded.
 
 Everything is kept in SQLite under the state folder, and every episode and every activity
 completion is one transaction: a killed host restarts where it stopped, and an activity
 whose completion was recorded is never run again (one whose completion was not is run
 again: activities are at-least-once, as in Azure).
 
-One new event per episode: the order in which the SDK numbers retry timers, rescheduled
-tasks and new actions inside an episode is then always the order this host numbers them.
+Events reach an instance in batches (up to BATCH_SIZE due events per episode, as the
+extension dequeues a control queue's messages). Numbering inside a batch follows the order
+in which the extension processes the events: the orchestrator is called once per run of
+ordinary events, and once more at each event that moves a retry (a failed attempt, a fired
+retry timer), after that retry's timer or task has taken its number.
 """
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import json
 import logging
 import multiprocessing
@@ -28,6 +35,7 @@ import sqlite3
 import threading
 import time
 import traceback
+import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from contextlib import contextmanager
@@ -35,6 +43,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+from shared.errors import PipelineError
 
 log = logging.getLogger(__name__)
 
@@ -55,23 +65,36 @@ WHEN_ANY, WHEN_ALL = 11, 12
 UPPER_SCHEMA_VERSION, UPPER_SCHEMA_VERSION_NEW = 1, 2
 ERROR_MARKER = "$OutOfProcData$:"
 TERMINAL = ("Completed", "Failed", "Terminated")
+# What a purge by filter may delete (DTFx Azure Storage keeps only these of the statuses given).
+PURGEABLE = ("Completed", "Failed", "Terminated", "Canceled")
+# The Azure Storage backend's timer limits, as the extension announces them to the SDK
+# (AzureStorageDurabilityProvider: MaximumDelayTime 6 days, LongRunningTimerIntervalLength 3
+# days). The SDK turns a longer timer into a chain of timers of at most the interval.
+MAX_SHORT_TIMER = timedelta(days=6)
+LONG_TIMER_INTERVAL = timedelta(days=3)
+HTTP_POLL_MILLISECONDS = 30_000  # defaultHttpAsyncRequestSleepTimeMillseconds
+BATCH_SIZE = 32  # messages an episode takes at most (controlQueueBatchSize)
+SCHEMA_VERSION = 2
 
+# inbox.execution_id: the execution a message was sent to (a completion, a fired timer, a
+# start); NULL for what goes to whichever execution is current (raised events, terminate).
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS instances (
     id TEXT PRIMARY KEY, name TEXT NOT NULL, input TEXT, status TEXT NOT NULL,
     output TEXT, custom_status TEXT, parent_id TEXT, parent_task INTEGER,
-    created TEXT NOT NULL, updated TEXT NOT NULL,
-    next_seq INTEGER NOT NULL DEFAULT 0, actions_seen INTEGER NOT NULL DEFAULT 0,
-    episodes INTEGER NOT NULL DEFAULT 0, generation INTEGER NOT NULL DEFAULT 0);
+    parent_execution TEXT, execution_id TEXT NOT NULL, created TEXT NOT NULL,
+    updated TEXT NOT NULL, next_seq INTEGER NOT NULL DEFAULT 0,
+    actions_seen INTEGER NOT NULL DEFAULT 0, episodes INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS history (
     instance_id TEXT NOT NULL, position INTEGER NOT NULL, event TEXT NOT NULL,
     PRIMARY KEY (instance_id, position));
 CREATE TABLE IF NOT EXISTS inbox (
     id INTEGER PRIMARY KEY AUTOINCREMENT, instance_id TEXT NOT NULL, event TEXT NOT NULL,
-    due REAL NOT NULL, generation INTEGER NOT NULL DEFAULT 0);
+    due REAL NOT NULL, execution_id TEXT);
 CREATE TABLE IF NOT EXISTS work (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, instance_id TEXT NOT NULL, task_id INTEGER NOT NULL,
-    name TEXT NOT NULL, input TEXT, state TEXT NOT NULL, generation INTEGER NOT NULL DEFAULT 0);
+    id INTEGER PRIMARY KEY AUTOINCREMENT, instance_id TEXT NOT NULL,
+    execution_id TEXT NOT NULL, task_id INTEGER NOT NULL, name TEXT NOT NULL, input TEXT,
+    state TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS retries (
     instance_id TEXT NOT NULL, key TEXT NOT NULL, name TEXT NOT NULL, input TEXT,
     first_interval_ms INTEGER NOT NULL, max_attempts INTEGER NOT NULL, attempt INTEGER NOT NULL,
@@ -91,6 +114,24 @@ def utc_now() -> datetime:
 
 def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def timespan(span: timedelta) -> str:
+    """A duration as .NET's TimeSpan "c" format ([d.]hh:mm:ss[.fffffff]), as the extension
+    serialises it (the SDK's parse_timespan_attrib reads it back)."""
+    total = int(span.total_seconds())
+    days, rest = divmod(total, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, seconds = divmod(rest, 60)
+    text = f"{hours:02d}:{minutes:02d}:{seconds:02d}"
+    ticks = span.microseconds * 10
+    if ticks:
+        text += f".{ticks:07d}"
+    return f"{days}.{text}" if days else text
+
+
+def new_execution_id() -> str:
+    return uuid.uuid4().hex
 
 
 def event(
@@ -114,6 +155,8 @@ class AppIndex:
     activities: dict[str, Callable[..., Any]]
     activity_params: dict[str, str]
     functions: list[Any]
+    # activity -> its Durable client parameters (an activity may start orchestrations)
+    activity_clients: dict[str, tuple[str, ...]]
 
 
 _INDEXES: dict[str, AppIndex] = {}
@@ -133,7 +176,7 @@ def index_app(module: str = "function_app") -> AppIndex:
         functions = imported.app.get_functions()
         # The worker's own load checks: devhost must refuse what Azure refuses (AppRefused).
         check_functions(functions, Path(imported.__file__ or ".").parent)
-        orchestrators, activities, params = {}, {}, {}
+        orchestrators, activities, params, clients = {}, {}, {}, {}
         for function in functions:
             trigger = function.get_trigger()
             name = function.get_function_name()
@@ -147,12 +190,17 @@ def index_app(module: str = "function_app") -> AppIndex:
                 activity = getattr(trigger, "activity", None) or name
                 activities[activity] = function.get_user_function()
                 params[activity] = trigger.name
-        _INDEXES[module] = AppIndex(orchestrators, activities, params, functions)
+                clients[activity] = tuple(
+                    b.name for b in function.get_bindings() if b.get_binding_name() == CLIENT
+                )
+        _INDEXES[module] = AppIndex(orchestrators, activities, params, functions, clients)
     return _INDEXES[module]
 
 
 # -- activity workers (run in the process pool) -------------------------------------------
+CLIENT = "durableClient"
 _WORKER_MODULE = "function_app"
+_WORKER_LOOP: asyncio.AbstractEventLoop | None = None
 
 
 def _worker_init(module: str) -> None:
@@ -165,10 +213,14 @@ def _worker_init(module: str) -> None:
     index_app(module)
 
 
-def run_activity(name: str, input_json: str | None) -> tuple[bool, str, str]:
+def run_activity(
+    name: str, input_json: str | None, client_json: str | None = None
+) -> tuple[bool, str, str]:
     """Run one activity the way the Python worker does: decode the input with the Durable
-    ActivityTriggerConverter from a json Datum, call the function, encode the result.
-    Returns (ok, result JSON or reason, details)."""
+    ActivityTriggerConverter from a json Datum, give each Durable client parameter the
+    client binding's JSON, call the function (an async one on this process's one event
+    loop, as the worker runs them: the SDK keeps one HTTP session per process), encode the
+    result. Returns (ok, result JSON or reason, details)."""
     from azure.functions.durable_functions import ActivityTriggerConverter as Converter
     from azure.functions.meta import Datum
 
@@ -176,14 +228,33 @@ def run_activity(name: str, input_json: str | None) -> tuple[bool, str, str]:
     function = index.activities.get(name)
     if function is None:
         return False, f"The activity '{name}' is not registered in the app.", ""
+    clients = index.activity_clients.get(name, ())
+    if clients and client_json is None:
+        return (
+            False,
+            f"The activity '{name}' takes a Durable client ({', '.join(clients)}), and this "
+            "host has no HTTP front end to give it one: run it under a DevServer "
+            "(python -m devhost start/run do).",
+            "",
+        )
     try:
         value = Converter.decode(
             Datum(type="json", value=input_json or "null"), trigger_metadata={}
         )
-        result = function(**{index.activity_params[name]: value})
+        kwargs = {index.activity_params[name]: value, **dict.fromkeys(clients, client_json)}
+        result = function(**kwargs)
+        if inspect.isawaitable(result):
+            result = _worker_loop().run_until_complete(result)
         return True, Converter.encode(result, expected_type=None).value, ""
     except Exception as exc:  # the extension records any activity exception as TaskFailed
         return False, f"{type(exc).__name__}: {exc}", traceback.format_exc()
+
+
+def _worker_loop() -> asyncio.AbstractEventLoop:
+    global _WORKER_LOOP
+    if _WORKER_LOOP is None:
+        _WORKER_LOOP = asyncio.new_event_loop()
+    return _WORKER_LOOP
 
 
 # -- the host -----------------------------------------------------------------------------
@@ -197,24 +268,68 @@ class DurableHost:
         app_module: str = "function_app",
         workers: int = 2,
         task_hub: str = "VirtualZarrPipeline",
+        max_short_timer: timedelta = MAX_SHORT_TIMER,
+        long_timer_interval: timedelta = LONG_TIMER_INTERVAL,
     ) -> None:
         self.state_dir = Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.app_module = app_module
         self.workers = workers
         self.task_hub = task_hub
+        self.max_short_timer = max_short_timer
+        self.long_timer_interval = long_timer_interval
+        # The durableClient binding data for activities that take a client (set by the HTTP
+        # front end, DevServer, which serves the API the client talks to).
+        self.client_binding: str | None = None
         self.index = index_app(app_module)
         self._db_path = self.state_dir / "durable.sqlite"
         self._lock = threading.RLock()
         self._db = sqlite3.connect(self._db_path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
+        self._check_schema()
         self._db.executescript(SCHEMA)
+        self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         self._wake = threading.Event()
         self._stop = threading.Event()
+        self._held = threading.Event()
         self._thread: threading.Thread | None = None
         self._pool: ProcessPoolExecutor | None = None
         self._running: dict[Future[Any], int] = {}
+
+    def _check_schema(self) -> None:
+        """A state folder written by a devhost with another schema: set aside when none of
+        its runs is in progress (its history is of no further use), else refused."""
+        (version,) = self._db.execute("PRAGMA user_version").fetchone()
+        (tables,) = self._db.execute(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'instances'"
+        ).fetchone()
+        if not tables or version == SCHEMA_VERSION:
+            return
+        placeholders = ",".join("?" * len(TERMINAL))
+        (busy,) = self._db.execute(
+            f"SELECT COUNT(*) FROM instances WHERE status NOT IN ({placeholders})", TERMINAL
+        ).fetchone()
+        self._db.close()
+        if busy:
+            raise StateOutdated(
+                f"The state in {self.state_dir} was written by another version of devhost "
+                f"(schema {version}; this one reads {SCHEMA_VERSION}) and has {busy} run(s) in "
+                "progress, which this version cannot resume.",
+                remedy="Finish them with the devhost version that started them, or delete "
+                "that folder (or pass another --state folder) to give them up.",
+            )
+        aside = self._db_path.with_name(f"durable.schema{version}.sqlite")
+        for suffix in ("", "-wal", "-shm"):
+            old = Path(f"{self._db_path}{suffix}")
+            if old.exists():
+                old.replace(Path(f"{aside}{suffix}"))
+        log.warning(
+            "devhost state of schema %s set aside as %s (no run in progress)", version, aside
+        )
+        self._db = sqlite3.connect(self._db_path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
 
     # -- lifecycle ---------------------------------------------------------------------
     def start(self) -> DurableHost:
@@ -241,6 +356,18 @@ class DurableHost:
 
     def __enter__(self) -> DurableHost:
         return self.start()
+
+    @contextmanager
+    def holding_episodes(self) -> Iterator[None]:
+        """Run no orchestrator episode while inside: activities go on, and the events that
+        come due meanwhile reach their instance as one batch afterwards (for tests of what
+        happens when events share a batch, as they do on Azure)."""
+        self._held.set()
+        try:
+            yield
+        finally:
+            self._held.clear()
+            self._wake.set()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
@@ -270,25 +397,52 @@ class DurableHost:
             row = db.execute("SELECT status FROM instances WHERE id = ?", (instance_id,)).fetchone()
             if row is not None and row[0] not in TERMINAL:
                 raise InstanceExists(instance_id, row[0])
-            self._reset_instance(db, instance_id)
-            db.execute(
-                "INSERT INTO instances (id, name, input, status, created, updated) VALUES (?, ?, "
-                "?, 'Pending', ?, ?)",
-                (instance_id, name, input_json, iso(now), iso(now)),
-            )
-            self._send(
-                db,
-                instance_id,
-                event(
-                    EXECUTION_STARTED,
-                    Name=name,
-                    Input=input_json,
-                    Version="",
-                    OrchestrationInstance={"InstanceId": instance_id},
-                ),
-            )
+            self._new_execution(db, instance_id, name, input_json, now)
         self._wake.set()
         return instance_id
+
+    def _new_execution(
+        self,
+        db: sqlite3.Connection,
+        instance_id: str,
+        name: str,
+        input_json: str | None,
+        now: datetime,
+        parent: tuple[str, int, str] | None = None,
+    ) -> str:
+        """A new execution of ``instance_id`` (a new execution id) replacing whatever ran
+        under that id before; ``parent`` is (parent id, task id, parent execution id) for a
+        sub-orchestration. Messages sent to the replaced execution are discarded when they
+        arrive (by execution id); raised events not yet delivered go to the new one, and
+        sub-orchestrations the replaced one started are left to run, as on Azure."""
+        execution_id = new_execution_id()
+        db.execute("DELETE FROM instances WHERE id = ?", (instance_id,))
+        self._end_execution(db, instance_id)
+        parent_id, parent_task, parent_execution = parent or (None, None, None)
+        db.execute(
+            "INSERT INTO instances (id, name, input, status, parent_id, parent_task, "
+            "parent_execution, execution_id, created, updated) VALUES (?, ?, ?, 'Pending', ?, ?, "
+            "?, ?, ?, ?)",
+            (
+                instance_id,
+                name,
+                input_json,
+                parent_id,
+                parent_task,
+                parent_execution,
+                execution_id,
+                iso(now),
+                iso(now),
+            ),
+        )
+        started = _execution_started(instance_id, execution_id, name, input_json)
+        if parent_id is not None:
+            started["ParentInstance"] = {
+                "OrchestrationInstance": {"InstanceId": parent_id, "ExecutionId": parent_execution},
+                "TaskScheduleId": parent_task,
+            }
+        self._send_first(db, instance_id, started, execution_id)
+        return execution_id
 
     def get_status(
         self, instance_id: str, show_history: bool = False, show_input: bool = True
@@ -341,6 +495,38 @@ class DurableHost:
                 instance_id,
                 [event(EXECUTION_TERMINATED, timestamp=now, Input=json.dumps(reason))],
             )
+
+    def purge(self, instance_id: str) -> int:
+        """Delete an instance's status, history and messages, whatever its status (as the
+        Azure Storage backend's purge by id does). Returns the number of instances deleted."""
+        with self._tx() as db:
+            found = db.execute("SELECT 1 FROM instances WHERE id = ?", (instance_id,)).fetchone()
+            self._forget(db, instance_id)
+        return 1 if found else 0
+
+    def purge_by(
+        self,
+        created_from: datetime,
+        created_to: datetime | None = None,
+        statuses: list[str] | None = None,
+    ) -> int:
+        """Purge every instance created in [created_from, created_to] with one of
+        ``statuses``. As DTFx's Azure Storage backend does, only Completed, Failed,
+        Terminated and Canceled of the statuses given count, and when none is left (no
+        status given, or only running ones) the status is not a filter at all: every
+        instance in the time range is purged, running ones included. Pass terminal statuses."""
+        until = created_to or utc_now()
+        kept = [s for s in statuses if s in PURGEABLE] if statuses is not None else []
+        with self._tx() as db:
+            rows = db.execute("SELECT id, status, created FROM instances").fetchall()
+            doomed = [
+                instance_id
+                for instance_id, status, created in rows
+                if created_from <= _parse_time(created) <= until and (not kept or status in kept)
+            ]
+            for instance_id in doomed:
+                self._forget(db, instance_id)
+        return len(doomed)
 
     def history(self, instance_id: str) -> list[dict[str, Any]]:
         with self._lock:
@@ -427,23 +613,33 @@ class DurableHost:
         )
 
     def _send(
-        self, db: sqlite3.Connection, instance_id: str, new_event: dict[str, Any], due: float = 0.0
+        self,
+        db: sqlite3.Connection,
+        instance_id: str,
+        new_event: dict[str, Any],
+        due: float = 0.0,
+        execution_id: str | None = None,
     ) -> None:
-        (generation,) = db.execute(
-            "SELECT generation FROM instances WHERE id = ?", (instance_id,)
-        ).fetchone() or (0,)
+        """Queue a message for an instance: for one execution of it (``execution_id``: a
+        completion, a fired timer), or for whichever is current (None: a raised event)."""
         db.execute(
-            "INSERT INTO inbox (instance_id, event, due, generation) VALUES (?, ?, ?, ?)",
-            (instance_id, json.dumps(new_event), due, generation),
+            "INSERT INTO inbox (instance_id, event, due, execution_id) VALUES (?, ?, ?, ?)",
+            (instance_id, json.dumps(new_event), due, execution_id),
         )
 
-    def _reset_instance(self, db: sqlite3.Connection, instance_id: str) -> None:
-        """Forget a finished instance (and its sub-orchestrations) before it starts again."""
-        children = [
-            r[0] for r in db.execute("SELECT id FROM instances WHERE parent_id = ?", (instance_id,))
-        ]
-        for child in children:
-            self._reset_instance(db, child)
+    def _send_first(
+        self, db: sqlite3.Connection, instance_id: str, started: dict[str, Any], execution_id: str
+    ) -> None:
+        """Queue an ExecutionStarted ahead of every waiting message (the extension puts the
+        start of an execution first in its batch: DTFx EnsureExecutionStartedIsFirst)."""
+        db.execute(
+            "INSERT INTO inbox (id, instance_id, event, due, execution_id) VALUES ((SELECT "
+            "COALESCE(MIN(id), 1) - 1 FROM inbox), ?, ?, 0, ?)",
+            (instance_id, json.dumps(started), execution_id),
+        )
+
+    def _forget(self, db: sqlite3.Connection, instance_id: str) -> None:
+        """Delete everything of one instance (purge). Its sub-orchestrations stay."""
         for table, column in (
             ("instances", "id"),
             ("history", "instance_id"),
@@ -467,7 +663,8 @@ class DurableHost:
         )
         db.execute("DELETE FROM work WHERE instance_id = ? AND state = 'queued'", (instance_id,))
         parent = db.execute(
-            "SELECT parent_id, parent_task FROM instances WHERE id = ?", (instance_id,)
+            "SELECT parent_id, parent_task, parent_execution FROM instances WHERE id = ?",
+            (instance_id,),
         ).fetchone()
         if parent and parent[0]:
             if status == "Completed":
@@ -479,7 +676,7 @@ class DurableHost:
                     Reason=_loads(output_json) if output_json else status,
                     Details=None,
                 )
-            self._send(db, parent[0], done)
+            self._send(db, parent[0], done, execution_id=parent[2])
 
     # -- the dispatcher ------------------------------------------------------------------
     def _loop(self) -> None:
@@ -505,68 +702,92 @@ class DurableHost:
         return 0.5
 
     def _run_due_episodes(self) -> bool:
-        """One episode for every instance that has a due event (its oldest one)."""
+        """One episode for every instance that has due messages (a batch of them)."""
+        if self._held.is_set():
+            return False
         now = time.time()
         with self._lock:
             rows = self._db.execute(
-                "SELECT MIN(id), instance_id FROM inbox WHERE due <= ? GROUP BY instance_id "
+                "SELECT instance_id FROM inbox WHERE due <= ? GROUP BY instance_id "
                 "ORDER BY MIN(id)",
                 (now,),
             ).fetchall()
-        for inbox_id, instance_id in rows:
-            self._episode(instance_id, inbox_id)
+        for (instance_id,) in rows:
+            self._episode(instance_id, now)
         return bool(rows)
 
-    def _episode(self, instance_id: str, inbox_id: int) -> None:
+    def _episode(self, instance_id: str, due_by: float) -> None:
         now = utc_now()
         with self._tx() as db:
             row = db.execute(
-                "SELECT name, input, status, parent_id, next_seq, actions_seen, generation FROM "
-                "instances WHERE id = ?",
+                "SELECT name, input, status, parent_id, next_seq, actions_seen, execution_id "
+                "FROM instances WHERE id = ?",
                 (instance_id,),
             ).fetchone()
-            inbox = db.execute(
-                "SELECT event, generation FROM inbox WHERE id = ?", (inbox_id,)
-            ).fetchone()
-            db.execute("DELETE FROM inbox WHERE id = ?", (inbox_id,))
-            if row is None or inbox is None or inbox[1] != row[6]:
-                return  # the instance is gone or was restarted: the event is stale
-            name, input_json, status, parent_id, next_seq, actions_seen, _ = row
-            new_event = json.loads(inbox[0])
+            batch = db.execute(
+                "SELECT id, event, execution_id FROM inbox WHERE instance_id = ? AND due <= ? "
+                "ORDER BY id LIMIT ?",
+                (instance_id, due_by, BATCH_SIZE),
+            ).fetchall()
+            db.executemany("DELETE FROM inbox WHERE id = ?", [(b[0],) for b in batch])
+            if row is None:
+                return  # no such instance (purged): its messages are dropped
+            name, input_json, status, parent_id, next_seq, actions_seen, execution_id = row
             if status in TERMINAL:
                 return  # e.g. an activity that finished after the instance failed
+            # Messages for an earlier execution (before continue-as-new, or of an execution
+            # that a new start replaced) are discarded, as DTFx does by execution id.
+            events = [json.loads(e) for _, e, target in batch if target in (None, execution_id)]
+            if len(events) < len(batch):
+                log.debug("%s: %d stale message(s) dropped", instance_id, len(batch) - len(events))
+            if not events:
+                return
             stored = self._history(instance_id)
             for old in stored:
                 old["IsPlayed"] = True
-            episode_events = [event(ORCHESTRATOR_STARTED, timestamp=now), new_event]
-            context = {
-                "history": stored + episode_events,
-                "instanceId": instance_id,
-                "isReplaying": bool(stored),
-                "parentInstanceId": parent_id,
-                "input": input_json,
-                "upperSchemaVersion": UPPER_SCHEMA_VERSION,
-                "upperSchemaVersionNew": UPPER_SCHEMA_VERSION_NEW,
-            }
-            state, error = self._call_orchestrator(name, context)
+            started = event(ORCHESTRATOR_STARTED, timestamp=now)
             sequence = _Sequence(next_seq)
             scheduled: list[dict[str, Any]] = []
-            self._retry_bookkeeping(db, instance_id, new_event, sequence, scheduled, now)
-            actions = state.get("actions") or [[]]
-            actions = actions[0] if actions and isinstance(actions[0], list) else actions
+            delivered: list[dict[str, Any]] = []
+            state: dict[str, Any] = {}
+            error: str | None = None
             continue_as_new: dict[str, Any] | None = None
-            for action in actions[actions_seen:]:
-                continue_as_new = (
-                    self._schedule(db, instance_id, action, sequence, scheduled, now)
-                    or continue_as_new
-                )
+            for segment in self._segments(db, instance_id, events):
+                self._retry_bookkeeping(db, instance_id, segment[0], sequence, scheduled, now)
+                delivered += segment
+                context = {
+                    "history": [*stored, started, *delivered],
+                    "instanceId": instance_id,
+                    "isReplaying": bool(stored),
+                    "parentInstanceId": parent_id,
+                    "input": input_json,
+                    "upperSchemaVersion": UPPER_SCHEMA_VERSION,
+                    "upperSchemaVersionNew": UPPER_SCHEMA_VERSION_NEW,
+                    "maximumShortTimerDuration": timespan(self.max_short_timer),
+                    "longRunningTimerIntervalDuration": timespan(self.long_timer_interval),
+                    "defaultHttpAsyncRequestSleepTimeMillseconds": HTTP_POLL_MILLISECONDS,
+                }
+                state, error = self._call_orchestrator(name, context)
+                error = error or _custom_status_refused(state.get("customStatus"))
+                actions = state.get("actions") or [[]]
+                actions = actions[0] if actions and isinstance(actions[0], list) else actions
+                for action in actions[actions_seen:]:
+                    continue_as_new = (
+                        self._schedule(
+                            db, instance_id, execution_id, action, sequence, scheduled, now
+                        )
+                        or continue_as_new
+                    )
+                actions_seen = len(actions)
+                if error is not None or state.get("isDone") or continue_as_new is not None:
+                    break  # the rest of the batch is dropped with this execution
             custom = state.get("customStatus")
             db.execute(
                 "UPDATE instances SET status = 'Running', next_seq = ?, actions_seen = ?, "
                 "custom_status = ?, updated = ?, episodes = episodes + 1 WHERE id = ?",
                 (
                     sequence.next,
-                    len(actions),
+                    actions_seen,
                     json.dumps(custom) if custom is not None else None,
                     iso(now),
                     instance_id,
@@ -584,7 +805,8 @@ class DurableHost:
                 db,
                 instance_id,
                 [
-                    *episode_events,
+                    started,
+                    *events,
                     *scheduled,
                     event(ORCHESTRATOR_COMPLETED, timestamp=now),
                     *completed_events,
@@ -596,6 +818,32 @@ class DurableHost:
                 self._continue_as_new(db, instance_id, name, continue_as_new.get("input"), now)
             elif state.get("isDone"):
                 self._finish(db, instance_id, "Completed", json.dumps(state.get("output")), now)
+
+    def _segments(
+        self, db: sqlite3.Connection, instance_id: str, events: list[dict[str, Any]]
+    ) -> Iterator[list[dict[str, Any]]]:
+        """The batch cut where the extension's numbering needs it: a run of ordinary events
+        is one orchestrator call; an event that moves a retry (a failed attempt of a task
+        with retry options, the firing of a retry timer) starts a segment of its own, whose
+        retry timer or rescheduled task takes its number before the actions that follow."""
+        run: list[dict[str, Any]] = []
+        for new_event in events:
+            if self._moves_retry(db, instance_id, new_event) and run:
+                yield run
+                run = []
+            run.append(new_event)
+        if run:
+            yield run
+
+    def _moves_retry(
+        self, db: sqlite3.Connection, instance_id: str, new_event: dict[str, Any]
+    ) -> bool:
+        kind = new_event["EventType"]
+        if kind == TASK_FAILED:
+            return self._retry(db, instance_id, f"task:{new_event['TaskScheduledId']}") is not None
+        if kind == TIMER_FIRED:
+            return self._retry(db, instance_id, f"timer:{new_event['TimerId']}") is not None
+        return False
 
     def _call_orchestrator(
         self, name: str, context: dict[str, Any]
@@ -622,13 +870,15 @@ class DurableHost:
     ) -> None:
         """A failed task with retry options gets a timer (next number); when that timer fires
         and attempts remain, the task is scheduled again (next number). After the last failed
-        attempt there is one more timer, then the task fails (FACTS.md)."""
+        attempt there is one more timer, which fires at once, then the task fails (DTFx
+        RetryInterceptor: "a timer that fires immediately", kept for replay compatibility)."""
         kind = new_event["EventType"]
         if kind == TASK_FAILED:
             retry = self._retry(db, instance_id, f"task:{new_event['TaskScheduledId']}")
             if retry is None:
                 return
-            fire_at = now + timedelta(milliseconds=retry[2])
+            last_attempt = retry[4] >= retry[3]
+            fire_at = now if last_attempt else now + timedelta(milliseconds=retry[2])
             timer_id = self._create_timer(db, instance_id, sequence, scheduled, fire_at, now)
             db.execute(
                 "INSERT OR REPLACE INTO retries VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -666,17 +916,32 @@ class DurableHost:
         fire_at: datetime,
         now: datetime,
     ) -> int:
-        """TimerCreated (next number) now, and its TimerFired due at ``fire_at``."""
+        """TimerCreated (next number) now, and its TimerFired due at ``fire_at``, for the
+        instance's current execution."""
         timer_id = sequence.take()
         scheduled.append(event(TIMER_CREATED, timer_id, now, FireAt=iso(fire_at)))
         fired = event(TIMER_FIRED, timestamp=fire_at, TimerId=timer_id, FireAt=iso(fire_at))
-        self._send(db, instance_id, fired, due=fire_at.timestamp())
+        self._send(
+            db,
+            instance_id,
+            fired,
+            due=fire_at.timestamp(),
+            execution_id=self._execution(db, instance_id),
+        )
         return timer_id
+
+    @staticmethod
+    def _execution(db: sqlite3.Connection, instance_id: str) -> str | None:
+        row = db.execute(
+            "SELECT execution_id FROM instances WHERE id = ?", (instance_id,)
+        ).fetchone()
+        return row[0] if row else None
 
     def _schedule(
         self,
         db: sqlite3.Connection,
         instance_id: str,
+        execution_id: str,
         action: dict[str, Any],
         sequence: _Sequence,
         scheduled: list[dict[str, Any]],
@@ -687,7 +952,10 @@ class DurableHost:
         if kind in (WHEN_ALL, WHEN_ANY):
             found = None
             for child in action.get("compoundActions", []):
-                found = self._schedule(db, instance_id, child, sequence, scheduled, now) or found
+                found = (
+                    self._schedule(db, instance_id, execution_id, child, sequence, scheduled, now)
+                    or found
+                )
             return found
         if kind in (CALL_ACTIVITY, CALL_ACTIVITY_WITH_RETRY):
             task_id = sequence.take()
@@ -704,6 +972,7 @@ class DurableHost:
                         "an activity function.",
                         Details=None,
                     ),
+                    execution_id=execution_id,
                 )
                 return None
             scheduled.append(event(TASK_SCHEDULED, task_id, now, Name=name, Input=input_json))
@@ -728,45 +997,18 @@ class DurableHost:
                     "devhost does not implement sub-orchestrations with retry yet"
                 )
             task_id = sequence.take()
-            child_id = action.get("instanceId") or f"{instance_id}:{task_id}"
+            # An unnamed child is "<parent execution id>:<n>", as DTFx names it
+            # (TaskOrchestrationContext.CreateSubOrchestrationInstanceCore).
+            child_id = action.get("instanceId") or f"{execution_id}:{task_id}"
             name, input_json = action["functionName"], action.get("input")
             scheduled.append(
                 event(SUB_CREATED, task_id, now, Name=name, Input=input_json, InstanceId=child_id)
             )
-            existing = db.execute(
-                "SELECT status FROM instances WHERE id = ?", (child_id,)
-            ).fetchone()
-            if existing is not None and existing[0] not in TERMINAL:
-                # The extension's default (overridableExistingInstanceStates NonRunningStates)
-                # refuses to start over an instance that is still in progress.
-                self._send(
-                    db,
-                    instance_id,
-                    event(
-                        SUB_FAILED,
-                        TaskScheduledId=task_id,
-                        Reason=f"An orchestration with instance ID '{child_id}' is already "
-                        f"{existing[0]}.",
-                        Details=None,
-                    ),
-                )
-                return None
-            self._reset_instance(db, child_id)
-            db.execute(
-                "INSERT INTO instances (id, name, input, status, parent_id, parent_task, "
-                "created, updated) VALUES (?, ?, ?, 'Pending', ?, ?, ?, ?)",
-                (child_id, name, input_json, instance_id, task_id, iso(now), iso(now)),
-            )
-            self._send(
-                db,
-                child_id,
-                event(
-                    EXECUTION_STARTED,
-                    Name=name,
-                    Input=input_json,
-                    Version="",
-                    ParentInstance={"InstanceId": instance_id},
-                ),
+            # No de-duplication: the Azure Storage backend de-duplicates only client starts,
+            # so a child whose id is in use starts a new execution that replaces the running
+            # one (whose own parent then never hears back). Name children uniquely.
+            self._new_execution(
+                db, child_id, name, input_json, now, parent=(instance_id, task_id, execution_id)
             )
             return None
         if kind == CREATE_TIMER:
@@ -788,31 +1030,32 @@ class DurableHost:
         input_json: str | None,
         now: datetime,
     ) -> None:
-        """Start the instance again with a fresh history and the new input; buffered external
-        events carry over (as in the extension)."""
+        """Start the instance again, as a new execution with a fresh history and the new
+        input. What the old execution was sent (completions of activities still running,
+        timers) is discarded when it arrives; events raised after the batch that ended the
+        old execution go to the new one; events of that batch, and events the old execution
+        had received but not consumed, are gone (the out-of-process shim continues as new
+        without preserveUnprocessedEvents)."""
+        execution_id = new_execution_id()
+        self._end_execution(db, instance_id)
+        db.execute(
+            "UPDATE instances SET input = ?, status = 'Running', next_seq = 0, actions_seen = 0, "
+            "execution_id = ?, updated = ? WHERE id = ?",
+            (input_json, execution_id, iso(now), instance_id),
+        )
+        first = _execution_started(instance_id, execution_id, name, input_json)
+        self._send_first(db, instance_id, first, execution_id)
+
+    @staticmethod
+    def _end_execution(db: sqlite3.Connection, instance_id: str) -> None:
+        """Forget the current execution's history and pending work; messages already sent to
+        it are discarded by execution id (queued ones here, running activities' when they
+        finish). Raised events waiting for the instance stay, for the next execution."""
         db.execute("DELETE FROM history WHERE instance_id = ?", (instance_id,))
         db.execute("DELETE FROM retries WHERE instance_id = ?", (instance_id,))
         db.execute("DELETE FROM work WHERE instance_id = ? AND state = 'queued'", (instance_id,))
         db.execute(
-            "DELETE FROM inbox WHERE instance_id = ? AND event LIKE '%\"EventType\": 11,%'",
-            (instance_id,),
-        )
-        db.execute(
-            "UPDATE instances SET input = ?, status = 'Running', next_seq = 0, actions_seen = 0, "
-            "generation = generation + 1, updated = ? WHERE id = ?",
-            (input_json, iso(now), instance_id),
-        )
-        db.execute(
-            "UPDATE inbox SET generation = generation + 1 WHERE instance_id = ?", (instance_id,)
-        )
-        first = event(EXECUTION_STARTED, Name=name, Input=input_json, Version="")
-        (generation,) = db.execute(
-            "SELECT generation FROM instances WHERE id = ?", (instance_id,)
-        ).fetchone()
-        db.execute(
-            "INSERT INTO inbox (id, instance_id, event, due, generation) VALUES ((SELECT "
-            "COALESCE(MIN(id), 1) - 1 FROM inbox), ?, ?, 0, ?)",
-            (instance_id, json.dumps(first), generation),
+            "DELETE FROM inbox WHERE instance_id = ? AND execution_id IS NOT NULL", (instance_id,)
         )
 
     # -- activities --------------------------------------------------------------------
@@ -825,9 +1068,9 @@ class DurableHost:
         input_json: str | None,
     ) -> None:
         db.execute(
-            "INSERT INTO work (instance_id, task_id, name, input, state) VALUES (?, ?, ?, ?, "
-            "'queued')",
-            (instance_id, task_id, name, input_json),
+            "INSERT INTO work (instance_id, execution_id, task_id, name, input, state) VALUES "
+            "(?, (SELECT execution_id FROM instances WHERE id = ?), ?, ?, ?, 'queued')",
+            (instance_id, instance_id, task_id, name, input_json),
         )
 
     def _dispatch_work(self) -> bool:
@@ -850,7 +1093,7 @@ class DurableHost:
                     (instance_id, task_id, name, time.time(), len((input_json or "").encode())),
                 )
         for work_id, _instance_id, _task_id, name, input_json in rows:
-            future = self._pool.submit(run_activity, name, input_json)
+            future = self._pool.submit(run_activity, name, input_json, self.client_binding)
             future.add_done_callback(lambda _f: self._wake.set())
             self._running[future] = work_id
         return bool(rows)
@@ -873,11 +1116,11 @@ class DurableHost:
                 )
             with self._tx() as db:
                 row = db.execute(
-                    "SELECT instance_id, task_id FROM work WHERE id = ?", (work_id,)
+                    "SELECT instance_id, task_id, execution_id FROM work WHERE id = ?", (work_id,)
                 ).fetchone()
                 if row is None:
-                    continue  # the instance was reset while the activity ran
-                instance_id, task_id = row
+                    continue  # the instance was purged while the activity ran
+                instance_id, task_id, execution_id = row
                 db.execute("DELETE FROM work WHERE id = ?", (work_id,))
                 db.execute(
                     "UPDATE executions SET finished = ?, ok = ?, output_bytes = ? WHERE id = "
@@ -885,17 +1128,12 @@ class DurableHost:
                     (time.time(), int(ok), len(value.encode()) if ok else 0, instance_id, task_id),
                 )
                 if ok:
-                    self._send(
-                        db,
-                        instance_id,
-                        event(TASK_COMPLETED, TaskScheduledId=task_id, Result=value),
-                    )
+                    done = event(TASK_COMPLETED, TaskScheduledId=task_id, Result=value)
                 else:
-                    self._send(
-                        db,
-                        instance_id,
-                        event(TASK_FAILED, TaskScheduledId=task_id, Reason=value, Details=details),
+                    done = event(
+                        TASK_FAILED, TaskScheduledId=task_id, Reason=value, Details=details
                     )
+                self._send(db, instance_id, done, execution_id=execution_id)
         return bool(done)
 
     def history_sizes(self) -> dict[str, int]:
@@ -928,10 +1166,44 @@ class InstanceExists(Exception):
         self.instance_id, self.status = instance_id, status
 
 
+class StateOutdated(PipelineError):
+    """The state folder was written by a devhost with another schema, with runs in progress."""
+
+    code = "devhost_state_outdated"
+
+
 class InstanceGone(Exception):
     def __init__(self, instance_id: str, status: str) -> None:
         super().__init__(f"Instance {instance_id!r} is {status}.")
         self.instance_id, self.status = instance_id, status
+
+
+def _execution_started(
+    instance_id: str, execution_id: str, name: str, input_json: str | None
+) -> dict[str, Any]:
+    return event(
+        EXECUTION_STARTED,
+        Name=name,
+        Input=input_json,
+        Version="",
+        OrchestrationInstance={"InstanceId": instance_id, "ExecutionId": execution_id},
+    )
+
+
+def _custom_status_refused(custom: Any) -> str | None:
+    """The extension's refusal of a custom status over its limit (MessagePayloadDataConverter
+    .Serialize, 16 KB: it fails when floor(UTF-16 bytes of the compact JSON / 1024) > 16),
+    which fails the orchestration; None when it fits."""
+    if custom is None:
+        return None
+    text = json.dumps(custom, separators=(",", ":"), ensure_ascii=False)
+    size_kb = len(text.encode("utf-16-le")) // 1024
+    if size_kb <= 16:
+        return None
+    return (
+        "The UTF-16 size of the JSON-serialized payload must not exceed 16 KB. The current "
+        f"payload size is {size_kb} KB."
+    )
 
 
 def _loads(text: str | None) -> Any:

@@ -17,6 +17,13 @@ Operations on both Durable APIs:
     GET  instances/                           every instance (instanceIdPrefix, runtimeStatus)
     POST instances/{id}/raiseEvent/{event}    202 / 404 / 410 (finished) / 400 (not JSON)
     POST instances/{id}/terminate?reason=...  202 / 404 / 410
+    DELETE instances/{instanceId}             purge one instance: 200 {instancesDeleted} / 404
+    DELETE instances/?createdTimeFrom=...     purge by creation time and runtimeStatus: 200 /
+                                              404 (nothing deleted) / 400 (no createdTimeFrom)
+
+Timer-triggered functions run when asked, as with the host's admin API (no schedule):
+
+    POST /admin/functions/{name}   {"input": ""}   202 when it has run / 404 / 400 not a timer
 
 The Event Grid webhook, as the host serves it to Event Grid subscriptions:
 
@@ -66,8 +73,9 @@ ROUTE_PREFIX = "/api/"
 RPC_PREFIX = "/durabletask/"
 WEBHOOK_PREFIX = "/runtime/webhooks/durabletask/"
 EVENTGRID_PATH = "/runtime/webhooks/eventgrid"  # compared case-insensitively
-HTTP_TRIGGER, EVENTGRID_TRIGGER = "httpTrigger", "eventGridTrigger"
-SERVED_TRIGGERS = (HTTP_TRIGGER, EVENTGRID_TRIGGER)  # what devhost invokes itself
+HTTP_TRIGGER, EVENTGRID_TRIGGER, TIMER_TRIGGER = "httpTrigger", "eventGridTrigger", "timerTrigger"
+ADMIN_FUNCTIONS_PREFIX = "/admin/functions/"
+SERVED_TRIGGERS = (HTTP_TRIGGER, EVENTGRID_TRIGGER, TIMER_TRIGGER)  # what devhost invokes
 CONNECTION_NAME = "Storage"
 FUNCTION_TIMEOUT = 230.0  # seconds: Azure's load balancer ends an HTTP request after 230 s
 MAX_BODY_BYTES = 100 * 1024 * 1024  # the Functions host's request size limit
@@ -358,6 +366,7 @@ class DevServer:
         )
         self._thread.daemon = True
         self._thread.start()
+        self.host.client_binding = self.client_binding()  # for activities that take a client
         for function in self.functions.values():
             if function.trigger_type in SERVED_TRIGGERS and function.unsupported:
                 log.warning(
@@ -372,6 +381,7 @@ class DevServer:
         httpd, self._httpd = self._httpd, None
         if httpd is None:
             return
+        self.host.client_binding = None
         httpd.shutdown()
         httpd.server_close()
         if self._thread is not None:
@@ -446,6 +456,8 @@ class DevServer:
                 return self._durable(method, path[len(WEBHOOK_PREFIX) :], query, headers, body)
             if path.rstrip("/").lower() == EVENTGRID_PATH:
                 return self._eventgrid(method, query, headers, body)
+            if path.lower().startswith(ADMIN_FUNCTIONS_PREFIX):
+                return self._admin_invoke(method, path[len(ADMIN_FUNCTIONS_PREFIX) :], body)
         except Exception as exc:  # a bug in devhost itself: answer, log, keep serving
             log.exception("devhost failed on %s %s", method, path)
             return error_reply(500, "devhost_error", f"{type(exc).__name__}: {exc}")
@@ -546,6 +558,51 @@ class DevServer:
             return _EVENT_LOOP.run(function.user_function(**kwargs), timeout=FUNCTION_TIMEOUT)
         return function.user_function(**kwargs)
 
+    def _function(self, name: str, trigger: str, code: str, why: str) -> AppFunction | Reply:
+        """The app's function ``name`` if ``trigger`` triggers it, else the error reply."""
+        function = self.functions.get(name.lower())
+        if function is None:
+            return error_reply(404, "not_found", f"The app has no function named {name!r}.")
+        if function.trigger_type != trigger:
+            return error_reply(
+                400,
+                code,
+                f"Function {function.function_name} is triggered by {function.trigger_type}, "
+                f"not {trigger}: {why}",
+            )
+        return function
+
+    # -- running a non-HTTP function by hand ---------------------------------------------
+    def _admin_invoke(self, method: str, name: str, body: bytes) -> Reply:
+        """POST /admin/functions/{name} {"input": ...}: run a timer-triggered function now, as
+        the Functions host's admin API does (202 when it has run; Azure needs the master key,
+        Core Tools and devhost do not). The timer's value is decoded from the worker's JSON
+        form by the worker's own TimerRequestConverter."""
+        if method != "POST":
+            return error_reply(405, "method_not_allowed", "Run a function with POST.")
+        function = self._function(
+            unquote(name).strip("/"),
+            TIMER_TRIGGER,
+            "not_a_timer_function",
+            "devhost runs only timer-triggered functions through the admin API.",
+        )
+        if isinstance(function, Reply):
+            return function
+        from azure.functions.meta import Datum
+        from azure.functions.timer import TimerRequestConverter
+
+        timer = TimerRequestConverter.decode(
+            Datum(type="json", value=json.dumps({"IsPastDue": False})), trigger_metadata={}
+        )
+        try:
+            self._call(function, timer)
+        except Exception as exc:
+            log.exception("function %s failed", function.function_name)
+            return error_reply(
+                500, "function_failed", f"Function {function.function_name} raised {exc!r}"
+            )
+        return Reply(202)
+
     # -- the Event Grid webhook --------------------------------------------------------
     def _eventgrid(
         self, method: str, query: Mapping[str, str], headers: Mapping[str, str], body: bytes
@@ -561,16 +618,14 @@ class DevServer:
                 "bad_request",
                 "The Event Grid webhook needs ?functionName=NAME (the Event Grid function).",
             )
-        function = self.functions.get(name.lower())
-        if function is None:
-            return error_reply(404, "not_found", f"The app has no function named {name!r}.")
-        if function.trigger_type != EVENTGRID_TRIGGER:
-            return error_reply(
-                400,
-                "not_an_eventgrid_function",
-                f"Function {function.function_name} is triggered by {function.trigger_type}, "
-                f"not {EVENTGRID_TRIGGER}: Event Grid cannot deliver to it.",
-            )
+        function = self._function(
+            name,
+            EVENTGRID_TRIGGER,
+            "not_an_eventgrid_function",
+            "Event Grid cannot deliver to it.",
+        )
+        if isinstance(function, Reply):
+            return function
         kind = (_header(headers, "aeg-event-type") or "Notification").strip().lower()
         if kind not in ("notification", "subscriptionvalidation"):
             return error_reply(
@@ -648,12 +703,14 @@ class DevServer:
         if head == "instances" and len(segments) == 1:
             if method == "GET":
                 return self._list(query)
-            return self._unsupported("purging instance history")
+            if method == "DELETE":
+                return self._purge_by(query)
+            return durable_error(405, "method_not_allowed", f"{method} is not allowed here.")
         if head == "instances" and len(segments) == 2:
             if method == "GET":
                 return self._status(segments[1], query)
             if method == "DELETE":
-                return self._unsupported("purging instance history")
+                return self._purge(segments[1])
             return durable_error(405, "method_not_allowed", f"{method} is not allowed here.")
         if head == "instances" and len(segments) >= 3 and method == "POST":
             instance_id, operation = segments[1], segments[2].lower()
@@ -754,6 +811,35 @@ class DevServer:
             return Reply(410)
         return Reply(202)
 
+    def _purge(self, instance_id: str) -> Reply:
+        """DELETE instances/{id}: 404 for an unknown instance, else 200 with the count (the
+        extension's HandleDeleteHistoryByIdRequestAsync)."""
+        if self.host.get_status(instance_id, show_input=False) is None:
+            return Reply(404)
+        deleted = self.host.purge(instance_id)
+        log.info("purged instance %s", instance_id)
+        return json_reply(200, {"instancesDeleted": deleted})
+
+    def _purge_by(self, query: Mapping[str, str]) -> Reply:
+        """DELETE instances/?createdTimeFrom=...[&createdTimeTo=...][&runtimeStatus=...]: 400
+        without createdTimeFrom, 404 when nothing was deleted, else 200 with the count (the
+        extension's HandleDeleteHistoryWithFiltersRequestAsync)."""
+        since = _time(query.get("createdTimeFrom"))
+        if since is None:
+            return durable_error(
+                400, "bad_request", "Please provide value for 'createdTimeFrom' parameter."
+            )
+        statuses = [s.strip() for s in query.get("runtimeStatus", "").split(",") if s.strip()]
+        deleted = self.host.purge_by(
+            since,
+            _time(query.get("createdTimeTo")),
+            [_RUNTIME_STATUSES.get(s.lower(), s) for s in statuses] or None,
+        )
+        if deleted == 0:
+            return Reply(404)
+        log.info("purged %d instance(s) created since %s", deleted, since.isoformat())
+        return json_reply(200, {"instancesDeleted": deleted})
+
     def _terminate(self, instance_id: str, reason: str) -> Reply:
         try:
             self.host.terminate(instance_id, reason)
@@ -765,6 +851,19 @@ class DevServer:
         return Reply(202)
 
 
+_RUNTIME_STATUSES = {
+    s.lower(): s
+    for s in (
+        "Running",
+        "Pending",
+        "Completed",
+        "Failed",
+        "Terminated",
+        "Canceled",
+        "ContinuedAsNew",
+        "Suspended",
+    )
+}
 _CHECK_STATUS_KEYS = (
     "id",
     "statusQueryGetUri",

@@ -74,3 +74,73 @@ def counter(context: df.DurableOrchestrationContext):
         return count
     yield context.call_activity("double", count)
     context.continue_as_new(count + 1)
+
+
+@app.orchestration_trigger(context_name="context")
+def with_long_timer(context: df.DurableOrchestrationContext):
+    """A timer of `seconds`: longer than the host's maximum short timer, the SDK makes it a
+    chain of timers of at most the long-timer interval."""
+    seconds = context.get_input()
+    yield context.create_timer(context.current_utc_datetime + timedelta(seconds=seconds))
+    return "fired"
+
+
+@app.orchestration_trigger(context_name="context")
+def collect(context: df.DurableOrchestrationContext):
+    """Waits for `count` "item" events, one after the other; returns them."""
+    items = []
+    for _ in range(context.get_input()):
+        items.append((yield context.wait_for_external_event("item")))
+    return items
+
+
+@app.orchestration_trigger(context_name="context")
+def relay(context: df.DurableOrchestrationContext):
+    """Continues as new at every "tick" event, until the count reaches 2."""
+    count = context.get_input()
+    if count >= 2:
+        return count
+    yield context.wait_for_external_event("tick")
+    context.continue_as_new(count + 1)
+
+
+@app.orchestration_trigger(context_name="context")
+def restart_while_busy(context: df.DurableOrchestrationContext):
+    """Generation 0 starts a slow activity (task 0) and continues as new on "restart"
+    without waiting for it; generation 1's own task 0 doubles 21."""
+    generation = context.get_input()
+    if generation == 0:
+        slow = context.call_activity("sleepy", 1.5)
+        restart = context.wait_for_external_event("restart")
+        yield context.task_any([slow, restart])
+        context.continue_as_new(1)
+        return None
+    return (yield context.call_activity("double", 21))
+
+
+@app.orchestration_trigger(context_name="context")
+def spawner(context: df.DurableOrchestrationContext):
+    """Starts the sub-orchestration `child` under a fixed instance id."""
+    return (yield context.call_sub_orchestrator("child_waits", context.get_input(), "child"))
+
+
+@app.orchestration_trigger(context_name="context")
+def child_waits(context: df.DurableOrchestrationContext):
+    yield context.wait_for_external_event("go")
+    return context.get_input()
+
+
+@app.activity_trigger(input_name="seconds")
+def sleepy(seconds: float) -> str:
+    import time
+
+    time.sleep(seconds)
+    return "slept"
+
+
+@app.orchestration_trigger(context_name="context")
+def big_status(context: df.DurableOrchestrationContext):
+    """Sets a custom status of `chars` ASCII characters (JSON string), then completes."""
+    context.set_custom_status("x" * context.get_input())
+    yield context.call_activity("double", 1)
+    return "done"

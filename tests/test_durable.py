@@ -56,31 +56,31 @@ def run(host: DurableHost, name: str, instance_id: str, value) -> dict:
     return host.wait_for(instance_id, timeout=60)
 
 
-def test_fan_out_is_numbered_in_order_and_each_completion_is_one_episode(host):
+def without_episodes(events: list[tuple]) -> list[tuple]:
+    """The layout without the episode markers: how events fell into batches depends on
+    timing (completions due together share an episode, as on Azure); their order does not."""
+    return [e for e in events if e[0] not in ("OrchestratorStarted", "OrchestratorCompleted")]
+
+
+def test_fan_out_is_numbered_in_order_of_the_actions(host):
     status = run(host, "fan_out", "fan", 2)
     assert status["runtimeStatus"] == "Completed"
     assert status["output"] == {"doubled": [0, 2], "total": 4}
-    assert layout(host, "fan") == [
-        ("OrchestratorStarted",),
+    assert without_episodes(layout(host, "fan")) == [
         ("ExecutionStarted",),
         ("TaskScheduled", 0),
         ("TaskScheduled", 1),
-        ("OrchestratorCompleted",),
-        ("OrchestratorStarted",),
         ("TaskCompleted", 0),
-        ("OrchestratorCompleted",),
-        ("OrchestratorStarted",),
         ("TaskCompleted", 1),
         ("TaskScheduled", 2),
-        ("OrchestratorCompleted",),
-        ("OrchestratorStarted",),
         ("TaskCompleted", 2),
-        ("OrchestratorCompleted",),
         ("ExecutionCompleted",),
     ]
 
 
-def test_sub_orchestration_gets_the_parent_id_and_sequence_number(host):
+def test_an_unnamed_sub_orchestration_is_named_after_the_parent_execution_id(host):
+    """Imitates DTFx TaskOrchestrationContext.CreateSubOrchestrationInstanceCore: an unnamed
+    child is "<parent execution id>:<sequence number>", not "<parent instance id>:<n>"."""
     status = run(host, "with_sub", "parent", 3)
     assert status["output"] == 12
     assert layout(host, "parent") == [
@@ -93,9 +93,12 @@ def test_sub_orchestration_gets_the_parent_id_and_sequence_number(host):
         ("OrchestratorCompleted",),
         ("ExecutionCompleted",),
     ]
-    created = host.history("parent")[2]
-    assert created["InstanceId"] == "parent:0"
-    assert host.get_status("parent:0")["runtimeStatus"] == "Completed"
+    history = host.history("parent")
+    execution_id = history[1]["OrchestrationInstance"]["ExecutionId"]
+    assert len(execution_id) == 32
+    assert history[2]["InstanceId"] == f"{execution_id}:0"
+    assert host.get_status(f"{execution_id}:0")["runtimeStatus"] == "Completed"
+    assert host.get_status("parent:0") is None
 
 
 def test_a_failed_task_with_retry_gets_a_timer_then_is_scheduled_again(host, tmp_path):
@@ -221,3 +224,32 @@ def test_continue_as_new_restarts_with_the_new_input_and_a_fresh_history(host):
         ("ExecutionCompleted",),
     ]
     assert host.history("counter")[1]["Input"] == "3"
+
+
+def old_state(folder, status: str) -> None:
+    """A state folder as an older devhost (schema 0) left it, with one instance."""
+    import sqlite3
+
+    folder.mkdir(parents=True)
+    db = sqlite3.connect(folder / "durable.sqlite")
+    db.execute(
+        "CREATE TABLE instances (id TEXT PRIMARY KEY, name TEXT, status TEXT, generation INT)"
+    )
+    db.execute("INSERT INTO instances VALUES ('pipeline-x', 'pipeline', ?, 0)", (status,))
+    db.commit()
+    db.close()
+
+
+def test_a_state_folder_of_an_older_devhost_is_set_aside_when_no_run_is_in_progress(tmp_path):
+    old_state(tmp_path / "state", "Completed")
+    with DurableHost(tmp_path / "state", app_module=APP, workers=1) as fresh:
+        assert fresh.instances() == []
+    assert (tmp_path / "state" / "durable.schema0.sqlite").exists()
+
+
+def test_a_state_folder_of_an_older_devhost_with_a_run_in_progress_is_refused(tmp_path):
+    from devhost.durable import StateOutdated
+
+    old_state(tmp_path / "state", "Running")
+    with pytest.raises(StateOutdated, match="1 run\\(s\\) in progress"):
+        DurableHost(tmp_path / "state", app_module=APP, workers=1)

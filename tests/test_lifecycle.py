@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +74,19 @@ def host(tmp_path, local_settings, monkeypatch) -> Iterator[Host]:
         monkeypatch.setenv(name, value)
     source = tmp_path / "source"
     write_sample_files(source, SPEC)
-    with DurableHost(tmp_path / "state", workers=2) as durable, DevServer(durable) as server:
+    # The 7-day approval timeout, the Azure Storage backend's 6-day timer limit and its 3-day
+    # long-timer interval, all scaled to the 3 s timeout: the timeout becomes the same chain
+    # of timers as on Azure (3 days, then 4).
+    scale = 3 / 7
+    with (
+        DurableHost(
+            tmp_path / "state",
+            workers=2,
+            max_short_timer=timedelta(seconds=6 * scale),
+            long_timer_interval=timedelta(seconds=3 * scale),
+        ) as durable,
+        DevServer(durable) as server,
+    ):
         yield Host(server, settings, source)
 
 
@@ -129,6 +142,9 @@ def test_a_run_nobody_decides_expires_and_publishes_nothing(host: Host):
     host.awaiting(instance_id)
     done = host.finished(instance_id)  # the timeout is 3 s in this test
     assert done["phase"] == "expired" and done["approval"]["by"] == "timeout"
+    history = host.server.host.history(instance_id)
+    timers = [e for e in history if e["EventType"] == 10]
+    assert len(timers) == 2  # a long timer, as on Azure: "3 days", then the "4 days" left
     assert host.versions("tas-expire").status == 404
     late = host.decide(instance_id, "approve", by="carol")
     assert late.status == 409 and "not waiting" in late.json()["error"]["message"]
