@@ -23,7 +23,7 @@ from typing import Any
 
 import azure.durable_functions as df
 
-from shared.plan import PipelineInput, batches
+from shared.plan import PipelineInput, batch_instance_id, batches
 from shared.status import AWAITING_APPROVAL, RunStatus
 from shared.telemetry import emit
 
@@ -54,7 +54,7 @@ def pipeline(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dic
     def begin(phase: str) -> None:
         status.begin(phase, context.current_utc_datetime)
         status.estimate_remaining(context.current_utc_datetime)
-        context.set_custom_status(status.to_dict())
+        context.set_custom_status(status.custom_status())
         if not context.is_replaying:
             emit(log, "stage begins", stage=phase, **run_fields)
 
@@ -77,12 +77,12 @@ def pipeline(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dic
             status.outputs["run_report"] = recorded["run_report"]
             if recorded.get("run_summary"):
                 status.outputs["run_summary"] = recorded["run_summary"]
-        context.set_custom_status(status.to_dict())
+        context.set_custom_status(status.custom_status())
 
     def fail(error: dict[str, Any]) -> Generator[Any, Any, None]:
         failed_stage = status.phase
         status.fail(error, context.current_utc_datetime)
-        context.set_custom_status(status.to_dict())
+        context.set_custom_status(status.custom_status())
         if not context.is_replaying:
             first = status.errors[0] if status.errors else {}
             emit(
@@ -109,7 +109,7 @@ def pipeline(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dic
         done = 0
         for wave in waves:
             status.batch = {"stage": stage, "current": done + len(wave), "total": len(ranges)}
-            context.set_custom_status(status.to_dict())
+            context.set_custom_status(status.custom_status())
             try:
                 results = yield context.task_all(
                     [
@@ -125,8 +125,9 @@ def pipeline(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dic
                                 "refresh": bool(request.options.get("full")),
                                 **run_fields,
                             },
+                            batch_instance_id(context.instance_id, stage, done + position),
                         )
-                        for start, stop in wave
+                        for position, (start, stop) in enumerate(wave)
                     ]
                 )
             except Exception as exc:  # a batch's activity ran out of retries
@@ -141,7 +142,7 @@ def pipeline(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dic
                 else:
                     status.files_generated += result["files"]
             status.estimate_remaining(context.current_utc_datetime)
-            context.set_custom_status(status.to_dict())
+            context.set_custom_status(status.custom_status())
             failed = [r for r in results if r["error"] is not None]
             if failed:
                 yield from fail(failed[0]["error"])

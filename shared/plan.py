@@ -78,3 +78,12 @@ def batches(count: int, size: int) -> list[tuple[int, int]]:
 def instance_id_for(dataset_id: str) -> str:
     """One pipeline instance per dataset: a second request while one runs is refused."""
     return f"pipeline-{dataset_id}"
+
+
+def batch_instance_id(parent_id: str, stage: str, index: int) -> str:
+    """A batch sub-orchestration's instance id: named explicitly and deterministically from
+    its run, stage and position (Azure would name an unnamed child after the parent's
+    execution id, which an operator cannot guess), so ``instanceIdPrefix=<run id>:`` lists a
+    run's batches. Unique within a run: starting a child whose id is in use is not refused
+    on Azure, it replaces the running one."""
+    return f"{parent_id}:{stage}:{index:04d}"

@@ -119,8 +119,12 @@ def test_a_transient_failure_is_retried_and_the_run_succeeds(tmp_path, local_set
         instance_id = submit(host, settings, source=str(tmp_path / "src"))
         status = host.wait_for(instance_id, timeout=180)
         executions = host.executions()
-        history = host.history(f"{instance_id}:1")  # the first validate batch
+        history = host.history(f"{instance_id}:validate:0000")  # the first validate batch
+        children = [i for i in host.instances() if i.startswith(f"{instance_id}:")]
     assert status["runtimeStatus"] == "Completed", status
+    # Every batch sub-orchestration is named by the run, its stage and its position, so that
+    # `instanceIdPrefix=<run id>:` finds them on Azure as here (docs/runbooks/stuck-run.md).
+    assert sorted(children) == [f"{instance_id}:{stage}:0000" for stage in ("generate", "validate")]
     assert (tmp_path / "fault-calls").read_text() == "2"
     validations = [e for e in executions if e[2] == "validate_files"]
     assert len(validations) == 2  # the failed attempt and its retry
