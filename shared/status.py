@@ -8,6 +8,7 @@ errors, and URLs.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -28,6 +29,17 @@ MAX_ERRORS = 5
 # 1,000-10,000 files: combine 14-15 ms, sampled verify 52-60 ms a file). The estimate of
 # time remaining uses them until the stage's own timing is known.
 SECONDS_PER_FILE = {"combine": 0.015, "verify": 0.06, "register": 0.002}
+# The Durable extension refuses a custom status whose JSON, written compactly as JSON.NET
+# writes it, is 17 KB or more in UTF-16, i.e. about 8,700 ASCII characters
+# (MessagePayloadDataConverter.Serialize with MaxCustomStatusPayloadSizeInKB 16: it fails
+# when floor(UTF-16 bytes / 1024) > 16); the orchestration that sets it fails. We keep ours
+# within 16 KB of UTF-16.
+CUSTOM_STATUS_LIMIT_UTF16 = 17 * 1024
+CUSTOM_STATUS_BUDGET_UTF16 = 16 * 1024
+TRIMMED = (
+    "Shortened to fit Azure's limit on a custom status (16 KB of UTF-16); the run report "
+    "(outputs.run_report, written when the run ends) has everything."
+)
 
 
 @dataclass
@@ -138,6 +150,10 @@ class RunStatus:
         self.batch = {}
         self.estimate = {}
 
+    def custom_status(self) -> dict[str, Any]:
+        """What the orchestrator shows while it runs: to_dict(), fitted to Azure's limit."""
+        return fit_custom_status(self.to_dict())
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "dataset_id": self.dataset_id,
@@ -161,6 +177,53 @@ class RunStatus:
             "approval": self.approval,
             "error": self.error,
         }
+
+
+def custom_status_size(value: Any) -> int:
+    """The size the extension measures: compact JSON, non-ASCII kept, in UTF-16 bytes."""
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return len(text.encode("utf-16-le"))
+
+
+def fit_custom_status(
+    value: dict[str, Any], budget: int = CUSTOM_STATUS_BUDGET_UTF16
+) -> dict[str, Any]:
+    """``value`` if it fits the budget; else a copy with long strings shortened in the
+    middle (the start and the end of a URL or a message are what identify it), then lists
+    cut to their first items, until it fits; it says so in "trimmed". Counts, phases, codes
+    and short fields are never touched."""
+    if custom_status_size(value) <= budget:
+        return value
+    fitted: Any = value
+    for longest in (400, 200, 120, 80, 48):
+        fitted = _shorten(fitted, longest)
+        if custom_status_size({**fitted, "trimmed": TRIMMED}) <= budget:
+            return {**fitted, "trimmed": TRIMMED}
+    for items in (3, 1, 0):
+        fitted = _cut_lists(fitted, items)
+        if custom_status_size({**fitted, "trimmed": TRIMMED}) <= budget:
+            return {**fitted, "trimmed": TRIMMED}
+    keep = ("dataset_id", "phase", "run_id", "files", "kind", "runs", "updated")
+    return {k: value[k] for k in keep if k in value} | {"trimmed": TRIMMED}
+
+
+def _shorten(value: Any, longest: int) -> Any:
+    if isinstance(value, str) and len(value) > longest:
+        half = (longest - 1) // 2
+        return f"{value[:half]}\u2026{value[-half:]}"
+    if isinstance(value, dict):
+        return {k: _shorten(v, longest) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_shorten(v, longest) for v in value]
+    return value
+
+
+def _cut_lists(value: Any, items: int) -> Any:
+    if isinstance(value, dict):
+        return {k: _cut_lists(v, items) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_cut_lists(v, items) for v in value[:items]]
+    return value
 
 
 def stage_seconds(custom_status: dict[str, Any]) -> dict[str, float | None]:
