@@ -19,6 +19,7 @@ from typing import Any
 import azure.durable_functions as df
 import azure.functions as func
 
+from api.runs import IN_PROGRESS, runtime_status
 from orchestrators.watcher import EVENT, watcher_id
 from shared.datasets import DatasetConfig, load_registry
 from shared.events import decide
@@ -31,7 +32,6 @@ log = logging.getLogger(__name__)
 bp = df.Blueprint()
 
 WATCHER = "dataset_watcher"
-IN_PROGRESS = ("Running", "Pending", "ContinuedAsNew", "Suspended")
 LOUD_REASONS = ("unknown_dataset", "outside_storage", "malformed")
 
 
@@ -64,16 +64,13 @@ async def blob_created(event: func.EventGridEvent, client: df.DurableOrchestrati
         return
     config = watcher_config(decision.dataset, settings)
     instance_id = watcher_id(decision.dataset.dataset_id)
-    status = await client.get_status(instance_id)
-    runtime = status.runtime_status.value if status and status.runtime_status else None
-    if runtime not in IN_PROGRESS:
+    if runtime_status(await client.get_status(instance_id)) not in IN_PROGRESS:
         try:
             await client.start_new(WATCHER, instance_id, WatchState(config=config).to_dict())
             emit(log, "watcher started", **decision.log_fields(), instance_id=instance_id)
         except Exception:
             # Another event started it first (the runtime refuses a second start).
-            again = await client.get_status(instance_id)
-            if not (again and again.runtime_status and again.runtime_status.value in IN_PROGRESS):
+            if runtime_status(await client.get_status(instance_id)) not in IN_PROGRESS:
                 raise
     await client.raise_event(
         instance_id, EVENT, {"change": decision.change.to_dict(), "config": config}

@@ -22,18 +22,17 @@ from urllib.parse import urlsplit
 import azure.durable_functions as df
 import azure.functions as func
 
+from api.runs import runtime_status, start_run
 from shared.errors import PipelineError
 from shared.health import dependency_report
 from shared.locations import parse_location, show_value
-from shared.plan import PipelineInput, RunPolicy, instance_id_for
+from shared.plan import PipelineInput, RunPolicy
 from shared.request import PipelineRequest
 from shared.settings import Settings
 from shared.status import pipeline_view, watcher_view
 
 bp = df.Blueprint()
 
-ORCHESTRATOR = "pipeline"
-IN_PROGRESS = ("Running", "Pending", "ContinuedAsNew", "Suspended")
 INSTANCE_ID = re.compile(r"^(pipeline|watch)-[a-z0-9][a-z0-9._-]{0,62}$")
 
 
@@ -50,11 +49,6 @@ def _status_url(req: func.HttpRequest, instance_id: str) -> str:
     return f"{parts.scheme}://{parts.netloc}/api/pipelines/{instance_id}"
 
 
-def _runtime_status(status: df.DurableOrchestrationStatus) -> str | None:
-    runtime = status.runtime_status
-    return runtime.value if runtime is not None else None
-
-
 @bp.route(route="pipelines", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 @bp.durable_client_input(client_name="client")
 async def start_pipeline(
@@ -67,22 +61,13 @@ async def start_pipeline(
         policy = RunPolicy.from_request(request, settings)
     except PipelineError as exc:
         return _json(400, {"error": exc.to_dict()})
-    instance_id = instance_id_for(request.dataset_id)
-    status_url = _status_url(req, instance_id)
-    existing = await client.get_status(instance_id)
-    if _runtime_status(existing) in IN_PROGRESS:
-        return _already_running(request.dataset_id, instance_id, status_url)
-    try:
-        await client.start_new(ORCHESTRATOR, instance_id, PipelineInput(request, policy).to_dict())
-    except Exception:
-        # Two requests raced past the check: the extension refuses the second start.
-        raced = await client.get_status(instance_id)
-        if _runtime_status(raced) in IN_PROGRESS:
-            return _already_running(request.dataset_id, instance_id, status_url)
-        raise
+    started = await start_run(client, PipelineInput(request, policy))
+    status_url = _status_url(req, started.instance_id)
+    if not started.started:
+        return _already_running(request.dataset_id, started.instance_id, status_url)
     return _json(
         202,
-        {"instance_id": instance_id, "status_url": status_url},
+        {"instance_id": started.instance_id, "status_url": status_url},
         headers={"Location": status_url, "Retry-After": "5"},
     )
 
@@ -111,7 +96,7 @@ async def pipeline_status(
     instance_id = req.route_params.get("instance_id", "")
     # Only pipeline instances, by their exact form: never pass anything else to the client.
     status = await client.get_status(instance_id) if INSTANCE_ID.match(instance_id) else None
-    if status is None or _runtime_status(status) is None:
+    if status is None or runtime_status(status) is None:
         return _json(
             404,
             {

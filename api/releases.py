@@ -22,7 +22,8 @@ from typing import Any
 import azure.durable_functions as df
 import azure.functions as func
 
-from api.http import INSTANCE_ID, _json, _runtime_status, _status_url
+from api.http import INSTANCE_ID, _json, _status_url
+from api.runs import runtime_status
 from orchestrators.pipeline import APPROVAL_EVENT
 from shared.errors import BadRequest, Conflict, NotFound, PipelineError
 from shared.locations import show_value
@@ -75,14 +76,14 @@ async def _decide(
         if not INSTANCE_ID.match(instance_id) or not instance_id.startswith("pipeline-"):
             raise NotFound(f"There is no pipeline run {show_value(instance_id)}.")
         status = await client.get_status(instance_id)
-        if status is None or _runtime_status(status) is None:
+        if status is None or runtime_status(status) is None:
             raise NotFound(
                 f"There is no pipeline run {show_value(instance_id)}.",
                 remedy="Use the instance_id returned by POST /api/pipelines.",
             )
         custom = status.custom_status if isinstance(status.custom_status, dict) else {}
         phase = custom.get("phase")
-        waiting = _runtime_status(status) == "Running" and phase == AWAITING_APPROVAL
+        waiting = runtime_status(status) == "Running" and phase == AWAITING_APPROVAL
         by, reason = _decision_body(req, reason_required=decision == "reject")
         settings = Settings.from_env()
         storage = Storage(settings)
@@ -94,7 +95,7 @@ async def _decide(
                 raise already_decided(dataset_id, run_id, earlier)
             raise Conflict(
                 f"Run {instance_id} is not waiting for a decision: it is "
-                f"{_runtime_status(status)}, phase {phase!r}.",
+                f"{runtime_status(status)}, phase {phase!r}.",
                 remedy="Only a run whose status shows phase 'awaiting_approval' can be decided.",
             )
         try:
@@ -189,7 +190,7 @@ async def unpublish_version(
         by, reason = _decision_body(req, reason_required=True)
         run = await client.get_status(f"pipeline-{dataset_id}")
         custom = run.custom_status if run and isinstance(run.custom_status, dict) else {}
-        if _runtime_status(run) == "Running" and custom.get("phase") == "register":
+        if runtime_status(run) == "Running" and custom.get("phase") == "register":
             raise Conflict(
                 f"A run of {dataset_id!r} is publishing right now.",
                 remedy="Try again when GET /api/pipelines/pipeline-"

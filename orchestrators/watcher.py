@@ -6,24 +6,33 @@ its rules are in shared/watch.py, the routing of events in shared/events.py.
     idle        wait for a "blob_created" event
     waiting     until the quiet period (or the maximum wait) is over, absorbing events
     checking    check_changes: does the source differ from the published version?
-    running     the pipeline, as the sub-orchestration ``pipeline-<dataset>``
-    -> continue-as-new with a fresh history (a change check is owed after every run)
+    starting    start_run: a client start of ``pipeline-<dataset>`` (api/runs.py), the same
+                rule as the HTTP starter's; a run already in progress (one started over
+                HTTP) is never replaced: the watcher checks again after the quiet period
+    running     follow the run (run_status every poll interval) until it ends
+    -> a change check is owed after every run
 
-Events that arrive during a run wait in the runtime's buffer (the Python SDK keeps only the
-last one of a name) or are dropped by continue-as-new; that is safe because the check after
-every run lists the source prefix: the follow-up run includes whatever was uploaded.
+No upload is lost, whatever the interleaving. Every event either reaches the state (absorbed:
+the window opens, so a listing comes after it), or is collapsed by the runtime into a later
+event that is absorbed, or is dropped together with a continue-as-new, which happens only
+while a listing is owed (a window is open or a run is in progress) and so still comes after
+it. A wait that lost to a timer stays open in the runtime and takes the next event when
+nothing newer waits (during an activity): the watcher keeps every wait it made and absorbs
+what any of them received after each step, and never re-yields one (the extension's shim
+awaits actions in order: a re-yielded wait would hold back every action after it).
 """
 
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Generator
+from datetime import timedelta
 from typing import Any
 
 import azure.durable_functions as df
 
 from shared.events import FileChange
+from shared.status import fit_custom_status
 from shared.telemetry import emit
 from shared.watch import WatchState
 
@@ -31,142 +40,222 @@ log = logging.getLogger(__name__)
 bp = df.Blueprint()
 
 EVENT = "blob_created"
-EVENTS_PER_GENERATION = 50  # continue-as-new after this many events: the history stays small
-PIPELINE = "pipeline"
-# A pipeline failure carries its code ("[unsuitable_collection] ..."): the same files are not
-# tried again until another upload. Anything else means the run could not start (another
-# run of the dataset was in progress): check again after the quiet period.
-_PIPELINE_FAILURE = re.compile(r"\[([a-z_]+)\] ")
-# Failures that another attempt on the same files can cure: checked again after the quiet
-# period instead of waiting for the next upload.
-_TRANSIENT = ("retries_exhausted", "storage_unavailable")
+# Continue as new after this many turns of the loop (events, timers, polls), at the first
+# turn where a listing is owed: the history stays small and no event can be lost.
+TURNS_PER_GENERATION = 50
+# A run failure carries its code: the same files are not tried again until another upload,
+# unless another attempt on the same files can cure it.
+_TRANSIENT = ("retries_exhausted", "storage_unavailable", "orchestration_terminated")
 
 
 def watcher_id(dataset_id: str) -> str:
     return f"watch-{dataset_id}"
 
 
+class Uploads:
+    """Every wait for an upload event this execution made, and what they received."""
+
+    def __init__(self, context: df.DurableOrchestrationContext) -> None:
+        self.context = context
+        self.open: list[Any] = []
+
+    def wait(self) -> Any:
+        """A new wait (never one already yielded)."""
+        task = self.context.wait_for_external_event(EVENT)
+        self.open.append(task)
+        return task
+
+    def received(self) -> list[dict[str, Any]]:
+        """The events any open wait received since the last call, oldest wait first."""
+        done = [task for task in self.open if task.is_completed]
+        self.open = [task for task in self.open if not task.is_completed]
+        return [task.result for task in done if isinstance(task.result, dict)]
+
+
 @bp.orchestration_trigger(context_name="context")
 def dataset_watcher(context: df.DurableOrchestrationContext) -> Generator[Any, Any, None]:
     state = WatchState.from_dict(context.get_input())
-    dataset = state.dataset_id
-    handled = 0
+    uploads = Uploads(context)
+    watch = _Watch(context, state, uploads)
+    turns = 0
+    while True:
+        turns += 1
+        limit = state.config.get("turns_per_generation", TURNS_PER_GENERATION)
+        if turns > limit and (state.owed or state.running):
+            watch.absorb()
+            watch.show("waiting" if not state.running else "running")
+            context.continue_as_new(state.to_dict())
+            return
+        now = context.current_utc_datetime
+        if state.running:
+            yield from watch.follow_run()
+        elif not state.owed:
+            watch.show("idle")
+            yield uploads.wait()
+        elif now < state.due():
+            watch.show("waiting")
+            timer = context.create_timer(state.due())
+            winner = yield context.task_any([uploads.wait(), timer])
+            if winner is not timer:
+                timer.cancel()
+        else:
+            yield from watch.check_and_start()
+        watch.absorb()
 
-    def show(phase: str) -> None:
-        context.set_custom_status(state.status(phase, context.current_utc_datetime))
 
-    def note(message: str, **fields: Any) -> None:
-        if not context.is_replaying:
+class _Watch:
+    """The watcher's steps over one state; each yields Durable tasks only."""
+
+    def __init__(
+        self, context: df.DurableOrchestrationContext, state: WatchState, uploads: Uploads
+    ) -> None:
+        self.context = context
+        self.state = state
+        self.uploads = uploads
+
+    def show(self, phase: str) -> None:
+        status = self.state.status(phase, self.context.current_utc_datetime)
+        self.context.set_custom_status(fit_custom_status(status))
+
+    def note(self, message: str, **fields: Any) -> None:
+        if not self.context.is_replaying:
             emit(
                 log,
                 message,
                 stage="watch",
-                dataset=dataset,
-                instance_id=context.instance_id,
+                dataset=self.state.dataset_id,
+                instance_id=self.context.instance_id,
                 **fields,
             )
 
-    while True:
+    def absorb(self) -> None:
+        """Take in every event received since the last step."""
+        for change in self.uploads.received():
+            self.state.config = change.get("config") or self.state.config  # as of the event
+            upload = FileChange.from_dict(change["change"])
+            verdict = self.state.absorb(upload, self.context.current_utc_datetime)
+            self.note(f"upload event: {verdict}", url=upload.url, verdict=verdict)
+
+    def _retry(self) -> df.RetryOptions:
+        policy = self.state.config["policy"]
+        return df.RetryOptions(policy["retry_first_interval_ms"], policy["retry_max_attempts"])
+
+    def _call(self, name: str, payload: dict[str, Any]) -> Generator[Any, Any, dict[str, Any]]:
+        """One activity with the retries; their running out is an answer, not a crash."""
+        try:
+            result = yield self.context.call_activity_with_retry(
+                name, self._retry(), {**payload, "instance_id": self.context.instance_id}
+            )
+        except Exception as exc:
+            message = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else "failed"
+            return {
+                "ok": False,
+                "error": {"code": "retries_exhausted", "message": f"{name}: {message}"},
+            }
+        return dict(result)
+
+    def check_and_start(self) -> Generator[Any, Any, None]:
+        """The window is over: ask whether anything changed, start the run if so."""
+        state, context = self.state, self.context
+        self.show("checking")
+        checked = yield from self._call("check_changes", {"request": state.config["request"]})
         now = context.current_utc_datetime
-        if not state.owed:
-            show("idle")
-            change = yield context.wait_for_external_event(EVENT)
-        elif now < state.due():
-            show("waiting")
-            timer = context.create_timer(state.due())
-            event = context.wait_for_external_event(EVENT)
-            winner = yield context.task_any([event, timer])
-            if winner is not event:
-                continue  # the quiet period is over: check on the next turn
-            timer.cancel()
-            change = event.result
-        else:
-            yield from _check_and_run(context, state, show, note)
-            context.continue_as_new(state.to_dict())
-            return
-        state.config = change.get("config") or state.config  # the registry as of this event
-        upload = FileChange.from_dict(change["change"])
-        verdict = state.absorb(upload, context.current_utc_datetime)
-        handled += 1
-        note(f"upload event: {verdict}", url=upload.url, verdict=verdict)
-        if handled >= EVENTS_PER_GENERATION:
-            show("waiting")
-            context.continue_as_new(state.to_dict())
-            return
-
-
-def _check_and_run(
-    context: df.DurableOrchestrationContext,
-    state: WatchState,
-    show: Any,
-    note: Any,
-) -> Generator[Any, Any, None]:
-    """The window is over: ask whether anything changed, run the pipeline if so."""
-    config = state.config
-    retry = df.RetryOptions(
-        config["policy"]["retry_first_interval_ms"], config["policy"]["retry_max_attempts"]
-    )
-    show("checking")
-    checked = yield context.call_activity_with_retry(
-        "check_changes",
-        retry,
-        {"request": config["request"], "instance_id": context.instance_id},
-    )
-    now = context.current_utc_datetime
-    if not checked["ok"]:
-        state.last_check = {"at": now.isoformat(), "error": checked["error"]}
+        # The listing covered everything before it; what arrived during it opens a new window.
         state.close_window(now, recheck=False)
-        note("change check failed", code=checked["error"].get("code"))
-        return
-    state.last_check = {
-        "at": now.isoformat(),
-        **{k: checked[k] for k in ("file_count", "new", "modified", "removed", "examples")},
-    }
-    if not checked["changed"] or checked["listing_digest"] == state.failed_listing:
-        state.checks_without_change += 1
-        state.close_window(now, recheck=False)
-        note(
-            "nothing to publish"
-            if not checked["changed"]
-            else "same files as the last failed run: waiting for another upload",
-            file_count=checked["file_count"],
-        )
-        return
-    show("running")
-    run_id = f"pipeline-{state.dataset_id}"
-    note("pipeline run starts", new=checked["new"], modified=checked["modified"])
-    started = context.current_utc_datetime
-    try:
-        result = yield context.call_sub_orchestrator(
-            PIPELINE,
-            {"request": config["request"], "policy": config["policy"]},
-            run_id,
-        )
-    except Exception as exc:  # the sub-orchestration failed: its status has the details
-        message = str(exc).strip()
-        started_at = started.isoformat()
-        state.runs += 1
-        state.last_run = {"instance_id": run_id, "started": started_at, "ok": False}
-        state.last_run["error"] = message[:500]
-        failure = _PIPELINE_FAILURE.search(message)
-        if failure and failure.group(1) not in _TRANSIENT:
-            state.failed_listing = checked["listing_digest"]
-        note("pipeline run failed", error=message[:500])
-    else:
-        state.runs += 1
-        published = result.get("phase") == "succeeded"
-        # Rejected or expired: not published, and not rebuilt until another upload.
-        state.failed_listing = None if published else checked["listing_digest"]
-        outputs = result.get("outputs") or {}
-        state.last_run = {
-            "instance_id": run_id,
-            "started": started.isoformat(),
-            "ok": published,
-            "phase": result.get("phase"),
-            "run_id": result.get("run_id"),
-            "files": (result.get("files") or {}).get("total"),
-            "reused": (result.get("files") or {}).get("reused"),
-            "item_url": outputs.get("item_url"),
+        if not checked["ok"]:
+            error = checked["error"]
+            state.last_check = {"at": now.isoformat(), "error": error}
+            transient = error.get("code") in _TRANSIENT
+            if transient:
+                state.close_window(now, recheck=True)  # try again after the quiet period
+            self.note("change check failed", code=error.get("code"), again=transient)
+            return
+        state.last_check = {
+            "at": now.isoformat(),
+            **{k: checked[k] for k in ("file_count", "new", "modified", "removed", "examples")},
         }
-        note(f"pipeline run {result.get('phase')}", run_id=result.get("run_id"))
-    state.close_window(context.current_utc_datetime, recheck=True)
+        if not checked["changed"] or checked["listing_digest"] == state.failed_listing:
+            state.checks_without_change += 1
+            self.note(
+                "nothing to publish"
+                if not checked["changed"]
+                else "same files as the last failed run: waiting for another upload",
+                file_count=checked["file_count"],
+            )
+            return
+        self.show("starting")
+        run = {"request": state.config["request"], "policy": state.config["policy"]}
+        started = yield from self._call("start_run", {"run": run})
+        now = context.current_utc_datetime
+        if not started["ok"] or not started["started"]:
+            # Another run of the dataset is in progress (or the start failed): never replace
+            # it; check again after the quiet period, when it may have ended.
+            state.close_window(now, recheck=True)
+            state.last_start = {
+                "at": now.isoformat(),
+                "started": False,
+                "busy": started.get("runtime_status"),
+                "error": started.get("error"),
+            }
+            self.note(
+                "pipeline run not started: another run of the dataset is in progress"
+                if started["ok"]
+                else "pipeline run could not be started",
+                run_status=started.get("runtime_status"),
+            )
+            return
+        state.running = {
+            "instance_id": started["instance_id"],
+            "started": now.isoformat(),
+            "listing_digest": checked["listing_digest"],
+        }
+        state.last_start = {"at": now.isoformat(), "started": True}
+        self.note("pipeline run starts", new=checked["new"], modified=checked["modified"])
+
+    def follow_run(self) -> Generator[Any, Any, None]:
+        """Wait one poll interval (absorbing uploads), then ask whether the run has ended."""
+        state, context = self.state, self.context
+        self.show("running")
+        timer = context.create_timer(
+            context.current_utc_datetime + timedelta(seconds=state.poll_seconds)
+        )
+        winner = yield context.task_any([self.uploads.wait(), timer])
+        if winner is not timer:
+            timer.cancel()
+            return
+        running = state.running or {}
+        polled = yield from self._call("run_status", {"run_instance_id": running["instance_id"]})
+        if not polled["ok"] or not polled["finished"]:
+            return
+        self.finished(running, polled)
+
+    def finished(self, running: dict[str, Any], run: dict[str, Any]) -> None:
+        state, now = self.state, self.context.current_utc_datetime
+        published = run.get("runtime_status") == "Completed" and run.get("phase") == "succeeded"
+        error = run.get("error") or {}
+        state.runs += 1
+        state.running = None
+        state.last_run = {
+            "instance_id": running["instance_id"],
+            "started": running["started"],
+            "ok": published,
+            "phase": run.get("phase"),
+            "run_id": run.get("run_id"),
+            "files": run.get("files"),
+            "reused": run.get("reused"),
+            "item_url": run.get("item_url"),
+        }
+        if error:
+            state.last_run["error"] = f"[{error.get('code')}] {error.get('message')}"[:500]
+        # Failed (not for a transient reason), rejected or expired: not rebuilt from the same
+        # files until another upload.
+        retry_same_files = published or error.get("code") in _TRANSIENT
+        state.failed_listing = None if retry_same_files else running["listing_digest"]
+        state.close_window(now, recheck=True)
+        self.note(
+            f"pipeline run {run.get('phase') or run.get('runtime_status')}", **_run_fields(run)
+        )
+
+
+def _run_fields(run: dict[str, Any]) -> dict[str, Any]:
+    return {k: run.get(k) for k in ("run_id", "runtime_status", "files")}

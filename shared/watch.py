@@ -11,7 +11,9 @@ or collapsed event can delay a run but never drop a file from it. What the state
 - the first MAX_TRACKED blobs of a window are tracked for deduplication (by digest, so the
   state stays a few KB); beyond that changes are only counted;
 - after every run a change check is owed (``recheck``): events that arrived during the run
-  may have been folded into one by the runtime, so the listing decides, not the events.
+  may have been folded into one by the runtime, so the listing decides, not the events;
+- ``running`` is the run the watcher started and follows (polled every ``poll_seconds``),
+  kept in the state so that it survives a continue-as-new.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from shared.events import FileChange
 from shared.layout import digest
 
 MAX_TRACKED = 100
+MAX_POLL_SECONDS = 60  # how often a run in progress is polled, at most
 
 
 def _newer(first: str, second: str) -> bool:
@@ -46,6 +49,8 @@ class WatchState:
     last_run: dict[str, Any] | None = None
     last_check: dict[str, Any] | None = None
     failed_listing: str | None = None  # listing digest of the last failed run
+    running: dict[str, Any] | None = None  # {"instance_id", "started", "listing_digest"}
+    last_start: dict[str, Any] | None = None  # {"at", "started", "busy"?, "error"?}
 
     @property
     def dataset_id(self) -> str:
@@ -58,6 +63,11 @@ class WatchState:
     @property
     def owed(self) -> bool:
         return self.pending > 0 or self.recheck
+
+    @property
+    def poll_seconds(self) -> int:
+        """How often the run in progress is polled: the quiet period, at most a minute."""
+        return max(1, min(MAX_POLL_SECONDS, int(self.config["quiet_seconds"])))
 
     def absorb(self, change: FileChange, now: datetime) -> str:
         """Take one change in: "new", "duplicate" or "older" (out of order)."""
@@ -131,6 +141,8 @@ class WatchState:
             "due": self.due().isoformat() if self.owed else None,
             "runs": self.runs,
             "checks_without_change": self.checks_without_change,
+            "running": self.running,
+            "last_start": self.last_start,
             "last_run": self.last_run,
             "last_check": self.last_check,
             "updated": now.isoformat(),

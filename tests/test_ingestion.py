@@ -75,6 +75,17 @@ class Ingest:
             time.sleep(0.2)
         pytest.fail(f"the watcher did not get there in {timeout} s: {self.watcher()}")
 
+    def wait_scanned(self, files: int, timeout: float = 120) -> None:
+        """Until the dataset's run has scanned its source and found ``files`` files."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status = self.host.get_status(f"pipeline-{DATASET}") or {}
+            custom = status.get("customStatus") or {}
+            if (custom.get("files") or {}).get("total") == files:
+                return
+            time.sleep(0.1)
+        pytest.fail(f"the run never scanned {files} files: {status}")
+
     def executed(self) -> Counter[str]:
         return Counter(e[2] for e in self.host.executions())
 
@@ -141,6 +152,7 @@ def test_uploads_during_a_run_make_exactly_one_follow_up_run_with_the_new_files(
     first = ingest.upload(SampleSpec(files=6, lat=4, lon=6))
     ingest.post(ingest.events_for([p.name for p in first]))
     ingest.wait_watcher(lambda s: s.get("phase") == "running", timeout=60)
+    ingest.wait_scanned(6)  # the run has listed its files: what comes now is for the next one
 
     more = ingest.upload(SampleSpec(files=2, lat=4, lon=6, first_index=6))
     ingest.post(ingest.events_for([p.name for p in more]) * 2)
@@ -245,3 +257,42 @@ def test_an_unreadable_registry_fails_the_delivery_so_event_grid_retries_it(
     message = answer.json()["error"]["message"]
     assert "e-registry" in message and "'tas'" in message and "source" in message
     assert ingest.host.get_status(WATCHER) is None
+
+
+def test_a_run_started_over_http_is_never_replaced_by_uploads_which_run_after_it(
+    ingest: Ingest,
+):
+    """One run per dataset on Azure's semantics: an HTTP-started run waits for approval while
+    a burst of uploads arrives. The watcher starts runs the way the HTTP starter does (a
+    client start, refused while the run is in progress), so it never replaces that run; its
+    uploads are published by the run it starts once the first has ended."""
+    first = ingest.upload(SampleSpec(files=4, lat=4, lon=6))
+    base = ingest.server.base_url
+    body = {"source": ingest.source, "dataset_id": DATASET, "options": {"approval": True}}
+    assert call("POST", f"{base}/api/pipelines", body).status == 202
+    run_id = f"pipeline-{DATASET}"
+    deadline = time.monotonic() + 120
+    while (ingest.host.get_status(run_id)["customStatus"] or {}).get(
+        "phase"
+    ) != "awaiting_approval":
+        assert time.monotonic() < deadline, ingest.host.get_status(run_id)
+        time.sleep(0.2)
+    created = ingest.host.get_status(run_id)["createdTime"]
+
+    later = ingest.upload(SampleSpec(files=3, lat=4, lon=6, first_index=4))
+    ingest.post(ingest.events_for([p.name for p in later]))
+    watcher = ingest.wait_watcher(lambda s: (s.get("last_start") or {}).get("started") is False)
+    assert watcher["last_start"]["busy"] == "Running"
+    waiting = ingest.host.get_status(run_id)
+    assert (
+        waiting["createdTime"] == created
+        and waiting["customStatus"]["phase"] == "awaiting_approval"
+    )
+
+    decision = {"by": "operator", "reason": "checked"}
+    assert call("POST", f"{base}/api/pipelines/{run_id}/approve", decision).status == 202
+    watcher = ingest.wait_watcher(lambda s: s.get("runs") == 1 and s.get("phase") == "idle")
+    assert watcher["last_run"]["ok"] is True and watcher["last_run"]["files"] == 7
+    run = ingest.host.get_status(run_id)
+    with open_item(run["output"]["outputs"]["item_url"], ingest.settings) as published:
+        xr.testing.assert_identical(published.load(), open_sources(first + later))
