@@ -1,9 +1,12 @@
 """Import the libraries every stage needs and report their versions (or why they failed),
-so a broken dependency shows on the health endpoint, not in the first activity of a run."""
+so a broken dependency shows on the health endpoint, not in the first activity of a run.
+Nothing here runs when the app loads but a look for missing packages: a cold start imports
+only what the triggers need (bench/cold_start.py)."""
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import logging
 from importlib.metadata import version
 from typing import Any
@@ -30,11 +33,13 @@ def dependency_report() -> dict[str, Any]:
     return {"ok": ok, "libraries": libraries}
 
 
-def record_import_failures() -> dict[str, str]:
-    """Called when the app loads: log every library that fails to import (the activities that
-    need it will fail with an error naming it; the health endpoint reports it)."""
-    report = dependency_report()
-    failures = {n: lib["error"] for n, lib in report["libraries"].items() if not lib["ok"]}
-    for name, error in failures.items():
-        log.error("dependency %s failed to import: %s", name, error, extra={"dependency": name})
-    return failures
+def record_missing_packages() -> list[str]:
+    """Called when the app loads: log every library that is not installed at all. Cheap (it
+    finds packages, it does not import them: importing them here made every cold start pay
+    about a second for libraries only some activities use). A library that is installed but
+    fails to import is named by /api/health, and by every activity that needs it, which fails
+    at once with ``dependency_missing``."""
+    missing = [name for name in MODULES if importlib.util.find_spec(name) is None]
+    for name in missing:
+        log.error("dependency %s is not installed", name, extra={"dependency": name})
+    return missing

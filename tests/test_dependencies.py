@@ -1,6 +1,6 @@
-"""A broken dependency is found when the app loads and named, not discovered by the first
-activity that trips over it: the app still loads, /api/health answers 503 naming the module,
-and an activity that needs it fails at once with dependency_missing, naming it."""
+"""A broken dependency is named, not discovered by the first activity that trips over it: the
+app still loads (and logs a missing package as it does), /api/health answers 503 naming the
+module, and an activity that needs it fails at once with dependency_missing, naming it."""
 
 from __future__ import annotations
 
@@ -42,4 +42,4 @@ def test_a_missing_module_is_reported_by_health_and_named_by_the_activities_that
     assert generate["ok"] is False
     assert generate["error"]["code"] == "dependency_missing"
     assert "virtualizarr" in generate["error"]["message"]
-    assert "dependency virtualizarr failed to import" in result.stderr
+    assert "dependency virtualizarr is not installed" in result.stderr
