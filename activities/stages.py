@@ -4,6 +4,9 @@ Every activity answers {"ok": true, ...result} or {"ok": false, "error": {...}}.
 only for a retryable failure (StorageUnavailable), so the orchestrator's retry options apply
 to transient storage errors and to nothing else (see activities/outcome.py).
 
+Combine and verify (memory grows with the number of files) run one at a time per instance,
+under a ceiling derived from the plan (shared/sizing.py).
+
 The stage modules are imported inside each activity, not when the app loads: if a heavy
 dependency (virtualizarr, kerchunk, h5py, icechunk) is broken, the app still loads, the
 health endpoint names the module, and only the activities that need it fail, at once, with
@@ -18,6 +21,7 @@ import azure.durable_functions as df
 
 from activities.outcome import outcome
 from shared.settings import Settings
+from shared.sizing import heavy_slot
 
 bp = df.Blueprint()
 
@@ -108,7 +112,8 @@ def combine_store(payload: Payload) -> dict[str, Any]:
         from shared.request import PipelineRequest
 
         request = PipelineRequest.from_dict(payload["request"])
-        return combine(payload["manifest_url"], request, payload["run_id"], settings).to_dict()
+        with heavy_slot("combine", settings.heavy_wait_seconds):
+            return combine(payload["manifest_url"], request, payload["run_id"], settings).to_dict()
 
     return outcome("combine", run, payload)
 
@@ -118,13 +123,14 @@ def verify_store(payload: Payload) -> dict[str, Any]:
     def run(settings: Settings) -> dict[str, Any]:
         from shared.verify import verify
 
-        return verify(
-            payload["manifest_url"],
-            payload["store_url"],
-            payload["format"],
-            payload["concat_dim"],
-            settings,
-        ).to_dict()
+        with heavy_slot("verify", settings.heavy_wait_seconds):
+            return verify(
+                payload["manifest_url"],
+                payload["store_url"],
+                payload["format"],
+                payload["concat_dim"],
+                settings,
+            ).to_dict()
 
     return outcome("verify", run, payload)
 

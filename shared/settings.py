@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from shared.errors import BadRequest
+from shared.sizing import DEFAULT_PLAN, PLAN_MEMORY, heavy_ceiling, memory_limit
 
 AZURITE_ACCOUNT = "devstoreaccount1"
 # Azurite's well-known development key: public, documented by Microsoft, not a secret.
@@ -119,8 +120,11 @@ class Settings:
     unchunked_max_bytes: int = 2 * 1024 * 1024 * 1024
     # Above this many references a kerchunk JSON store is slow to open: recommend another format.
     json_max_references: int = 500_000
-    # Combine and verify stop before their resident memory passes this (80% of 4 GB).
-    memory_limit_bytes: int = 3_200_000_000
+    # Combine and verify stop before their resident memory passes this: by default derived
+    # from the plan's memory and the worker process count (shared/sizing.py).
+    memory_limit_bytes: int = heavy_ceiling(PLAN_MEMORY[DEFAULT_PLAN], 1)
+    # How long a combine or verify waits for its instance's one memory-heavy slot.
+    heavy_wait_seconds: int = 600
     # Verified stores kept per dataset (the current one included); older ones are removed.
     keep_versions: int = 3
     batch_size: int = 100
@@ -135,6 +139,9 @@ class Settings:
     max_wait_seconds: int = 3600
     # A run that needs approval waits this long for a decision, then publishes nothing.
     approval_timeout_seconds: int = 7 * 86400
+    # Finished orchestration instances older than this are purged from the task hub every
+    # night (api/maintenance.py); 0 keeps them for ever.
+    history_retention_days: int = 30
     # Where a local store root is served over HTTP (`python -m devhost tiles` serves it at
     # http://127.0.0.1:8080/stores): STAC assets of local stores then get http hrefs, which
     # xpystac needs. Blob stores always get their https blob URL.
@@ -179,8 +186,9 @@ class Settings:
             json_max_references=_int(
                 env, "PIPELINE_JSON_MAX_REFERENCES", defaults.json_max_references
             ),
-            memory_limit_bytes=_int(
-                env, "PIPELINE_MEMORY_LIMIT_BYTES", defaults.memory_limit_bytes
+            memory_limit_bytes=memory_limit(env),
+            heavy_wait_seconds=_int(
+                env, "PIPELINE_HEAVY_WAIT_SECONDS", defaults.heavy_wait_seconds, 0
             ),
             keep_versions=_int(env, "PIPELINE_KEEP_VERSIONS", defaults.keep_versions),
             batch_size=_int(env, "PIPELINE_BATCH_SIZE", defaults.batch_size),
@@ -201,6 +209,9 @@ class Settings:
                 env, "PIPELINE_APPROVAL_TIMEOUT_SECONDS", defaults.approval_timeout_seconds
             ),
             store_url=env.get("PIPELINE_STORE_URL", defaults.store_url).strip().rstrip("/"),
+            history_retention_days=_int(
+                env, "PIPELINE_HISTORY_RETENTION_DAYS", defaults.history_retention_days, 0
+            ),
         )
 
     def with_changes(self, **changes: Any) -> Settings:
@@ -224,6 +235,8 @@ class Settings:
             "PIPELINE_UNCHUNKED_MAX_BYTES": str(self.unchunked_max_bytes),
             "PIPELINE_JSON_MAX_REFERENCES": str(self.json_max_references),
             "PIPELINE_MEMORY_LIMIT_BYTES": str(self.memory_limit_bytes),
+            "PIPELINE_HEAVY_WAIT_SECONDS": str(self.heavy_wait_seconds),
+            "PIPELINE_HISTORY_RETENTION_DAYS": str(self.history_retention_days),
             "PIPELINE_KEEP_VERSIONS": str(self.keep_versions),
             "PIPELINE_BATCH_SIZE": str(self.batch_size),
             "PIPELINE_FILES_PER_ACTIVITY": str(self.files_per_activity),
