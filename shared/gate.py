@@ -6,7 +6,7 @@ It reads every file's report (shared/validate.py) and applies two kinds of rules
 - per file: a file the readers cannot use (empty, not NetCDF, truncated, unknown filter, ...)
   makes the collection unsuitable;
 - across files (the rules below): what the reference libraries would otherwise combine
-  silently wrong (FACTS.md, "Known silent corruptions") or refuse with an opaque error.
+  silently wrong (docs/correctness.md) or refuse with an opaque error.
   Each finding names the odd file(s), the variable, their value and the majority's value.
 
 The verdict is written as JSON (machine-readable, every finding) and Markdown (for a person),

@@ -9,7 +9,7 @@ and an unwritten scalar cannot be read back at all).
 
 Small arrays that the combine stage must *load* are inlined as their raw stored bytes:
 the concat dimension's coordinate (so differing time units decode correctly, see
-FACTS.md), scalar variables (grid mappings) and other small dimension coordinates.
+docs/correctness.md), scalar variables (grid mappings) and other small dimension coordinates.
 Raw bytes keep the file's own encoding, so loading them decodes exactly as the source.
 """
 

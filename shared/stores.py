@@ -35,7 +35,7 @@ def fix_kerchunk_refs(refs: dict[str, Any]) -> dict[str, Any]:
     """Make VirtualiZarr's kerchunk references read back as the source files do. In place.
 
     - A 0-d array's one chunk is written as "name/" instead of "name/0"; kerchunk readers
-      then return NaN (FACTS.md). Renamed.
+      then return NaN (docs/correctness.md). Renamed.
     - Each array's Zarr fill_value is the HDF5 dataset's fill value, and xarray treats a Zarr
       v2 fill_value as _FillValue: in a variable without a _FillValue attribute, real values
       equal to it (zeros, for h5py's default fill or netCDF4's fill_value=False) would read
@@ -107,7 +107,7 @@ def _virtual_chunk_container(prefix: str, settings: Settings) -> icechunk.Virtua
     else:
         account = settings.account
         assert account is not None
-        # "account" must be in the config, else reads fail (FACTS.md).
+        # "account" must be in the config, else reads fail (seen with icechunk 2.3).
         store = icechunk.ObjectStoreConfig.Azure(
             {"account": account.name, **_azure_config(settings)}
         )

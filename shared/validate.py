@@ -110,7 +110,7 @@ ENCODING_ATTRIBUTES = (
 # ("An implementation for codec 'numcodecs.imagecodecs_lzf' is not available"); szip (4),
 # scaleoffset (6), bitshuffle (32008), blosc2, zfp, sz and sz3 raise UnknownCodecError, and
 # ids hdf5plugin does not know (nbit 5, anything unregistered) raise "ValueError: Unknown
-# filter". Kerchunk silently drops such variables (FACTS.md), so the gate must stop them.
+# filter". Kerchunk silently drops such variables (docs/correctness.md), so the gate must stop them.
 SUPPORTED_FILTERS: dict[int, str] = {
     1: "deflate",
     2: "shuffle",

@@ -1,6 +1,7 @@
 """The correctness matrix: collections the virtual-reference libraries combine silently
-wrong (FACTS.md), each with the one outcome the pipeline must produce: refused at the gate
-with a code naming the odd file and variable, or published exactly equal to the sources."""
+wrong (docs/correctness.md), each with the one outcome the pipeline must produce: refused
+at the gate with a code naming the odd file and variable, or published exactly equal to
+the sources."""
 
 from __future__ import annotations
 

@@ -34,6 +34,8 @@ EXPECTED = {
     "register_item": ("activityTrigger", {"payload"}),
     "check_changes": ("activityTrigger", {"payload"}),
     "record_run": ("activityTrigger", {"payload"}),
+    "start_run": ("activityTrigger", {"payload", "client"}),
+    "run_status": ("activityTrigger", {"payload", "client"}),
     "start_pipeline": ("httpTrigger", {"req", "client", "$return"}),
     "pipeline_status": ("httpTrigger", {"req", "client", "$return"}),
     "health": ("httpTrigger", {"req", "$return"}),
@@ -43,6 +45,7 @@ EXPECTED = {
     "unpublish_version": ("httpTrigger", {"req", "client", "$return"}),
     "cleanup_version": ("httpTrigger", {"req", "$return"}),
     "blob_created": ("eventGridTrigger", {"event", "client"}),
+    "purge_history": ("timerTrigger", {"timer", "client"}),
 }
 
 REFUSED_APP = """
