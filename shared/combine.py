@@ -1,8 +1,9 @@
 """Combine: concatenate every file's references along the concat dimension into one store.
 
-The concat coordinate (and scalar variables) are loaded from the raw bytes inlined in each
-file's references, decoded with that file's own units and calendar, sorted, and checked to
-be strictly increasing with no overlap between files; everything else stays virtual.
+The concat coordinate, its bounds and the scalar variables are loaded from the raw bytes
+inlined in each file's references, decoded with that file's own units and calendar (the
+bounds with their coordinate's, as CF says), sorted, and checked to be strictly increasing
+with no overlap between files; everything else stays virtual.
 
 An Icechunk run whose new files only extend the published version appends them to a copy
 of the published repository as one new commit instead (append_icechunk, docs/events.md).
@@ -30,7 +31,7 @@ from shared.increment import read_published
 from shared.layout import Layout
 from shared.locations import Location, parse_location
 from shared.memory import MemoryWatch
-from shared.references import library_versions, load_references, manifest_group
+from shared.references import concat_bounds, library_versions, load_references, manifest_group
 from shared.request import PipelineRequest
 from shared.scan import ScanManifest, load_manifest
 from shared.settings import Settings
@@ -85,10 +86,13 @@ def source_root(manifest: ScanManifest, settings: Settings) -> Location:
 def open_virtual(document: dict[str, Any], registry: Any, concat_dim: str) -> xr.Dataset:
     group = manifest_group(document)
     url = document["source"]["url"]
+    # Loaded (decoded per file, then encoded once): the concat coordinate, its bounds (CF:
+    # they take its units and calendar) and the scalars. Everything else stays virtual.
+    bounds = concat_bounds(group, concat_dim)
     loadable = [
         name
         for name, array in group.arrays.items()
-        if array.ndim == 0 or (name == concat_dim and array.ndim == 1)
+        if array.ndim == 0 or (name == concat_dim and array.ndim == 1) or name in bounds
     ]
     if concat_dim not in loadable:
         dims = sorted(

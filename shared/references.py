@@ -8,8 +8,9 @@ kerchunk round trip loses information (a scalar variable's chunk key comes out a
 and an unwritten scalar cannot be read back at all).
 
 Small arrays that the combine stage must *load* are inlined as their raw stored bytes:
-the concat dimension's coordinate (so differing time units decode correctly, see
-docs/correctness.md), scalar variables (grid mappings) and other small dimension coordinates.
+the concat dimension's coordinate and its bounds (so differing time units decode correctly,
+see docs/correctness.md), scalar variables (grid mappings) and other small dimension
+coordinates.
 Raw bytes keep the file's own encoding, so loading them decodes exactly as the source.
 """
 
@@ -107,8 +108,19 @@ def build_references(
     }
 
 
+def concat_bounds(group: Any, concat_dim: str) -> list[str]:
+    """The bounds and climatology variables of the concat coordinate (CF: they take its units
+    and calendar, so they must be decoded with it, per file)."""
+    coordinate = group.arrays.get(concat_dim)
+    if coordinate is None:
+        return []
+    attributes = coordinate.metadata.attributes or {}
+    names = [attributes.get(key) for key in ("bounds", "climatology")]
+    return [n for n in names if isinstance(n, str) and n in group.arrays]
+
+
 def _inline_candidates(group: ManifestGroup, concat_dim: str, limit: int) -> set[str]:
-    names = set()
+    names = set(concat_bounds(group, concat_dim))
     for name, array in group.arrays.items():
         dims = tuple(array.metadata.dimension_names or ())
         stored = int(array.manifest._lengths.sum())

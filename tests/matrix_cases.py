@@ -214,6 +214,76 @@ def unsupported_filter(folder: Path) -> list[Path]:
     return [*paths, odd]
 
 
+def _netcdf(path: Path, build: Callable[[netCDF4.Dataset], None], **kwargs: object) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with netCDF4.Dataset(path, "w", **kwargs) as ds:
+        build(ds)
+    return path
+
+
+def bounds_per_file_units(folder: Path) -> list[Path]:
+    """CDO's habit: every file's time units start at its own first step, and time has
+    bounds (time:bounds = "time_bnds", the bounds without units of their own: CF gives them
+    the coordinate's)."""
+    paths = write_sample_files(folder, replace(BASE, per_file_time_units=True))
+    for path in paths:
+        with netCDF4.Dataset(path, "a") as ds:
+            ds.createDimension("bnds", 2)
+            ds["time"].bounds = "time_bnds"
+            bounds = ds.createVariable("time_bnds", "f8", ("time", "bnds"))
+            steps = ds["time"][:]
+            bounds[:] = np.stack([steps - 0.5, steps + 0.5], axis=1)
+    return paths
+
+
+def integer_time_bounds_noleap(folder: Path) -> list[Path]:
+    """CMIP style: int time in a noleap calendar, units "days since <month start>" per file,
+    int bounds."""
+
+    def month(index: int) -> Callable[[netCDF4.Dataset], None]:
+        def build(ds: netCDF4.Dataset) -> None:
+            ds.createDimension("time", None)
+            ds.createDimension("bnds", 2)
+            ds.createDimension("x", 4)
+            time = ds.createVariable("time", "i4", ("time",))
+            time.units = f"days since 2024-{index + 1:02d}-01"
+            time.calendar = "noleap"
+            time.bounds = "time_bnds"
+            time[:] = [0, 1, 2]
+            bounds = ds.createVariable("time_bnds", "i4", ("time", "bnds"))
+            bounds[:] = [[0, 1], [1, 2], [2, 3]]
+            tas = ds.createVariable("tas", "f4", ("time", "x"), chunksizes=(1, 4))
+            tas.units = "K"
+            tas[:] = np.arange(12, dtype="f4").reshape(3, 4) + 100 * index
+
+        return build
+
+    return [_netcdf(folder / f"tas_mon_{i}.nc", month(i)) for i in range(3)]
+
+
+def climatology_bounds(folder: Path) -> list[Path]:
+    """Climatological statistics: time:climatology names the bounds (CF 7.4)."""
+
+    def one(index: int) -> Callable[[netCDF4.Dataset], None]:
+        def build(ds: netCDF4.Dataset) -> None:
+            ds.createDimension("time", None)
+            ds.createDimension("nv", 2)
+            ds.createDimension("x", 4)
+            time = ds.createVariable("time", "f8", ("time",))
+            time.units = f"days since 2000-{index + 1:02d}-01"
+            time.climatology = "climatology_bounds"
+            time[:] = [15.0]
+            bounds = ds.createVariable("climatology_bounds", "f8", ("time", "nv"))
+            bounds[:] = [[0.0, 30.0 + 3650.0]]
+            tas = ds.createVariable("tas", "f4", ("time", "x"), chunksizes=(1, 4))
+            tas.cell_methods = "time: mean within years time: mean over years"
+            tas[:] = np.arange(4, dtype="f4").reshape(1, 4) + 10 * index
+
+        return build
+
+    return [_netcdf(folder / f"clim_{i}.nc", one(i)) for i in range(3)]
+
+
 CASES = [
     Case(
         "partial chunks along time in every file",
@@ -321,6 +391,24 @@ CASES = [
         "concat_overlap",
         "tas_shifted",
         "time",
+    ),
+    Case(
+        "time bounds with per-file time units",
+        bounds_per_file_units,
+        "equal",
+        why="the bounds are decoded with their coordinate's units, per file, as CF says",
+    ),
+    Case(
+        "integer time and bounds, noleap, per-file units",
+        integer_time_bounds_noleap,
+        "equal",
+        why="as above, in the file's own calendar",
+    ),
+    Case(
+        "climatology bounds",
+        climatology_bounds,
+        "equal",
+        why="time:climatology names bounds that take the coordinate's units",
     ),
     Case(
         "file names out of time order",

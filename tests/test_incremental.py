@@ -193,3 +193,28 @@ def test_a_reused_report_lost_from_the_work_area_stops_the_run_saying_to_run_ful
     assert error["code"] == "artifact_missing"
     assert paths[1].name in error["message"] and '"full": true' in error["remedy"]
     assert repaired["files"]["validated"] == 5
+
+
+@pytest.mark.parametrize("store_format", FORMATS)
+def test_time_bounds_with_per_file_units_stay_right_when_a_file_is_added(
+    tmp_path, local_settings, store_format
+):
+    """CF bounds take their coordinate's units: an incremental run (Icechunk appends to the
+    published store) encodes the new file's bounds as the store's, not as the file's."""
+    from tests.matrix_cases import bounds_per_file_units
+
+    paths = bounds_per_file_units(tmp_path / "all")
+    source = tmp_path / "src"
+    source.mkdir()
+    for path in paths[:2]:
+        (source / path.name).write_bytes(path.read_bytes())
+    request = PipelineRequest.from_dict(
+        {"source": str(source), "dataset_id": "bnds", "format": store_format}
+    )
+    run_pipeline(request, local_settings)
+    (source / paths[2].name).write_bytes(paths[2].read_bytes())
+    report = run_pipeline(request, local_settings)
+    if store_format == "icechunk":
+        assert report.stages["combine"]["mode"] == "append", report.stages["combine"]
+    with open_item(report.item_url, local_settings) as published:
+        xr.testing.assert_identical(published.load(), open_sources(sorted(source.glob("*.nc"))))
