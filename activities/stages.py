@@ -83,6 +83,8 @@ def gate_files(payload: Payload) -> dict[str, Any]:
             settings,
             concat_dim=payload["concat_dim"],
             store_format=payload["format"],
+            drop_variables=payload.get("drop_variables") or (),
+            static_differs=payload.get("static_differs") or "refuse",
         ).to_dict()
 
     return outcome("gate", run, payload)
@@ -130,6 +132,8 @@ def verify_store(payload: Payload) -> dict[str, Any]:
                 payload["format"],
                 payload["concat_dim"],
                 settings,
+                drop_variables=payload.get("drop_variables") or (),
+                static_differs=payload.get("static_differs") or "refuse",
             ).to_dict()
 
     return outcome("verify", run, payload)

@@ -173,6 +173,8 @@ def run_pipeline(
             storage,
             concat_dim=request.concat_dim,
             store_format=request.format,
+            drop_variables=request.drop_variables,
+            static_differs=request.static_differs,
         )
         report.stages["gate"] = {
             "seconds": progress.finish(
@@ -226,6 +228,8 @@ def run_pipeline(
             request.concat_dim,
             settings,
             storage,
+            drop_variables=request.drop_variables,
+            static_differs=request.static_differs,
         )
         report.stages["verify"] = {
             "seconds": progress.finish(

@@ -173,6 +173,8 @@ def pipeline(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dic
             "manifest_url": manifest_url,
             "concat_dim": request.concat_dim,
             "format": request.format,
+            "drop_variables": list(request.drop_variables),
+            "static_differs": request.static_differs,
             **run_fields,
         },
     )
@@ -219,6 +221,8 @@ def pipeline(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dic
             "store_url": combined["store_url"],
             "format": request.format,
             "concat_dim": request.concat_dim,
+            "drop_variables": list(request.drop_variables),
+            "static_differs": request.static_differs,
             **run_fields,
         },
     )

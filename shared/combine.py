@@ -83,7 +83,9 @@ def source_root(manifest: ScanManifest, settings: Settings) -> Location:
     return source
 
 
-def open_virtual(document: dict[str, Any], registry: Any, concat_dim: str) -> xr.Dataset:
+def open_virtual(
+    document: dict[str, Any], registry: Any, concat_dim: str, drop: tuple[str, ...] = ()
+) -> xr.Dataset:
     group = manifest_group(document)
     url = document["source"]["url"]
     # Loaded (decoded per file, then encoded once): the concat coordinate, its bounds (CF:
@@ -92,7 +94,8 @@ def open_virtual(document: dict[str, Any], registry: Any, concat_dim: str) -> xr
     loadable = [
         name
         for name, array in group.arrays.items()
-        if array.ndim == 0 or (name == concat_dim and array.ndim == 1) or name in bounds
+        if (array.ndim == 0 or (name == concat_dim and array.ndim == 1) or name in bounds)
+        and name not in drop
     ]
     if concat_dim not in loadable:
         dims = sorted(
@@ -104,9 +107,10 @@ def open_virtual(document: dict[str, Any], registry: Any, concat_dim: str) -> xr
             remedy="Give the right concat_dim in the request, or fix the file.",
         )
     try:
-        return ManifestStore(group=group, registry=registry).to_virtual_dataset(
+        opened = ManifestStore(group=group, registry=registry).to_virtual_dataset(
             loadable_variables=loadable
         )
+        return opened.drop_vars(drop, errors="ignore")  # left out, as the request asks
     except PipelineError:
         raise
     except Exception as exc:
@@ -172,7 +176,9 @@ def concatenate(
     datasets = []
     with ThreadPoolExecutor(READ_WORKERS) as pool:  # documents are read ahead, opened one by one
         for count, document in enumerate(pool.map(load, manifest.files), start=1):
-            datasets.append(open_virtual(document, registry, request.concat_dim))
+            datasets.append(
+                open_virtual(document, registry, request.concat_dim, request.drop_variables)
+            )
             if count % 100 == 0:
                 memory.check(
                     f"after opening {count:,} of {len(manifest.files):,} files' references"

@@ -67,6 +67,9 @@ class Collection:
     concat_dim: str
     store_format: str
     settings: Settings
+    # What the request says about variables without the concat dimension that differ
+    # between files: "refuse" them, or "keep-first" (the store keeps the first file's).
+    static_differs: str = "refuse"
 
     @property
     def readable(self) -> list[dict[str, Any]]:
@@ -83,10 +86,18 @@ def collection_rule(function: CollectionRule) -> CollectionRule:
 
 
 def check_collection(
-    reports: Sequence[dict[str, Any]], concat_dim: str, store_format: str, settings: Settings
+    reports: Sequence[dict[str, Any]],
+    concat_dim: str,
+    store_format: str,
+    settings: Settings,
+    *,
+    drop_variables: Sequence[str] = (),
+    static_differs: str = "refuse",
 ) -> list[CollectionFinding]:
-    """Every cross-file finding for these reports (only files that are readable at all)."""
-    collection = Collection(list(reports), concat_dim, store_format, settings)
+    """Every cross-file finding for these reports (only files that are readable at all).
+    Variables the request drops are left out of every rule."""
+    kept = [without_variables(r, drop_variables) for r in reports]
+    collection = Collection(kept, concat_dim, store_format, settings, static_differs)
     if len(collection.readable) == 0:
         return []
     findings: list[CollectionFinding] = []
@@ -96,6 +107,35 @@ def check_collection(
 
 
 # -- helpers ------------------------------------------------------------------------------
+def without_variables(report: dict[str, Any], names: Sequence[str]) -> dict[str, Any]:
+    """A report as if the file did not have these variables: their findings go too, and a
+    file whose only errors were about them is no longer unsuitable."""
+    if not names:
+        return report
+    dropped = set(names)
+    findings = [f for f in report.get("findings", []) if f.get("variable") not in dropped]
+    severities = {f["severity"] for f in findings}
+    verdict = report["verdict"]
+    if verdict != "unsuitable" or report.get("variables"):  # not a file that could not be read
+        verdict = (
+            "unsuitable"
+            if "error" in severities
+            else "suitable_with_warnings"
+            if "warning" in severities
+            else "suitable"
+        )
+    return {
+        **report,
+        "verdict": verdict,
+        "findings": findings,
+        "variables": [v for v in report.get("variables", []) if v["name"] not in dropped],
+        "coordinates": {
+            k: v for k, v in (report.get("coordinates") or {}).items() if k not in dropped
+        },
+        "statics": {k: v for k, v in (report.get("statics") or {}).items() if k not in dropped},
+    }
+
+
 def _name(url: str) -> str:
     return url.rsplit("/", 1)[-1]
 
@@ -348,6 +388,67 @@ def same_grids(c: Collection) -> Iterable[CollectionFinding]:
 
 
 @collection_rule
+def same_statics(c: Collection) -> Iterable[CollectionFinding]:
+    """Variables without the concat dimension (a scalar height, a land mask, cell areas) must
+    hold the same values in every file: the store keeps one copy (the first file's, in time
+    order), so the odd files' would read wrong."""
+    table: dict[str, dict[str, dict[str, Any]]] = {}
+    for report in c.readable:
+        variables = _variables(report)
+        for name, summary in (report.get("statics") or {}).items():
+            if c.concat_dim in (variables.get(name, {}).get("dimensions") or []):
+                continue
+            table.setdefault(name, {})[report["url"]] = summary
+    keep_first = c.static_differs == "keep-first"
+    for name, per_file in table.items():
+        unknown = [url for url, summary in per_file.items() if summary.get("digest") is None]
+        if unknown and not keep_first:
+            size = max(int(per_file[url].get("nbytes") or 0) for url in unknown)
+            yield CollectionFinding(
+                "static_not_compared",
+                "warning",
+                f"{name} (not along {c.concat_dim}, {size:,} bytes) was not compared across "
+                f"the files ({_names(unknown)}: above the read limit, or unreadable); the store "
+                "keeps the first file's, and verify checks it against the others.",
+                name,
+                tuple(unknown),
+            )
+        known = {url: s["digest"] for url, s in per_file.items() if s.get("digest")}
+        found = _odd_ones(known)
+        if found is None:
+            continue
+        majority, odd = found
+        majority_url = next(url for url, d in known.items() if d == majority)
+        for urls in odd.values():
+            theirs, usual = per_file[urls[0]], per_file[majority_url]
+            yield CollectionFinding(
+                "static_differs",
+                "warning" if keep_first else "error",
+                f"{name} (not along {c.concat_dim}) is {_static_value(theirs)} in "
+                f"{_names(urls)} but {_static_value(usual)} in the other files; "
+                + (
+                    "the store keeps the first file's (option static_differs: keep-first)."
+                    if keep_first
+                    else "a store keeps one copy, so the odd files' would read wrong. Make the "
+                    'files agree, or submit with "options": {"static_differs": "keep-first"} '
+                    '(the store keeps the first file\'s, in time order) or {"drop_variables": '
+                    f'["{name}"]}}.'
+                ),
+                name,
+                tuple(urls),
+                {"value": _static_value(theirs), "majority": _static_value(usual)},
+            )
+
+
+def _static_value(summary: dict[str, Any]) -> str:
+    values = summary.get("values")
+    if values is not None:
+        return str(values[0]) if len(values) == 1 and not summary.get("shape") else str(values)
+    shape = tuple(summary.get("shape") or ())
+    return f"{summary.get('dtype')} {shape} (sha256 {str(summary.get('digest'))[:12]})"
+
+
+@collection_rule
 def ordered_without_overlap(c: Collection) -> Iterable[CollectionFinding]:
     """Along the concat dimension the files are ordered by their values; values must be
     increasing inside each file and no two files may overlap or repeat steps."""
@@ -492,9 +593,12 @@ def gate(
     *,
     concat_dim: str = "time",
     store_format: str = "kerchunk-json",
+    drop_variables: Sequence[str] = (),
+    static_differs: str = "refuse",
 ) -> GateResult:
     """Read every file report, apply the collection rules, write the verdict (JSON and
-    Markdown); raise UnsuitableCollection when the collection cannot be combined."""
+    Markdown); raise UnsuitableCollection when the collection cannot be combined. Variables
+    the request drops, and the findings about them, do not count."""
     started = time.perf_counter()
     storage = storage or Storage(settings)
     layout = Layout.from_settings(settings)
@@ -510,8 +614,10 @@ def gate(
             ) from None
 
     with ThreadPoolExecutor(READ_WORKERS) as pool:
-        reports = list(pool.map(read, manifest.files))
-    collection_findings = check_collection(reports, concat_dim, store_format, settings)
+        reports = [without_variables(r, drop_variables) for r in pool.map(read, manifest.files)]
+    collection_findings = check_collection(
+        reports, concat_dim, store_format, settings, static_differs=static_differs
+    )
     file_errors = [
         {
             "url": r["url"],

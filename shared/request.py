@@ -18,7 +18,17 @@ from shared.locations import show_value, unsafe_character
 FORMATS = ("kerchunk-json", "kerchunk-parquet", "icechunk")
 DEFAULT_PATTERNS = ("*.nc", "*.nc4", "*.h5", "*.hdf5")
 FIELDS = ("source", "dataset_id", "concat_dim", "format", "patterns", "collection", "options")
-OPTIONS = ("patterns", "collection", "batch_size", "full", "approval")
+OPTIONS = (
+    "patterns",
+    "collection",
+    "batch_size",
+    "full",
+    "approval",
+    "drop_variables",
+    "static_differs",
+)
+STATIC_DIFFERS = ("refuse", "keep-first")
+MAX_DROPPED = 100
 MAX_BODY_BYTES = 64 * 1024  # a real request is well under 8 KB
 MAX_JSON_DEPTH = 8  # the deepest real request is {"options": {"patterns": [...]}}: 3
 MAX_PATTERNS = 20
@@ -110,6 +120,15 @@ class PipelineRequest:
     def collection_id(self) -> str:
         return self.collection or self.dataset_id
 
+    @property
+    def drop_variables(self) -> tuple[str, ...]:
+        """Variables left out of the store (and out of the gate's and verify's checks)."""
+        return tuple(self.options.get("drop_variables") or ())
+
+    @property
+    def static_differs(self) -> str:
+        return str(self.options.get("static_differs") or "refuse")
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["patterns"] = list(self.patterns)
@@ -175,6 +194,16 @@ class PipelineRequest:
                     f"Option {name!r} must be true or false, not "
                     f"{show_value(str(options[name]))}: true {meaning}."
                 )
+        if "drop_variables" in options:
+            options["drop_variables"] = _variable_names(options["drop_variables"])
+        static = options.get("static_differs", "refuse")
+        if static not in STATIC_DIFFERS:
+            raise BadRequest(
+                f"Option 'static_differs' is {show_value(str(static))}; it must be one of "
+                f"{', '.join(STATIC_DIFFERS)}: what to do when a variable without the concat "
+                "dimension differs between files (refuse the collection, or keep the first "
+                "file's)."
+            )
         return cls(
             source=source,
             dataset_id=dataset_id,
@@ -216,6 +245,25 @@ def _text(data: dict[str, Any], name: str, *, required: bool = False) -> str:
     if required and not value:
         raise BadRequest(f"Field {name!r} is empty.")
     return value
+
+
+def _variable_names(value: Any) -> list[str]:
+    """Option 'drop_variables': a list of variable names (as the files spell them)."""
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise BadRequest(
+            "Option 'drop_variables' must be a list of variable names, e.g. [\"height\"]."
+        )
+    if len(value) > MAX_DROPPED:
+        raise BadRequest(
+            f"Option 'drop_variables' names {len(value)} variables; at most {MAX_DROPPED}."
+        )
+    for name in value:
+        if not _DIM_RE.match(name):
+            raise BadRequest(
+                f"Option 'drop_variables' holds {show_value(name)}, which is not a variable "
+                "name: 1-128 letters, digits, '_', '.' or '-', starting with a letter or '_'."
+            )
+    return list(dict.fromkeys(value))
 
 
 def _patterns(value: Any) -> tuple[str, ...]:

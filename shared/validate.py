@@ -77,7 +77,7 @@ REPORT_KIND = "validation-report"
 # Bump when a rule is added or changed: stored reports of another version are redone.
 # 2: coordinate summaries; unchunked-size rules; variable-length strings and plain HDF5 are
 # errors.
-REPORT_VERSION = 2
+REPORT_VERSION = 3
 
 # Coordinates up to this many stored bytes are read whole (digest, order, duplicates); larger
 # ones only at their two ends. A multiple of inline_max_bytes: 1 MiB with the defaults.
@@ -98,7 +98,13 @@ ENCODING_ATTRIBUTES = (
     "missing_value",
     "units",
     "calendar",
+    "bounds",
+    "climatology",
 )
+# Packing attributes whose numeric type decides the decoded dtype (xarray, netCDF4).
+PACKING_ATTRIBUTES = ("scale_factor", "add_offset")
+# A variable with up to this many values shows them in its summary (scalars, small vectors).
+STATIC_VALUES_SHOWN = 8
 
 # HDF5 filters whose chunks VirtualiZarr 2.8 turns into codecs that zarr 3 then decodes.
 # Read off virtualizarr/parsers/hdf/filters.py (_filter_to_codec) and checked end to end
@@ -213,6 +219,9 @@ class VariableInfo:
     filters: tuple[dict[str, Any], ...]
     encoding: dict[str, Any]
     nbytes: int
+    # The stored numeric type of scale_factor and add_offset ("float32", "float64", ...):
+    # JSON keeps their value, not their precision, and the precision decides the decoded dtype.
+    attribute_types: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -225,6 +234,7 @@ class VariableInfo:
             "filters": [dict(f) for f in self.filters],
             "encoding": self.encoding,
             "nbytes": self.nbytes,
+            "attribute_types": dict(self.attribute_types),
         }
 
     @classmethod
@@ -240,7 +250,53 @@ class VariableInfo:
             filters=tuple(dict(f) for f in data.get("filters") or ()),
             encoding=dict(data.get("encoding") or {}),
             nbytes=int(data["nbytes"]),
+            attribute_types=dict(data.get("attribute_types") or {}),
         )
+
+
+@dataclass(frozen=True)
+class StaticSummary:
+    """What one file holds in one variable that does not run along time (a scalar coordinate
+    such as height, a grid mapping, a land mask, cell areas): the gate checks it is the same
+    in every file, since a store keeps one copy. ``digest`` is the sha256 of the raw stored
+    values (as CoordinateSummary's), null when the variable is above the read limit or could
+    not be read; ``values`` are the raw values of a variable of up to STATIC_VALUES_SHOWN
+    elements (for messages), else null."""
+
+    shape: tuple[int, ...]
+    dtype: str
+    nbytes: int
+    digest: str | None
+    values: list[Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "shape": list(self.shape),
+            "dtype": self.dtype,
+            "nbytes": self.nbytes,
+            "digest": self.digest,
+            "values": self.values,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StaticSummary:
+        values = data.get("values")
+        return cls(
+            shape=tuple(int(n) for n in data.get("shape") or ()),
+            dtype=str(data["dtype"]),
+            nbytes=int(data["nbytes"]),
+            digest=data.get("digest"),
+            values=None if values is None else list(values),
+        )
+
+
+def summarize_static(var: VariableInfo, values: np.ndarray | None) -> StaticSummary:
+    if values is None:
+        return StaticSummary(var.shape, var.dtype, var.nbytes, None)
+    flat = np.asarray(values).reshape(-1)
+    shown = [_raw_value(v) for v in flat] if flat.size <= STATIC_VALUES_SHOWN else None
+    digest = hashlib.sha256(_canonical_bytes(flat)).hexdigest()
+    return StaticSummary(var.shape, var.dtype, var.nbytes, digest, shown)
 
 
 @dataclass(frozen=True)
@@ -327,6 +383,10 @@ class FileReport:
     requests: int
     # Every 1-D dimension coordinate whose values could be read, by name, in file order.
     coordinates: dict[str, CoordinateSummary] = field(default_factory=dict)
+    # Every variable that does not run along a time coordinate (see StaticSummary).
+    statics: dict[str, StaticSummary] = field(default_factory=dict)
+    # The file's groups below the root, by path ("/science"), with their variables' names.
+    groups: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def errors(self) -> tuple[Finding, ...]:
@@ -356,6 +416,8 @@ class FileReport:
             "variables": [v.to_dict() for v in self.variables],
             "dimensions": dict(self.dimensions),
             "coordinates": {name: c.to_dict() for name, c in self.coordinates.items()},
+            "statics": {name: c.to_dict() for name, c in self.statics.items()},
+            "groups": {path: list(names) for path, names in self.groups.items()},
             "attributes": self.attributes,
             "bytes_read": self.bytes_read,
             "requests": self.requests,
@@ -382,6 +444,11 @@ class FileReport:
                 str(name): CoordinateSummary.from_dict(summary)
                 for name, summary in (data.get("coordinates") or {}).items()
             },
+            statics={
+                str(name): StaticSummary.from_dict(summary)
+                for name, summary in (data.get("statics") or {}).items()
+            },
+            groups={str(k): list(v) for k, v in (data.get("groups") or {}).items()},
         )
 
 
@@ -458,6 +525,8 @@ class FileHeader:
     # HDF5 only: does any dataset use HDF5 dimension scales (what makes HDF5 a NetCDF4 file)?
     dimension_scales: bool = True
     groups: list[str] = field(default_factory=list)  # sub-groups of the root group
+    # Every group below the root, by path, with its variables' names (for messages).
+    group_variables: dict[str, list[str]] = field(default_factory=dict)
     # Variables whose dtype needs special handling: "vlen_string", "vlen", "reference", "object".
     special_dtypes: dict[str, str] = field(default_factory=dict)
     external_storage: list[str] = field(default_factory=list)  # raw data in another file
@@ -467,6 +536,8 @@ class FileHeader:
     problems: list[Finding] = field(default_factory=list)
     # Summaries of the 1-D dimension coordinates whose values could be read.
     coordinates: dict[str, CoordinateSummary] = field(default_factory=dict)
+    # Summaries of the variables that do not run along a time coordinate.
+    statics: dict[str, StaticSummary] = field(default_factory=dict)
 
 
 Rule = Callable[[FileHeader, Settings], Iterable[Finding]]
@@ -506,6 +577,8 @@ def validate_file(info: ObjectInfo, settings: Settings, storage: Storage) -> Fil
         bytes_read=sum(r.length for r in reads),
         requests=len(reads),
         coordinates=dict(header.coordinates) if header is not None else {},
+        statics=dict(header.statics) if header is not None else {},
+        groups=dict(header.group_variables) if header is not None else {},
     )
 
 
@@ -692,6 +765,7 @@ def _read_netcdf3(
         if "truncated" in str(exc):
             return None, [_truncated(url, "netcdf3", size, None, "inside its NetCDF3 header")]
         return None, [_unreadable(url, "netcdf3", exc)]
+    header_end = reader.tell()
     if parsed.numrecs == -1:  # streaming: the writer never recorded the record count
         parsed.numrecs = _resolve_streaming_numrecs(parsed, size)
     expected = _netcdf3_data_end(parsed)
@@ -707,6 +781,8 @@ def _read_netcdf3(
         },
         attributes=_json_attributes(parsed.attributes.items()),
     )
+    reader.seek(0)
+    packing = _netcdf3_packing_types(reader.read(header_end), parsed)
     for var in parsed.variables:
         shape = (parsed.numrecs, *var.shape[1:]) if var.is_record else var.shape
         header.variables.append(
@@ -720,13 +796,50 @@ def _read_netcdf3(
                 filters=(),
                 encoding=_encoding(var.attributes.items()),
                 nbytes=math.prod(shape) * var.dtype.itemsize,
+                attribute_types=packing.get(var.name, {}),
             )
         )
     for var, info in zip(parsed.variables, header.variables, strict=True):
         if _is_dimension_coordinate(info):
             values, complete = _netcdf3_values(var, parsed, reader, limit, block_size)
             header.coordinates[info.name] = summarize_coordinate(info, values, complete)
+    for var, info in zip(parsed.variables, header.variables, strict=True):
+        if not _is_static(info, header) or var.is_record:
+            continue
+        values = None
+        if info.nbytes <= limit:
+            reader.seek(var.begin)
+            data = reader.read(info.nbytes)
+            if len(data) == info.nbytes:
+                values = np.frombuffer(data, dtype=var.dtype).reshape(info.shape)
+        header.statics[info.name] = summarize_static(info, values)
     return header, []
+
+
+_NC3_TYPES = {1: "int8", 3: "int16", 4: "int32", 5: "float32", 6: "float64", 7: "uint8",
+              8: "uint16", 9: "uint32", 10: "int64", 11: "uint64"}  # fmt: skip
+
+
+def _netcdf3_packing_types(raw: bytes, parsed: NetCDF3Header) -> dict[str, dict[str, str]]:
+    """The stored types of scale_factor and add_offset per variable, from the raw header
+    (the parser gives attribute values as Python numbers). Each attribute is its name
+    (length, bytes, padding to 4) followed by its nc_type; the occurrences of a name follow
+    the order of the variables that have it. Nothing is said when the count does not match."""
+    width = 8 if parsed.version == 5 else 4
+    found: dict[str, dict[str, str]] = {}
+    for attribute in PACKING_ATTRIBUTES:
+        name = attribute.encode()
+        needle = len(name).to_bytes(width, "big") + name + b"\x00" * (-len(name) % 4)
+        positions = [m.end() for m in re.finditer(re.escape(needle), raw)]
+        owners = ["/"] if attribute in parsed.attributes else []
+        owners += [v.name for v in parsed.variables if attribute in v.attributes]
+        if len(positions) != len(owners):
+            continue
+        for owner, at in zip(owners, positions, strict=True):
+            kind = _NC3_TYPES.get(int.from_bytes(raw[at : at + 4], "big"))
+            if kind is not None:
+                found.setdefault(owner, {})[attribute] = kind
+    return found
 
 
 def _netcdf3_values(
@@ -796,6 +909,7 @@ def _read_hdf5(
         with h5file:
             header = _describe_hdf5(url, size, h5file, reader)
             _read_hdf5_coordinates(header, h5file, reader, limit)
+            _read_hdf5_statics(header, h5file, reader, limit)
             return header, []
     except PipelineError:
         raise
@@ -822,6 +936,7 @@ def _describe_hdf5(url: str, size: int, f: h5py.File, reader: _GuardedReader) ->
         obj = f.get(name)
         if isinstance(obj, h5py.Group):
             header.groups.append(name)
+            header.group_variables.update(_group_variables(obj))
             continue
         if not isinstance(obj, h5py.Dataset):
             continue  # a committed datatype
@@ -854,6 +969,59 @@ def _describe_hdf5(url: str, size: int, f: h5py.File, reader: _GuardedReader) ->
     else:
         header.format_detail = "HDF5 without netCDF dimension scales"
     return header
+
+
+def _group_variables(group: h5py.Group, limit: int = 50) -> dict[str, list[str]]:
+    """A group and the groups below it, by path, with the names of their variables (the
+    datasets that are not netCDF dimension-only scales), at most ``limit`` groups."""
+    found: dict[str, list[str]] = {}
+    pending = [group]
+    while pending and len(found) < limit:
+        current = pending.pop(0)
+        names = []
+        for name in current:
+            obj = current.get(name)
+            if isinstance(obj, h5py.Group):
+                pending.append(obj)
+            elif isinstance(obj, h5py.Dataset) and not _is_dimension_only(obj):
+                names.append(name)
+        found[str(current.name)] = names
+    return found
+
+
+def _read_hdf5_statics(
+    header: FileHeader, f: h5py.File, reader: _GuardedReader, limit: int
+) -> None:
+    """Summarise each variable that does not run along a time coordinate from its values
+    (read whole, through the same reader, up to ``limit`` bytes)."""
+    for var in header.variables:
+        if not _is_static(var, header):
+            continue
+        values = None
+        readable = all(spec["id"] in SUPPORTED_FILTERS for spec in var.filters)
+        local = var.layout != "virtual" and var.name not in header.external_storage
+        if var.nbytes <= limit and readable and local and var.name not in header.special_dtypes:
+            try:
+                values = np.asarray(f[var.name][()])
+            except PipelineError:
+                raise
+            except Exception as exc:
+                reader.raise_failure(exc)
+                values = None
+        header.statics[var.name] = summarize_static(var, values)
+
+
+def _is_static(var: VariableInfo, header: FileHeader) -> bool:
+    """A variable that runs along no time coordinate and is not a dimension coordinate: the
+    same in every file of a collection concatenated along time (the gate checks it)."""
+    if _is_dimension_coordinate(var):
+        return False
+    times = {
+        name
+        for name, c in header.coordinates.items()
+        if c.units is not None and _TIME_UNITS.match(c.units)
+    }
+    return not times.intersection(var.dimensions)
 
 
 def _read_hdf5_coordinates(
@@ -914,6 +1082,11 @@ def _hdf5_variable(name: str, ds: h5py.Dataset, is_scale: bool, header: FileHead
         filters=tuple(filters),
         encoding=_encoding(_hdf5_attributes(ds.attrs, only=ENCODING_ATTRIBUTES)),
         nbytes=math.prod(shape) * ds.dtype.itemsize,
+        attribute_types={
+            name: np.asarray(value).dtype.name
+            for name, value in _hdf5_attributes(ds.attrs, only=PACKING_ATTRIBUTES)
+            if isinstance(value, np.ndarray | np.generic)
+        },
     )
 
 
@@ -1360,10 +1533,97 @@ def not_netcdf_hdf5(header: FileHeader, settings: Settings) -> Iterator[Finding]
     )
 
 
+def data_variables(header: FileHeader) -> list[str]:
+    """Variables that hold data: not dimension coordinates, not the bounds or climatology of
+    a coordinate, and with at least one dimension (a grid mapping is not data)."""
+    bounds = {
+        str(var.encoding.get(key))
+        for var in header.variables
+        for key in ("bounds", "climatology")
+        if var.encoding.get(key)
+    }
+    return [
+        var.name
+        for var in header.variables
+        if var.shape and not _is_dimension_coordinate(var) and var.name not in bounds
+    ]
+
+
+def _groups_listing(header: FileHeader, limit: int = 6) -> str:
+    shown = [
+        f"{path} ({', '.join(names[:8]) or 'no variables'}{', ...' if len(names) > 8 else ''})"
+        for path, names in list(header.group_variables.items())[:limit]
+    ]
+    more = len(header.group_variables) - limit
+    return "; ".join(shown) + (f"; and {more} more" if more > 0 else "")
+
+
+@rule
+def no_data_variables(header: FileHeader, settings: Settings) -> Iterator[Finding]:
+    """Nothing is ever published with zero data variables: a file whose (chosen) group holds
+    coordinates only is refused, naming the groups that hold the data."""
+    if not header.variables or header.problems or data_variables(header):
+        return
+    where = f"; its groups hold {_groups_listing(header)}" if header.group_variables else ""
+    yield Finding(
+        "no_data_variables",
+        "error",
+        f"{header.url} has no data variable in its root group, only "
+        f"{', '.join(v.name for v in header.variables)}{where}. A store of it would hold "
+        'coordinates only. If the data sit in a group, submit with the option "group" '
+        "naming it; else remove the file from the source.",
+        details={"variables": [v.name for v in header.variables], "groups": header.group_variables},
+    )
+
+
+@rule
+def packed_single_precision(header: FileHeader, settings: Settings) -> Iterator[Finding]:
+    """Packed data (scale_factor/add_offset) decode to the float type the attributes' own
+    type implies (xarray: _choose_float_dtype). A virtual store keeps attribute values in
+    JSON, without their precision, so its readers decode float32-packed data as float64:
+    other values than the file's. Refused, with the one-line fix."""
+    from xarray.coding.variables import _choose_float_dtype
+
+    for var in header.variables:
+        types = var.attribute_types
+        packing = {k: var.encoding[k] for k in PACKING_ATTRIBUTES if k in var.encoding}
+        if not packing or not types:
+            continue
+        stored = np.dtype(var.dtype)
+        in_file = {k: np.dtype(types.get(k, "float64")).type(v) for k, v in packing.items()}
+        in_store = {k: float(v) for k, v in packing.items()}
+        try:
+            file_dtype = np.dtype(_choose_float_dtype(stored, in_file))
+            store_dtype = np.dtype(_choose_float_dtype(stored, in_store))
+        except (TypeError, ValueError):
+            continue
+        if file_dtype == store_dtype:
+            continue
+        fix = " ".join(f"-a {k},{var.name},m,d,{var.encoding[k]!r}" for k in packing)
+        described = ", ".join(f"{k} ({types.get(k, 'of unknown type')})" for k in packing)
+        yield Finding(
+            "packed_single_precision",
+            "error",
+            f"{var.name} in {header.url} is packed with {described}: "
+            f"netCDF4 and xarray decode it as {file_dtype}, but a virtual store keeps attributes "
+            f"as JSON numbers, so its readers would decode it as {store_dtype}, with other "
+            f"values. Store the packing attributes as double (ncatted {fix} FILE), or publish "
+            "the variable from files written that way.",
+            variable=var.name,
+            details={
+                "attribute_types": dict(types),
+                "file_dtype": str(file_dtype),
+                "store_dtype": str(store_dtype),
+            },
+        )
+
+
 @rule
 def subgroups_ignored(header: FileHeader, settings: Settings) -> Iterator[Finding]:
     if not header.groups or not (header.variables or header.problems):
         return  # no_variables already names the groups
+    if not data_variables(header):
+        return  # no_data_variables names them
     yield Finding(
         "subgroups_ignored",
         "warning",

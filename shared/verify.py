@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -192,8 +192,16 @@ def verify(
     concat_dim: str,
     settings: Settings,
     storage: Storage | None = None,
+    *,
+    drop_variables: Sequence[str] = (),
+    static_differs: str = "refuse",
 ) -> VerifyResult:
+    """Compare the store with every source file. Variables the request dropped are not in
+    the store and not compared; with static_differs "keep-first", a variable without the
+    concat dimension is compared with the file that holds the first steps only (the store
+    keeps that file's)."""
     started = time.perf_counter()
+    dropped = set(drop_variables)
     storage = storage or Storage(settings)
     manifest = load_manifest(manifest_url, settings, storage)
     mode = "full" if manifest.total_bytes <= settings.verify_full_max_bytes else "sample"
@@ -239,14 +247,20 @@ def verify(
                     mismatches.append(
                         Mismatch(info.url, extra[0], "is in the store but not in the file")
                     )
+                holds_first = int(positions[0]) == 0
                 for name, var in source.variables.items():
+                    if name in dropped:
+                        continue
                     if name not in combined.variables:
                         mismatches.append(
                             Mismatch(info.url, str(name), "is missing from the store")
                         )
                         continue
                     along = concat_dim in var.dims
-                    if not along and info.url not in static_check:
+                    if not along and static_differs == "keep-first":
+                        if not holds_first:
+                            continue  # the store keeps the first file's, on purpose
+                    elif not along and info.url not in static_check:
                         continue
                     stored = combined[name].isel(window) if along else combined[name]
                     if mode == "full" or not along:

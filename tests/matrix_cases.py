@@ -29,6 +29,7 @@ class Case:
     variable: str | None = ""
     why: str = ""
     settings: dict[str, int] = field(default_factory=dict)  # overrides for this case
+    options: dict[str, object] = field(default_factory=dict)  # the request's options
 
 
 def _base_then_odd(folder: Path, odd: SampleSpec, base: SampleSpec = BASE) -> list[Path]:
@@ -284,6 +285,112 @@ def climatology_bounds(folder: Path) -> list[Path]:
     return [_netcdf(folder / f"clim_{i}.nc", one(i)) for i in range(3)]
 
 
+def _with_scalar_height(paths: list[Path], heights: list[float]) -> list[Path]:
+    for path, height in zip(paths, heights, strict=True):
+        with netCDF4.Dataset(path, "a") as ds:
+            var = ds.createVariable("height", "f8", ())
+            var.units = "m"
+            var.standard_name = "height"
+            var.assignValue(height)
+            ds["tas"].coordinates = "height"
+    return paths
+
+
+def scalar_coordinate_same(folder: Path) -> list[Path]:
+    return _with_scalar_height(write_sample_files(folder, BASE), [2.0, 2.0, 2.0])
+
+
+def scalar_coordinate_differs(folder: Path) -> list[Path]:
+    """A 2 m temperature file among 10 m ones: the scalar coordinate height differs."""
+    return _with_scalar_height(write_sample_files(folder, BASE), [2.0, 2.0, 10.0])
+
+
+def static_mask_differs(folder: Path) -> list[Path]:
+    """A land mask (lat x lon, no time) that one file has different."""
+    paths = write_sample_files(folder, BASE)
+    for i, path in enumerate(paths):
+        with netCDF4.Dataset(path, "a") as ds:
+            mask = ds.createVariable("land", "i1", ("lat", "lon"))
+            values = np.zeros((BASE.lat, BASE.lon), "i1")
+            values[: 2 + (i == 2), :] = 1
+            mask[:] = values
+    return paths
+
+
+def packed_single_precision(folder: Path) -> list[Path]:
+    """scale_factor and add_offset stored as float (many satellite and reanalysis files)."""
+    paths = write_sample_files(folder, BASE)
+    for path in paths:
+        with netCDF4.Dataset(path, "a") as ds:
+            ds["pr"].scale_factor = np.float32(BASE.pr_scale_factor)
+            ds["pr"].add_offset = np.float32(BASE.pr_add_offset)
+    return paths
+
+
+def packed_single_precision_netcdf3(folder: Path) -> list[Path]:
+    return packed_single_precision_in(folder, "NETCDF3_CLASSIC")
+
+
+def packed_single_precision_in(folder: Path, netcdf_format: str) -> list[Path]:
+    paths = write_sample_files(folder, replace(BASE, netcdf_format=netcdf_format))
+    for path in paths:
+        with netCDF4.Dataset(path, "a") as ds:
+            ds["pr"].scale_factor = np.float32(BASE.pr_scale_factor)
+            ds["pr"].add_offset = np.float32(BASE.pr_add_offset)
+    return paths
+
+
+def _unsigned_bytes(folder: Path, attribute_type: type) -> list[Path]:
+    """Satellite L3 style: bytes flagged _Unsigned, packed with scale_factor/add_offset."""
+
+    def day(index: int) -> Callable[[netCDF4.Dataset], None]:
+        def build(ds: netCDF4.Dataset) -> None:
+            ds.createDimension("time", None)
+            ds.createDimension("x", 4)
+            time = ds.createVariable("time", "f8", ("time",))
+            time.units = "days since 2024-01-01"
+            time[:] = [2 * index, 2 * index + 1]
+            sst = ds.createVariable("sst", "i1", ("time", "x"), chunksizes=(1, 4), fill_value=-1)
+            sst._Unsigned = "true"
+            sst.scale_factor = attribute_type(0.1)
+            sst.add_offset = attribute_type(270.0)
+            sst.valid_range = np.array([0, 250], "u1").view("i1")
+            sst.set_auto_maskandscale(False)
+            raw = (np.arange(8).reshape(2, 4) * 30 + index).astype("u1")
+            sst[:] = raw.view("i1")
+
+        return build
+
+    return [_netcdf(folder / f"sst_{i}.nc", day(i)) for i in range(3)]
+
+
+def unsigned_bytes_double(folder: Path) -> list[Path]:
+    return _unsigned_bytes(folder, np.float64)
+
+
+def unsigned_bytes_single(folder: Path) -> list[Path]:
+    return _unsigned_bytes(folder, np.float32)
+
+
+def data_in_a_group(folder: Path) -> list[Path]:
+    """The data sit in a sub-group; the root holds only time."""
+
+    def day(index: int) -> Callable[[netCDF4.Dataset], None]:
+        def build(ds: netCDF4.Dataset) -> None:
+            ds.createDimension("time", None)
+            ds.createDimension("x", 4)
+            time = ds.createVariable("time", "f8", ("time",))
+            time.units = "days since 2024-01-01"
+            time[:] = [2 * index, 2 * index + 1]
+            science = ds.createGroup("science")
+            sst = science.createVariable("sst", "f4", ("time", "x"), chunksizes=(1, 4))
+            sst[:] = np.arange(8, dtype="f4").reshape(2, 4) + 10 * index
+
+        return build
+
+    return [_netcdf(folder / f"product_{i}.nc", day(i)) for i in range(3)]
+
+
 CASES = [
     Case(
         "partial chunks along time in every file",
@@ -409,6 +516,81 @@ CASES = [
         climatology_bounds,
         "equal",
         why="time:climatology names bounds that take the coordinate's units",
+    ),
+    Case(
+        "a scalar coordinate, the same in every file",
+        scalar_coordinate_same,
+        "equal",
+        why="one copy in the store, equal to every file's",
+    ),
+    Case(
+        "a scalar coordinate differs in one file",
+        scalar_coordinate_differs,
+        "gate",
+        "static_differs",
+        "tas_day_20240109",
+        "height",
+    ),
+    Case(
+        "a scalar coordinate differs, option static_differs keep-first",
+        scalar_coordinate_differs,
+        "equal",
+        "static_differs",
+        why="published with a warning: the store keeps the first file's, as asked",
+        options={"static_differs": "keep-first"},
+    ),
+    Case(
+        "a scalar coordinate differs, option drop_variables",
+        scalar_coordinate_differs,
+        "equal",
+        why="the variable is left out of the store",
+        options={"drop_variables": ["height"]},
+    ),
+    Case(
+        "a static field differs in one file",
+        static_mask_differs,
+        "gate",
+        "static_differs",
+        "tas_day_20240109",
+        "land",
+    ),
+    Case(
+        "packed with single-precision scale_factor and add_offset",
+        packed_single_precision,
+        "gate",
+        "packed_single_precision",
+        "tas_day_20240101",
+        "pr",
+    ),
+    Case(
+        "packed with single-precision attributes, NetCDF3",
+        packed_single_precision_netcdf3,
+        "gate",
+        "packed_single_precision",
+        "tas_day_20240101",
+        "pr",
+    ),
+    Case(
+        "_Unsigned bytes packed with double attributes",
+        unsigned_bytes_double,
+        "equal",
+        why="xarray reads _Unsigned from the store's attributes as from the file's",
+    ),
+    Case(
+        "_Unsigned bytes packed with single-precision attributes",
+        unsigned_bytes_single,
+        "gate",
+        "packed_single_precision",
+        "sst_0",
+        "sst",
+    ),
+    Case(
+        "the data only in a sub-group",
+        data_in_a_group,
+        "gate",
+        "no_data_variables",
+        "product_0",
+        None,
     ),
     Case(
         "file names out of time order",

@@ -721,7 +721,7 @@ def test_report_round_trips_exactly_through_strict_json(tmp_path, local_settings
     assert FileReport.from_dict(json.loads(text)) == report
     assert report.findings  # the round trip covered findings too
     assert report.coordinates["time"].first == "NaN"  # and coordinates
-    assert json.loads(text)["version"] == 2
+    assert json.loads(text)["version"] == 3
 
 
 def test_render_report_puts_the_verdict_first_then_findings_then_variables(
