@@ -81,12 +81,14 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--pattern", action="append", help="file glob (repeatable); default *.nc ...")
     run.add_argument("--collection", help="STAC collection id (default: the dataset id)")
     run.add_argument("--batch-size", type=int, help="files per sub-orchestration (default 100)")
+    _variable_options(run)
     _location_options(run)
     _host_options(run)
 
     validate = sub.add_parser("validate", help="print the validation report of files")
     validate.add_argument("paths", nargs="+", help="files, folders or blob URLs")
     validate.add_argument("--json", action="store_true", help="print the reports as JSON")
+    _variable_options(validate)
     validate.add_argument(
         "--concat-dim", default="time", help="for the checks across files (default time)"
     )
@@ -143,6 +145,25 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--workers", type=int, default=2, help="activity worker processes")
     return parser
+
+
+def _variable_options(parser: argparse.ArgumentParser) -> None:
+    """What is read from each file, and what to do with variables that differ (request
+    options group, drop_variables, static_differs)."""
+    parser.add_argument("--group", help="the HDF5/NetCDF4 group to read (default: the root)")
+    parser.add_argument(
+        "--drop-variable",
+        action="append",
+        dest="drop_variables",
+        help="leave this variable out (repeatable)",
+    )
+    parser.add_argument(
+        "--static-differs",
+        choices=("refuse", "keep-first"),
+        default=None,
+        help="a variable without the concat dimension that differs between files: refuse the "
+        "collection (default) or keep the first file's",
+    )
 
 
 def _host_options(parser: argparse.ArgumentParser) -> None:

@@ -36,6 +36,9 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
         body["options"]["collection"] = args.collection
     if args.batch_size:
         body["options"]["batch_size"] = args.batch_size
+    for option in ("group", "drop_variables", "static_differs"):
+        if getattr(args, option, None):
+            body["options"][option] = getattr(args, option)
     view = run_through_host(body, settings, state=args.state, workers=args.workers)
     print_summary(view)
     return EXIT_OK
@@ -101,7 +104,7 @@ def validate_command(args: argparse.Namespace, settings: Settings) -> int:
                 print(f"{path}\n  cannot be validated [{exc.code}]: {exc}\n", file=sys.stderr)
             continue
         for info in files:
-            report = validate_file(info, settings, storage)
+            report = validate_file(info, settings, storage, group=args.group)
             unsuitable += report.verdict == "unsuitable"
             reports.append(report.to_dict())
             if not args.json:
@@ -109,7 +112,14 @@ def validate_command(args: argparse.Namespace, settings: Settings) -> int:
                 print()
     checked = [r for r in reports if "verdict" in r]
     across = (
-        check_collection(checked, args.concat_dim, args.format, settings)
+        check_collection(
+            checked,
+            args.concat_dim,
+            args.format,
+            settings,
+            drop_variables=args.drop_variables or (),
+            static_differs=args.static_differs or "refuse",
+        )
         if len(checked) > 1
         else []
     )

@@ -163,7 +163,7 @@ def concatenate(
 
     def load(info: ObjectInfo) -> dict[str, Any]:
         try:
-            return load_references(info, settings, storage)
+            return load_references(info, settings, storage, group=manifest.group)
         except PipelineError as exc:
             if exc.retryable:
                 raise  # a storage fault: the orchestrator retries the activity
@@ -278,7 +278,7 @@ def append_icechunk(
     base = parse_location(record["store_url"], settings, what="published store")
     source = source_root(manifest, settings)
     added = concatenate(
-        ScanManifest(manifest.dataset_id, manifest.source, manifest.patterns, new),
+        manifest.subset(new),
         request,
         settings,
         storage,

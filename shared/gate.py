@@ -606,7 +606,7 @@ def gate(
 
     def read(info: ObjectInfo) -> dict[str, Any]:
         try:
-            return storage.read_json(layout.report(info.url, info.etag))
+            return storage.read_json(layout.report(info.url, info.etag, manifest.group))
         except SourceNotFound:
             raise ArtifactMissing(
                 f"The validation report of {info.url} (ETag {info.etag}) is missing.",

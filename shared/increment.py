@@ -118,7 +118,7 @@ def plan_increment(
     base = record.get("run_id") if record and published else None
     if len(todo) == len(manifest.files):
         return Increment(manifest_url, len(todo), 0, base)
-    work = ScanManifest(manifest.dataset_id, manifest.source, manifest.patterns, todo)
+    work = manifest.subset(todo)
     location = Layout.from_settings(settings).manifest(manifest.dataset_id, work.digest)
     storage.write_json(location, {**work.to_dict(), "part_of": manifest_url})
     return Increment(location.url, len(todo), len(manifest.files) - len(todo), base)
@@ -149,7 +149,9 @@ def check_changes(request: PipelineRequest, settings: Settings, storage: Storage
     """List the source (no manifest written) and compare it with the published version."""
     source = parse_location(request.source, settings, what="source")
     files = list_source(source, request.patterns, storage, settings.max_files)
-    listing = ScanManifest(request.dataset_id, source.url, request.patterns, tuple(files))
+    listing = ScanManifest(
+        request.dataset_id, source.url, request.patterns, tuple(files), request.group
+    )
     record = read_published(request.dataset_id, settings, storage)
     published: dict[str, str] = {}
     if record is not None:

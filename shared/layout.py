@@ -37,8 +37,10 @@ def digest(*parts: str, length: int = 32) -> str:
     return h.hexdigest()[:length]
 
 
-def file_key(url: str, etag: str) -> str:
-    return digest(ARTIFACT_VERSION, url, etag)
+def file_key(url: str, etag: str, group: str | None = None) -> str:
+    """A file's artifacts are named by its URL and ETag (and the group read, when not the
+    root): a changed file, or another group of it, gets new ones."""
+    return digest(ARTIFACT_VERSION, url, etag, *((f"group {group}",) if group else ()))
 
 
 @dataclass(frozen=True)
@@ -58,11 +60,11 @@ class Layout:
     def manifest(self, dataset_id: str, manifest_digest: str) -> Location:
         return self.work.join("manifests", dataset_id, f"{manifest_digest}.json")
 
-    def report(self, url: str, etag: str) -> Location:
-        return self.work.join("reports", f"{file_key(url, etag)}.json")
+    def report(self, url: str, etag: str, group: str | None = None) -> Location:
+        return self.work.join("reports", f"{file_key(url, etag, group)}.json")
 
-    def references(self, url: str, etag: str) -> Location:
-        return self.work.join("references", f"{file_key(url, etag)}.json")
+    def references(self, url: str, etag: str, group: str | None = None) -> Location:
+        return self.work.join("references", f"{file_key(url, etag, group)}.json")
 
     def run_report(self, dataset_id: str, run_id: str) -> Location:
         return self.work.join("runs", dataset_id, f"{run_id}.json")

@@ -59,7 +59,12 @@ def rebuild_salt() -> str:
 
 # -- building ---------------------------------------------------------------------------
 def build_references(
-    info: ObjectInfo, settings: Settings, storage: Storage, *, concat_dim: str = "time"
+    info: ObjectInfo,
+    settings: Settings,
+    storage: Storage,
+    *,
+    concat_dim: str = "time",
+    group: str | None = None,
 ) -> dict[str, Any]:
     """Parse one file and return its references document (not yet written)."""
     location = parse_location(info.url, settings, what="source file")
@@ -76,7 +81,12 @@ def build_references(
             f"{describe_magic(head[:64])}."
         )
     if file_format == "hdf5":
-        parser: Any = HDFParser(reader_factory=lambda store, path: reader)
+        parser: Any = HDFParser(group=group, reader_factory=lambda store, path: reader)
+    elif group:
+        raise ReferencesFailed(
+            f"{info.url} is NetCDF3 classic, which has no groups; the group {group!r} "
+            "cannot be read from it."
+        )
     else:
         parser = NetCDF3Parser()
     registry = storage.registry([location])
@@ -88,9 +98,9 @@ def build_references(
         raise ReferencesFailed(
             f"Could not read the structure of {info.url}: {type(exc).__name__}: {exc}"
         ) from exc
-    group: ManifestGroup = manifest_store._group
-    inline = _inline_candidates(group, concat_dim, settings.inline_max_bytes)
-    inlined = _read_inline_chunks(group, inline, location, storage)
+    parsed: ManifestGroup = manifest_store._group
+    inline = _inline_candidates(parsed, concat_dim, settings.inline_max_bytes)
+    inlined = _read_inline_chunks(parsed, inline, location, storage)
     # Before and after: a file rewritten while its header was being read is refused, so the
     # offsets recorded here are offsets into the bytes that the ETag names.
     ensure_unchanged(info, storage.head(location), "its references were read")
@@ -99,11 +109,12 @@ def build_references(
         "version": DOCUMENT_VERSION,
         "source": info.to_dict(),
         "file_format": file_format,
+        **({"group": group} if group else {}),
         "libraries": library_versions(),
-        "attributes": json_safe(dict(group.metadata.attributes)),
+        "attributes": json_safe(dict(parsed.metadata.attributes)),
         "arrays": {
             name: _array_to_json(array, info.url, inlined.get(name, {}))
-            for name, array in group.arrays.items()
+            for name, array in parsed.arrays.items()
         },
     }
 
@@ -246,13 +257,14 @@ def generate_file(
     *,
     concat_dim: str = "time",
     refresh: bool = False,
+    group: str | None = None,
 ) -> tuple[Location, bool, int]:
     """Write one file's references unless they already exist (or ``refresh``: a full run
     writes them again); returns (location, reused, size)."""
-    target = Layout.from_settings(settings).references(info.url, info.etag)
+    target = Layout.from_settings(settings).references(info.url, info.etag, group)
     if not refresh and storage.exists(target):
         return target, True, 0
-    document = build_references(info, settings, storage, concat_dim=concat_dim)
+    document = build_references(info, settings, storage, concat_dim=concat_dim, group=group)
     data = json.dumps(document, separators=(",", ":"), allow_nan=False).encode()
     storage.write(target, data, "application/json")
     return target, False, len(data)
@@ -278,7 +290,7 @@ def generate_batch(
     for info in files:
         file_started = time.perf_counter()
         _, was_reused, size = generate_file(
-            info, settings, storage, concat_dim=concat_dim, refresh=refresh
+            info, settings, storage, concat_dim=concat_dim, refresh=refresh, group=manifest.group
         )
         reused += was_reused
         generated += not was_reused
@@ -319,6 +331,8 @@ def generate_batch(
     return batch
 
 
-def load_references(info: ObjectInfo, settings: Settings, storage: Storage) -> dict[str, Any]:
-    location = Layout.from_settings(settings).references(info.url, info.etag)
+def load_references(
+    info: ObjectInfo, settings: Settings, storage: Storage, *, group: str | None = None
+) -> dict[str, Any]:
+    location = Layout.from_settings(settings).references(info.url, info.etag, group)
     return storage.read_json(location)

@@ -26,6 +26,7 @@ OPTIONS = (
     "approval",
     "drop_variables",
     "static_differs",
+    "group",
 )
 STATIC_DIFFERS = ("refuse", "keep-first")
 MAX_DROPPED = 100
@@ -129,6 +130,11 @@ class PipelineRequest:
     def static_differs(self) -> str:
         return str(self.options.get("static_differs") or "refuse")
 
+    @property
+    def group(self) -> str | None:
+        """The HDF5/NetCDF4 group to publish ("/science"); None: the root group."""
+        return self.options.get("group") or None
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["patterns"] = list(self.patterns)
@@ -196,6 +202,8 @@ class PipelineRequest:
                 )
         if "drop_variables" in options:
             options["drop_variables"] = _variable_names(options["drop_variables"])
+        if "group" in options:
+            options["group"] = _group(options["group"])
         static = options.get("static_differs", "refuse")
         if static not in STATIC_DIFFERS:
             raise BadRequest(
@@ -245,6 +253,19 @@ def _text(data: dict[str, Any], name: str, *, required: bool = False) -> str:
     if required and not value:
         raise BadRequest(f"Field {name!r} is empty.")
     return value
+
+
+def _group(value: Any) -> str | None:
+    """Option 'group': a group path such as "science" or "/science/grid"; "/" is the root."""
+    if not isinstance(value, str):
+        raise BadRequest(f"Option 'group' must be a string, not {type(value).__name__}.")
+    segments = [s for s in value.strip().split("/") if s]
+    if len(value) > 255 or not all(_DIM_RE.match(s) and s not in (".", "..") for s in segments):
+        raise BadRequest(
+            f"Option 'group' is {show_value(value)}, which is not a group path: names of 1-128 "
+            "letters, digits, '_', '.' or '-' separated by '/', e.g. \"/science/grid\"."
+        )
+    return "/" + "/".join(segments) if segments else None
 
 
 def _variable_names(value: Any) -> list[str]:

@@ -71,14 +71,18 @@ def summary_location(dataset_id: str, run_id: str, settings: Settings) -> Locati
 
 
 def read_verdicts(
-    files: Collection[ObjectInfo], settings: Settings, storage: Storage
+    files: Collection[ObjectInfo],
+    settings: Settings,
+    storage: Storage,
+    group: str | None = None,
 ) -> dict[str, FileVerdict]:
     """The verdict of every file that has a stored report, by URL; a file without one (never
     validated, or its report unreadable) is left out and shown as not validated."""
 
     def read(info: ObjectInfo) -> tuple[str, FileVerdict | None]:
         try:
-            return info.url, FileVerdict.of(load_report(info.url, info.etag, settings, storage))
+            report = load_report(info.url, info.etag, settings, storage, group=group)
+            return info.url, FileVerdict.of(report)
         except SourceNotFound:
             return info.url, None
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
@@ -106,7 +110,7 @@ def write_run_report(
     outputs = dict(status.get("outputs") or {})
     outputs.setdefault("run_report", layout.run_report(dataset_id, run_id).url)
     manifest = _manifest(outputs.get("manifest_url"), settings, storage)
-    verdicts = read_verdicts(manifest.files, settings, storage) if manifest else {}
+    verdicts = read_verdicts(manifest.files, settings, storage, manifest.group) if manifest else {}
     processed = None
     if manifest and outputs.get("work_manifest_url"):
         work = _manifest(outputs["work_manifest_url"], settings, storage)

@@ -172,9 +172,11 @@ def sample_paths(folder: Path | str, suffixes: Sequence[str] = (".nc",)) -> list
     return sorted(p for p in Path(folder).iterdir() if p.suffix in suffixes)
 
 
-def open_collection(paths: Sequence[Path | str], concat_dim: str = "time") -> xr.Dataset:
-    """The collection as xarray itself opens it (lazily, CF-decoded): the reference answer
-    every published store must be identical to."""
+def open_collection(
+    paths: Sequence[Path | str], concat_dim: str = "time", group: str | None = None
+) -> xr.Dataset:
+    """The collection as xarray itself opens it (lazily, CF-decoded; one group of it): the
+    reference answer every published store must be identical to."""
     return xr.open_mfdataset(
         sorted(paths),
         combine="nested",
@@ -182,4 +184,5 @@ def open_collection(paths: Sequence[Path | str], concat_dim: str = "time") -> xr
         data_vars="minimal",
         coords="minimal",
         compat="override",
+        group=group,
     )

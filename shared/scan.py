@@ -29,10 +29,19 @@ class ScanManifest:
     source: str
     patterns: tuple[str, ...]
     files: tuple[ObjectInfo, ...]
+    # The HDF5/NetCDF4 group every stage reads ("/science"); None: the root group. It travels
+    # with the manifest, so each stage knows it, and it names every per-file artifact.
+    group: str | None = None
 
     @property
     def digest(self) -> str:
-        return digest(self.dataset_id, *(f"{f.url} {f.etag} {f.size}" for f in self.files))
+        group = (f"group {self.group}",) if self.group else ()
+        files = (f"{f.url} {f.etag} {f.size}" for f in self.files)
+        return digest(self.dataset_id, *group, *files)
+
+    def subset(self, files: tuple[ObjectInfo, ...]) -> ScanManifest:
+        """The same manifest with other files (those of an incremental run)."""
+        return ScanManifest(self.dataset_id, self.source, self.patterns, files, self.group)
 
     @property
     def total_bytes(self) -> int:
@@ -45,6 +54,7 @@ class ScanManifest:
             "dataset_id": self.dataset_id,
             "source": self.source,
             "patterns": list(self.patterns),
+            **({"group": self.group} if self.group else {}),
             "file_count": len(self.files),
             "total_bytes": self.total_bytes,
             "files": [f.to_dict() for f in self.files],
@@ -57,6 +67,7 @@ class ScanManifest:
             source=data["source"],
             patterns=tuple(data["patterns"]),
             files=tuple(ObjectInfo.from_dict(f) for f in data["files"]),
+            group=data.get("group"),
         )
 
 
@@ -114,7 +125,9 @@ def scan(
     storage = storage or Storage(settings)
     source = parse_location(request.source, settings, what="source")
     files = list_source(source, request.patterns, storage, settings.max_files)
-    manifest = ScanManifest(request.dataset_id, source.url, request.patterns, tuple(files))
+    manifest = ScanManifest(
+        request.dataset_id, source.url, request.patterns, tuple(files), request.group
+    )
     location = Layout.from_settings(settings).manifest(request.dataset_id, manifest.digest)
     storage.write_json(location, manifest.to_dict())
     result = ScanResult(

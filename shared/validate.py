@@ -551,13 +551,16 @@ def rule(function: Rule) -> Rule:
 
 
 # -- validating one file ------------------------------------------------------------------
-def validate_file(info: ObjectInfo, settings: Settings, storage: Storage) -> FileReport:
-    """Validate one file from its header. Findings describe the file; storage failures
-    (PipelineError, e.g. StorageUnavailable) propagate so the activity can retry."""
+def validate_file(
+    info: ObjectInfo, settings: Settings, storage: Storage, *, group: str | None = None
+) -> FileReport:
+    """Validate one file from its header (the variables of ``group``, default the root
+    group). Findings describe the file; storage failures (PipelineError, e.g.
+    StorageUnavailable) propagate so the activity can retry."""
     location = parse_location(info.url, settings, what="file")
     storage, trace = _traced(storage)
     first_request = len(trace.requests)
-    header, findings, fmt, detail = _read_header(info, location, storage)
+    header, findings, fmt, detail = _read_header(info, location, storage, group)
     if header is not None:
         findings = list(header.problems)
         for check in RULES:
@@ -597,7 +600,7 @@ def _traced(storage: Storage) -> tuple[Storage, RequestTrace]:
 
 
 def _read_header(
-    info: ObjectInfo, location: Location, storage: Storage
+    info: ObjectInfo, location: Location, storage: Storage, group: str | None = None
 ) -> tuple[FileHeader | None, list[Finding], FileFormat | None, str]:
     """(header, [], format, detail), or (None, [the finding that says why not], format, detail)."""
     if info.size == 0:
@@ -611,12 +614,19 @@ def _read_header(
         reader.seek(0)
         limit = coordinate_read_limit(storage.settings)
         if fmt == "netcdf3":
+            detail = NETCDF3_VERSIONS.get(head[3], "NetCDF3")
+            if group:
+                return (
+                    None,
+                    [_group_missing(info.url, group, {}, "a NetCDF3 classic file")],
+                    fmt,
+                    detail,
+                )
             header, findings = _read_netcdf3(
                 info.url, info.size, reader, limit, storage.settings.read_block_size
             )
-            detail = NETCDF3_VERSIONS.get(head[3], "NetCDF3")
         else:
-            header, findings = _read_hdf5(info.url, info.size, reader, limit)
+            header, findings = _read_hdf5(info.url, info.size, reader, limit, group)
             detail = "HDF5"
     finally:
         # h5py's file access list holds the reader (a C reference, invisible to the garbage
@@ -890,8 +900,23 @@ def _netcdf3_data_end(parsed: NetCDF3Header) -> int:
 
 
 # -- HDF5 / NetCDF4 ---------------------------------------------------------------------------
+def _group_missing(url: str, group: str, groups: dict[str, list[str]], kind: str) -> Finding:
+    listing = "; ".join(
+        f"{path} ({', '.join(names[:8]) or 'no variables'})"
+        for path, names in list(groups.items())[:6]
+    )
+    has = f" Its groups: {listing}." if listing else " It has no groups."
+    return Finding(
+        "group_missing",
+        "error",
+        f"{url} has no group {group!r} ({kind}).{has} Give the group that holds the data "
+        '(the option "group"), or remove the file from the source.',
+        details={"group": group, "groups": groups},
+    )
+
+
 def _read_hdf5(
-    url: str, size: int, reader: _GuardedReader, limit: int
+    url: str, size: int, reader: _GuardedReader, limit: int, group: str | None = None
 ) -> tuple[FileHeader | None, list[Finding]]:
     try:
         h5file = h5py.File(reader, "r")
@@ -907,9 +932,14 @@ def _read_hdf5(
         return None, [_unreadable(url, "hdf5", exc)]
     try:
         with h5file:
-            header = _describe_hdf5(url, size, h5file, reader)
-            _read_hdf5_coordinates(header, h5file, reader, limit)
-            _read_hdf5_statics(header, h5file, reader, limit)
+            chosen = h5file.get(group or "/")
+            if not isinstance(chosen, h5py.Group):
+                groups = _group_variables(h5file, limit=50)
+                groups.pop("/", None)
+                return None, [_group_missing(url, str(group), groups, "an HDF5 file")]
+            header = _describe_hdf5(url, size, h5file, reader, chosen)
+            _read_hdf5_coordinates(header, chosen, reader, limit)
+            _read_hdf5_statics(header, chosen, reader, limit)
             return header, []
     except PipelineError:
         raise
@@ -918,22 +948,26 @@ def _read_hdf5(
         return None, [_unreadable(url, "hdf5", exc)]
 
 
-def _describe_hdf5(url: str, size: int, f: h5py.File, reader: _GuardedReader) -> FileHeader:
+def _describe_hdf5(
+    url: str, size: int, f: h5py.File, reader: _GuardedReader, group: h5py.Group
+) -> FileHeader:
+    """The header of one group of the file (the root group unless another was chosen): its
+    variables, their dimensions as VirtualiZarr will name them, its sub-groups."""
     root_attrs = set(f.attrs.keys())
     header = FileHeader(
         url=url,
         size=size,
         format="hdf5",
         format_detail="",
-        attributes=_json_attributes(_hdf5_attributes(f.attrs)),
+        attributes=_json_attributes(_hdf5_attributes(group.attrs)),
     )
     scales = False
     lengths: dict[str, list[int]] = {}  # every length each dimension has, in file order
-    for name in f:
-        link = f.get(name, getlink=True)
+    for name in group:
+        link = group.get(name, getlink=True)
         if not isinstance(link, h5py.HardLink):
             continue  # soft and external links: not variables of this file
-        obj = f.get(name)
+        obj = group.get(name)
         if isinstance(obj, h5py.Group):
             header.groups.append(name)
             header.group_variables.update(_group_variables(obj))
@@ -946,7 +980,7 @@ def _describe_hdf5(url: str, size: int, f: h5py.File, reader: _GuardedReader) ->
             if is_scale and _is_dimension_only(obj):
                 lengths.setdefault(name, []).append(int(obj.shape[0]) if obj.shape else 0)
                 continue
-            variable = _hdf5_variable(name, obj, is_scale, header)
+            variable = _hdf5_variable(name, obj, is_scale, header, str(group.name))
         except PipelineError:
             raise
         except Exception as exc:
@@ -1025,7 +1059,7 @@ def _is_static(var: VariableInfo, header: FileHeader) -> bool:
 
 
 def _read_hdf5_coordinates(
-    header: FileHeader, f: h5py.File, reader: _GuardedReader, limit: int
+    header: FileHeader, f: h5py.Group, reader: _GuardedReader, limit: int
 ) -> None:
     """Summarise each dimension coordinate from its values (read through the same reader)."""
     for var in header.variables:
@@ -1058,7 +1092,9 @@ def _is_dimension_only(dataset: h5py.Dataset) -> bool:
     return isinstance(name, bytes | np.bytes_) and bytes(name).startswith(_NETCDF_DIMENSION_ONLY)
 
 
-def _hdf5_variable(name: str, ds: h5py.Dataset, is_scale: bool, header: FileHeader) -> VariableInfo:
+def _hdf5_variable(
+    name: str, ds: h5py.Dataset, is_scale: bool, header: FileHeader, group: str = "/"
+) -> VariableInfo:
     plist = ds.id.get_create_plist()
     layout = _HDF5_LAYOUTS.get(plist.get_layout(), "contiguous")
     if plist.get_external_count() > 0:
@@ -1076,7 +1112,7 @@ def _hdf5_variable(name: str, ds: h5py.Dataset, is_scale: bool, header: FileHead
         name=name,
         dtype=ds.dtype.str,
         shape=shape,
-        dimensions=_hdf5_dimensions(ds, is_scale),
+        dimensions=_hdf5_dimensions(ds, is_scale, group),
         layout=layout,
         chunks=tuple(int(n) for n in ds.chunks) if layout == "chunked" and ds.chunks else None,
         filters=tuple(filters),
@@ -1090,15 +1126,21 @@ def _hdf5_variable(name: str, ds: h5py.Dataset, is_scale: bool, header: FileHead
     )
 
 
-def _hdf5_dimensions(ds: h5py.Dataset, is_scale: bool) -> tuple[str, ...]:
-    """Dimension names as VirtualiZarr's HDF parser will give them (_dataset_dims)."""
+def _hdf5_dimensions(ds: h5py.Dataset, is_scale: bool, group: str = "/") -> tuple[str, ...]:
+    """Dimension names as VirtualiZarr's HDF parser will give them (_dataset_dims: the scale's
+    path without the group's prefix)."""
     names = []
+    prefix = "" if group == "/" else group
+
+    def local(path: str) -> str:
+        return path.removeprefix(prefix).lstrip("/")
+
     for axis in range(ds.ndim):
         attached = ds.dims[axis]
         if len(attached) == 1:
-            names.append(str(attached[0].name).lstrip("/"))
+            names.append(local(str(attached[0].name)))
         elif is_scale:
-            names.append(str(ds.name).lstrip("/"))
+            names.append(local(str(ds.name)))
         elif len(attached) == 0:
             names.append(f"phony_dim_{axis}")
         else:
@@ -1286,11 +1328,20 @@ def _iso(date: Any) -> str:
 def no_variables(header: FileHeader, settings: Settings) -> Iterator[Finding]:
     if header.variables or header.problems:
         return
-    inside = f" (it holds only the groups {', '.join(header.groups)})" if header.groups else ""
+    if header.group_variables:
+        yield Finding(
+            "no_variables",
+            "error",
+            f"{header.url} has no variables in its root group; its groups hold "
+            f"{_groups_listing(header)}. If the data sit in a group, submit with the option "
+            '"group" naming it; else remove the file from the source.',
+            details={"groups": list(header.groups), "group_variables": header.group_variables},
+        )
+        return
     yield Finding(
         "no_variables",
         "error",
-        f"{header.url} has no variables in its root group{inside}: check that this is the file "
+        f"{header.url} has no variables in its root group: check that this is the file "
         "you meant, or remove it from the source.",
         details={"groups": list(header.groups)},
     )
@@ -1661,11 +1712,11 @@ def validate_batch(
     error_count = reused = bytes_read = requests = 0
     for info in files:
         file_started = time.perf_counter()
-        target = layout.report(info.url, info.etag)
+        target = layout.report(info.url, info.etag, manifest.group)
         report = None if refresh else _stored_report(target, storage)
         was_reused = report is not None
         if report is None:
-            report = validate_file(info, settings, reading)
+            report = validate_file(info, settings, reading, group=manifest.group)
             storage.write_json(target, report.to_dict())
             bytes_read += report.bytes_read
             requests += report.requests
@@ -1737,11 +1788,17 @@ def _stored_report(location: Location, storage: Storage) -> FileReport | None:
 
 
 def load_report(
-    url: str, etag: str, settings: Settings, storage: Storage | None = None
+    url: str,
+    etag: str,
+    settings: Settings,
+    storage: Storage | None = None,
+    *,
+    group: str | None = None,
 ) -> FileReport:
     """The stored report of one file at one ETag (raises SourceNotFound if there is none)."""
     storage = storage or Storage(settings)
-    return FileReport.from_dict(storage.read_json(Layout.from_settings(settings).report(url, etag)))
+    location = Layout.from_settings(settings).report(url, etag, group)
+    return FileReport.from_dict(storage.read_json(location))
 
 
 # -- text for people ------------------------------------------------------------------------------

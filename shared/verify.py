@@ -70,8 +70,11 @@ class Mismatch:
 
 
 @contextmanager
-def open_source(info: ObjectInfo, settings: Settings, storage: Storage) -> Iterator[xr.Dataset]:
-    """Open one source file with xarray, CF decoding on, without the reference machinery."""
+def open_source(
+    info: ObjectInfo, settings: Settings, storage: Storage, group: str | None = None
+) -> Iterator[xr.Dataset]:
+    """Open one source file (one group of it) with xarray, CF decoding on, without the
+    reference machinery."""
     location = parse_location(info.url, settings, what="source file")
     head = storage.read_range(location, 0, min(info.size, 8))
     file_format = sniff(head)
@@ -79,7 +82,7 @@ def open_source(info: ObjectInfo, settings: Settings, storage: Storage) -> Itera
         target: Any = (
             location.path if location.is_local else storage.reader(location, size=info.size)
         )
-        with xr.open_dataset(target, engine="h5netcdf", chunks=None) as ds:
+        with xr.open_dataset(target, engine="h5netcdf", chunks=None, group=group) as ds:
             yield ds
         return
     import netCDF4
@@ -217,7 +220,7 @@ def verify(
     claimed = np.zeros(combined.sizes[concat_dim], dtype=bool)
     try:
         for info in manifest.files:
-            with open_source(info, settings, storage) as source:
+            with open_source(info, settings, storage, manifest.group) as source:
                 positions = index.get_indexer(source[concat_dim].values)
                 if (positions < 0).any():
                     missing = source[concat_dim].values[positions < 0][:3]

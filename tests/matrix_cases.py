@@ -391,6 +391,42 @@ def data_in_a_group(folder: Path) -> list[Path]:
     return [_netcdf(folder / f"product_{i}.nc", day(i)) for i in range(3)]
 
 
+def data_in_a_group_with_coordinates(folder: Path) -> list[Path]:
+    """Sentinel-5P style: the root holds attributes only; /PRODUCT holds its own dimensions,
+    coordinates and data."""
+
+    def day(index: int) -> Callable[[netCDF4.Dataset], None]:
+        def build(ds: netCDF4.Dataset) -> None:
+            ds.Conventions = "CF-1.7"
+            product = ds.createGroup("PRODUCT")
+            product.createDimension("time", None)
+            product.createDimension("x", 4)
+            time = product.createVariable("time", "f8", ("time",))
+            time.units = "days since 2024-01-01"
+            time[:] = [2 * index, 2 * index + 1]
+            x = product.createVariable("x", "i4", ("x",))
+            x[:] = np.arange(4)
+            no2 = product.createVariable("no2", "f4", ("time", "x"), chunksizes=(1, 4))
+            no2.units = "mol m-2"
+            no2[:] = np.arange(8, dtype="f4").reshape(2, 4) * 1e-5 + index
+
+        return build
+
+    return [_netcdf(folder / f"s5p_{i}.nc", day(i)) for i in range(3)]
+
+
+def group_missing_in_one_file(folder: Path) -> list[Path]:
+    paths = data_in_a_group_with_coordinates(folder)
+    odd = folder / "s5p_9.nc"
+
+    def build(ds: netCDF4.Dataset) -> None:
+        other = ds.createGroup("DETAILED")
+        other.createDimension("x", 4)
+        other.createVariable("x", "i4", ("x",))[:] = np.arange(4)
+
+    return [*paths, _netcdf(odd, build)]
+
+
 CASES = [
     Case(
         "partial chunks along time in every file",
@@ -591,6 +627,22 @@ CASES = [
         "no_data_variables",
         "product_0",
         None,
+    ),
+    Case(
+        "the data in a group, option group",
+        data_in_a_group_with_coordinates,
+        "equal",
+        why="the group with its own coordinates is published as the store's root",
+        options={"group": "PRODUCT"},
+    ),
+    Case(
+        "the group is missing in one file",
+        group_missing_in_one_file,
+        "gate",
+        "group_missing",
+        "s5p_9",
+        None,
+        options={"group": "PRODUCT"},
     ),
     Case(
         "file names out of time order",

@@ -124,3 +124,19 @@ def test_validate_of_several_files_applies_the_checks_across_files(tmp_path, cap
     assert "ACROSS THE FILES" in out
     assert "coordinates_differ: lat: the coordinate values in tas_day_20240109.nc differ" in out
     assert "3 file(s) checked, 0 unsuitable or unreadable, 1 problem(s) across the files." in out
+
+
+def test_validate_and_run_read_the_group_they_are_given(tmp_path, capsys):
+    """Data in a group: without --group the files are refused naming the group; with it,
+    they validate, and `run --group` publishes that group."""
+    from tests.matrix_cases import data_in_a_group_with_coordinates
+
+    data_in_a_group_with_coordinates(tmp_path / "src")
+    assert main(["validate", str(tmp_path / "src")]) == 1
+    assert "/PRODUCT (time, x, no2)" in capsys.readouterr().out
+    assert main(["validate", str(tmp_path / "src"), "--group", "PRODUCT"]) == 0
+    capsys.readouterr()
+    state = str(tmp_path / "state")
+    command = ["run", str(tmp_path / "src"), "--dataset", "s5p", "--group", "/PRODUCT"]
+    assert main([*command, "--state", state]) == 0
+    assert "STAC item    file://" in capsys.readouterr().out

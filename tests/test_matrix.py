@@ -41,7 +41,8 @@ def test_case(tmp_path, local_settings, case: Case, fmt: str):
     )
     if case.outcome == "equal":
         report = run_pipeline(request, local_settings)
-        expected = open_collection(paths).drop_vars(request.drop_variables).load()
+        expected = open_collection(paths, group=request.group)
+        expected = expected.drop_vars(request.drop_variables).load()
         with open_item(report.item_url, local_settings) as published:
             xr.testing.assert_identical(published.load(), expected.sortby("time"))
         if case.code and fmt == "kerchunk-json":  # a warning that does not stop the run
