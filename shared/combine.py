@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -187,7 +188,7 @@ def concatenate(
     order = _order(datasets, urls, request.concat_dim)
     memory.check(f"before concatenating {len(datasets):,} files")
     try:
-        return xr.concat(
+        combined = xr.concat(
             [datasets[i] for i in order],
             dim=request.concat_dim,
             data_vars="minimal",
@@ -196,6 +197,7 @@ def concatenate(
             combine_attrs="override",
             join="exact",
         )
+        return encodable_times(combined, request.concat_dim)
     except PipelineError:
         raise
     except Exception as exc:
@@ -204,6 +206,28 @@ def concatenate(
             f"{type(exc).__name__}: {exc}",
             remedy="Run `python -m devhost validate` on the source to find the odd file.",
         ) from exc
+
+
+_CALENDAR_MONTHS = re.compile(
+    r"^\s*(months|years|common_months|common_years)\s+since\s+(.+)$", re.IGNORECASE
+)
+
+
+def encodable_times(dataset: xr.Dataset, concat_dim: str) -> xr.Dataset:
+    """Time in "months since" or "years since" (CF allows them in the 360_day calendar, where
+    a month is 30 days) decodes in xarray but cannot be encoded again: such a coordinate and
+    its bounds are stored in "days since" the same date, which decodes to the same dates."""
+    if concat_dim not in dataset.variables:
+        return dataset
+    names = [concat_dim, *(dataset[concat_dim].attrs.get(k) for k in ("bounds", "climatology"))]
+    names += [dataset[concat_dim].encoding.get(k) for k in ("bounds", "climatology")]
+    for name in {n for n in names if isinstance(n, str) and n in dataset.variables}:
+        encoding = dataset[name].encoding
+        found = _CALENDAR_MONTHS.match(str(encoding.get("units") or ""))
+        if found:
+            encoding["units"] = f"days since {found.group(2).strip()}"
+            encoding["dtype"] = np.dtype("float64")
+    return dataset
 
 
 def write_store(

@@ -5,6 +5,9 @@ the sources."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import date
@@ -13,6 +16,7 @@ from pathlib import Path
 import h5py
 import netCDF4
 import numpy as np
+import pytest
 
 from shared.samples import SampleSpec, truncate_copy, write_bytes, write_sample_files
 
@@ -427,6 +431,176 @@ def group_missing_in_one_file(folder: Path) -> list[Path]:
     return [*paths, _netcdf(odd, build)]
 
 
+# -- files written by the tools archives use (Debian packages cdo, nco, netcdf-bin) ---------
+REQUIRE_TOOLS = "PIPELINE_TEST_REQUIRE_TOOLS"  # .ci/run sets it: a missing tool fails there
+
+
+def tool(*command: str | Path, cwd: Path | None = None) -> None:
+    """Run an archive tool; skip the case (fail, under CI) when the tool is not installed."""
+    name = str(command[0])
+    if shutil.which(name) is None:
+        message = f"{name} is not installed (Debian: apt-get install cdo nco netcdf-bin)"
+        if os.environ.get(REQUIRE_TOOLS):
+            pytest.fail(message)
+        pytest.skip(message)
+    subprocess.run([str(c) for c in command], check=True, capture_output=True, cwd=cwd)
+
+
+def _six_hourly(path: Path, days: int = 4, dtype: str = "f4") -> Path:
+    """Model output CDO and NCO start from: 6-hourly steps, hours since the start."""
+
+    def build(ds: netCDF4.Dataset) -> None:
+        ds.createDimension("time", None)
+        ds.createDimension("lat", 6)
+        ds.createDimension("lon", 10)
+        time = ds.createVariable("time", "f8", ("time",))
+        time.units = "hours since 2024-01-01 00:00:00"
+        time.calendar = "standard"
+        time.standard_name = "time"
+        time[:] = np.arange(0, 24 * days, 6)
+        lat = ds.createVariable("lat", "f4", ("lat",))
+        lat.units = "degrees_north"
+        lat[:] = np.linspace(-75, 75, 6)
+        lon = ds.createVariable("lon", "f4", ("lon",))
+        lon.units = "degrees_east"
+        lon[:] = np.linspace(0, 324, 10)
+        tas = ds.createVariable("tas", dtype, ("time", "lat", "lon"))
+        tas.units = "K"
+        tas.standard_name = "air_temperature"
+        rng = np.random.default_rng(1)
+        tas[:] = 273 + rng.normal(size=(4 * days, 6, 10))
+
+    return _netcdf(path, build)
+
+
+def cdo_daily_means(folder: Path) -> list[Path]:
+    """CDO: daily means (time bounds), one file per day, each with its own reference time."""
+    work = folder.parent / f"{folder.name}-work"
+    work.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    base = _six_hourly(work / "base.nc")
+    tool("cdo", "-s", "-f", "nc4", "-z", "zip_4", "daymean", base, work / "daily.nc")
+    tool("cdo", "-s", "splitsel,1", work / "daily.nc", work / "day_")
+    paths = []
+    for day in range(1, 5):
+        target = folder / f"tas_day_2024010{day}.nc"
+        reference = f"setreftime,2024-01-0{day},00:00:00,hours"
+        tool("cdo", "-s", reference, work / f"day_00000{day}.nc", target)
+        paths.append(target)
+    return paths
+
+
+def _nco_packed(folder: Path, source_dtype: str) -> list[Path]:
+    """NCO: ncpdq packs the collection once (short, with scale_factor and add_offset of the
+    unpacked variable's type), then ncks cuts it into daily files."""
+    work = folder.parent / f"{folder.name}-work"
+    work.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    base = _six_hourly(work / "base.nc", dtype=source_dtype)
+    tool("ncpdq", "-O", "-4", "-P", "all_new", base, work / "packed.nc")
+    paths = []
+    for day in range(4):
+        target = folder / f"tas_6h_2024010{day + 1}.nc"
+        steps = f"time,{4 * day},{4 * day + 3}"
+        tool("ncks", "-O", "-4", "--cnk_dmn", "time,4", "-d", steps, work / "packed.nc", target)
+        paths.append(target)
+    return paths
+
+
+def nco_packed_float(folder: Path) -> list[Path]:
+    return _nco_packed(folder, "f4")
+
+
+def nco_packed_float_fixed_with_ncatted(folder: Path) -> list[Path]:
+    """The remedy the gate gives for packed_single_precision, applied: ncatted stores the
+    packing attributes as double, without touching the data."""
+    paths = _nco_packed(folder, "f4")
+    with netCDF4.Dataset(paths[0]) as ds:
+        scale, offset = float(ds["tas"].scale_factor), float(ds["tas"].add_offset)
+    for path in paths:
+        tool(
+            "ncatted", "-O", "-a", f"scale_factor,tas,m,d,{scale!r}",
+            "-a", f"add_offset,tas,m,d,{offset!r}", path,
+        )  # fmt: skip
+    return paths
+
+
+def nco_packed_double(folder: Path) -> list[Path]:
+    return _nco_packed(folder, "f8")
+
+
+def _ncgen(folder: Path, cdl: Callable[[int], str], files: int = 3) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(files):
+        text = folder / f"file_{i}.cdl"
+        text.write_text(cdl(i))
+        target = folder / f"file_{i}.nc"
+        tool("ncgen", "-k", "nc4", "-o", target, text)
+        text.unlink()
+        paths.append(target)
+    return paths
+
+
+def ncgen_stations(folder: Path) -> list[Path]:
+    """ncgen, CF discrete sampling geometry: char station names, a cell measure, an
+    ancillary status flag with flag_values, the julian calendar."""
+
+    def cdl(i: int) -> str:
+        return f"""netcdf stations {{
+dimensions: time = UNLIMITED ; station = 3 ; name_strlen = 8 ;
+variables:
+  double time(time) ; time:units = "days since 2024-01-01" ; time:calendar = "julian" ;
+  char station_name(station, name_strlen) ; station_name:cf_role = "timeseries_id" ;
+  float area(station) ; area:units = "m2" ;
+  float tas(time, station) ; tas:units = "K" ; tas:ancillary_variables = "tas_flag" ;
+    tas:cell_measures = "area: area" ; tas:coordinates = "station_name" ;
+  byte tas_flag(time, station) ; tas_flag:flag_values = 0b, 1b ;
+    tas_flag:flag_meanings = "good suspect" ;
+data:
+  time = {2 * i}, {2 * i + 1} ; station_name = "north", "south", "east" ;
+  area = 1.5, 2.5, 3.5 ; tas = 270, 271, 272, 273, 274, 27{i} ;
+  tas_flag = 0, 1, 0, 0, 0, 1 ;
+}}"""
+
+    return _ncgen(folder, cdl)
+
+
+def ncgen_months_360_day(folder: Path) -> list[Path]:
+    """ncgen: "months since" in the 360_day calendar (CF allows months there)."""
+
+    def cdl(i: int) -> str:
+        return f"""netcdf months {{
+dimensions: time = UNLIMITED ; x = 2 ;
+variables:
+  double time(time) ; time:units = "months since 2000-01-01" ; time:calendar = "360_day" ;
+  float pr(time, x) ; pr:units = "mm" ;
+data: time = {2 * i}, {2 * i + 1} ; pr = 1, 2, 3, {i} ;
+}}"""
+
+    return _ncgen(folder, cdl)
+
+
+def ncgen_gathered(folder: Path) -> list[Path]:
+    """ncgen: compression by gathering (CF 8.2: a list variable with a compress attribute)."""
+
+    def cdl(i: int) -> str:
+        return f"""netcdf gathered {{
+dimensions: time = UNLIMITED ; lat = 3 ; lon = 4 ; landpoint = 5 ;
+variables:
+  double time(time) ; time:units = "days since 2024-01-01" ;
+  float lat(lat) ; lat:units = "degrees_north" ;
+  float lon(lon) ; lon:units = "degrees_east" ;
+  int landpoint(landpoint) ; landpoint:compress = "lat lon" ;
+  float soil(time, landpoint) ; soil:units = "kg m-2" ;
+data:
+  time = {2 * i}, {2 * i + 1} ; lat = -10, 0, 10 ; lon = 0, 90, 180, 270 ;
+  landpoint = 0, 3, 5, 6, 11 ; soil = 1, 2, 3, 4, 5, 6, 7, 8, 9, 1{i} ;
+}}"""
+
+    return _ncgen(folder, cdl)
+
+
 CASES = [
     Case(
         "partial chunks along time in every file",
@@ -643,6 +817,51 @@ CASES = [
         "s5p_9",
         None,
         options={"group": "PRODUCT"},
+    ),
+    Case(
+        "CDO daily means, per-file reference time and bounds",
+        cdo_daily_means,
+        "equal",
+        why="cdo daymean + splitsel + setreftime: bounds decoded with each file's units",
+    ),
+    Case(
+        "NCO-packed float data",
+        nco_packed_float,
+        "gate",
+        "packed_single_precision",
+        "tas_6h_20240101",
+        "tas",
+    ),
+    Case(
+        "NCO-packed float data, attributes made double with ncatted",
+        nco_packed_float_fixed_with_ncatted,
+        "equal",
+        why="the remedy packed_single_precision gives, applied: the same store as the files",
+    ),
+    Case(
+        "NCO-packed double data",
+        nco_packed_double,
+        "equal",
+        why="ncpdq gives double data double packing attributes",
+    ),
+    Case(
+        "ncgen stations: char names, cell measure, status flag, julian",
+        ncgen_stations,
+        "equal",
+        why="fixed-length char, flag_values and cell_measures read back as in the files",
+    ),
+    Case(
+        "ncgen months since, 360_day",
+        ncgen_months_360_day,
+        "equal",
+        why='xarray decodes "months since" in 360_day but cannot encode it: stored as days '
+        "since the same date, which decode to the same dates",
+    ),
+    Case(
+        "ncgen compression by gathering",
+        ncgen_gathered,
+        "equal",
+        why="the list variable and the gathered data are stored as they are, as xarray reads them",
     ),
     Case(
         "file names out of time order",
