@@ -376,6 +376,32 @@ def unsigned_bytes_single(folder: Path) -> list[Path]:
     return _unsigned_bytes(folder, np.float32)
 
 
+def missing_values_and_valid_range(folder: Path) -> list[Path]:
+    """Two missing values (a list), valid_min/valid_max and a valid_range: xarray masks the
+    missing values and leaves the valid_* as attributes, from the files and from the store."""
+
+    def day(index: int) -> Callable[[netCDF4.Dataset], None]:
+        def build(ds: netCDF4.Dataset) -> None:
+            ds.createDimension("time", None)
+            ds.createDimension("x", 4)
+            time = ds.createVariable("time", "f8", ("time",))
+            time.units = "days since 2024-01-01"
+            time[:] = [2 * index, 2 * index + 1]
+            snow = ds.createVariable("snow", "i2", ("time", "x"), chunksizes=(1, 4))
+            snow.missing_value = np.array([-999, -998], "i2")
+            snow.valid_min = np.int16(0)
+            snow.valid_max = np.int16(500)
+            snow.set_auto_maskandscale(False)
+            snow[:] = np.array([[1, -999, 3, 4], [-998, 6, 7, 8 + index]], "i2")
+            depth = ds.createVariable("depth", "f4", ("time", "x"), chunksizes=(1, 4))
+            depth.valid_range = np.array([0.0, 10.0], "f4")
+            depth[:] = np.arange(8, dtype="f4").reshape(2, 4) / 2 + index
+
+        return build
+
+    return [_netcdf(folder / f"snow_{i}.nc", day(i)) for i in range(3)]
+
+
 def data_in_a_group(folder: Path) -> list[Path]:
     """The data sit in a sub-group; the root holds only time."""
 
@@ -793,6 +819,12 @@ CASES = [
         "packed_single_precision",
         "sst_0",
         "sst",
+    ),
+    Case(
+        "missing_value list, valid_min/valid_max, valid_range",
+        missing_values_and_valid_range,
+        "equal",
+        why="a list of missing values masks both; valid_* stay attributes, as xarray leaves them",
     ),
     Case(
         "the data only in a sub-group",
