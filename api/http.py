@@ -33,7 +33,9 @@ from shared.status import pipeline_view, watcher_view
 
 bp = df.Blueprint()
 
-INSTANCE_ID = re.compile(r"^(pipeline|watch)-[a-z0-9][a-z0-9._-]{0,62}$")
+# Anchored by \Z, not '$' (which also matches before a trailing newline: "pipeline-x\n"
+# would answer for pipeline-x), and used with fullmatch.
+INSTANCE_ID = re.compile(r"^(pipeline|watch)-[a-z0-9][a-z0-9._-]{0,62}\Z")
 
 
 def _json(
@@ -95,7 +97,7 @@ async def pipeline_status(
 ) -> func.HttpResponse:
     instance_id = req.route_params.get("instance_id", "")
     # Only pipeline instances, by their exact form: never pass anything else to the client.
-    status = await client.get_status(instance_id) if INSTANCE_ID.match(instance_id) else None
+    status = await client.get_status(instance_id) if INSTANCE_ID.fullmatch(instance_id) else None
     if status is None or runtime_status(status) is None:
         return _json(
             404,

@@ -44,7 +44,7 @@ from shared.storage import Storage
 
 bp = df.Blueprint()
 
-VERSION = re.compile(r"^[0-9a-f]{16}$")
+VERSION = re.compile(r"^[0-9a-f]{16}\Z")  # \Z, not $, as INSTANCE_ID
 PRINCIPAL_HEADER = "x-ms-client-principal-name"
 STATUS_FOR = {BadRequest: 400, NotFound: 404, Conflict: 409}
 
@@ -73,9 +73,9 @@ async def _decide(
 ) -> func.HttpResponse:
     instance_id = req.route_params.get("instance_id", "")
     try:
-        if not INSTANCE_ID.match(instance_id) or not instance_id.startswith("pipeline-"):
-            raise NotFound(f"There is no pipeline run {show_value(instance_id)}.")
-        status = await client.get_status(instance_id)
+        # Only pipeline instances, by their exact form: never pass anything else to the client.
+        exact = INSTANCE_ID.fullmatch(instance_id) and instance_id.startswith("pipeline-")
+        status = await client.get_status(instance_id) if exact else None
         if status is None or runtime_status(status) is None:
             raise NotFound(
                 f"There is no pipeline run {show_value(instance_id)}.",
@@ -152,12 +152,17 @@ def _dataset_id(req: func.HttpRequest) -> str:
     try:
         return identifier(value, "The dataset id")
     except BadRequest:
-        raise NotFound(f"There is no dataset {show_value(value)}.") from None
+        raise NotFound(
+            f"There is no dataset {show_value(value)}.",
+            remedy="Check the dataset id (the dataset_id of POST /api/pipelines: lowercase "
+            "letters, digits, '.', '_' or '-'); a dataset appears here once a run has "
+            "published it.",
+        ) from None
 
 
 def _version(req: func.HttpRequest, dataset_id: str) -> str:
     value = req.route_params.get("version", "")
-    if not VERSION.match(value):
+    if not VERSION.fullmatch(value):
         raise NotFound(
             f"Dataset {dataset_id!r} has no version {show_value(value)}.",
             remedy=f"GET /api/datasets/{dataset_id} lists its versions (16 hex digits).",

@@ -8,6 +8,7 @@ shared.locations.parse_location.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -34,24 +35,33 @@ MAX_BODY_BYTES = 64 * 1024  # a real request is well under 8 KB
 MAX_JSON_DEPTH = 8  # the deepest real request is {"options": {"patterns": [...]}}: 3
 MAX_PATTERNS = 20
 MAX_PATTERN_CHARS = 256
+# Longer integers are refused when the body is read: no field takes one (batch_size is at
+# most 1000), and from 4,301 digits on Python cannot even convert them (a ValueError).
+MAX_NUMBER_DIGITS = 100
 # 1-63 characters, lowercase letters, digits, '.', '_' and '-', starting and ending with a
 # letter or digit: a safe blob path segment, folder name, STAC id and Durable instance id.
-_ID_RE = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,61}[a-z0-9])?$")
+# Anchored by \Z, not '$': '$' also matches before a trailing newline ("coll\n").
+_ID_RE = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,61}[a-z0-9])?\Z")
 # Windows device names: an id is a folder in local stores and in a synced catalog.
 _RESERVED_IDS = frozenset(
     ["con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)), *(f"lpt{i}" for i in range(10))]
 )
-_DIM_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$")
+_DIM_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}\Z")  # \Z, as _ID_RE
 _JSON_REMEDY = (
     'Send a JSON object such as {"source": "az://container/prefix", "dataset_id": '
     '"my-dataset"} with Content-Type: application/json.'
+)
+_NUMBER_REMEDY = (
+    "Correct the value: the numbers a request takes are small whole numbers (option "
+    "'batch_size' is 1-1000)."
 )
 
 
 def read_body(body: bytes) -> Any:
     """The JSON value of an HTTP request body, refusing what no real request looks like:
     over MAX_BODY_BYTES, not UTF-8, not JSON, NaN/Infinity, duplicate keys (two parsers
-    could disagree on which one counts), nesting deeper than MAX_JSON_DEPTH."""
+    could disagree on which one counts), nesting deeper than MAX_JSON_DEPTH, integers longer
+    than MAX_NUMBER_DIGITS digits and numbers too large for a float (1e400)."""
     if len(body) > MAX_BODY_BYTES:
         raise BadRequest(
             f"The request body is {len(body)} bytes; at most {MAX_BODY_BYTES} bytes are accepted.",
@@ -64,24 +74,77 @@ def read_body(body: bytes) -> Any:
     try:
         value = json.loads(
             body.decode("utf-8"),
-            object_pairs_hook=_refuse_duplicates,
+            object_pairs_hook=_read_object,
             parse_constant=_refuse_constant,
+            parse_int=_read_int,
+            parse_float=_read_float,
         )
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise BadRequest("The request body is not valid JSON.", remedy=_JSON_REMEDY) from None
     except RecursionError:
         raise too_deep from None
+    except ValueError:  # UnicodeDecodeError, JSONDecodeError, or any conversion json makes
+        raise BadRequest("The request body is not valid JSON.", remedy=_JSON_REMEDY) from None
+    long_number = _long_number(value)
+    if long_number is not None:  # not below any object: the body is a number or a list
+        raise BadRequest(
+            f"The request body holds a number of {long_number.digits} digits; at most "
+            f"{MAX_NUMBER_DIGITS} digits are accepted.",
+            remedy=_JSON_REMEDY,
+        )
     if _nests_deeper(value, MAX_JSON_DEPTH):
         raise too_deep
     return value
 
 
-def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+class _LongNumber:
+    """Stands in for an integer too long to read until the object holding it is built, so
+    that the message can name the field."""
+
+    def __init__(self, digits: int) -> None:
+        self.digits = digits
+
+
+def _read_int(text: str) -> int | _LongNumber:
+    digits = len(text.lstrip("-"))
+    return _LongNumber(digits) if digits > MAX_NUMBER_DIGITS else int(text)
+
+
+def _read_float(text: str) -> float:
+    number = float(text)
+    if math.isinf(number):
+        raise BadRequest(
+            f"The request body holds the number {show_value(text)}, which is too large to "
+            "read (it would become infinity).",
+            remedy=_NUMBER_REMEDY,
+        )
+    return number
+
+
+def _long_number(value: Any) -> _LongNumber | None:
+    """The first too-long integer in ``value`` or in the lists it holds (objects were
+    checked as they were built), or None."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, _LongNumber):
+            return item
+        if isinstance(item, list):
+            pending.extend(item)
+    return None
+
+
+def _read_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for key, value in pairs:
         if key in result:
             raise BadRequest(
                 f"The request body names the field {show_value(key)} twice.", remedy=_JSON_REMEDY
+            )
+        long_number = _long_number(value)
+        if long_number is not None:
+            raise BadRequest(
+                f"Field {show_value(key)} holds a number of {long_number.digits} digits; at "
+                f"most {MAX_NUMBER_DIGITS} digits are accepted.",
+                remedy=_NUMBER_REMEDY,
             )
         result[key] = value
     return result
@@ -173,7 +236,7 @@ class PipelineRequest:
         source = _text(data, "source", required=True)
         dataset_id = identifier(_text(data, "dataset_id", required=True), "Field 'dataset_id'")
         concat_dim = _text(data, "concat_dim") or "time"
-        if not _DIM_RE.match(concat_dim):
+        if not _DIM_RE.fullmatch(concat_dim):
             raise BadRequest(
                 f"Field 'concat_dim' is {show_value(concat_dim)}, which is not a dimension "
                 "name: 1-128 letters, digits, '_', '.' or '-', starting with a letter or '_'."
@@ -231,7 +294,7 @@ def identifier(value: str, name: str) -> str:
         "use 1-63 lowercase letters, digits, '.', '_' or '-', starting and ending with a "
         "letter or digit, without '..'"
     )
-    if not _ID_RE.match(value) or ".." in value:
+    if not _ID_RE.fullmatch(value) or ".." in value:
         raise BadRequest(f"{name} is {show_value(value)}: {rule}.")
     if value.split(".", 1)[0] in _RESERVED_IDS:
         raise BadRequest(
@@ -260,7 +323,7 @@ def _group(value: Any) -> str | None:
     if not isinstance(value, str):
         raise BadRequest(f"Option 'group' must be a string, not {type(value).__name__}.")
     segments = [s for s in value.strip().split("/") if s]
-    if len(value) > 255 or not all(_DIM_RE.match(s) and s not in (".", "..") for s in segments):
+    if len(value) > 255 or not all(_DIM_RE.fullmatch(s) and s not in (".", "..") for s in segments):
         raise BadRequest(
             f"Option 'group' is {show_value(value)}, which is not a group path: names of 1-128 "
             "letters, digits, '_', '.' or '-' separated by '/', e.g. \"/science/grid\"."
@@ -279,7 +342,7 @@ def _variable_names(value: Any) -> list[str]:
             f"Option 'drop_variables' names {len(value)} variables; at most {MAX_DROPPED}."
         )
     for name in value:
-        if not _DIM_RE.match(name):
+        if not _DIM_RE.fullmatch(name):
             raise BadRequest(
                 f"Option 'drop_variables' holds {show_value(name)}, which is not a variable "
                 "name: 1-128 letters, digits, '_', '.' or '-', starting with a letter or '_'."

@@ -96,7 +96,7 @@ _VERTICAL_NAMES = {
     "atmosphere_hybrid_sigma_pressure_coordinate", "model_level_number",
 }  # fmt: skip
 _AUXILIARY_ATTRS = ("grid_mapping", "bounds", "climatology")
-_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}\Z")
 _READ_WORKERS = 8
 HIERARCHY_RELS = ("root", "parent", "collection", "item", "self")
 
@@ -318,7 +318,7 @@ def _icechunk_storage(store: Location, settings: Settings) -> dict[str, Any]:
 
 
 def _check_id(value: str, what: str, store: Location) -> None:
-    if not isinstance(value, str) or not _SAFE_ID.match(value):
+    if not isinstance(value, str) or not _SAFE_ID.fullmatch(value):
         raise CatalogError(
             f"Cannot register {store.url}: the {what} {value!r} cannot name a catalog "
             "folder (use letters, digits, '.', '_' and '-', starting with a letter or digit).",
