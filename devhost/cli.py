@@ -34,6 +34,7 @@ import traceback
 from collections.abc import Sequence
 
 from devhost.events import DEFAULT_FUNCTION, DEFAULT_URL, events_command
+from devhost.progress import quiet_stage_failures
 from devhost.releases import COMMANDS as RELEASE_COMMANDS
 from devhost.releases import add_release_parsers, release_command
 from devhost.start import add_start_parser, start_command
@@ -181,6 +182,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     level = logging.DEBUG if args.debug else logging.INFO if args.verbose else logging.WARNING
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    if args.command in ("run", "demo") and not (args.debug or args.verbose):
+        quiet_stage_failures()  # the command prints the error itself, with what to do
     try:
         if args.command == "run":
             from devhost.commands import run_command

@@ -79,6 +79,12 @@ def follow(status_url: str, progress: Progress, timeout: float = 24 * 3600) -> d
     return view
 
 
+def _last_stage(stages: dict[str, Any]) -> str | None:
+    """The stage the run reached last (the one a failed run failed in)."""
+    reached = [name for name in PHASES if name in stages]
+    return reached[-1] if reached else None
+
+
 class _Display:
     """Moves the progress display through every phase the run has reached, in order (a fast
     phase may begin and end between two polls), and to the current file counts."""
@@ -107,6 +113,7 @@ class _Display:
             seconds = stages[name]
             if seconds is None and not ended:
                 break  # still running
-            self.progress.finish(seconds=seconds)
+            failed = view.get("phase") == "failed" and name == _last_stage(stages)
+            self.progress.finish(seconds=seconds, failed=failed)
             self.done.add(name)
             self.current = None

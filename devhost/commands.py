@@ -10,10 +10,10 @@ from typing import Any
 from devhost.client import follow, submit
 from devhost.local import local_host
 from devhost.progress import Progress
-from shared.errors import PipelineError, describe
+from shared.errors import BadRequest, PipelineError, describe
 from shared.gate import check_collection
 from shared.locations import parse_location
-from shared.request import DEFAULT_PATTERNS
+from shared.request import DEFAULT_PATTERNS, PipelineRequest
 from shared.scan import list_source
 from shared.settings import Settings
 from shared.storage import ObjectInfo, Storage
@@ -39,9 +39,37 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
     for option in ("group", "drop_variables", "static_differs"):
         if getattr(args, option, None):
             body["options"][option] = getattr(args, option)
+    check_arguments(body)
     view = run_through_host(body, settings, state=args.state, workers=args.workers)
     print_summary(view)
     return EXIT_OK
+
+
+# The request's fields and options, as the command line spells them.
+_FLAGS = {
+    "Field 'dataset_id'": "--dataset",
+    "Field 'concat_dim'": "--concat-dim",
+    "Field 'format'": "--format",
+    "Field 'source'": "SOURCE",
+    "Option 'patterns'": "--pattern",
+    "Option 'collection'": "--collection",
+    "Option 'batch_size'": "--batch-size",
+    "Option 'group'": "--group",
+    "Option 'drop_variables'": "--drop-variable",
+    "Option 'static_differs'": "--static-differs",
+}
+
+
+def check_arguments(body: dict[str, Any]) -> None:
+    """The request's own checks, before any host starts, worded for the command line: the
+    option that is wrong, and to run the command again."""
+    try:
+        PipelineRequest.from_dict(body)
+    except BadRequest as exc:
+        message = exc.message
+        for field, flag in _FLAGS.items():
+            message = message.replace(field, flag)
+        raise BadRequest(message, remedy="Correct it and run the command again.") from None
 
 
 def run_through_host(

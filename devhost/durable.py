@@ -30,8 +30,10 @@ import inspect
 import json
 import logging
 import multiprocessing
+import os
 import signal
 import sqlite3
+import sys
 import threading
 import time
 import traceback
@@ -44,6 +46,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from devhost.progress import QUIET_ENV, install_stage_failures_filter
 from shared.errors import PipelineError
 
 log = logging.getLogger(__name__)
@@ -199,18 +202,47 @@ def index_app(module: str = "function_app") -> AppIndex:
 
 # -- activity workers (run in the process pool) -------------------------------------------
 CLIENT = "durableClient"
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 _WORKER_MODULE = "function_app"
 _WORKER_LOOP: asyncio.AbstractEventLoop | None = None
 
 
-def _worker_init(module: str) -> None:
+def _worker_init(module: str, host_pid: int, parent_death_signal: bool) -> None:
     global _WORKER_MODULE
     _WORKER_MODULE = module
+    _die_with_host(host_pid, parent_death_signal)
     # Ctrl-C in a terminal reaches the whole process group: the host stops the pool itself,
     # and an interrupted activity must not be recorded as a failed one.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(level=logging.WARNING)
+    if os.environ.get(QUIET_ENV):
+        install_stage_failures_filter()
     index_app(module)
+
+
+def _die_with_host(host_pid: int, parent_death_signal: bool) -> None:
+    """A worker must not outlive its host: a host killed with -9 would otherwise leave its
+    workers finishing (and writing) what they had started, while the restarted host runs the
+    same activities again. On Linux the kernel kills the worker when its parent dies
+    (PR_SET_PDEATHSIG: when the thread that started it ends, so only for workers started by
+    the host's main thread); everywhere a watcher thread exits once the parent is gone."""
+    if parent_death_signal and sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        except OSError:
+            pass
+    if os.getppid() != host_pid:  # the host died before the line above took effect
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == host_pid:
+            time.sleep(0.2)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="devhost-host-watch", daemon=True).start()
 
 
 def run_activity(
@@ -248,6 +280,10 @@ def run_activity(
         return True, Converter.encode(result, expected_type=None).value, ""
     except Exception as exc:  # the extension records any activity exception as TaskFailed
         return False, f"{type(exc).__name__}: {exc}", traceback.format_exc()
+
+
+def _started() -> None:
+    """A no-op, to start a worker process."""
 
 
 def _worker_loop() -> asyncio.AbstractEventLoop:
@@ -335,12 +371,19 @@ class DurableHost:
     def start(self) -> DurableHost:
         with self._tx() as db:  # activities that were running when the host died run again
             db.execute("UPDATE work SET state = 'queued' WHERE state = 'running'")
+        main_thread = threading.current_thread() is threading.main_thread()
         self._pool = ProcessPoolExecutor(
             max_workers=self.workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_worker_init,
-            initargs=(self.app_module,),
+            initargs=(self.app_module, os.getpid(), main_thread),
         )
+        if main_thread:
+            # Start every worker now, from this (long-lived) thread: the parent-death signal
+            # is tied to the thread that starts a process, and the pool would otherwise start
+            # them from the dispatcher thread, which ends before the pool is shut down.
+            for _ in range(self.workers):
+                self._pool.submit(_started)
         self._thread = threading.Thread(target=self._loop, name="durable-host", daemon=True)
         self._thread.start()
         return self

@@ -6,9 +6,37 @@ when a stage starts and one when it ends, so logs stay readable.
 
 from __future__ import annotations
 
+import logging
+import os
 import sys
 import time
 from typing import TextIO
+
+# Set by the command line for the host's worker processes: they install StageFailures too.
+QUIET_ENV = "DEVHOST_QUIET_STAGE_FAILURES"
+
+
+class StageFailures(logging.Filter):
+    """Leaves out the log records of a stage's failure (a structured record with an error
+    code, WARNING or above): a command that follows a run prints the error itself, with what
+    to do, after the progress display. With -v or --debug they are shown."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        failure = getattr(record, "structured", False) and getattr(record, "code", None)
+        return not (failure and record.levelno >= logging.WARNING)
+
+
+def quiet_stage_failures() -> None:
+    """Install StageFailures on this process's log handlers, and ask the host's worker
+    processes (which inherit the environment) to do the same."""
+    os.environ[QUIET_ENV] = "1"
+    install_stage_failures_filter()
+
+
+def install_stage_failures_filter() -> None:
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(StageFailures())
+
 
 WIDTH = 28
 
@@ -37,16 +65,17 @@ class Progress:
         self.done += count
         self._draw()
 
-    def finish(self, note: str = "", seconds: float | None = None) -> float:
+    def finish(self, note: str = "", seconds: float | None = None, failed: bool = False) -> float:
         """End the stage; ``seconds`` overrides the time measured here (e.g. the
-        orchestrator's own timing of the stage)."""
+        orchestrator's own timing of the stage); a ``failed`` stage says so."""
         if seconds is None:
             seconds = time.perf_counter() - self.started
         if self.enabled:
             if self.interactive:
                 self._write("\r\033[K")
             bar = self._bar() if self.total else ""
-            self._write(f"{self.stage:<9} {bar}done in {seconds:6.2f} s  {note}\n")
+            ended = "FAILED after" if failed else "done in"
+            self._write(f"{self.stage:<9} {bar}{ended} {seconds:6.2f} s  {note}\n")
         return seconds
 
     def _bar(self) -> str:

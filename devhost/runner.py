@@ -250,7 +250,8 @@ def run_pipeline(
     except PipelineError as exc:
         if progress.stage and progress.stage not in report.stages:
             # The stage that failed keeps its time, as in the orchestrator's status.
-            report.stages[progress.stage] = {"seconds": progress.finish("FAILED"), "failed": True}
+            seconds = progress.finish(failed=True)
+            report.stages[progress.stage] = {"seconds": seconds, "failed": True}
         report.status = "failed"
         report.error = describe(exc)
         gated = exc.context.get("gate") or {}

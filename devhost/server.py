@@ -1007,6 +1007,9 @@ def _to_reply(function_name: str, result: Any) -> Reply:
 # -- the socket side ----------------------------------------------------------------------
 class _HttpServer(ThreadingHTTPServer):
     daemon_threads = True
+    # The listen backlog: socketserver's default of 5 reset connections when a burst of
+    # clients (20 uploads' events, a CI fan-in) connected at once.
+    request_queue_size = 128
     devserver: DevServer
 
 
@@ -1061,7 +1064,13 @@ class _Handler(BaseHTTPRequestHandler):
     def _read_chunked(self) -> bytes:
         chunks, total = [], 0
         while True:
-            size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+            line = self.rfile.readline().split(b";")[0].strip() or b"0"
+            try:
+                size = int(line[:16], 16)  # 16 hex digits are more than any body we take
+            except ValueError:
+                raise _BodyError(
+                    error_reply(400, "bad_chunk", "The chunked body has a malformed chunk size.")
+                ) from None
             if size == 0:
                 while self.rfile.readline() not in (b"\r\n", b"\n", b""):
                     pass  # trailers

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import socket
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -114,12 +116,22 @@ def tiles_command(args: argparse.Namespace, settings: Settings) -> int:
         app.mount(STORE_PATH, StaticFiles(directory=store_root), name="stores")
     if catalog.is_dir():
         app.mount("/catalog", StaticFiles(directory=catalog), name="catalog")
+    try:  # the port first: a busy one is said plainly, before anything else is printed
+        listening = socket.create_server(("127.0.0.1", args.port))
+    except OSError as exc:
+        print(
+            f"error: cannot listen on 127.0.0.1:{args.port} ({exc.strerror or exc}). Stop what "
+            "uses it (another `devhost tiles`?), or pass --port with another port.",
+            file=sys.stderr,
+        )
+        return 1
     base = f"http://127.0.0.1:{args.port}"
     print(f"TiTiler-xarray with the pipeline's reader on {base} (docs: {base}/docs)")
     print(f"  stores  {store_root} at {base}{STORE_PATH}/   catalog {catalog} at {base}/catalog/")
     for item in sorted(catalog.glob("*/*/*.json")) if catalog.is_dir() else []:
         if json.loads(item.read_text()).get("type") == "Feature":
             print(f"  map of {item.stem}: {base}/WebMercatorQuad/map.html?url={item}&variable=...")
-    print("Press Ctrl+C to stop.")
-    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")
+    print("Press Ctrl+C to stop.", flush=True)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    server.run(sockets=[listening])
     return 0

@@ -100,6 +100,9 @@ def check_collection(
     collection = Collection(kept, concat_dim, store_format, settings, static_differs)
     if len(collection.readable) == 0:
         return []
+    wrong_dimension = concat_dimension_missing(collection)
+    if wrong_dimension is not None:
+        return [wrong_dimension]  # the other rules would only echo the mistake
     findings: list[CollectionFinding] = []
     for rule in RULES:
         findings.extend(rule(collection))
@@ -215,6 +218,36 @@ def _show(value: Any) -> str:
     if value is None:
         return "absent"
     return str(list(value)) if isinstance(value, tuple) else repr(value)
+
+
+def concat_dimension_missing(c: Collection) -> CollectionFinding | None:
+    """No file has the concat coordinate: the request names the wrong dimension (a typo, or
+    another name in these files). One finding that says so and which dimensions the files
+    have, instead of one per file and the other rules' findings about the right one."""
+    if any(c.concat_dim in (r.get("coordinates") or {}) for r in c.readable):
+        return None
+    coordinates: dict[str, dict[str, Any]] = {}
+    for report in c.readable:
+        for name, summary in (report.get("coordinates") or {}).items():
+            coordinates.setdefault(name, summary)
+    timelike = [name for name, s in coordinates.items() if " since " in str(s.get("units") or "")]
+    suggestion = (
+        f' The files\' time coordinate is {timelike[0]!r}: give "concat_dim": '
+        f'"{timelike[0]}" (--concat-dim {timelike[0]}).'
+        if timelike
+        else ""
+    )
+    urls = tuple(r["url"] for r in c.readable)
+    return CollectionFinding(
+        "no_concat_coordinate",
+        "error",
+        f"None of the {len(urls)} files has a coordinate {c.concat_dim!r} to concatenate "
+        f"along (their coordinates: {', '.join(sorted(coordinates)) or 'none'}): the "
+        f"request's concat_dim is not a dimension of these files.{suggestion}",
+        c.concat_dim,
+        urls,
+        {"coordinates": sorted(coordinates), "suggested": timelike[:1]},
+    )
 
 
 # -- the rules across files -------------------------------------------------------------

@@ -144,3 +144,21 @@ def big_status(context: df.DurableOrchestrationContext):
     context.set_custom_status("x" * context.get_input())
     yield context.call_activity("double", 1)
     return "done"
+
+
+@app.orchestration_trigger(context_name="context")
+def slow_mark(context: df.DurableOrchestrationContext):
+    """One activity that marks its start, sleeps, then appends to a file."""
+    return (yield context.call_activity("sleep_then_mark", context.get_input()))
+
+
+@app.activity_trigger(input_name="options")
+def sleep_then_mark(options: Payload) -> str:
+    import os
+    import time
+
+    Path(options["started"]).write_text(str(os.getpid()))
+    time.sleep(options["seconds"])
+    with Path(options["marker"]).open("a") as out:
+        out.write(f"{os.getpid()}\n")
+    return "marked"

@@ -52,9 +52,13 @@ def test_run_on_an_empty_folder_exits_1_with_the_error_and_what_to_do(tmp_path, 
     assert "Traceback" not in err
 
 
-def test_run_with_a_bad_dataset_id_names_the_field(tmp_path, capsys):
-    assert main(["run", str(tmp_path), "--dataset", "Not Valid"]) == 1
-    assert "'dataset_id' is 'Not Valid'" in capsys.readouterr().err
+def test_run_with_a_bad_dataset_id_names_the_option_before_starting_anything(tmp_path, capsys):
+    state = tmp_path / "state"
+    assert main(["run", str(tmp_path), "--dataset", "Not Valid", "--state", str(state)]) == 1
+    err = capsys.readouterr().err
+    assert "--dataset is 'Not Valid'" in err and "run the command again" in err
+    assert "dataset_id" not in err and "the request" not in err  # the command line's words
+    assert not state.exists()  # refused before any host started
 
 
 def test_a_run_stopped_by_the_gate_says_where_its_run_report_is(tmp_path, capsys):
@@ -140,3 +144,41 @@ def test_validate_and_run_read_the_group_they_are_given(tmp_path, capsys):
     command = ["run", str(tmp_path / "src"), "--dataset", "s5p", "--group", "/PRODUCT"]
     assert main([*command, "--state", state]) == 0
     assert "STAC item    file://" in capsys.readouterr().out
+
+
+def test_a_mistyped_source_shows_the_failed_stage_and_the_error_once(tmp_path, capsys):
+    """No raw ERROR log lines before the display, no "scan done" for a stage that failed."""
+    state = str(tmp_path / "state")
+    assert main(["run", str(tmp_path / "nope"), "--dataset", "tas", "--state", state]) == 1
+    err = capsys.readouterr().err
+    assert "scan      FAILED after" in err
+    assert "scan      done" not in err
+    assert "ERROR" not in err
+    assert err.count("does not exist") == 1
+
+
+def test_a_concat_dim_the_files_do_not_have_is_said_first_with_the_right_one(tmp_path, capsys):
+    write_sample_files(tmp_path / "src", SampleSpec(files=3, lat=6, lon=10))
+    state = str(tmp_path / "state")
+    command = ["run", str(tmp_path / "src"), "--dataset", "tas", "--concat-dim", "date"]
+    assert main([*command, "--state", state]) == 1
+    err = capsys.readouterr().err
+    assert "None of the 3 files has a coordinate 'date'" in err
+    assert "--concat-dim time" in err
+    assert "Regrid" not in err
+
+
+def test_tiles_on_a_busy_port_says_so_before_printing_anything_else(tmp_path):
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        port = busy.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "devhost", "tiles", "--port", str(port),
+             "--store-root", str(tmp_path), "--catalog", str(tmp_path)],
+            cwd=ROOT, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    assert done.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in done.stderr
+    assert "Press Ctrl+C" not in done.stdout and "map of" not in done.stdout
+    assert "Errno" not in done.stderr.replace("[Errno", "")
