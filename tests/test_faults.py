@@ -204,6 +204,16 @@ def test_the_proxy_injects_each_kind_of_fault_and_counts_it(proxy_for):
     assert clean.snapshot() | {"passed": 0, "requests": 0} == dict.fromkeys(clean.snapshot(), 0)
 
 
+def test_the_proxy_keeps_a_heads_content_length(proxy_for, blob_settings):
+    """A HEAD answer has no body but says the object's size: the proxy relays that header
+    (the stages compare sizes with the manifest; a lost Content-Length reads as 0 bytes)."""
+    proxy = proxy_for(0.0)
+    storage = Storage(through(proxy, blob_settings))
+    target = parse_location(f"{blob_settings.work_area}/sized.bin", blob_settings)
+    storage.write(target, b"x" * 12345)
+    assert storage.head(target).size == 12345
+
+
 def test_the_proxy_keeps_shared_key_auth_working(proxy_for, blob_settings):
     """SharedKey does not sign the Host header: the account endpoint can point at the proxy."""
     proxy = proxy_for(0.0)
