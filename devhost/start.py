@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import signal
 import sys
 import threading
@@ -27,7 +28,7 @@ from devhost.events import webhook_url
 from devhost.local import exported
 from devhost.server import AppRoute, DevServer
 from devhost.worker import AppRefused, WorkerUnavailable, index_app_like_azure, worker_version
-from shared.settings import Settings
+from shared.settings import ANY_FOLDER, Settings, default_local_roots
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 APP_MODULE = "function_app"
@@ -57,7 +58,13 @@ def start_command(args: argparse.Namespace, settings: Settings) -> int:
     if args.workers < 1:
         print("error: --workers must be at least 1", file=sys.stderr)
         return EXIT_USAGE
-    with exported(settings):
+    any_folder = os.environ.get("PIPELINE_LOCAL_ROOTS", "").strip() == ANY_FOLDER
+    if not settings.local_roots and not any_folder:
+        # The command line's settings allow any folder (the operator names it); `start`
+        # serves requests from whoever reaches its port, so they get the deployed app's
+        # default roots unless PIPELINE_LOCAL_ROOTS is set.
+        settings = settings.with_changes(local_roots=default_local_roots(settings.work_area))
+    with exported(settings, args.state):
         return _serve(args, settings)
 
 

@@ -11,7 +11,10 @@ these):
 - http://127.0.0.1:10000/devstoreaccount1/container/prefix (the configured emulator only)
 
 Blob locations must be in the configured storage account and, when set, in one of the
-allowed containers. Hostile input is refused before anything reads or writes: other hosts,
+allowed containers; a local source must be below one of the local roots (PIPELINE_LOCAL_ROOTS)
+and is never a system folder (/, /proc, /sys, /dev). No source, blob or local, may be inside
+or above the pipeline's own work area, store root or catalog, nor (local) the local host's
+state folder. Hostile input is refused before anything reads or writes: other hosts,
 schemes, ports and user:password@ parts; query strings (SAS tokens) and fragments; '.' and
 '..' segments, backslashes and percent-encoded dots, slashes, backslashes or percents;
 control, invisible and bidi characters; over-long values and segments. The rules, with
@@ -21,9 +24,12 @@ the Location type.
 
 from __future__ import annotations
 
+import os
 import posixpath
 import re
 import unicodedata
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -36,7 +42,8 @@ MAX_LOCATION_CHARS = 1024  # Azure's limit for a blob name; a whole URL longer i
 MAX_SEGMENT_BYTES = 255  # one path segment, UTF-8 encoded (file systems and ADLS Gen2)
 SHOWN_CHARS = 100  # a longer value is cut to this many characters in messages
 
-_CONTAINER_RE = re.compile(r"^[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}$")
+# \Z, not '$': '$' also matches before a trailing newline.
+_CONTAINER_RE = re.compile(r"^[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}\Z")
 _ESCAPE_RE = re.compile(r"%([0-9A-Fa-f]{2})")
 _PRODUCTION_SUFFIXES = (".blob.core.windows.net", ".dfs.core.windows.net")
 # Percent-encoded, these would change how the path splits or decodes again further on.
@@ -49,6 +56,33 @@ _REFUSED_CATEGORIES = {"Cc": "control characters", "Cs": "a lone surrogate"}
 _INVISIBLE_CATEGORIES = ("Cf", "Cn", "Zl", "Zp")
 
 _Role = Literal["source", "internal", "setting"]
+
+# Pseudo file systems (devices, kernel and process interfaces: endless, blocking or looping
+# "files", never NetCDF collections) and the file-system root: never a local source, whatever
+# PIPELINE_LOCAL_ROOTS says. Listing one used to fail as a "transient" storage fault.
+_SYSTEM_FOLDERS = ("/proc", "/sys", "/dev")
+
+# The local host's state folder: devhost keeps its Durable history there (durable.sqlite, with
+# every run's input and the host's keys), so no source may read it. It is not a pipeline
+# setting: in Azure the Functions host keeps that state in its own storage (AzureWebJobsStorage),
+# which no source can name, and only devhost knows its --state folder. So the devhost default,
+# .devhost in the current folder, is always refused, and a host started with another folder
+# names it with host_state() (devhost/local.py), for the process that checks every request's
+# source before any work starts (the HTTP and Event Grid functions run in the host's process).
+DEFAULT_HOST_STATE = ".devhost"
+_host_states: list[str] = []
+
+
+@contextmanager
+def host_state(folder: str | os.PathLike[str]) -> Iterator[None]:
+    """While in the block, refuse local sources inside or above ``folder`` (the local host's
+    state folder) in this process, as the pipeline's own areas are refused."""
+    path = _resolved(os.fspath(folder))
+    _host_states.append(path)
+    try:
+        yield
+    finally:
+        _host_states.remove(path)
 
 
 def show_value(value: str) -> str:
@@ -128,16 +162,37 @@ def parse_location(text: object, settings: Settings, *, what: str = "location") 
     """Parse and authorise a user-supplied storage string, or raise a clear error naming it.
 
     ``what`` names the value in messages. A request's source (``what="source"``) may be only
-    in the allowed containers and may not overlap the pipeline's own work area, store root
-    or catalog; other locations (the pipeline's own, and URLs it derives) may also be in the
-    containers of those three settings."""
+    in the allowed containers or, local, below the local roots and never a system folder;
+    it may not overlap the pipeline's own work area, store root or catalog (nor, local, the
+    local host's state folder); other locations (the pipeline's own, and URLs it derives)
+    may also be in the containers of those three settings."""
     if not isinstance(text, str):
         raise BadRequest(f"The {what} must be a string, not {type(text).__name__}.")
     role: _Role = "source" if what == "source" else "internal"
     location = _parse(text, settings, what, role)
-    if role == "source" and not location.is_local:
+    if role == "source":
+        if location.is_local:
+            _refuse_outside_roots(location.path, text.strip(), settings, what)
         _refuse_own_areas(location, text.strip(), settings, what)
     return location
+
+
+def check_local_source_file(path: str, settings: Settings) -> None:
+    """Refuse a file listed below a local source when it is a symbolic link (or under one)
+    that leads where the source itself could not be: a system folder, outside the local
+    roots, or into the pipeline's own areas or the local host's state."""
+    real = os.path.realpath(path)  # a link loop stays unresolved: listing reports it
+    if real == path:
+        return
+    subject = (
+        f"The source file {show_value(path)} leads (a symbolic link) to {show_value(real)}, which"
+    )
+    try:
+        _refuse_outside_roots(real, path, settings, "source file", subject=subject)
+        _refuse_own_areas(Location("local", "", real), path, settings, "source file", subject)
+    except LocationNotAllowed as exc:
+        exc.remedy = "Remove or correct that link, or move the file it points to. " + exc.remedy
+        raise
 
 
 def _parse(text: str, settings: Settings, what: str, role: _Role) -> Location:
@@ -225,11 +280,24 @@ def _local(raw: str, path_text: str, settings: Settings, what: str, is_url: bool
                 f"The {what} {shown} is not an absolute file:// URL (file:///abs/path).",
                 remedy=_remedy(settings),
             )
-    # No directory allow-list exists for local paths (they are for the command line and
-    # tests), so '..' is resolved rather than refused; the other rules still hold.
+    # '..' and symbolic links are resolved rather than refused: what a source may read is
+    # decided on the resolved path (local roots, system folders, own areas: parse_location).
     _check_segments(path_text.split("/"), raw, settings, what, dots=False)
-    resolved = Path(path_text).expanduser().resolve()
-    return Location("local", "", resolved.as_posix())
+    try:
+        resolved = _resolved(path_text)
+    except RuntimeError:  # Python 3.12: Path.resolve() raises it for a symbolic link loop
+        raise BadRequest(
+            f"The {what} {shown} cannot be resolved: a symbolic link on its path leads back "
+            "to itself (a link loop).",
+            remedy="Correct or remove the link (`ls -l` shows where each link points), or "
+            "give the real folder. Trying again does not help.",
+        ) from None
+    return Location("local", "", resolved)
+
+
+def _resolved(path: str) -> str:
+    """The absolute path with '~', '..' and symbolic links resolved (RuntimeError: a loop)."""
+    return Path(path).expanduser().resolve().as_posix()
 
 
 def _require_account(raw: str, settings: Settings, what: str) -> None:
@@ -348,7 +416,7 @@ def _blob(
     shown = show_value(raw)
     if not container:
         raise BadRequest(f"The {what} {shown} names no container.", remedy=_remedy(settings))
-    if not _CONTAINER_RE.match(container):
+    if not _CONTAINER_RE.fullmatch(container):
         raise BadRequest(
             f"The {what} {shown} names the container {show_value(container)}, which is not a "
             "valid container name (3-63 lowercase letters, digits and single hyphens).",
@@ -452,12 +520,13 @@ def _allowed_containers(settings: Settings, role: _Role) -> tuple[str, ...]:
         return ()
     if role == "source":
         return settings.allowed_containers
-    own = [area.container for _, area in _own_areas(settings)]
+    own = [area.container for _, area in _own_areas(settings) if not area.is_local]
     return tuple(dict.fromkeys([*settings.allowed_containers, *own]))
 
 
 def _own_areas(settings: Settings) -> list[tuple[str, Location]]:
-    """The work area, store root and catalog that are blob locations, by name."""
+    """The work area, store root and catalog (blob or local), and when local paths are
+    allowed the local host's state folders, by name."""
     areas = []
     for name, text in (
         ("work area", settings.work_area),
@@ -468,27 +537,77 @@ def _own_areas(settings: Settings) -> list[tuple[str, Location]]:
             area = _parse(text, settings, name, "setting")
         except PipelineError:
             continue  # a broken setting is reported where it is used (Layout.from_settings)
-        if not area.is_local:
-            areas.append((name, area))
+        areas.append((name, area))
+    if settings.allow_local_paths:
+        try:
+            states = dict.fromkeys([_resolved(DEFAULT_HOST_STATE), *_host_states])
+        except RuntimeError:  # the current folder is under a link loop: nothing to protect
+            states = dict.fromkeys(_host_states)
+        areas += [("local host state", Location("local", "", path)) for path in states]
     return areas
 
 
-def _refuse_own_areas(location: Location, raw: str, settings: Settings, what: str) -> None:
-    """A source may not be inside the pipeline's own work area, store root or catalog, nor
-    above one of them (listing it would list the pipeline's working data)."""
+def _refuse_own_areas(
+    location: Location, raw: str, settings: Settings, what: str, subject: str = ""
+) -> None:
+    """A source may not be inside the pipeline's own work area, store root or catalog (or,
+    local, the local host's state), nor above one of them (listing it would list the
+    pipeline's working data)."""
     for name, area in _own_areas(settings):
-        if area.container == location.container and (
+        if (area.kind, area.container) == (location.kind, location.container) and (
             _is_below(location.path, area.path) or _is_below(area.path, location.path)
         ):
+            shown = area.path if area.is_local else area.url
             raise LocationNotAllowed(
-                f"The {what} {show_value(raw)} overlaps the pipeline's own {name} "
-                f"({area.url}); a source may not read the pipeline's working data.",
+                f"{subject or f'The {what} {show_value(raw)}'} overlaps the pipeline's own "
+                f"{name} ({shown}); a source may not read the pipeline's working data.",
                 remedy="Give the folder that holds the NetCDF files, outside the work area, "
-                "store root and catalog.",
+                + (
+                    "store root, catalog and local host's state folder."
+                    if location.is_local
+                    else "store root and catalog."
+                ),
             )
 
 
+def _refuse_outside_roots(
+    path: str, raw: str, settings: Settings, what: str, *, subject: str = ""
+) -> None:
+    """A local source (``path``: resolved) must not be a system folder, and must be below
+    one of the local roots when any are set (Settings.local_roots)."""
+    subject = subject or f"The {what} {show_value(raw)}"
+    for folder in ("/", *_SYSTEM_FOLDERS):
+        if path == folder or (folder != "/" and _is_below(path, folder)):
+            where = "the file-system root" if path == "/" else folder
+            raise LocationNotAllowed(
+                f"{subject} is {'' if path == folder else 'inside '}{where}: neither the "
+                "file-system root nor /proc, /sys or /dev (devices and kernel interfaces) is "
+                "ever read as a source.",
+                remedy="Give the folder that holds the NetCDF files.",
+            )
+    roots = _roots(settings)
+    if roots and not any(_is_below(path, root) for root in roots):
+        raise LocationNotAllowed(
+            f"{subject} is outside the folders local sources may be read from "
+            f"({', '.join(roots)}).",
+            remedy="Give a folder below one of them, or add the folder that holds the files to "
+            "PIPELINE_LOCAL_ROOTS (comma-separated folders) where the pipeline runs.",
+        )
+
+
+def _roots(settings: Settings) -> list[str]:
+    """The local roots, resolved (a root that cannot be resolved holds nothing)."""
+    roots = []
+    for root in settings.local_roots:
+        try:
+            roots.append(_resolved(root))
+        except RuntimeError:
+            continue
+    return roots
+
+
 def _is_below(path: str, base: str) -> bool:
+    base = base.rstrip("/")  # a local root "/" holds every path
     return not base or path == base or path.startswith(base + "/")
 
 

@@ -14,10 +14,10 @@ from typing import Any
 
 from shared.errors import EmptySource, SourceChanged, SourceNotFound, TooManyFiles
 from shared.layout import Layout, digest
-from shared.locations import Location, parse_location
+from shared.locations import Location, check_local_source_file, parse_location
 from shared.request import PipelineRequest
 from shared.settings import Settings
-from shared.storage import ObjectInfo, Storage
+from shared.storage import ObjectInfo, SourceUnreadable, Storage
 from shared.telemetry import emit
 
 log = logging.getLogger(__name__)
@@ -90,7 +90,9 @@ class ScanResult:
 def list_source(
     source: Location, patterns: tuple[str, ...], storage: Storage, max_files: int
 ) -> list[ObjectInfo]:
-    """The matching files of a source prefix, or the one file a source names."""
+    """The matching files of a source prefix, or the one file a source names. A local file
+    reached through a symbolic link must lead where the source itself may be
+    (check_local_source_file)."""
     if source.is_local:
         from pathlib import Path
 
@@ -98,8 +100,18 @@ def list_source(
         if path.is_file():
             return [storage.head(source)]
         if not path.is_dir():
+            if path.exists():
+                raise SourceUnreadable(
+                    f"The source {source.url} is neither a file nor a folder (a device, pipe "
+                    "or socket).",
+                    remedy="Give the folder that holds the NetCDF files.",
+                    url=source.url,
+                )
             raise SourceNotFound(f"The source {source.url} does not exist.")
     files = storage.list(source, patterns, limit=max_files)
+    if source.is_local:
+        for info in files:
+            check_local_source_file(info.url.removeprefix("file://"), storage.settings)
     if not files and not source.is_local and source.path and storage.exists(source):
         return [storage.head(source)]  # a blob URL naming one file
     if len(files) > max_files:

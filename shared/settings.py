@@ -10,6 +10,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
+from urllib.parse import urlsplit
 
 from shared.errors import BadRequest
 from shared.sizing import DEFAULT_PLAN, PLAN_MEMORY, heavy_ceiling, memory_limit
@@ -20,6 +21,9 @@ AZURITE_KEY = (
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 )
 AZURITE_ENDPOINT = "http://127.0.0.1:10000/devstoreaccount1"
+# PIPELINE_LOCAL_ROOTS=* : local sources may be in any folder (what Settings built in code
+# mean by no roots; to_env writes it so that worker processes get the same).
+ANY_FOLDER = "*"
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,37 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> i
     return value
 
 
+def default_local_roots(work_area: str) -> tuple[str, ...]:
+    """Where local sources may be when PIPELINE_LOCAL_ROOTS is not set and local paths are
+    allowed: the current folder, and the folder that holds a local work area (the local
+    layout, the demo's and `devhost start`'s, keeps the NetCDF files beside work/, stores/
+    and catalog/). A work area directly under "/" adds nothing: "/" is only ever a root
+    when the operator asks for it."""
+    roots = [os.getcwd()]
+    parts = urlsplit(work_area)
+    if parts.scheme in ("", "file"):
+        path = parts.path if parts.scheme else work_area
+        folder = os.path.dirname(os.path.abspath(os.path.expanduser(path)))
+        if folder != "/" and folder != roots[0] and not folder.startswith(roots[0] + "/"):
+            roots.append(folder)
+    return tuple(roots)
+
+
+def _local_roots(env: Mapping[str, str], allowed: bool, work_area: str) -> tuple[str, ...]:
+    raw = env.get("PIPELINE_LOCAL_ROOTS", "").strip()
+    if raw == ANY_FOLDER:
+        return ()
+    if not raw:
+        return default_local_roots(work_area) if allowed else ()
+    folders = [f.strip() for f in raw.split(",") if f.strip()]
+    if ANY_FOLDER in folders:
+        raise BadRequest(
+            f"Setting PIPELINE_LOCAL_ROOTS={raw!r} mixes {ANY_FOLDER!r} (any folder) with "
+            "folders; give either comma-separated folders or '*' alone."
+        )
+    return tuple(os.path.abspath(os.path.expanduser(f)) for f in folders)
+
+
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raw = env.get(name)
     if raw is None or raw.strip() == "":
@@ -109,6 +144,14 @@ class Settings:
     # must not read the host's own disk, so the default is off.
     allow_local_paths: bool = False
     allowed_containers: tuple[str, ...] = ()  # empty: any container in the account
+    # The folders a request's local source must be in (PIPELINE_LOCAL_ROOTS), as blob sources
+    # must be in allowed_containers. Empty: any folder. That is the default for Settings built
+    # in code (tests, benchmarks, the command line: the code or the operator names the
+    # folders); from_env, which the deployed app and `devhost start` use, defaults to the
+    # current folder and the folder of a local work area (default_local_roots). Whatever the
+    # roots, a source is never a system folder, the pipeline's own areas or the local host's
+    # state (shared/locations.py).
+    local_roots: tuple[str, ...] = ()
     max_files: int = 10_000
     read_block_size: int = 64 * 1024
     inline_max_bytes: int = 64 * 1024
@@ -161,13 +204,16 @@ class Settings:
             c.strip() for c in env.get("PIPELINE_ALLOWED_CONTAINERS", "").split(",") if c.strip()
         )
         defaults = cls()
+        work_area = env.get("PIPELINE_WORK_AREA", defaults.work_area)
+        allow_local_paths = _bool(env, "PIPELINE_ALLOW_LOCAL_PATHS", defaults.allow_local_paths)
         return cls(
             account=account,
-            work_area=env.get("PIPELINE_WORK_AREA", defaults.work_area),
+            work_area=work_area,
             store_root=env.get("PIPELINE_STORE_ROOT", defaults.store_root),
             catalog=env.get("PIPELINE_CATALOG", defaults.catalog),
-            allow_local_paths=_bool(env, "PIPELINE_ALLOW_LOCAL_PATHS", defaults.allow_local_paths),
+            allow_local_paths=allow_local_paths,
             allowed_containers=containers,
+            local_roots=_local_roots(env, allow_local_paths, work_area),
             max_files=_int(env, "PIPELINE_MAX_FILES", defaults.max_files),
             read_block_size=_int(env, "PIPELINE_READ_BLOCK_SIZE", defaults.read_block_size, 512),
             inline_max_bytes=_int(env, "PIPELINE_INLINE_MAX_BYTES", defaults.inline_max_bytes, 0),
@@ -226,6 +272,8 @@ class Settings:
             "PIPELINE_CATALOG": self.catalog,
             "PIPELINE_ALLOW_LOCAL_PATHS": "true" if self.allow_local_paths else "false",
             "PIPELINE_ALLOWED_CONTAINERS": ",".join(self.allowed_containers),
+            "PIPELINE_LOCAL_ROOTS": ",".join(self.local_roots)
+            or (ANY_FOLDER if self.allow_local_paths else ""),
             "PIPELINE_MAX_FILES": str(self.max_files),
             "PIPELINE_READ_BLOCK_SIZE": str(self.read_block_size),
             "PIPELINE_INLINE_MAX_BYTES": str(self.inline_max_bytes),

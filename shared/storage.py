@@ -6,15 +6,17 @@ store (fsspec/adlfs for kerchunk, Icechunk's own client) get options built here 
 same settings. Azurite is reached through its connection string, production through
 azure-identity (DefaultAzureCredential) with an account name.
 
-Every obstore error is turned into one of ours in ``_errors``: not found, access denied,
-or transient (retryable).
+Every obstore error is turned into one of ours in ``storage_errors``: not found, access
+denied, unreadable (a local link loop: permanent), or transient (retryable).
 """
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import json
 import posixpath
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -49,6 +51,58 @@ _RETRY = {
     "backoff": {"init_backoff": timedelta(milliseconds=200), "max_backoff": timedelta(seconds=10)},
     "retry_timeout": timedelta(seconds=120),
 }
+
+
+class SourceUnreadable(PipelineError):
+    """A local file or folder that cannot be read for a reason trying again cannot fix: a
+    symbolic link loop, a name too long, a path through a file. Not retried."""
+
+    code = "source_unreadable"
+    default_remedy = (
+        "Correct the named path (`ls -l` shows where each link points), or move the NetCDF "
+        "files to a folder without it, then submit the run again. Trying again as it is does "
+        "not help."
+    )
+
+
+# What the local file system (obstore's LocalStore, or Python) says when a path can never be
+# read as it is. Anything else local (EIO, ESTALE, a timeout on a network mount) stays
+# transient and is retried.
+_LOCAL_LOOP = re.compile(r"File system loop found: (.+) points to an ancestor (.+)$")
+_LOCAL_IO = re.compile(r"IO error for operation on (.+?): (.+?) \(os error (\d+)\)")
+_LOCAL_PERMANENT = {
+    errno.ELOOP: "is a symbolic link that leads back to itself (a link loop)",
+    errno.ENOTDIR: "goes through something that is not a folder",
+    errno.ENAMETOOLONG: "has a name too long for the file system",
+}
+
+
+def _local_fault(location: Location, action: str, exc: BaseException) -> PipelineError | None:
+    """The permanent error for a local storage failure, or None when it may be transient."""
+    lines = str(exc).strip().splitlines()
+    text = lines[0] if lines else ""
+    loop = _LOCAL_LOOP.search(text)
+    if loop:
+        return SourceUnreadable(
+            f"Cannot {action} {location.url}: {loop.group(1)} is a symbolic link to "
+            f"{loop.group(2)}, a folder that holds it (a link loop).",
+            url=location.url,
+        )
+    io = _LOCAL_IO.search(text)
+    path, number = (io.group(1), int(io.group(3))) if io else (location.path, None)
+    if isinstance(exc, OSError) and exc.errno is not None:
+        path, number = exc.filename or location.path, exc.errno
+    if number in (errno.EACCES, errno.EPERM):
+        return AccessDenied(
+            f"Access to {path} was refused (while trying to {action} {location.url}).",
+            remedy="Give the user that runs the pipeline read permission on it.",
+        )
+    if number in _LOCAL_PERMANENT:
+        return SourceUnreadable(
+            f"Cannot {action} {location.url}: {path} {_LOCAL_PERMANENT[number]}.",
+            url=location.url,
+        )
+    return None
 
 
 @dataclass(frozen=True)
@@ -105,6 +159,9 @@ def storage_errors(location: Location, action: str) -> Iterator[None]:
             f"Access to {location.url} was refused (while trying to {action})."
         ) from None
     except (obx.GenericError, OSError, TimeoutError, ConnectionError) as exc:
+        fault = _local_fault(location, action, exc) if location.is_local else None
+        if fault is not None:
+            raise fault from None
         text = str(exc)
         if "Requested range was invalid" in text or "InvalidRange" in text or " 416 " in text:
             raise SourceChanged(
