@@ -162,6 +162,20 @@ class VerifyMismatch(PipelineError):
     )
 
 
+class CorruptChunk(PipelineError):
+    """Bytes that must decode do not: a chunk of a source file (or the file's own structure)
+    is damaged, or the file was replaced in a way its ETag does not show (same size and
+    modification time), so the store's references point at other bytes. Reading again reads
+    the same bytes: never retried."""
+
+    code = "corrupt_chunk"
+    default_remedy = (
+        "Nothing was published. Replace the named file with a good copy (from its producer or "
+        "a backup) and submit the run again; if the copy keeps the old file's size and "
+        'modification time, submit it with "options": {"full": true} so that it is read again.'
+    )
+
+
 class DependencyMissing(PipelineError):
     """A library the stage needs failed to import: the installation is broken."""
 
@@ -185,3 +199,15 @@ def describe(error: BaseException) -> dict[str, Any]:
         "retryable": False,
         "context": {},
     }
+
+
+class SourceUnreadable(PipelineError):
+    """A local file or folder that cannot be read for a reason trying again cannot fix: a
+    symbolic link loop, a name too long, a path through a file. Not retried."""
+
+    code = "source_unreadable"
+    default_remedy = (
+        "Correct the named path (`ls -l` shows where each link points), or move the NetCDF "
+        "files to a folder without it, then submit the run again. Trying again as it is does "
+        "not help."
+    )

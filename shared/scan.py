@@ -12,12 +12,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from shared.errors import EmptySource, SourceChanged, SourceNotFound, TooManyFiles
+from shared.errors import EmptySource, SourceChanged, SourceNotFound, SourceUnreadable, TooManyFiles
 from shared.layout import Layout, digest
 from shared.locations import Location, check_local_source_file, parse_location
 from shared.request import PipelineRequest
 from shared.settings import Settings
-from shared.storage import ObjectInfo, SourceUnreadable, Storage
+from shared.storage import ObjectInfo, Storage
 from shared.telemetry import emit
 
 log = logging.getLogger(__name__)

@@ -36,6 +36,7 @@ from shared.errors import (
     PipelineError,
     SourceChanged,
     SourceNotFound,
+    SourceUnreadable,
     StorageUnavailable,
 )
 from shared.locations import Location
@@ -51,18 +52,6 @@ _RETRY = {
     "backoff": {"init_backoff": timedelta(milliseconds=200), "max_backoff": timedelta(seconds=10)},
     "retry_timeout": timedelta(seconds=120),
 }
-
-
-class SourceUnreadable(PipelineError):
-    """A local file or folder that cannot be read for a reason trying again cannot fix: a
-    symbolic link loop, a name too long, a path through a file. Not retried."""
-
-    code = "source_unreadable"
-    default_remedy = (
-        "Correct the named path (`ls -l` shows where each link points), or move the NetCDF "
-        "files to a folder without it, then submit the run again. Trying again as it is does "
-        "not help."
-    )
 
 
 # What the local file system (obstore's LocalStore, or Python) says when a path can never be

@@ -16,13 +16,12 @@ import pytest
 
 from devhost.durable import index_app
 from devhost.local import exported
-from shared.errors import BadRequest, LocationNotAllowed
+from shared.errors import BadRequest, LocationNotAllowed, SourceUnreadable
 from shared.locations import parse_location
 from shared.request import PipelineRequest
 from shared.samples import write_bytes
 from shared.scan import scan
 from shared.settings import Settings, default_local_roots
-from shared.storage import SourceUnreadable
 
 
 def request(source: str, patterns: tuple[str, ...] = ("*",)) -> PipelineRequest:
