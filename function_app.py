@@ -13,8 +13,8 @@ from api.maintenance import bp as maintenance
 from api.releases import bp as releases_api
 from orchestrators.pipeline import bp as orchestrators
 from orchestrators.watcher import bp as watchers
-from shared.health import record_missing_packages
-from shared.telemetry import configure_from_env
+from shared.io.health import record_missing_packages
+from shared.model.telemetry import configure_from_env
 
 # A missing library does not stop the app from loading: it is logged here; a broken one is
 # reported by /api/health and named by every activity that needs it. Heavy libraries are

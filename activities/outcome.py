@@ -7,9 +7,9 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from shared.errors import DependencyMissing, PipelineError, describe
-from shared.settings import Settings
-from shared.telemetry import emit, run_context
+from shared.model.errors import DependencyMissing, PipelineError, describe
+from shared.model.settings import Settings
+from shared.model.telemetry import emit, run_context
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +20,7 @@ def outcome(
     """Run one stage call: {"ok": True, **result}, or {"ok": False, "error": ...} for a
     failure that trying again cannot fix. A retryable failure is raised, so the
     orchestrator's retry options (transient storage errors only) apply to it. Every record
-    logged meanwhile carries the run's dataset, instance id and stage (shared.telemetry)."""
+    logged meanwhile carries the run's dataset, instance id and stage (shared.model.telemetry)."""
     with run_context(stage=stage, **run_of(payload)):
         return _outcome(stage, run)
 

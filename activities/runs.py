@@ -17,8 +17,8 @@ import azure.durable_functions as df
 from activities.stages import Payload
 from api.runs import run_state
 from api.runs import start_run as start_pipeline_run
-from shared.plan import PipelineInput
-from shared.telemetry import run_context
+from shared.model.plan import PipelineInput
+from shared.model.telemetry import run_context
 
 bp = df.Blueprint()
 

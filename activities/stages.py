@@ -5,7 +5,7 @@ only for a retryable failure (StorageUnavailable), so the orchestrator's retry o
 to transient storage errors and to nothing else (see activities/outcome.py).
 
 Combine and verify (memory grows with the number of files) run one at a time per instance,
-under a ceiling derived from the plan (shared/sizing.py).
+under a ceiling derived from the plan (shared/model/sizing.py).
 
 The stage modules are imported inside each activity, not when the app loads: if a heavy
 dependency (virtualizarr, kerchunk, h5py, icechunk) is broken, the app still loads, the
@@ -20,8 +20,8 @@ from typing import Any
 import azure.durable_functions as df
 
 from activities.outcome import outcome
-from shared.settings import Settings
-from shared.sizing import heavy_slot
+from shared.model.settings import Settings
+from shared.model.sizing import heavy_slot
 
 bp = df.Blueprint()
 
@@ -35,12 +35,12 @@ Payload = dict
 @bp.activity_trigger(input_name="payload")
 def scan_files(payload: Payload) -> dict[str, Any]:
     def run(settings: Settings) -> dict[str, Any]:
-        from shared.increment import plan_increment
-        from shared.layout import run_id_for
-        from shared.references import rebuild_salt
-        from shared.request import PipelineRequest
-        from shared.scan import load_manifest, scan
-        from shared.storage import Storage
+        from shared.io.storage import Storage
+        from shared.model.layout import run_id_for
+        from shared.model.request import PipelineRequest
+        from shared.stages.increment import plan_increment
+        from shared.stages.references import rebuild_salt
+        from shared.stages.scan import load_manifest, scan
 
         request = PipelineRequest.from_dict(payload["request"])
         storage = Storage(settings)
@@ -60,7 +60,7 @@ def scan_files(payload: Payload) -> dict[str, Any]:
 @bp.activity_trigger(input_name="payload")
 def validate_files(payload: Payload) -> dict[str, Any]:
     def run(settings: Settings) -> dict[str, Any]:
-        from shared.validate import validate_batch
+        from shared.stages.validate import validate_batch
 
         return validate_batch(
             payload["manifest_url"],
@@ -76,7 +76,7 @@ def validate_files(payload: Payload) -> dict[str, Any]:
 @bp.activity_trigger(input_name="payload")
 def gate_files(payload: Payload) -> dict[str, Any]:
     def run(settings: Settings) -> dict[str, Any]:
-        from shared.gate import gate
+        from shared.stages.gate import gate
 
         return gate(
             payload["manifest_url"],
@@ -93,7 +93,7 @@ def gate_files(payload: Payload) -> dict[str, Any]:
 @bp.activity_trigger(input_name="payload")
 def generate_files(payload: Payload) -> dict[str, Any]:
     def run(settings: Settings) -> dict[str, Any]:
-        from shared.references import generate_batch
+        from shared.stages.references import generate_batch
 
         return generate_batch(
             payload["manifest_url"],
@@ -110,8 +110,8 @@ def generate_files(payload: Payload) -> dict[str, Any]:
 @bp.activity_trigger(input_name="payload")
 def combine_store(payload: Payload) -> dict[str, Any]:
     def run(settings: Settings) -> dict[str, Any]:
-        from shared.combine import combine
-        from shared.request import PipelineRequest
+        from shared.model.request import PipelineRequest
+        from shared.stages.combine import combine
 
         request = PipelineRequest.from_dict(payload["request"])
         with heavy_slot("combine", settings.heavy_wait_seconds):
@@ -123,7 +123,7 @@ def combine_store(payload: Payload) -> dict[str, Any]:
 @bp.activity_trigger(input_name="payload")
 def verify_store(payload: Payload) -> dict[str, Any]:
     def run(settings: Settings) -> dict[str, Any]:
-        from shared.verify import verify
+        from shared.stages.verify import verify
 
         with heavy_slot("verify", settings.heavy_wait_seconds):
             return verify(
@@ -142,8 +142,8 @@ def verify_store(payload: Payload) -> dict[str, Any]:
 @bp.activity_trigger(input_name="payload")
 def register_item(payload: Payload) -> dict[str, Any]:
     def run(settings: Settings) -> dict[str, Any]:
-        from shared.register import register
-        from shared.request import PipelineRequest
+        from shared.model.request import PipelineRequest
+        from shared.stages.register import register
 
         request = PipelineRequest.from_dict(payload["request"])
         return register(
@@ -163,9 +163,9 @@ def check_changes(payload: Payload) -> dict[str, Any]:
     """The watcher's question before a run: does the source differ from what is published?"""
 
     def run(settings: Settings) -> dict[str, Any]:
-        from shared.increment import check_changes as check
-        from shared.request import PipelineRequest
-        from shared.storage import Storage
+        from shared.io.storage import Storage
+        from shared.model.request import PipelineRequest
+        from shared.stages.increment import check_changes as check
 
         request = PipelineRequest.from_dict(payload["request"])
         return check(request, settings, Storage(settings)).to_dict()
@@ -176,15 +176,15 @@ def check_changes(payload: Payload) -> dict[str, Any]:
 @bp.activity_trigger(input_name="payload")
 def record_run(payload: Payload) -> dict[str, Any]:
     """Write the run report twice: JSON in the work area for programs, and the Markdown page
-    beside the store for people (shared.runreport)."""
+    beside the store for people (shared.stages.runreport)."""
 
     def run(settings: Settings) -> dict[str, Any]:
         import logging
 
-        from shared.errors import PipelineError
-        from shared.layout import Layout
-        from shared.runreport import write_run_report
-        from shared.storage import Storage
+        from shared.io.storage import Storage
+        from shared.model.errors import PipelineError
+        from shared.model.layout import Layout
+        from shared.stages.runreport import write_run_report
 
         dataset_id, run_id, status = payload["dataset_id"], payload["run_id"], payload["status"]
         storage = Storage(settings)

@@ -21,12 +21,12 @@ import azure.functions as func
 
 from api.runs import IN_PROGRESS, runtime_status
 from orchestrators.watcher import EVENT, watcher_id
-from shared.datasets import DatasetConfig, load_registry
-from shared.events import decide
-from shared.plan import RunPolicy
-from shared.settings import Settings
-from shared.telemetry import emit
-from shared.watch import WatchState
+from shared.ingest.datasets import DatasetConfig, load_registry
+from shared.ingest.events import decide
+from shared.ingest.watch import WatchState
+from shared.model.plan import RunPolicy
+from shared.model.settings import Settings
+from shared.model.telemetry import emit
 
 log = logging.getLogger(__name__)
 bp = df.Blueprint()

@@ -23,13 +23,13 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from api.runs import runtime_status, start_run
-from shared.errors import PipelineError
-from shared.health import dependency_report
-from shared.locations import parse_location, show_value
-from shared.plan import PipelineInput, RunPolicy
-from shared.request import PipelineRequest
-from shared.settings import Settings
-from shared.status import pipeline_view, watcher_view
+from shared.io.health import dependency_report
+from shared.model.errors import PipelineError
+from shared.model.locations import parse_location, show_value
+from shared.model.plan import PipelineInput, RunPolicy
+from shared.model.request import PipelineRequest
+from shared.model.settings import Settings
+from shared.model.status import pipeline_view, watcher_view
 
 bp = df.Blueprint()
 

@@ -26,8 +26,8 @@ from datetime import UTC, datetime, timedelta
 import azure.durable_functions as df
 import azure.functions as func
 
-from shared.settings import Settings
-from shared.telemetry import emit
+from shared.model.settings import Settings
+from shared.model.telemetry import emit
 
 log = logging.getLogger(__name__)
 bp = df.Blueprint()

@@ -11,7 +11,7 @@ Who decides: the signed-in principal App Service authentication passes
 (X-MS-CLIENT-PRINCIPAL-NAME) when there is one, otherwise the body's "by". A decision is
 recorded once (a create-only write): a second decision for the same build gets 409, as does
 a decision for a run that is not waiting for one. Translation only: the rules are in
-shared/releases.py, the waiting in orchestrators/pipeline.py.
+shared/catalog/ledger.py and shared/stages/release.py, the waiting in orchestrators/pipeline.py.
 """
 
 from __future__ import annotations
@@ -25,22 +25,21 @@ import azure.functions as func
 from api.http import INSTANCE_ID, _json, _status_url
 from api.runs import runtime_status
 from orchestrators.pipeline import APPROVAL_EVENT
-from shared.errors import BadRequest, Conflict, NotFound, PipelineError
-from shared.locations import show_value
-from shared.releases import (
+from shared.catalog.ledger import (
     already_decided,
     check_person,
     check_reason,
-    cleanup,
     dataset_view,
     read_decision,
     record_decision,
-    unpublish,
 )
-from shared.request import identifier, read_body
-from shared.settings import Settings
-from shared.status import AWAITING_APPROVAL
-from shared.storage import Storage
+from shared.io.storage import Storage
+from shared.model.errors import BadRequest, Conflict, NotFound, PipelineError
+from shared.model.locations import show_value
+from shared.model.request import identifier, read_body
+from shared.model.settings import Settings
+from shared.model.status import AWAITING_APPROVAL
+from shared.stages.release import cleanup, unpublish
 
 bp = df.Blueprint()
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import azure.durable_functions as df
 
-from shared.plan import PipelineInput, instance_id_for
+from shared.model.plan import PipelineInput, instance_id_for
 
 ORCHESTRATOR = "pipeline"
 IN_PROGRESS = ("Running", "Pending", "ContinuedAsNew", "Suspended")

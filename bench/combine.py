@@ -36,7 +36,7 @@ def cases(quick: bool) -> list[dict[str, Any]]:
 
 
 def _spec(files: int, steps: int) -> Any:
-    from shared.samples import SampleSpec
+    from devhost.samples import SampleSpec
 
     step_days = 1.0 if steps == 1 else 0.125  # many steps: 3-hourly, dates stay before 2262
     return SampleSpec(
@@ -46,9 +46,9 @@ def _spec(files: int, steps: int) -> Any:
 
 def prepare(folder: str, work: str) -> dict[str, Any]:
     """Child: scan and generate our per-file references (once; kept in ``work``)."""
-    from shared.references import generate_batch
-    from shared.request import PipelineRequest
-    from shared.scan import scan
+    from shared.model.request import PipelineRequest
+    from shared.stages.references import generate_batch
+    from shared.stages.scan import scan
 
     settings = local_settings(work)
     request = PipelineRequest.from_dict({"source": folder, "dataset_id": "bench"})
@@ -73,8 +73,8 @@ def prepare_kerchunk(folder: str, out: str) -> dict[str, Any]:
 
 def combine_one(folder: str, work: str, manifest_url: str, fmt: str, store: str) -> dict:
     """Child: our combine stage, one format, into a fresh store root."""
-    from shared.combine import combine
-    from shared.request import PipelineRequest
+    from shared.model.request import PipelineRequest
+    from shared.stages.combine import combine
 
     settings = local_settings(work).with_changes(store_root=store)
     request = PipelineRequest.from_dict({"source": folder, "dataset_id": "bench", "format": fmt})
@@ -110,7 +110,7 @@ def mzz_one(refs: str, out: str) -> dict[str, Any]:
 
 def ready(case: dict[str, Any], root: Path) -> tuple[str, Path, Path, str]:
     """Write the case's files and our per-file references unless they are there already."""
-    from shared.samples import write_sample_files
+    from devhost.samples import write_sample_files
 
     name = f"{case['files']}x{case['steps']}"
     folder = root / "files" / name

@@ -23,12 +23,12 @@ ROOT = Path(__file__).resolve().parent.parent
 CHILD = """
 import json, resource, sys, time
 sys.path.insert(0, {root!r})
-from shared.combine import combine
-from shared.references import generate_batch
-from shared.request import PipelineRequest
-from shared.scan import scan
-from shared.settings import Settings
-from shared.verify import verify
+from shared.stages.combine import combine
+from shared.stages.references import generate_batch
+from shared.model.request import PipelineRequest
+from shared.stages.scan import scan
+from shared.model.settings import Settings
+from shared.stages.verify import verify
 
 folder, work = sys.argv[1], sys.argv[2]
 settings = Settings(allow_local_paths=True, work_area=work + "/work", store_root=work + "/stores",
@@ -57,7 +57,7 @@ def main() -> None:
     parser.add_argument("--out", default="bench-output/combine-memory")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
-    from shared.samples import SampleSpec, write_sample_files
+    from devhost.samples import SampleSpec, write_sample_files
 
     out = Path(args.out)
     print(

@@ -60,7 +60,7 @@ def azurite(endpoint: str | None = None) -> contextlib.AbstractContextManager[st
 
 
 def connection_string(endpoint: str) -> str:
-    from shared.settings import AZURITE_ACCOUNT, AZURITE_KEY
+    from shared.model.settings import AZURITE_ACCOUNT, AZURITE_KEY
 
     return (
         f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};"
@@ -95,7 +95,7 @@ def create_containers(endpoint: str, *names: str) -> None:
 
 
 def local_settings(work: Path | str, **changes: Any) -> Any:
-    from shared.settings import Settings
+    from shared.model.settings import Settings
 
     work = Path(work)
     return Settings(
@@ -108,7 +108,7 @@ def local_settings(work: Path | str, **changes: Any) -> Any:
 
 
 def account(endpoint: str) -> Any:
-    from shared.settings import AZURITE_ACCOUNT, AZURITE_KEY, StorageAccount
+    from shared.model.settings import AZURITE_ACCOUNT, AZURITE_KEY, StorageAccount
 
     return StorageAccount(AZURITE_ACCOUNT, AZURITE_KEY, endpoint)
 

@@ -20,9 +20,9 @@ def one_run(endpoint: str, source: str, work: str, stores: str, catalog: str, fm
     """Child: the pipeline on ``source`` through devhost; wall seconds and stage seconds."""
     from bench.common import account
     from devhost.durable import DurableHost
-    from shared.plan import PipelineInput, RunPolicy, instance_id_for
-    from shared.request import PipelineRequest
-    from shared.settings import Settings
+    from shared.model.plan import PipelineInput, RunPolicy, instance_id_for
+    from shared.model.request import PipelineRequest
+    from shared.model.settings import Settings
 
     settings = Settings(account=account(endpoint), work_area=work, store_root=stores,
                         catalog=catalog)  # fmt: skip
@@ -43,7 +43,7 @@ def one_run(endpoint: str, source: str, work: str, stores: str, catalog: str, fm
 
 
 def run(quick: bool, endpoint: str | None = None, files: int | None = None) -> dict[str, Any]:
-    from shared.samples import SampleSpec, write_sample_files
+    from devhost.samples import SampleSpec, write_sample_files
 
     count = files or (10 if quick else 200)
     folder = OUT / ("quick" if quick else "full") / "e2e" / f"files-{count}"

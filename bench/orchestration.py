@@ -33,8 +33,8 @@ def one_run(files: int) -> dict[str, Any]:
     os.environ["BENCH_MS_PER_FILE"] = str(MS_PER_FILE)
     os.environ["BENCH_MS_FIXED"] = str(MS_FIXED)
     from devhost.durable import DurableHost
-    from shared.plan import PipelineInput, RunPolicy
-    from shared.request import PipelineRequest
+    from shared.model.plan import PipelineInput, RunPolicy
+    from shared.model.request import PipelineRequest
 
     state = Path(tempfile.mkdtemp(prefix="bench-orch-"))
     request = PipelineRequest.from_dict({"source": f"synthetic://{files}", "dataset_id": "big"})

@@ -27,7 +27,7 @@ METHODS = ("validate", "generate", "virtualizarr", "kerchunk", "h5py floor")
 
 
 def specs(quick: bool) -> dict[str, Any]:
-    from shared.samples import SampleSpec
+    from devhost.samples import SampleSpec
 
     if quick:
         return {
@@ -114,10 +114,10 @@ def measure(path: str, runs: int, endpoint: str | None = None, blob: str | None 
 
     from bench.common import account, connection_string, local_settings
     from bench.proxy import CountingProxy
-    from shared.locations import parse_location
-    from shared.references import build_references
-    from shared.storage import Storage, azure_store
-    from shared.validate import validate_file
+    from shared.io.storage import Storage, azure_store
+    from shared.model.locations import parse_location
+    from shared.stages.references import build_references
+    from shared.stages.validate import validate_file
 
     warnings.filterwarnings("ignore")
     work = Path(tempfile.mkdtemp(prefix="bench-perfile-"))
@@ -203,7 +203,7 @@ def measure(path: str, runs: int, endpoint: str | None = None, blob: str | None 
 
 
 def run(quick: bool, endpoint: str | None = None) -> dict[str, Any]:
-    from shared.samples import write_sample_files
+    from devhost.samples import write_sample_files
 
     runs = 3 if quick else 5
     folder = OUT / ("quick" if quick else "full") / "per-file"

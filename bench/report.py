@@ -157,7 +157,7 @@ def targets(parts: dict[str, Any]) -> list[list[str]]:
 def _markdown(results: dict[str, Any], quick: bool, plot: str) -> str:
     from bench import combine, end_to_end, orchestration, per_file
     from bench.run_all import machine
-    from shared.references import library_versions
+    from shared.stages.references import library_versions
 
     parts = results["parts"]
     versions = dict(library_versions())
@@ -170,7 +170,7 @@ def _markdown(results: dict[str, Any], quick: bool, plot: str) -> str:
         "",
         "What the pipeline costs an operator: bytes and requests read from storage, worker time "
         "and memory (issue 9). Every figure below was produced by one command, on data the "
-        "scripts write themselves (deterministic: shared/samples.py, sizes stated in each part):",
+        "scripts write themselves (deterministic: devhost/samples.py, sizes stated in each part):",
         "",
         f"    .venv/bin/{results['command']}",
         "",

@@ -6,7 +6,7 @@ docs/benchmarks.png.
 
 Parts (--parts to choose): per-file (1: bytes and requests, 2: time per file), combine (3),
 orchestration (4), end-to-end (5). Starts its own Azurite on a free loopback port unless
-AZURITE_BLOB_ENDPOINT is set. Data is generated here, deterministically (shared/samples.py),
+AZURITE_BLOB_ENDPOINT is set. Data is generated here, deterministically (devhost/samples.py),
 and kept in bench-output/ so a second run does not write it again. Results are saved as
 bench-output/<mode>/results.json; --render-only rewrites the documents from them.
 """

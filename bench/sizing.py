@@ -1,6 +1,6 @@
 """Sizing: the memory a worker process needs for the light activities, and the ceiling every
 plan and process count leaves for the one memory-heavy activity (combine, verify) of an
-instance (shared/sizing.py).
+instance (shared/model/sizing.py).
 
     .venv/bin/python -m bench.sizing [--files 10] [--lat 90 --lon 180 --steps 8]
 
@@ -28,11 +28,11 @@ def idle() -> dict[str, Any]:
 
 def light(folder: str, files: int, lat: int, lon: int, steps: int, stage: str) -> dict[str, Any]:
     """One validate or generate activity of ``files`` files, as the activity runs it."""
-    from shared.references import generate_batch
-    from shared.request import PipelineRequest
-    from shared.samples import SampleSpec, write_sample_files
-    from shared.scan import scan
-    from shared.validate import validate_batch
+    from devhost.samples import SampleSpec, write_sample_files
+    from shared.model.request import PipelineRequest
+    from shared.stages.references import generate_batch
+    from shared.stages.scan import scan
+    from shared.stages.validate import validate_batch
 
     work = Path(folder)
     spec = SampleSpec(files=files, lat=lat, lon=lon, steps_per_file=steps, step_days=1 / steps)
@@ -49,7 +49,7 @@ def light(folder: str, files: int, lat: int, lon: int, steps: int, stage: str) -
 
 
 def main(argv: list[str] | None = None) -> None:
-    from shared.sizing import HEADROOM, LIGHT_PROCESS_BYTES, PLAN_MEMORY, heavy_ceiling
+    from shared.model.sizing import HEADROOM, LIGHT_PROCESS_BYTES, PLAN_MEMORY, heavy_ceiling
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=10)
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
         rows.append([f"{label}: {args.files} files in one process", mb(peak)])
     print("Peak resident memory of a worker process (fresh process each, imports included)")
     print(table(["what", "peak"], rows))
-    print(f"\nLIGHT_PROCESS_BYTES (shared/sizing.py): {mb(LIGHT_PROCESS_BYTES)}")
+    print(f"\nLIGHT_PROCESS_BYTES (shared/model/sizing.py): {mb(LIGHT_PROCESS_BYTES)}")
     print(f"\nCeiling of the one heavy activity per instance (HEADROOM {HEADROOM}):")
     counts = (1, 2, 4, 8)
     print(

@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from shared.settings import AZURITE_ACCOUNT
+from shared.model.settings import AZURITE_ACCOUNT
 
 ROOT = Path(__file__).resolve().parent.parent
 BINARY = ROOT / ".azurite" / "node_modules" / ".bin" / "azurite-blob"

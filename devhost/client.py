@@ -11,8 +11,8 @@ import urllib.request
 from typing import Any
 
 from devhost.progress import Progress
-from shared.errors import BadRequest, PipelineError
-from shared.status import PHASES
+from shared.model.errors import BadRequest, PipelineError
+from shared.model.status import PHASES
 
 POLL_SECONDS = 0.25
 

@@ -10,14 +10,14 @@ from typing import Any
 from devhost.client import follow, submit
 from devhost.local import local_host
 from devhost.progress import Progress
-from shared.errors import BadRequest, PipelineError, describe
-from shared.gate import check_collection
-from shared.locations import parse_location
-from shared.request import DEFAULT_PATTERNS, PipelineRequest
-from shared.scan import list_source
-from shared.settings import Settings
-from shared.storage import ObjectInfo, Storage
-from shared.validate import render_report, validate_file
+from shared.io.storage import ObjectInfo, Storage
+from shared.model.errors import BadRequest, PipelineError, describe
+from shared.model.locations import parse_location
+from shared.model.request import DEFAULT_PATTERNS, PipelineRequest
+from shared.model.settings import Settings
+from shared.stages.gate import check_collection
+from shared.stages.scan import list_source
+from shared.stages.validate import render_report, validate_file
 
 EXIT_OK, EXIT_FAILED = 0, 1
 

@@ -16,13 +16,13 @@ from typing import Any
 
 import xarray as xr
 
+from consumer.reader import open_item
 from devhost.commands import print_summary, run_through_host
+from devhost.samples import SampleSpec, open_collection, write_sample_files
 from devhost.tiles import DEFAULT_PORT, map_url, store_url_for, tile_url, write_preview
-from shared.errors import BadRequest, VerifyMismatch
-from shared.reader import open_item
-from shared.request import FORMATS
-from shared.samples import SampleSpec, open_collection, write_sample_files
-from shared.settings import Settings
+from shared.model.errors import BadRequest, VerifyMismatch
+from shared.model.request import FORMATS
+from shared.model.settings import Settings
 
 MARKER = ".virtual-zarr-demo"
 # 30 daily files of 3-hourly data on a 2-degree global grid: about 0.7 MB each.

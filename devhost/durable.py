@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from devhost.progress import QUIET_ENV, install_stage_failures_filter
-from shared.errors import PipelineError
+from shared.model.errors import PipelineError
 
 log = logging.getLogger(__name__)
 

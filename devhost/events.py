@@ -26,12 +26,12 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
-from shared.errors import PipelineError
-from shared.locations import Location, http_url, parse_location
-from shared.request import DEFAULT_PATTERNS
-from shared.scan import list_source
-from shared.settings import Settings
-from shared.storage import ObjectInfo, Storage
+from shared.io.storage import ObjectInfo, Storage
+from shared.model.errors import PipelineError
+from shared.model.locations import Location, http_url, parse_location
+from shared.model.request import DEFAULT_PATTERNS
+from shared.model.settings import Settings
+from shared.stages.scan import list_source
 
 EXIT_OK, EXIT_USAGE = 0, 2
 DEFAULT_URL = "http://127.0.0.1:7071"

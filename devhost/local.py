@@ -10,8 +10,8 @@ from pathlib import Path
 
 from devhost.durable import DurableHost
 from devhost.server import DevServer
-from shared.locations import DEFAULT_HOST_STATE, host_state
-from shared.settings import Settings
+from shared.model.locations import DEFAULT_HOST_STATE, host_state
+from shared.model.settings import Settings
 
 DEFAULT_STATE = DEFAULT_HOST_STATE
 

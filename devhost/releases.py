@@ -19,7 +19,7 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
-from shared.errors import PipelineError
+from shared.model.errors import PipelineError
 
 DEFAULT_URL = "http://127.0.0.1:7071"
 COMMANDS = ("approve", "reject", "versions", "unpublish", "cleanup")

@@ -13,20 +13,20 @@ from datetime import UTC, datetime
 from typing import Any
 
 from devhost.progress import Progress
-from shared.combine import combine
-from shared.errors import PipelineError, describe
-from shared.gate import gate
-from shared.layout import Layout, run_id_for
-from shared.references import generate_batch, rebuild_salt
-from shared.register import register
-from shared.request import PipelineRequest
-from shared.runreport import summary_location, write_run_report
-from shared.scan import load_manifest, scan
-from shared.settings import Settings
-from shared.status import MAX_ERRORS, PHASES
-from shared.storage import Storage
-from shared.validate import validate_batch
-from shared.verify import verify
+from shared.io.storage import Storage
+from shared.model.errors import PipelineError, describe
+from shared.model.layout import Layout, run_id_for
+from shared.model.request import PipelineRequest
+from shared.model.settings import Settings
+from shared.model.status import MAX_ERRORS, PHASES
+from shared.stages.combine import combine
+from shared.stages.gate import gate
+from shared.stages.references import generate_batch, rebuild_salt
+from shared.stages.register import register
+from shared.stages.runreport import summary_location, write_run_report
+from shared.stages.scan import load_manifest, scan
+from shared.stages.validate import validate_batch
+from shared.stages.verify import verify
 
 DEFAULT_BATCH_SIZE = 100
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ class RunReport:
     item_url: str = ""
     catalog_url: str = ""
     report_url: str = ""
-    summary_url: str = ""  # the Markdown run report beside the store (shared.runreport)
+    summary_url: str = ""  # the Markdown run report beside the store (shared.stages.runreport)
     errors: list[dict[str, str]] = field(default_factory=list)  # the first few, by file
     error: dict[str, Any] | None = None
     started: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
@@ -62,7 +62,7 @@ class RunReport:
 
     def to_status(self) -> dict[str, Any]:
         """This report in the shape of the orchestrator's status (RunStatus.to_dict), so
-        shared.runreport renders a run of either path the same way."""
+        shared.stages.runreport renders a run of either path the same way."""
         stage = {name: self.stages.get(name) or {} for name in PHASES}
         combined = stage["combine"]
         return {

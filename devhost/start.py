@@ -28,7 +28,7 @@ from devhost.events import webhook_url
 from devhost.local import exported
 from devhost.server import AppRoute, DevServer
 from devhost.worker import AppRefused, WorkerUnavailable, index_app_like_azure, worker_version
-from shared.settings import ANY_FOLDER, Settings, default_local_roots
+from shared.model.settings import ANY_FOLDER, Settings, default_local_roots
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 APP_MODULE = "function_app"

@@ -3,7 +3,7 @@ catalog, so a browser can show a map of a published dataset and a notebook can o
 
     python -m devhost tiles [--port 8080] [--store-root DIR] [--catalog DIR]
 
-Serves the TiTiler-xarray routes (shared.tiles.create_app: /info, /tiles/..., /point/...,
+Serves the TiTiler-xarray routes (consumer.tiles.create_app: /info, /tiles/..., /point/...,
 /WebMercatorQuad/map.html) and, as plain files, the store root at /stores/ (where
 PIPELINE_STORE_URL points: xpystac downloads kerchunk JSON over HTTP) and the catalog at
 /catalog/. Prints a map URL for every item in the catalog.
@@ -22,8 +22,8 @@ from urllib.parse import urlencode
 
 import numpy as np
 
-from shared.errors import BadRequest
-from shared.settings import Settings
+from shared.model.errors import BadRequest
+from shared.model.settings import Settings
 
 DEFAULT_PORT = 8080
 STORE_PATH = "/stores"
@@ -76,8 +76,8 @@ def write_preview(item_url: str, target: Path, settings: Settings) -> dict[str, 
     and write it as a PNG; returns the query it used."""
     from fastapi.testclient import TestClient
 
-    from shared.reader import open_item
-    from shared.tiles import configure, create_app
+    from consumer.reader import open_item
+    from consumer.tiles import configure, create_app
 
     with open_item(item_url, settings) as dataset:
         query = preview_query(dataset, item_url)
@@ -99,7 +99,7 @@ def tiles_command(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
     from fastapi.staticfiles import StaticFiles
 
-    from shared.tiles import configure, create_app
+    from consumer.tiles import configure, create_app
 
     store_root = Path(args.store_root or settings.store_root).resolve()
     catalog = Path(args.catalog or settings.catalog).resolve()

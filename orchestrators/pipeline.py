@@ -23,9 +23,9 @@ from typing import Any
 
 import azure.durable_functions as df
 
-from shared.plan import PipelineInput, batch_instance_id, batches
-from shared.status import AWAITING_APPROVAL, RunStatus
-from shared.telemetry import emit
+from shared.model.plan import PipelineInput, batch_instance_id, batches
+from shared.model.status import AWAITING_APPROVAL, RunStatus
+from shared.model.telemetry import emit
 
 log = logging.getLogger(__name__)
 bp = df.Blueprint()
@@ -48,7 +48,7 @@ def pipeline(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dic
     request, policy = run.request, run.policy.to_dict()
     retry = _retry(policy)
     status = RunStatus(dataset_id=request.dataset_id)
-    # Every activity input names the run, so its log records do (shared.telemetry).
+    # Every activity input names the run, so its log records do (shared.model.telemetry).
     run_fields = {"dataset": request.dataset_id, "instance_id": context.instance_id}
 
     def begin(phase: str) -> None:
@@ -152,7 +152,7 @@ def pipeline(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dic
     if not scanned["ok"]:
         yield from fail(scanned["error"])
     manifest_url = scanned["manifest_url"]
-    # Only new and changed files are validated and generated (shared/increment.py); the
+    # Only new and changed files are validated and generated (shared/stages/increment.py); the
     # gate and combine work on every file of the manifest.
     work_manifest_url, work_count = scanned["work_manifest_url"], scanned["work_count"]
     status.run_id = scanned["run_id"]

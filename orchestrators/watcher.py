@@ -1,7 +1,7 @@
 """The dataset watcher: one eternal orchestration per dataset (instance id
 ``watch-<dataset>``) that turns a stream of upload events into as few pipeline runs as
 possible. It only decides (no I/O, no clock but context.current_utc_datetime); the state and
-its rules are in shared/watch.py, the routing of events in shared/events.py.
+its rules are in shared/ingest/watch.py, the routing of events in shared/ingest/events.py.
 
     idle        wait for a "blob_created" event
     waiting     until the quiet period (or the maximum wait) is over, absorbing events
@@ -31,10 +31,10 @@ from typing import Any
 
 import azure.durable_functions as df
 
-from shared.events import FileChange
-from shared.status import fit_custom_status
-from shared.telemetry import emit
-from shared.watch import WatchState
+from shared.ingest.events import FileChange
+from shared.ingest.watch import WatchState
+from shared.model.status import fit_custom_status
+from shared.model.telemetry import emit
 
 log = logging.getLogger(__name__)
 bp = df.Blueprint()

@@ -16,8 +16,8 @@ import pytest
 from azure.storage.blob import BlobServiceClient
 
 from devhost.azurite import AzuriteUnavailable, running_azurite
-from shared.samples import SampleSpec, write_sample_files
-from shared.settings import AZURITE_ACCOUNT, AZURITE_KEY, Settings, StorageAccount
+from devhost.samples import SampleSpec, write_sample_files
+from shared.model.settings import AZURITE_ACCOUNT, AZURITE_KEY, Settings, StorageAccount
 
 ROOT = Path(__file__).resolve().parent.parent
 SMALL = SampleSpec(files=4, lat=18, lon=36)

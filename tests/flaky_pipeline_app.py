@@ -15,7 +15,7 @@ import azure.durable_functions as df
 
 import activities.stages as stages
 from orchestrators.pipeline import bp as orchestrators
-from shared.errors import StorageUnavailable
+from shared.model.errors import StorageUnavailable
 
 FAULT_COUNTER = "PIPELINE_TEST_FAULT_COUNTER"  # a file: calls run in other processes
 FAULTS = "PIPELINE_TEST_FAULTS"  # how many calls fail (default 1)

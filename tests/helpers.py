@@ -20,11 +20,11 @@ from typing import Any
 import xarray as xr
 
 from devhost.durable import DurableHost
-from shared.plan import PipelineInput, RunPolicy, instance_id_for
-from shared.request import PipelineRequest
-from shared.samples import open_collection
-from shared.scan import ScanResult, scan
-from shared.settings import Settings
+from devhost.samples import open_collection
+from shared.model.plan import PipelineInput, RunPolicy, instance_id_for
+from shared.model.request import PipelineRequest
+from shared.model.settings import Settings
+from shared.stages.scan import ScanResult, scan
 
 
 def open_sources(paths: list[Path]) -> xr.Dataset:

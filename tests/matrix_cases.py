@@ -18,7 +18,7 @@ import netCDF4
 import numpy as np
 import pytest
 
-from shared.samples import SampleSpec, truncate_copy, write_bytes, write_sample_files
+from devhost.samples import SampleSpec, truncate_copy, write_bytes, write_sample_files
 
 BASE = SampleSpec(files=3, steps_per_file=4, time_chunk=2, lat=6, lon=10)
 

@@ -1,14 +1,14 @@
 import pytest
 import xarray as xr
 
-from shared.combine import combine, source_root
-from shared.errors import CombineFailed
-from shared.layout import Layout
-from shared.locations import parse_location
-from shared.references import generate_batch
-from shared.samples import SampleSpec, write_sample_files
-from shared.scan import load_manifest
-from shared.stores import open_store
+from devhost.samples import SampleSpec, write_sample_files
+from shared.io.stores import open_store
+from shared.model.errors import CombineFailed
+from shared.model.layout import Layout
+from shared.model.locations import parse_location
+from shared.stages.combine import combine, source_root
+from shared.stages.references import generate_batch
+from shared.stages.scan import load_manifest
 from tests.helpers import open_sources, scanned
 
 

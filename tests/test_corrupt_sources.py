@@ -16,20 +16,20 @@ import h5py
 import pytest
 from fastapi.testclient import TestClient
 
+from consumer.tiles import configure, create_app
 from devhost.runner import run_pipeline
-from shared.combine import combine
-from shared.errors import CorruptChunk, SourceChanged, StorageUnavailable, describe
-from shared.gate import gate
-from shared.layout import Layout
-from shared.locations import parse_location
-from shared.references import generate_batch
-from shared.request import FORMATS, PipelineRequest
-from shared.samples import SampleSpec, write_sample_files
-from shared.scan import load_manifest, scan
-from shared.storage import Storage
-from shared.tiles import configure, create_app
-from shared.validate import validate_batch
-from shared.verify import decode_failure, verify
+from devhost.samples import SampleSpec, write_sample_files
+from shared.io.storage import Storage
+from shared.model.errors import CorruptChunk, SourceChanged, StorageUnavailable, describe
+from shared.model.layout import Layout
+from shared.model.locations import parse_location
+from shared.model.request import FORMATS, PipelineRequest
+from shared.stages.combine import combine
+from shared.stages.gate import gate
+from shared.stages.references import generate_batch
+from shared.stages.scan import load_manifest, scan
+from shared.stages.validate import validate_batch
+from shared.stages.verify import decode_failure, verify
 
 SPEC = SampleSpec(files=3, lat=18, lon=36)
 KERCHUNK = ["kerchunk-json", "kerchunk-parquet"]

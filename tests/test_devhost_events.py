@@ -28,8 +28,8 @@ from devhost.events import (
     webhook_url,
 )
 from devhost.server import DevServer
-from shared.locations import Location, parse_location
-from shared.storage import Storage
+from shared.io.storage import Storage
+from shared.model.locations import Location, parse_location
 from tests import eventgrid_test_app
 from tests.eventgrid_test_app import COLLECTOR
 from tests.helpers import Answer, call

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from shared.plan import RunPolicy
-from shared.settings import Settings
-from shared.status import pipeline_view
+from shared.model.plan import RunPolicy
+from shared.model.settings import Settings
+from shared.model.status import pipeline_view
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -69,13 +69,13 @@ DURABLE_TRACKING_FIELDS = {
 # Modules whose quoted names are keys an operator sees (the status API, the watcher's status,
 # the published record, event reasons, request fields) rather than error codes.
 KEY_SOURCES = (
-    "shared/status.py",
-    "shared/watch.py",
-    "shared/events.py",
-    "shared/datasets.py",
-    "shared/request.py",
-    "shared/increment.py",
-    "shared/runreport.py",
+    "shared/model/status.py",
+    "shared/ingest/watch.py",
+    "shared/ingest/events.py",
+    "shared/ingest/datasets.py",
+    "shared/model/request.py",
+    "shared/stages/increment.py",
+    "shared/stages/runreport.py",
     "orchestrators/pipeline.py",
     "orchestrators/watcher.py",
     "api/http.py",
@@ -187,7 +187,7 @@ def finding_codes() -> set[str]:
     built = re.compile(r'(?:\bFinding|CollectionFinding|_disagreement)\(\s*"([a-z][a-z0-9_]*)"')
     chosen = re.compile(r'"([a-z][a-z0-9_]*)",\s*\n\s*"(?:error|warning)"')
     for name in ("validate.py", "gate.py"):
-        text = read(ROOT / "shared" / name)
+        text = read(ROOT / "shared" / "stages" / name)
         codes.update(built.findall(text))
         codes.update(chosen.findall(text))
     for row in table_rows(section(read(DOCS / "findings.md"), "Codes")):
@@ -308,9 +308,10 @@ def test_every_code_named_in_the_text_exists(page):
     named = {name for name in IDENTIFIER.findall(prose(text)) if CODE_LIKE.match(name)}
     unknown = sorted(name for name in named - skip if name not in codes)
     assert not unknown, (
-        f"{page.name} names {unknown} in backticks: neither an error code (shared/errors.py, "
-        "shared/memory.py, ...), a finding code (shared/validate.py, shared/gate.py, "
-        "docs/findings.md), nor a documented field or key"
+        f"{page.name} names {unknown} in backticks: neither an error code "
+        "(shared/model/errors.py, shared/io/memory.py, ...), a finding code "
+        "(shared/stages/validate.py, shared/stages/gate.py, docs/findings.md), nor a "
+        "documented field or key"
     )
 
 

@@ -8,13 +8,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from shared.datasets import load_registry, parse_registry
-from shared.errors import BadRequest
-from shared.events import BLOB_CREATED, FileChange, decide
-from shared.locations import parse_location
-from shared.settings import Settings
-from shared.storage import Storage
-from shared.watch import MAX_TRACKED, WatchState
+from shared.ingest.datasets import load_registry, parse_registry
+from shared.ingest.events import BLOB_CREATED, FileChange, decide
+from shared.ingest.watch import MAX_TRACKED, WatchState
+from shared.io.storage import Storage
+from shared.model.errors import BadRequest
+from shared.model.locations import parse_location
+from shared.model.settings import Settings
 
 ACCOUNT_URL = "https://prodaccount.blob.core.windows.net"
 NOW = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)
@@ -33,7 +33,7 @@ def registry_settings(account, containers_allowed=("netcdf",), **datasets) -> Se
 
 @pytest.fixture
 def account():
-    from shared.settings import StorageAccount
+    from shared.model.settings import StorageAccount
 
     return StorageAccount("prodaccount")
 

@@ -28,18 +28,18 @@ import pytest
 import xarray as xr
 from azure.storage.blob import BlobServiceClient
 
+from consumer.reader import open_item
 from devhost.durable import DurableHost
 from devhost.runner import run_pipeline
-from shared.errors import PipelineError
-from shared.locations import parse_location
-from shared.plan import PipelineInput, RunPolicy, instance_id_for
-from shared.reader import open_item
-from shared.request import PipelineRequest
-from shared.samples import SampleSpec, write_sample_files
-from shared.settings import AZURITE_ACCOUNT, AZURITE_KEY, Settings, StorageAccount
-from shared.storage import Storage
-from shared.stores import open_icechunk_repository
-from shared.verify import verify
+from devhost.samples import SampleSpec, write_sample_files
+from shared.io.storage import Storage
+from shared.io.stores import open_icechunk_repository
+from shared.model.errors import PipelineError
+from shared.model.locations import parse_location
+from shared.model.plan import PipelineInput, RunPolicy, instance_id_for
+from shared.model.request import PipelineRequest
+from shared.model.settings import AZURITE_ACCOUNT, AZURITE_KEY, Settings, StorageAccount
+from shared.stages.verify import verify
 from tests.fault_proxy import FAULT_KINDS, FaultPlan, FaultProxy
 from tests.helpers import open_sources
 

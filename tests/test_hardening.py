@@ -9,20 +9,20 @@ from pathlib import Path
 import pytest
 import xarray as xr
 
+from consumer.reader import open_item, read_item
 from devhost.runner import run_pipeline
-from shared.combine import combine
-from shared.errors import SourceChanged
-from shared.gate import gate
-from shared.layout import Layout, digest
-from shared.memory import MemoryLimitExceeded
-from shared.reader import open_item, read_item
-from shared.references import generate_batch
-from shared.register import register
-from shared.request import PipelineRequest
-from shared.samples import SampleSpec, open_collection, write_sample_files
-from shared.scan import load_manifest, scan
-from shared.validate import validate_batch
-from shared.verify import verify
+from devhost.samples import SampleSpec, open_collection, write_sample_files
+from shared.io.memory import MemoryLimitExceeded
+from shared.model.errors import SourceChanged
+from shared.model.layout import Layout, digest
+from shared.model.request import PipelineRequest
+from shared.stages.combine import combine
+from shared.stages.gate import gate
+from shared.stages.references import generate_batch
+from shared.stages.register import register
+from shared.stages.scan import load_manifest, scan
+from shared.stages.validate import validate_batch
+from shared.stages.verify import verify
 from tests.helpers import HostProcess
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -20,11 +20,11 @@ import pytest
 
 from devhost.durable import DurableHost, index_app
 from devhost.server import DevServer
-from shared.errors import BadRequest, LocationNotAllowed
-from shared.locations import MAX_LOCATION_CHARS, Location, parse_location
-from shared.plan import PipelineInput, RunPolicy
-from shared.request import MAX_BODY_BYTES, PipelineRequest, read_body
-from shared.settings import Settings, StorageAccount
+from shared.model.errors import BadRequest, LocationNotAllowed
+from shared.model.locations import MAX_LOCATION_CHARS, Location, parse_location
+from shared.model.plan import PipelineInput, RunPolicy
+from shared.model.request import MAX_BODY_BYTES, PipelineRequest, read_body
+from shared.model.settings import Settings, StorageAccount
 from tests.helpers import call
 
 ACCOUNT = "proddata"

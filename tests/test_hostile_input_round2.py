@@ -20,11 +20,11 @@ import pytest
 
 from devhost.durable import DurableHost
 from devhost.server import DevServer
-from shared.errors import BadRequest
-from shared.locations import show_value
-from shared.plan import PipelineInput, RunPolicy
-from shared.request import MAX_NUMBER_DIGITS, PipelineRequest, identifier, read_body
-from shared.settings import Settings
+from shared.model.errors import BadRequest
+from shared.model.locations import show_value
+from shared.model.plan import PipelineInput, RunPolicy
+from shared.model.request import MAX_NUMBER_DIGITS, PipelineRequest, identifier, read_body
+from shared.model.settings import Settings
 from tests.helpers import Answer, call
 
 JSON = {"Content-Type": "application/json"}

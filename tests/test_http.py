@@ -19,10 +19,10 @@ from typing import Any
 import pytest
 
 from devhost.durable import DurableHost
+from devhost.samples import SampleSpec, write_sample_files
 from devhost.server import DevServer
-from shared.plan import PipelineInput, RunPolicy
-from shared.request import PipelineRequest
-from shared.samples import SampleSpec, write_sample_files
+from shared.model.plan import PipelineInput, RunPolicy
+from shared.model.request import PipelineRequest
 from tests.helpers import Answer, call
 
 SPEC = SampleSpec(files=3, lat=6, lon=10)

@@ -11,15 +11,15 @@ from pathlib import Path
 import pytest
 import xarray as xr
 
+from consumer.reader import open_item, read_item
 from devhost.durable import DurableHost
 from devhost.runner import run_pipeline
-from shared.layout import Layout
-from shared.locations import parse_location
-from shared.reader import open_item, read_item
-from shared.request import FORMATS, PipelineRequest
-from shared.samples import SampleSpec, write_sample_files
-from shared.settings import Settings
-from shared.stores import open_icechunk_repository
+from devhost.samples import SampleSpec, write_sample_files
+from shared.io.stores import open_icechunk_repository
+from shared.model.layout import Layout
+from shared.model.locations import parse_location
+from shared.model.request import FORMATS, PipelineRequest
+from shared.model.settings import Settings
 from tests.helpers import durable_host, open_sources, submit
 
 SPEC = SampleSpec(files=4, lat=6, lon=10)

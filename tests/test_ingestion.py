@@ -17,13 +17,13 @@ from typing import Any
 import pytest
 import xarray as xr
 
+from consumer.reader import open_item
 from devhost.durable import DurableHost
 from devhost.events import blob_created_events, post_events, webhook_url
+from devhost.samples import SampleSpec, truncate_copy, write_sample_files
 from devhost.server import DevServer
-from shared.reader import open_item
-from shared.samples import SampleSpec, truncate_copy, write_sample_files
-from shared.settings import Settings
-from shared.storage import Storage
+from shared.io.storage import Storage
+from shared.model.settings import Settings
 from tests.conftest import Containers
 from tests.helpers import call, open_sources
 

@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 import xarray as xr
 
+from consumer.reader import open_item
 from devhost.durable import DurableHost
+from devhost.samples import SampleSpec, write_sample_files
 from devhost.server import DevServer
-from shared.layout import Layout
-from shared.reader import open_item
-from shared.samples import SampleSpec, write_sample_files
-from shared.settings import Settings
+from shared.model.layout import Layout
+from shared.model.settings import Settings
 from tests.helpers import Answer, call, open_sources
 
 SPEC = SampleSpec(files=3, lat=4, lon=6)

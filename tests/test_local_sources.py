@@ -16,12 +16,12 @@ import pytest
 
 from devhost.durable import index_app
 from devhost.local import exported
-from shared.errors import BadRequest, LocationNotAllowed, SourceUnreadable
-from shared.locations import parse_location
-from shared.request import PipelineRequest
-from shared.samples import write_bytes
-from shared.scan import scan
-from shared.settings import Settings, default_local_roots
+from devhost.samples import write_bytes
+from shared.model.errors import BadRequest, LocationNotAllowed, SourceUnreadable
+from shared.model.locations import parse_location
+from shared.model.request import PipelineRequest
+from shared.model.settings import Settings, default_local_roots
+from shared.stages.scan import scan
 
 
 def request(source: str, patterns: tuple[str, ...] = ("*",)) -> PipelineRequest:

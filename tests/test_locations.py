@@ -2,9 +2,9 @@ from pathlib import Path
 
 import pytest
 
-from shared.errors import BadRequest, LocationNotAllowed
-from shared.locations import Location, http_url, parse_location
-from shared.settings import AZURITE_KEY, Settings, StorageAccount, parse_connection_string
+from shared.model.errors import BadRequest, LocationNotAllowed
+from shared.model.locations import Location, http_url, parse_location
+from shared.model.settings import AZURITE_KEY, Settings, StorageAccount, parse_connection_string
 
 ACCOUNT = StorageAccount("mydata", None)
 BLOB = Settings(account=ACCOUNT)

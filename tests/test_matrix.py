@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 import xarray as xr
 
+from consumer.reader import open_item
 from devhost.runner import run_pipeline
-from shared.errors import UnsuitableCollection
-from shared.reader import open_item
-from shared.request import FORMATS, PipelineRequest
-from shared.samples import open_collection
+from devhost.samples import open_collection
+from shared.model.errors import UnsuitableCollection
+from shared.model.request import FORMATS, PipelineRequest
 from tests.helpers import stores_written
 from tests.matrix_cases import CASES, Case
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import xarray as xr
 
+from consumer.reader import open_item
 from devhost.runner import run_pipeline
-from shared.reader import open_item
-from shared.request import PipelineRequest
-from shared.samples import SampleSpec, write_bytes, write_sample_files
+from devhost.samples import SampleSpec, write_bytes, write_sample_files
+from shared.model.request import PipelineRequest
 from tests.helpers import durable_host, open_sources, submit
 
 SPEC = SampleSpec(files=5, lat=6, lon=10)

@@ -10,8 +10,8 @@ import json
 import pytest
 
 from devhost.durable import DurableHost
-from shared.plan import PipelineInput, RunPolicy
-from shared.request import PipelineRequest
+from shared.model.plan import PipelineInput, RunPolicy
+from shared.model.request import PipelineRequest
 
 PAYLOAD_LIMIT = 16 * 1024  # our own budget (Durable moves messages over 45 KB to blobs)
 HISTORY_LIMIT = 1024 * 1024  # bytes of one instance's history

@@ -6,12 +6,12 @@ from pathlib import Path
 import pytest
 import xarray as xr
 
+from consumer.reader import open_item, read_item
 from devhost.runner import run_pipeline
-from shared.errors import EmptySource, SourceNotFound, UnsuitableCollection
-from shared.reader import open_item, read_item
-from shared.request import FORMATS, PipelineRequest
-from shared.samples import SampleSpec, truncate_copy, write_bytes, write_sample_files
-from shared.storage import Storage
+from devhost.samples import SampleSpec, truncate_copy, write_bytes, write_sample_files
+from shared.io.storage import Storage
+from shared.model.errors import EmptySource, SourceNotFound, UnsuitableCollection
+from shared.model.request import FORMATS, PipelineRequest
 from tests.helpers import open_sources, stores_written
 
 SPEC = SampleSpec(files=3, steps_per_file=2, time_chunk=1, lat=12, lon=20)
@@ -47,7 +47,7 @@ def test_local_netcdf4_collection_is_published_equal_to_its_sources(tmp_path, lo
     item = read_item(report.item_url, local_settings)
     assert item.properties["pipeline:source_file_count"] == 3
     assert Storage(local_settings).exists(
-        __import__("shared.locations", fromlist=["parse_location"]).parse_location(
+        __import__("shared.model.locations", fromlist=["parse_location"]).parse_location(
             report.report_url, local_settings
         )
     )

@@ -5,13 +5,13 @@ import pytest
 import xarray as xr
 from virtualizarr.manifests import ManifestStore
 
-from shared.errors import ReferencesFailed, SourceChanged
-from shared.layout import Layout
-from shared.locations import parse_location
-from shared.references import build_references, generate_batch, generate_file, manifest_group
-from shared.samples import SampleSpec, write_bytes, write_sample_files
-from shared.scan import load_manifest
-from shared.storage import Storage
+from devhost.samples import SampleSpec, write_bytes, write_sample_files
+from shared.io.storage import Storage
+from shared.model.errors import ReferencesFailed, SourceChanged
+from shared.model.layout import Layout
+from shared.model.locations import parse_location
+from shared.stages.references import build_references, generate_batch, generate_file, manifest_group
+from shared.stages.scan import load_manifest
 from tests.helpers import scanned
 
 

@@ -2,8 +2,8 @@ import re
 
 import pytest
 
-from shared.errors import BadRequest
-from shared.request import DEFAULT_PATTERNS, PipelineRequest
+from shared.model.errors import BadRequest
+from shared.model.request import DEFAULT_PATTERNS, PipelineRequest
 
 
 def test_minimal_request_gets_the_defaults():

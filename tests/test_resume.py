@@ -9,8 +9,8 @@ from collections import Counter
 from pathlib import Path
 
 from devhost.runner import run_pipeline
-from shared.request import PipelineRequest
-from shared.samples import SampleSpec, write_sample_files
+from devhost.samples import SampleSpec, write_sample_files
+from shared.model.request import PipelineRequest
 from tests.helpers import HostProcess
 
 

@@ -12,13 +12,13 @@ import pytest
 import activities.stages as stages
 from devhost.commands import print_summary
 from devhost.runner import run_pipeline
-from shared.errors import UnsuitableCollection
-from shared.layout import Layout
-from shared.request import PipelineRequest
-from shared.runreport import FileVerdict, render_run_report
-from shared.samples import SampleSpec, write_bytes, write_sample_files
-from shared.scan import ScanManifest
-from shared.storage import ObjectInfo
+from devhost.samples import SampleSpec, write_bytes, write_sample_files
+from shared.io.storage import ObjectInfo
+from shared.model.errors import UnsuitableCollection
+from shared.model.layout import Layout
+from shared.model.request import PipelineRequest
+from shared.stages.runreport import FileVerdict, render_run_report
+from shared.stages.scan import ScanManifest
 
 SPEC = SampleSpec(files=3, lat=6, lon=10)
 STAGES = ("scan", "validate", "gate", "generate", "combine", "verify", "register")

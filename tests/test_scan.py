@@ -2,11 +2,11 @@ from pathlib import Path
 
 import pytest
 
-from shared.errors import EmptySource, SourceNotFound, TooManyFiles
-from shared.request import PipelineRequest
-from shared.samples import write_bytes
-from shared.scan import load_manifest, scan
-from shared.settings import Settings
+from devhost.samples import write_bytes
+from shared.model.errors import EmptySource, SourceNotFound, TooManyFiles
+from shared.model.request import PipelineRequest
+from shared.model.settings import Settings
+from shared.stages.scan import load_manifest, scan
 
 
 def request(source: str, **extra) -> PipelineRequest:

@@ -1,7 +1,7 @@
 import pytest
 
-from shared.errors import BadRequest
-from shared.settings import AZURITE_ACCOUNT, Settings, StorageAccount, parse_connection_string
+from shared.model.errors import BadRequest
+from shared.model.settings import AZURITE_ACCOUNT, Settings, StorageAccount, parse_connection_string
 
 
 def test_settings_read_every_variable_from_the_environment():

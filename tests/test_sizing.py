@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from shared.errors import BadRequest
-from shared.settings import Settings
-from shared.sizing import HeavySlotBusy, heavy_ceiling, heavy_slot, memory_limit
+from shared.model.errors import BadRequest
+from shared.model.settings import Settings
+from shared.model.sizing import HeavySlotBusy, heavy_ceiling, heavy_slot, memory_limit
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -42,7 +42,7 @@ def test_a_plan_the_app_does_not_know_is_refused_naming_the_setting():
 HOLDER = """
 import sys, time
 from pathlib import Path
-from shared.sizing import heavy_slot
+from shared.model.sizing import heavy_slot
 folder = Path(sys.argv[1])
 with heavy_slot("combine", 5, str(folder)):
     (folder / "held").write_text("")

@@ -19,11 +19,8 @@ from obstore.store import LocalStore
 from virtualizarr import open_virtual_dataset
 from virtualizarr.parsers import HDFParser
 
-from shared.errors import CatalogError
-from shared.locations import Location, parse_location
-from shared.samples import SampleSpec, open_collection, write_sample_files
-from shared.settings import AZURITE_KEY, Settings
-from shared.stac import (
+from devhost.samples import SampleSpec, open_collection, write_sample_files
+from shared.catalog.stac import (
     StorageStacIO,
     build_item,
     coordinate_kind,
@@ -31,7 +28,10 @@ from shared.stac import (
     register_item,
     time_step,
 )
-from shared.storage import Storage
+from shared.io.storage import Storage
+from shared.model.errors import CatalogError
+from shared.model.locations import Location, parse_location
+from shared.model.settings import AZURITE_KEY, Settings
 
 PROPERTIES = {
     "run_id": "run-1",

@@ -12,7 +12,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from shared.samples import SampleSpec, write_sample_files
+from devhost.samples import SampleSpec, write_sample_files
 
 ROOT = Path(__file__).resolve().parent.parent
 

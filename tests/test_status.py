@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from shared.status import (
+from shared.ingest.watch import WatchState
+from shared.model.status import (
     CUSTOM_STATUS_BUDGET_UTF16,
     CUSTOM_STATUS_LIMIT_UTF16,
     SECONDS_PER_FILE,
@@ -14,7 +15,6 @@ from shared.status import (
     fit_custom_status,
     pipeline_view,
 )
-from shared.watch import WatchState
 
 START = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)
 

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 from devhost.durable import index_app
-from shared import telemetry
-from shared.samples import SampleSpec, write_bytes, write_sample_files
-from shared.telemetry import FILE_RECORDS, STAGE_RECORDS, configure_exporter, detach_exporter
+from devhost.samples import SampleSpec, write_bytes, write_sample_files
+from shared.model import telemetry
+from shared.model.telemetry import FILE_RECORDS, STAGE_RECORDS, configure_exporter, detach_exporter
 from tests.helpers import durable_host, submit
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "telemetry.md"
@@ -174,7 +174,9 @@ def test_the_opencensus_exporter_is_attached_when_configured_and_sends_the_field
         for name in telemetry.APP_LOGGERS:
             logger = logging.getLogger(name)
             assert handler in logger.handlers and not logger.propagate
-        record = logging.LogRecord("shared.scan", logging.INFO, __file__, 1, "scan done", (), None)
+        record = logging.LogRecord(
+            "shared.stages.scan", logging.INFO, __file__, 1, "scan done", (), None
+        )
         record.custom_dimensions = {"dataset": "tas", "file_count": 3}
         envelope = handler.log_record_to_envelope(record)
         assert envelope.data.baseData.properties["dataset"] == "tas"

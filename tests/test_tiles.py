@@ -15,12 +15,12 @@ import pytest
 import xarray as xr
 from fastapi.testclient import TestClient
 
+from consumer.reader import open_item
+from consumer.tiles import configure, create_app
 from devhost.runner import run_pipeline
+from devhost.samples import SampleSpec, write_sample_files
 from devhost.tiles import preview_query, write_preview
-from shared.reader import open_item
-from shared.request import FORMATS, PipelineRequest
-from shared.samples import SampleSpec, write_sample_files
-from shared.tiles import configure, create_app
+from shared.model.request import FORMATS, PipelineRequest
 from tests.helpers import open_sources
 
 SPEC = SampleSpec(files=3, lat=18, lon=36)

@@ -16,26 +16,31 @@ import pytest
 import xarray as xr
 from obspec_utils.wrappers import RequestTrace
 
+from consumer.reader import open_item
 from devhost.runner import run_pipeline
-from shared.combine import combine, source_root
-from shared.errors import CombineFailed, StorageUnavailable, UnsuitableCollection, VerifyMismatch
-from shared.layout import Layout
-from shared.locations import parse_location
-from shared.reader import open_item
-from shared.references import generate_batch
-from shared.request import FORMATS, PipelineRequest
-from shared.samples import (
+from devhost.samples import (
     SampleSpec,
     open_collection,
     truncate_copy,
     write_bytes,
     write_sample_files,
 )
-from shared.scan import load_manifest, scan
-from shared.settings import Settings
-from shared.storage import ObjectInfo, Storage
-from shared.stores import open_store
-from shared.validate import (
+from shared.io.storage import ObjectInfo, Storage
+from shared.io.stores import open_store
+from shared.model.errors import (
+    CombineFailed,
+    StorageUnavailable,
+    UnsuitableCollection,
+    VerifyMismatch,
+)
+from shared.model.layout import Layout
+from shared.model.locations import parse_location
+from shared.model.request import FORMATS, PipelineRequest
+from shared.model.settings import Settings
+from shared.stages.combine import combine, source_root
+from shared.stages.references import generate_batch
+from shared.stages.scan import load_manifest, scan
+from shared.stages.validate import (
     VLEN_STRING_FORMATS,
     FileReport,
     ValidationBatch,
@@ -44,7 +49,7 @@ from shared.validate import (
     validate_batch,
     validate_file,
 )
-from shared.verify import verify
+from shared.stages.verify import verify
 from tests.helpers import scanned
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -873,10 +878,10 @@ def test_a_storage_failure_inside_h5py_does_not_crash_the_process_at_exit(tmp_pa
     path = write_sample_files(tmp_path, SMALL)[0]
     script = f"""
 from obspec_utils.wrappers import RequestTrace
-from shared.locations import parse_location
-from shared.settings import Settings
-from shared.storage import Storage
-from shared.validate import validate_file
+from shared.model.locations import parse_location
+from shared.model.settings import Settings
+from shared.io.storage import Storage
+from shared.stages.validate import validate_file
 
 class FlakyStorage(Storage):
     def reader(self, location, *, size=None):

@@ -4,11 +4,11 @@ from pathlib import Path
 import netCDF4
 import pytest
 
-from shared.combine import combine
-from shared.errors import SourceChanged, VerifyMismatch
-from shared.references import generate_batch
-from shared.samples import SampleSpec, write_sample_files
-from shared.verify import verify
+from devhost.samples import SampleSpec, write_sample_files
+from shared.model.errors import SourceChanged, VerifyMismatch
+from shared.stages.combine import combine
+from shared.stages.references import generate_batch
+from shared.stages.verify import verify
 from tests.helpers import scanned
 
 

@@ -1,0 +1,460 @@
+"""Storage: list, read (whole or ranged), write, for local disk and Azure Blob Storage.
+
+One client library (obstore) does all the I/O the stages do themselves; the reference
+libraries get the same stores through an ObjectStoreRegistry, and readers of the finished
+store (fsspec/adlfs for kerchunk, Icechunk's own client) get options built here from the
+same settings. Azurite is reached through its connection string, production through
+azure-identity (DefaultAzureCredential) with an account name.
+
+Every obstore error is turned into one of ours in ``storage_errors``: not found, access
+denied, unreadable (a local link loop: permanent), or transient (retryable).
+"""
+
+from __future__ import annotations
+
+import errno
+import fnmatch
+import json
+import posixpath
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import partial
+from typing import Any
+
+import obstore
+import obstore.exceptions as obx
+from obspec_utils.readers import BlockStoreReader
+from obspec_utils.registry import ObjectStoreRegistry
+from obspec_utils.wrappers import RequestTrace, TracingReadableStore
+from obstore.store import AzureStore, LocalStore
+
+from shared.model.errors import (
+    AccessDenied,
+    PipelineError,
+    SourceChanged,
+    SourceNotFound,
+    SourceUnreadable,
+    StorageUnavailable,
+)
+from shared.model.locations import Location
+from shared.model.settings import Settings, StorageAccount
+
+# obstore retries 5xx, connection errors, timeouts and cut-off response bodies with
+# exponential backoff and jitter. 10 retries (object_store's default; Icechunk gets the same
+# in shared/io/stores.py): with 6, under 30% injected faults a request still failed at the end
+# once in ~20,000, about one run in 150 (docs/faults.md); with 10, once in ~7 million. The
+# backoff is capped at 10 s, so one request's retries end well within the 120 s timeout.
+_RETRY = {
+    "max_retries": 10,
+    "backoff": {"init_backoff": timedelta(milliseconds=200), "max_backoff": timedelta(seconds=10)},
+    "retry_timeout": timedelta(seconds=120),
+}
+
+
+# What the local file system (obstore's LocalStore, or Python) says when a path can never be
+# read as it is. Anything else local (EIO, ESTALE, a timeout on a network mount) stays
+# transient and is retried.
+_LOCAL_LOOP = re.compile(r"File system loop found: (.+) points to an ancestor (.+)$")
+_LOCAL_IO = re.compile(r"IO error for operation on (.+?): (.+?) \(os error (\d+)\)")
+_LOCAL_PERMANENT = {
+    errno.ELOOP: "is a symbolic link that leads back to itself (a link loop)",
+    errno.ENOTDIR: "goes through something that is not a folder",
+    errno.ENAMETOOLONG: "has a name too long for the file system",
+}
+
+
+def _local_fault(location: Location, action: str, exc: BaseException) -> PipelineError | None:
+    """The permanent error for a local storage failure, or None when it may be transient."""
+    lines = str(exc).strip().splitlines()
+    text = lines[0] if lines else ""
+    loop = _LOCAL_LOOP.search(text)
+    if loop:
+        return SourceUnreadable(
+            f"Cannot {action} {location.url}: {loop.group(1)} is a symbolic link to "
+            f"{loop.group(2)}, a folder that holds it (a link loop).",
+            url=location.url,
+        )
+    io = _LOCAL_IO.search(text)
+    path, number = (io.group(1), int(io.group(3))) if io else (location.path, None)
+    if isinstance(exc, OSError) and exc.errno is not None:
+        path, number = exc.filename or location.path, exc.errno
+    if number in (errno.EACCES, errno.EPERM):
+        return AccessDenied(
+            f"Access to {path} was refused (while trying to {action} {location.url}).",
+            remedy="Give the user that runs the pipeline read permission on it.",
+        )
+    if number in _LOCAL_PERMANENT:
+        return SourceUnreadable(
+            f"Cannot {action} {location.url}: {path} {_LOCAL_PERMANENT[number]}.",
+            url=location.url,
+        )
+    return None
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """One stored object, as listed: enough to detect a change later (size + ETag)."""
+
+    url: str
+    size: int
+    etag: str
+    last_modified: str  # ISO 8601, UTC
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "url": self.url,
+            "size": self.size,
+            "etag": self.etag,
+            "last_modified": self.last_modified,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ObjectInfo:
+        return cls(
+            url=str(data["url"]),
+            size=int(data["size"]),
+            etag=str(data["etag"]),
+            last_modified=str(data["last_modified"]),
+        )
+
+
+@contextmanager
+def storage_errors(location: Location, action: str) -> Iterator[None]:
+    """Translate storage client errors into pipeline errors that name the location."""
+    try:
+        yield
+    except PipelineError:
+        raise
+    except obx.NotFoundError:
+        if action == "write" and not location.is_local:
+            raise SourceNotFound(
+                f"Cannot write {location.url}: the container {location.container!r} "
+                "does not exist.",
+                remedy="Create the container (the pipeline does not create containers), or "
+                "correct the setting that names it.",
+            ) from None
+        raise SourceNotFound(f"{location.url} does not exist (while trying to {action}).") from None
+    except (obx.PermissionDeniedError, obx.UnauthenticatedError) as exc:
+        raise AccessDenied(
+            f"Access to {location.url} was refused (while trying to {action}): {_first_line(exc)}"
+        ) from None
+    except FileNotFoundError:
+        raise SourceNotFound(f"{location.url} does not exist (while trying to {action}).") from None
+    except PermissionError:
+        raise AccessDenied(
+            f"Access to {location.url} was refused (while trying to {action})."
+        ) from None
+    except (obx.GenericError, OSError, TimeoutError, ConnectionError) as exc:
+        fault = _local_fault(location, action, exc) if location.is_local else None
+        if fault is not None:
+            raise fault from None
+        text = str(exc)
+        if "Requested range was invalid" in text or "InvalidRange" in text or " 416 " in text:
+            raise SourceChanged(
+                f"{location.url} is shorter than when it was listed (a read past its end was "
+                f"refused while trying to {action} it).",
+            ) from None
+        if "ContainerNotFound" in text or "The specified container does not exist" in text:
+            raise SourceNotFound(
+                f"The container {location.container!r} does not exist "
+                f"(while trying to {action} {location.url}).",
+                remedy="Create the container or correct its name.",
+            ) from None
+        if "AuthorizationFailure" in text or "AuthenticationFailed" in text or " 403 " in text:
+            raise AccessDenied(
+                f"Access to {location.url} was refused: {_first_line(exc)}"
+            ) from None
+        raise StorageUnavailable(
+            f"Storage did not answer while trying to {action} {location.url}: {_first_line(exc)}"
+        ) from exc
+
+
+def _is_transient(error: BaseException) -> bool:
+    if isinstance(error, obx.GenericError | ConnectionError | TimeoutError):
+        return True
+    try:
+        import icechunk
+
+        return isinstance(error, icechunk.StorageError)
+    except ImportError:
+        return False
+
+
+def classify(exc: BaseException, what: str) -> BaseException:
+    """The error to raise for ``exc``: StorageUnavailable when a storage fault caused it (a
+    fault that other libraries' clients, xarray over the kerchunk filesystem or Icechunk, did
+    not absorb with their own retries), so the orchestrator retries the activity; else
+    ``exc`` itself."""
+    if isinstance(exc, PipelineError):
+        return exc
+    seen: BaseException | None = exc
+    while seen is not None:
+        if _is_transient(seen):
+            unavailable = StorageUnavailable(f"Storage failed while {what}: {_first_line(seen)}")
+            unavailable.__cause__ = exc
+            return unavailable
+        seen = seen.__cause__ or seen.__context__
+    return exc
+
+
+@contextmanager
+def storage_faults(what: str) -> Iterator[None]:
+    """Raise classify(error) for any error in the block (see classify)."""
+    try:
+        yield
+    except Exception as exc:
+        classified = classify(exc, what)
+        if classified is exc:
+            raise
+        raise classified from exc
+
+
+def normalise_etag(raw: object) -> str:
+    """ETags without the quotes or weak marker: listing and HEAD disagree on the quotes."""
+    text = str(raw or "").strip()
+    if text.startswith("W/"):
+        text = text[2:]
+    return text.strip('"')
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__
+
+
+def matches_patterns(relative_path: str, patterns: Sequence[str]) -> bool:
+    """A pattern with "/" matches the path below the prefix, otherwise the file name."""
+    name = posixpath.basename(relative_path)
+    for pattern in patterns:
+        target = relative_path if "/" in pattern else name
+        if fnmatch.fnmatchcase(target, pattern):
+            return True
+    return False
+
+
+class Storage:
+    """Reads and writes Locations. One instance per activity call; cheap to build.
+
+    With ``trace`` set, every read through stores handed out by this object (including the
+    registry given to VirtualiZarr) is counted, so stages can report bytes and requests.
+    """
+
+    def __init__(self, settings: Settings, *, trace: RequestTrace | None = None) -> None:
+        self.settings = settings
+        self.trace = trace
+        self._stores: dict[str, Any] = {}
+
+    def traced(self, trace: RequestTrace | None = None) -> Storage:
+        """A Storage that counts its reads in ``trace`` and shares this one's clients."""
+        copy = Storage(self.settings, trace=trace or RequestTrace())
+        copy._stores = self._stores
+        return copy
+
+    # -- stores -----------------------------------------------------------------------
+    def _raw_store(self, location: Location) -> Any:
+        key = "file" if location.is_local else f"az://{location.container}"
+        store = self._stores.get(key)
+        if store is None:
+            if location.is_local:
+                store = LocalStore()
+            else:
+                store = azure_store(self._account(), location.container)
+            self._stores[key] = store
+        return store
+
+    def _store(self, location: Location) -> Any:
+        store = self._raw_store(location)
+        return TracingReadableStore(store, self.trace) if self.trace is not None else store
+
+    def _account(self) -> StorageAccount:
+        if self.settings.account is None:
+            raise AccessDenied(
+                "No storage account is configured.",
+                remedy="Set PIPELINE_STORAGE_ACCOUNT or PIPELINE_STORAGE_CONNECTION_STRING.",
+            )
+        return self.settings.account
+
+    @staticmethod
+    def _key(location: Location) -> str:
+        return location.path.lstrip("/") if location.is_local else location.path
+
+    def registry(self, locations: Sequence[Location]) -> ObjectStoreRegistry:
+        """A registry that resolves the URLs of these locations (file:// and az://container)."""
+        stores: dict[str, Any] = {}
+        for location in locations:
+            prefix = "file://" if location.is_local else f"az://{location.container}"
+            stores.setdefault(prefix, self._store(location))
+        return ObjectStoreRegistry(stores)
+
+    def reader(self, location: Location, *, size: int | None = None) -> BlockStoreReader:
+        """A seekable, block-cached file-like reader (what h5py and the parsers read from)."""
+        reader = BlockStoreReader(
+            self._store(location), self._key(location), block_size=self.settings.read_block_size
+        )
+        if size is not None:
+            reader._size = size  # known from the listing: saves one HEAD request per file
+        return reader
+
+    def reader_factory(self) -> Any:
+        """The reader factory VirtualiZarr's HDF parser uses: small blocks, few bytes."""
+        return partial(BlockStoreReader, block_size=self.settings.read_block_size)
+
+    # -- metadata ---------------------------------------------------------------------
+    def head(self, location: Location) -> ObjectInfo:
+        with storage_errors(location, "read the properties of"):
+            meta = self._raw_store(location).head(self._key(location))
+        return self._info(location, meta)
+
+    def exists(self, location: Location) -> bool:
+        try:
+            self.head(location)
+        except SourceNotFound:
+            return False
+        return True
+
+    def list(
+        self, prefix: Location, patterns: Sequence[str] = ("*",), *, limit: int | None = None
+    ) -> list[ObjectInfo]:
+        """Objects below ``prefix`` (recursively) whose name matches one of ``patterns``.
+
+        With ``limit``, stops after ``limit + 1`` matches (enough to say "more than limit").
+        """
+        key = self._key(prefix)
+        list_prefix = (key.rstrip("/") + "/") if key else None
+        found: list[ObjectInfo] = []
+        with storage_errors(prefix, "list"):
+            for batch in obstore.list(self._raw_store(prefix), prefix=list_prefix):
+                for meta in batch:
+                    relative = meta["path"][len(list_prefix or "") :]
+                    if matches_patterns(relative, patterns):
+                        found.append(self._info(prefix, meta, relative))
+                if limit is not None and len(found) > limit:
+                    break
+        found.sort(key=lambda info: info.url)
+        return found
+
+    def count_below(self, prefix: Location, limit: int = 5) -> list[str]:
+        """Up to ``limit`` names of any objects below ``prefix`` (for "found only ..." messages)."""
+        key = self._key(prefix)
+        list_prefix = (key.rstrip("/") + "/") if key else None
+        names: list[str] = []
+        with storage_errors(prefix, "list"):
+            for batch in obstore.list(
+                self._raw_store(prefix), prefix=list_prefix, chunk_size=limit
+            ):
+                names.extend(m["path"][len(list_prefix or "") :] for m in batch)
+                break
+        return names[:limit]
+
+    def _info(self, base: Location, meta: Any, relative: str | None = None) -> ObjectInfo:
+        location = base.join(relative) if relative else base
+        modified = meta.get("last_modified")
+        return ObjectInfo(
+            url=location.url,
+            size=int(meta["size"]),
+            etag=normalise_etag(meta.get("e_tag")),
+            last_modified=modified.isoformat() if modified is not None else "",
+        )
+
+    # -- reading ----------------------------------------------------------------------
+    def read(self, location: Location) -> bytes:
+        with storage_errors(location, "read"):
+            return bytes(self._store(location).get(self._key(location)).bytes())
+
+    def read_range(self, location: Location, start: int, length: int) -> bytes:
+        with storage_errors(location, "read"):
+            return bytes(
+                self._store(location).get_range(self._key(location), start=start, length=length)
+            )
+
+    def read_ranges(
+        self, location: Location, starts: Sequence[int], lengths: Sequence[int]
+    ) -> list[bytes]:
+        if not starts:
+            return []
+        with storage_errors(location, "read"):
+            parts = self._store(location).get_ranges(
+                self._key(location), starts=list(starts), lengths=list(lengths)
+            )
+        return [bytes(p) for p in parts]
+
+    def read_json(self, location: Location) -> Any:
+        return json.loads(self.read(location))
+
+    # -- writing ----------------------------------------------------------------------
+    def write(
+        self, location: Location, data: bytes, content_type: str = "application/octet-stream"
+    ) -> None:
+        with storage_errors(location, "write"):
+            store = self._raw_store(location)
+            if location.is_local:
+                obstore.put(store, self._key(location), data)
+            else:
+                obstore.put(
+                    store, self._key(location), data, attributes={"Content-Type": content_type}
+                )
+
+    def create_json(self, location: Location, document: Any) -> bool:
+        """Write ``document`` only if nothing is at ``location`` yet (If-None-Match: * in
+        blob storage, an exclusive create on disk): True if this call created it, False if
+        it was there already. The first of two concurrent writers wins; the other knows."""
+        data = json.dumps(document, indent=1, allow_nan=False).encode()
+        store = self._raw_store(location)
+        attributes = None if location.is_local else {"Content-Type": "application/json"}
+        with storage_errors(location, "create"):
+            try:
+                obstore.put(store, self._key(location), data, attributes=attributes, mode="create")
+            except obx.AlreadyExistsError:
+                return False
+        return True
+
+    def write_json(self, location: Location, document: Any) -> None:
+        data = json.dumps(document, indent=1, sort_keys=False, allow_nan=False).encode()
+        self.write(location, data, "application/json")
+
+    def delete(self, locations: Sequence[Location]) -> None:
+        """Delete these objects (all in one container or all local)."""
+        if not locations:
+            return
+        with storage_errors(locations[0], "delete"):
+            obstore.delete(self._raw_store(locations[0]), [self._key(loc) for loc in locations])
+
+    def delete_prefix(self, prefix: Location) -> int:
+        """Delete every object below ``prefix``; returns how many were deleted."""
+        key = self._key(prefix)
+        store = self._raw_store(prefix)
+        deleted = 0
+        with storage_errors(prefix, "delete"):
+            for batch in obstore.list(store, prefix=key.rstrip("/") + "/"):
+                paths = [m["path"] for m in batch]
+                obstore.delete(store, paths)
+                deleted += len(paths)
+        return deleted
+
+
+def azure_store(account: StorageAccount, container: str) -> AzureStore:
+    """An obstore AzureStore for one container: key-based for Azurite, identity otherwise."""
+    client_options = {"allow_http": True} if account.is_emulator else {}
+    if account.key:
+        return AzureStore(
+            container_name=container,
+            account_name=account.name,
+            account_key=account.key,
+            endpoint=account.endpoint,
+            client_options=client_options,
+            retry_config=_RETRY,
+        )
+    from azure.identity import DefaultAzureCredential
+    from obstore.auth.azure import AzureCredentialProvider
+
+    return AzureStore(
+        container_name=container,
+        account_name=account.name,
+        endpoint=account.endpoint if account.blob_endpoint else None,
+        client_options=client_options,
+        retry_config=_RETRY,
+        credential_provider=AzureCredentialProvider(credential=DefaultAzureCredential()),
+    )

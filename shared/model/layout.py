@@ -1,0 +1,89 @@
+"""Where every artifact lives. Names are deterministic from their inputs, so re-running a
+stage writes the same object again (idempotent activities) and unchanged files are reused.
+
+    {work}/manifests/{dataset}/{digest}.json     the scan manifest
+    {work}/reports/{file key}.json               one file's validation report
+    {work}/references/{file key}.json            one file's virtual references
+    {work}/runs/{dataset}/{run id}.json          the run report
+    {work}/datasets/{dataset}/current.json       the published version (shared.stages.increment)
+    {stores}/{dataset}/{run id}.{json|parq|icechunk}   the combined store
+    {stores}/{dataset}/{run id}.verified.json    written when that store passed verify
+    {catalog}/catalog.json, {catalog}/{collection}/collection.json,
+    {catalog}/{collection}/{item}/{item}.json    the static STAC catalog
+
+A file key is a digest of the file URL and its ETag: a changed file gets a new key, so its
+old report and references are never reused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from shared.model.locations import Location, parse_location
+from shared.model.settings import Settings
+
+# Bump when the per-file artifact format changes, so old artifacts are not reused.
+ARTIFACT_VERSION = "1"
+
+STORE_SUFFIX = {"kerchunk-json": ".json", "kerchunk-parquet": ".parq", "icechunk": ".icechunk"}
+
+
+def digest(*parts: str, length: int = 32) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(part.encode())
+        h.update(b"\n")
+    return h.hexdigest()[:length]
+
+
+def file_key(url: str, etag: str, group: str | None = None) -> str:
+    """A file's artifacts are named by its URL and ETag (and the group read, when not the
+    root): a changed file, or another group of it, gets new ones."""
+    return digest(ARTIFACT_VERSION, url, etag, *((f"group {group}",) if group else ()))
+
+
+@dataclass(frozen=True)
+class Layout:
+    work: Location
+    stores: Location
+    catalog: Location
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Layout:
+        return cls(
+            work=parse_location(settings.work_area, settings, what="work area"),
+            stores=parse_location(settings.store_root, settings, what="store root"),
+            catalog=parse_location(settings.catalog, settings, what="catalog location"),
+        )
+
+    def manifest(self, dataset_id: str, manifest_digest: str) -> Location:
+        return self.work.join("manifests", dataset_id, f"{manifest_digest}.json")
+
+    def report(self, url: str, etag: str, group: str | None = None) -> Location:
+        return self.work.join("reports", f"{file_key(url, etag, group)}.json")
+
+    def references(self, url: str, etag: str, group: str | None = None) -> Location:
+        return self.work.join("references", f"{file_key(url, etag, group)}.json")
+
+    def run_report(self, dataset_id: str, run_id: str) -> Location:
+        return self.work.join("runs", dataset_id, f"{run_id}.json")
+
+    def published(self, dataset_id: str) -> Location:
+        return self.work.join("datasets", dataset_id, "current.json")
+
+    def store(self, dataset_id: str, run_id: str, fmt: str) -> Location:
+        return self.stores.join(dataset_id, f"{run_id}{STORE_SUFFIX[fmt]}")
+
+    def verified_marker(self, dataset_id: str, run_id: str) -> Location:
+        """Written when a store passes verify: such a store is never written again."""
+        return self.stores.join(dataset_id, f"{run_id}.verified.json")
+
+
+def run_id_for(manifest_digest: str, store_format: str, concat_dim: str, rebuild: str = "") -> str:
+    """A run is named by what it builds: the same files, format and concat dimension give
+    the same run id, so a repeated run rewrites the same store instead of adding one. A full
+    run passes the library versions as ``rebuild``: after an upgrade it builds a new version
+    instead of reusing the verified store the old libraries built."""
+    parts = (ARTIFACT_VERSION, manifest_digest, store_format, concat_dim)
+    return digest(*parts, *((rebuild,) if rebuild else ()), length=16)

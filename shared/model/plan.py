@@ -1,0 +1,89 @@
+"""The shape of a run, decided before it starts: batches, parallelism and retries.
+
+The HTTP starter builds the orchestration input from the request and the settings (the
+orchestrator itself may not read settings: it must replay identically), so everything the
+orchestrator decides with travels in this small, JSON-able input.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from shared.model.errors import BadRequest
+from shared.model.request import PipelineRequest
+from shared.model.settings import Settings
+
+MAX_BATCH_SIZE = 1000
+
+
+@dataclass(frozen=True)
+class RunPolicy:
+    batch_size: int = 100  # files per sub-orchestration
+    files_per_activity: int = 10  # files per validate/generate activity call
+    parallel_batches: int = 8  # sub-orchestrations in flight at once (one wave)
+    retry_first_interval_ms: int = 5000  # transient storage errors only
+    retry_max_attempts: int = 5
+    approval_timeout_seconds: int = 7 * 86400  # only runs with options.approval wait
+
+    @classmethod
+    def from_request(cls, request: PipelineRequest, settings: Settings) -> RunPolicy:
+        batch_size = request.options.get("batch_size", settings.batch_size)
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool):
+            raise BadRequest(f"Option 'batch_size' must be a whole number, not {batch_size!r}.")
+        if not 1 <= batch_size <= MAX_BATCH_SIZE:
+            raise BadRequest(
+                f"Option 'batch_size' is {batch_size}; it must be between 1 and {MAX_BATCH_SIZE}."
+            )
+        return cls(
+            batch_size=batch_size,
+            files_per_activity=min(settings.files_per_activity, batch_size),
+            parallel_batches=settings.parallel_batches,
+            retry_first_interval_ms=settings.retry_first_interval_ms,
+            retry_max_attempts=settings.retry_max_attempts,
+            approval_timeout_seconds=settings.approval_timeout_seconds,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunPolicy:
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class PipelineInput:
+    """The orchestration input: the validated request and the policy for this run."""
+
+    request: PipelineRequest
+    policy: RunPolicy = field(default_factory=RunPolicy)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"request": self.request.to_dict(), "policy": self.policy.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PipelineInput:
+        return cls(
+            request=PipelineRequest.from_dict(data["request"]),
+            policy=RunPolicy.from_dict(data["policy"]),
+        )
+
+
+def batches(count: int, size: int) -> list[tuple[int, int]]:
+    """[start, stop) ranges of ``size`` items covering ``count`` items."""
+    return [(start, min(start + size, count)) for start in range(0, count, size)]
+
+
+def instance_id_for(dataset_id: str) -> str:
+    """One pipeline instance per dataset: a second request while one runs is refused."""
+    return f"pipeline-{dataset_id}"
+
+
+def batch_instance_id(parent_id: str, stage: str, index: int) -> str:
+    """A batch sub-orchestration's instance id: named explicitly and deterministically from
+    its run, stage and position (Azure would name an unnamed child after the parent's
+    execution id, which an operator cannot guess), so ``instanceIdPrefix=<run id>:`` lists a
+    run's batches. Unique within a run: starting a child whose id is in use is not refused
+    on Azure, it replaces the running one."""
+    return f"{parent_id}:{stage}:{index:04d}"

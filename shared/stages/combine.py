@@ -1,0 +1,425 @@
+"""Combine: concatenate every file's references along the concat dimension into one store.
+
+The concat coordinate, its bounds and the scalar variables are loaded from the raw bytes
+inlined in each file's references, decoded with that file's own units and calendar (the
+bounds with their coordinate's, as CF says), sorted, and checked to be strictly increasing
+with no overlap between files; everything else stays virtual.
+
+An Icechunk run whose new files only extend the published version appends them to a copy
+of the published repository as one new commit instead (append_icechunk, docs/events.md).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+from kerchunk.df import refs_to_dataframe
+from virtualizarr.manifests import ManifestStore
+
+from shared.catalog.ledger import read_published
+from shared.io.memory import MemoryWatch
+from shared.io.storage import ObjectInfo, Storage, storage_faults
+from shared.io.stores import (
+    create_icechunk_repository,
+    fix_kerchunk_refs,
+    open_icechunk_repository,
+    open_store,
+    virtual_container_prefix,
+)
+from shared.model.errors import CombineFailed, PipelineError
+from shared.model.layout import Layout
+from shared.model.locations import Location, parse_location
+from shared.model.request import PipelineRequest
+from shared.model.settings import Settings
+from shared.model.telemetry import emit
+from shared.stages.references import (
+    concat_bounds,
+    library_versions,
+    load_references,
+    manifest_group,
+)
+from shared.stages.scan import ScanManifest, load_manifest
+
+log = logging.getLogger(__name__)
+
+READ_WORKERS = 16
+
+
+@dataclass(frozen=True)
+class CombineResult:
+    store_url: str
+    format: str
+    run_id: str
+    file_count: int
+    concat_dim: str
+    dims: dict[str, int]
+    variables: list[str]
+    first: str  # first and last value of the concat coordinate, as text
+    last: str
+    reference_count: int
+    store_bytes: int
+    seconds: float
+    peak_memory_bytes: int
+    libraries: dict[str, str] = field(default_factory=dict)
+    # "append": new files added to a copy of the published Icechunk repository as a new
+    # commit (reference_count then counts the references added); "recombine": every file.
+    mode: str = "recombine"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def source_root(manifest: ScanManifest, settings: Settings) -> Location:
+    """The folder/prefix all source files live under (the source, or a single file's parent)."""
+    source = parse_location(manifest.source, settings, what="source")
+    if len(manifest.files) == 1 and manifest.files[0].url == source.url:
+        parent = source.path.rsplit("/", 1)[0]
+        return Location(source.kind, source.container, parent or ("/" if source.is_local else ""))
+    return source
+
+
+def open_virtual(
+    document: dict[str, Any], registry: Any, concat_dim: str, drop: tuple[str, ...] = ()
+) -> xr.Dataset:
+    group = manifest_group(document)
+    url = document["source"]["url"]
+    # Loaded (decoded per file, then encoded once): the concat coordinate, its bounds (CF:
+    # they take its units and calendar) and the scalars. Everything else stays virtual.
+    bounds = concat_bounds(group, concat_dim)
+    loadable = [
+        name
+        for name, array in group.arrays.items()
+        if (array.ndim == 0 or (name == concat_dim and array.ndim == 1) or name in bounds)
+        and name not in drop
+    ]
+    if concat_dim not in loadable:
+        dims = sorted(
+            {d for a in group.arrays.values() for d in (a.metadata.dimension_names or ())}
+        )
+        raise CombineFailed(
+            f"{url} has no coordinate variable {concat_dim!r} to concatenate along "
+            f"(its dimensions are {', '.join(map(str, dims)) or 'none'}).",
+            remedy="Give the right concat_dim in the request, or fix the file.",
+        )
+    try:
+        opened = ManifestStore(group=group, registry=registry).to_virtual_dataset(
+            loadable_variables=loadable
+        )
+        return opened.drop_vars(drop, errors="ignore")  # left out, as the request asks
+    except PipelineError:
+        raise
+    except Exception as exc:
+        raise CombineFailed(
+            f"Could not open the references of {url}: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def _order(datasets: list[xr.Dataset], urls: list[str], concat_dim: str) -> list[int]:
+    """Indices of the files sorted by their first concat value; refuses overlaps."""
+    firsts = []
+    for ds, url in zip(datasets, urls, strict=True):
+        values = ds[concat_dim].values
+        if values.size == 0:
+            raise CombineFailed(f"{url} has no steps along {concat_dim!r}.")
+        if values.size > 1 and not bool(np.all(values[1:] > values[:-1])):
+            raise CombineFailed(
+                f"{url}: the {concat_dim!r} values are not strictly increasing within the file."
+            )
+        firsts.append(values[0])
+    try:
+        order = sorted(range(len(datasets)), key=lambda i: (firsts[i], urls[i]))
+    except TypeError:  # e.g. cftime and numpy dates: the gate's calendar rule says more
+        raise CombineFailed(
+            f"The files' {concat_dim!r} values cannot be ordered together (different calendars "
+            "or types).",
+            remedy="Run `python -m devhost validate` on the source to find the odd file.",
+        ) from None
+    for a, b in pairwise(order):
+        last_a = datasets[a][concat_dim].values[-1]
+        first_b = datasets[b][concat_dim].values[0]
+        if not last_a < first_b:
+            raise CombineFailed(
+                f"{urls[a]} and {urls[b]} overlap along {concat_dim!r}: the first ends at "
+                f"{last_a}, the second starts at {first_b}.",
+                remedy="Remove the duplicate file (or the overlapping steps) from the source.",
+            )
+    return order
+
+
+def concatenate(
+    manifest: ScanManifest,
+    request: PipelineRequest,
+    settings: Settings,
+    storage: Storage,
+    memory: MemoryWatch | None = None,
+) -> xr.Dataset:
+    source = source_root(manifest, settings)
+    registry = storage.registry([source])
+
+    def load(info: ObjectInfo) -> dict[str, Any]:
+        try:
+            return load_references(info, settings, storage, group=manifest.group)
+        except PipelineError as exc:
+            if exc.retryable:
+                raise  # a storage fault: the orchestrator retries the activity
+            raise CombineFailed(
+                f"The references of {info.url} are missing or unreadable ({exc.message}).",
+                remedy="Run the generate stage for this file again.",
+            ) from exc
+
+    memory = memory or MemoryWatch(settings.memory_limit_bytes, "combine")
+    datasets = []
+    with ThreadPoolExecutor(READ_WORKERS) as pool:  # documents are read ahead, opened one by one
+        for count, document in enumerate(pool.map(load, manifest.files), start=1):
+            datasets.append(
+                open_virtual(document, registry, request.concat_dim, request.drop_variables)
+            )
+            if count % 100 == 0:
+                memory.check(
+                    f"after opening {count:,} of {len(manifest.files):,} files' references"
+                )
+    urls = [info.url for info in manifest.files]
+    order = _order(datasets, urls, request.concat_dim)
+    memory.check(f"before concatenating {len(datasets):,} files")
+    try:
+        combined = xr.concat(
+            [datasets[i] for i in order],
+            dim=request.concat_dim,
+            data_vars="minimal",
+            coords="minimal",
+            compat="override",
+            combine_attrs="override",
+            join="exact",
+        )
+        return encodable_times(combined, request.concat_dim)
+    except PipelineError:
+        raise
+    except Exception as exc:
+        raise CombineFailed(
+            f"Concatenating {len(datasets)} files along {request.concat_dim!r} failed: "
+            f"{type(exc).__name__}: {exc}",
+            remedy="Run `python -m devhost validate` on the source to find the odd file.",
+        ) from exc
+
+
+_CALENDAR_MONTHS = re.compile(
+    r"^\s*(months|years|common_months|common_years)\s+since\s+(.+)$", re.IGNORECASE
+)
+
+
+def encodable_times(dataset: xr.Dataset, concat_dim: str) -> xr.Dataset:
+    """Time in "months since" or "years since" (CF allows them in the 360_day calendar, where
+    a month is 30 days) decodes in xarray but cannot be encoded again: such a coordinate and
+    its bounds are stored in "days since" the same date, which decodes to the same dates."""
+    if concat_dim not in dataset.variables:
+        return dataset
+    names = [concat_dim, *(dataset[concat_dim].attrs.get(k) for k in ("bounds", "climatology"))]
+    names += [dataset[concat_dim].encoding.get(k) for k in ("bounds", "climatology")]
+    for name in {n for n in names if isinstance(n, str) and n in dataset.variables}:
+        encoding = dataset[name].encoding
+        found = _CALENDAR_MONTHS.match(str(encoding.get("units") or ""))
+        if found:
+            encoding["units"] = f"days since {found.group(2).strip()}"
+            encoding["dtype"] = np.dtype("float64")
+    return dataset
+
+
+def write_store(
+    combined: xr.Dataset,
+    target: Location,
+    store_format: str,
+    source: Location,
+    settings: Settings,
+    storage: Storage,
+) -> int:
+    """Write the store (replacing a previous write of the same run); returns bytes written."""
+    if store_format == "icechunk":
+        if _has_objects(storage, target):
+            storage.delete_prefix(target)
+        repo = create_icechunk_repository(target, virtual_container_prefix(source), settings)
+        session = repo.writable_session("main")
+        combined.vz.to_icechunk(session.store)
+        session.commit("virtual-zarr-pipeline: combined references")
+        return 0
+    refs = fix_kerchunk_refs(combined.vz.to_kerchunk(format="dict"))
+    if store_format == "kerchunk-json":
+        data = json.dumps(refs, separators=(",", ":")).encode()
+        storage.write(target, data, "application/json")
+        return len(data)
+    if _has_objects(storage, target):
+        storage.delete_prefix(target)
+    # Parquet is written to a temporary folder by kerchunk, then copied with our own client,
+    # so local and blob targets take the same path and no second storage client is needed.
+    with tempfile.TemporaryDirectory(prefix="refs-") as folder:
+        root = Path(folder) / "refs.parq"
+        root.mkdir()
+        refs_to_dataframe(refs, str(root))
+        written = 0
+        for path in sorted(p for p in root.rglob("*") if p.is_file()):
+            data = path.read_bytes()
+            storage.write(target.join(path.relative_to(root).as_posix()), data)
+            written += len(data)
+    return written
+
+
+def append_icechunk(
+    manifest: ScanManifest,
+    request: PipelineRequest,
+    target: Location,
+    settings: Settings,
+    storage: Storage,
+    memory: MemoryWatch,
+) -> int | None:
+    """Write the run's Icechunk store as the published version plus one commit that appends
+    the new files, when that gives the same store as recombining every file: the published
+    version is Icechunk along the same dimension, none of its files changed or went away,
+    and every new file comes after its last step. Returns the references appended, or None
+    (recombine). The published repository is copied, never written: each version stays its
+    own store, so a failed run leaves the published one untouched."""
+    if request.format != "icechunk" or request.options.get("full"):
+        return None
+    record = read_published(request.dataset_id, settings, storage)
+    if record is None or (record.get("format"), record.get("concat_dim")) != (
+        "icechunk",
+        request.concat_dim,
+    ):
+        return None
+    published = {
+        f.url: f.etag for f in load_manifest(record["manifest_url"], settings, storage).files
+    }
+    current = {f.url: f.etag for f in manifest.files}
+    if any(current.get(url) != etag for url, etag in published.items()):
+        return None  # a file changed or went away: only a recombined store is right
+    new = tuple(f for f in manifest.files if f.url not in published)
+    if not new:
+        return None
+    base = parse_location(record["store_url"], settings, what="published store")
+    source = source_root(manifest, settings)
+    added = concatenate(
+        manifest.subset(new),
+        request,
+        settings,
+        storage,
+        memory,
+    )
+    with open_store(base, "icechunk", source, settings) as existing:
+        last = existing[request.concat_dim].values[-1]
+    first = added[request.concat_dim].values[0]
+    try:
+        extends = bool(first > last)
+    except TypeError:
+        extends = False
+    if not extends:
+        emit(
+            log,
+            "new files do not extend the published store: recombining",
+            stage="combine",
+            dataset=request.dataset_id,
+            first_new=str(first),
+        )
+        return None
+    if _has_objects(storage, target):
+        storage.delete_prefix(target)
+    for info in storage.list(base):
+        relative = info.url[len(base.url) + 1 :]
+        storage.write(target.join(relative), storage.read(base.join(relative)))
+    session = open_icechunk_repository(target, settings).writable_session("main")
+    added.vz.to_icechunk(session.store, append_dim=request.concat_dim)
+    session.commit(f"virtual-zarr-pipeline: append {len(new)} file(s) to {record['run_id']}")
+    emit(
+        log,
+        "appended to the published store",
+        stage="combine",
+        dataset=request.dataset_id,
+        base_run=record["run_id"],
+        files_appended=len(new),
+    )
+    return int(added.vz.nrefs())
+
+
+def _has_objects(storage: Storage, prefix: Location) -> bool:
+    return bool(storage.count_below(prefix, limit=1))
+
+
+def combine(
+    manifest_url: str,
+    request: PipelineRequest,
+    run_id: str,
+    settings: Settings,
+    storage: Storage | None = None,
+) -> CombineResult:
+    started = time.perf_counter()
+    storage = storage or Storage(settings)
+    manifest = load_manifest(manifest_url, settings, storage)
+    memory = MemoryWatch(settings.memory_limit_bytes, "combine")
+    layout = Layout.from_settings(settings)
+    target = layout.store(request.dataset_id, run_id, request.format)
+    source = source_root(manifest, settings)
+    reused = storage.exists(layout.verified_marker(request.dataset_id, run_id))
+    appended = None
+    if not reused:  # a store verified before (and maybe published) is never written again
+        with storage_faults(f"appending to the published store for {target.url}"):
+            appended = append_icechunk(manifest, request, target, settings, storage, memory)
+    store_bytes = 0
+    if appended is not None:
+        with (
+            storage_faults(f"opening the store {target.url}"),
+            open_store(target, request.format, source, settings) as opened,
+        ):
+            combined = opened
+            values = opened[request.concat_dim].values
+            reference_count = appended
+    else:
+        combined = concatenate(manifest, request, settings, storage, memory)
+        memory.check("after concatenating")
+        if not reused:
+            with storage_faults(f"writing the store {target.url}"):
+                store_bytes = write_store(
+                    combined, target, request.format, source, settings, storage
+                )
+        memory.check("after writing the store")
+        values = combined[request.concat_dim].values
+        reference_count = int(combined.vz.nrefs())
+    result = CombineResult(
+        store_url=target.url,
+        format=request.format,
+        run_id=run_id,
+        file_count=len(manifest.files),
+        concat_dim=request.concat_dim,
+        dims={str(k): int(v) for k, v in combined.sizes.items()},
+        variables=sorted(str(v) for v in combined.data_vars),
+        first=str(values[0]),
+        last=str(values[-1]),
+        reference_count=reference_count,
+        store_bytes=store_bytes,
+        seconds=time.perf_counter() - started,
+        peak_memory_bytes=memory.peak,
+        libraries=library_versions(),
+        mode="append" if appended is not None else "recombine",
+    )
+    emit(
+        log,
+        "combine done",
+        stage="combine",
+        dataset=request.dataset_id,
+        source_count=result.file_count,
+        concat_dim=request.concat_dim,
+        dims=result.dims,
+        store_url=result.store_url,
+        store_bytes=store_bytes,
+        seconds=round(result.seconds, 3),
+        peak_memory_bytes=result.peak_memory_bytes,
+        mode=result.mode,
+    )
+    return result

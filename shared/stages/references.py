@@ -1,0 +1,338 @@
+"""Generate: one file's virtual references, written to the work area.
+
+VirtualiZarr parses the file (HDF5/NetCDF4 with its HDF parser over a small-block reader,
+NetCDF3 classic with its NetCDF3 parser) into a ManifestGroup: per variable, the Zarr v3
+metadata and, per chunk, (url, offset, length). We serialise that group as our own small
+JSON document ("file references") instead of a per-file kerchunk file, because the
+kerchunk round trip loses information (a scalar variable's chunk key comes out as "crs/"
+and an unwritten scalar cannot be read back at all).
+
+Small arrays that the combine stage must *load* are inlined as their raw stored bytes:
+the concat dimension's coordinate and its bounds (so differing time units decode correctly,
+see docs/correctness.md), scalar variables (grid mappings) and other small dimension
+coordinates.
+Raw bytes keep the file's own encoding, so loading them decodes exactly as the source.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import time
+from dataclasses import dataclass
+from importlib.metadata import version
+from typing import Any
+
+import numpy as np
+from virtualizarr.manifests import ChunkManifest, ManifestArray, ManifestGroup
+from virtualizarr.manifests.manifest import INLINED_CHUNK_PATH, MISSING_CHUNK_PATH
+from virtualizarr.parsers import HDFParser, NetCDF3Parser
+from zarr.core.buffer import default_buffer_prototype
+from zarr.core.metadata import ArrayV3Metadata
+
+from shared.io.formats import describe_magic, sniff
+from shared.io.storage import ObjectInfo, Storage
+from shared.model.errors import PipelineError, ReferencesFailed
+from shared.model.jsonsafe import json_safe
+from shared.model.layout import Layout
+from shared.model.locations import Location, parse_location
+from shared.model.settings import Settings
+from shared.model.telemetry import emit
+from shared.stages.scan import ensure_unchanged, load_manifest
+
+log = logging.getLogger(__name__)
+
+DOCUMENT_KIND = "file-references"
+DOCUMENT_VERSION = 1
+LIBRARIES = ("virtualizarr", "zarr", "h5py", "numcodecs")
+
+
+def library_versions() -> dict[str, str]:
+    return {name: version(name) for name in LIBRARIES}
+
+
+def rebuild_salt() -> str:
+    """What a full run adds to its run id: the library versions it builds with."""
+    return ",".join(f"{name}={v}" for name, v in sorted(library_versions().items()))
+
+
+# -- building ---------------------------------------------------------------------------
+def build_references(
+    info: ObjectInfo,
+    settings: Settings,
+    storage: Storage,
+    *,
+    concat_dim: str = "time",
+    group: str | None = None,
+) -> dict[str, Any]:
+    """Parse one file and return its references document (not yet written)."""
+    location = parse_location(info.url, settings, what="source file")
+    ensure_unchanged(info, storage.head(location), "it was scanned")
+    if info.size == 0:
+        raise ReferencesFailed(f"{info.url} is empty (0 bytes); it has no variables to reference.")
+    reader = storage.reader(location, size=info.size)
+    head = reader.read(min(info.size, settings.read_block_size))
+    reader.seek(0)
+    file_format = sniff(head)
+    if file_format is None:
+        raise ReferencesFailed(
+            f"{info.url} is neither HDF5/NetCDF4 nor NetCDF3 classic; it looks like "
+            f"{describe_magic(head[:64])}."
+        )
+    if file_format == "hdf5":
+        parser: Any = HDFParser(group=group, reader_factory=lambda store, path: reader)
+    elif group:
+        raise ReferencesFailed(
+            f"{info.url} is NetCDF3 classic, which has no groups; the group {group!r} "
+            "cannot be read from it."
+        )
+    else:
+        parser = NetCDF3Parser()
+    registry = storage.registry([location])
+    try:
+        manifest_store = parser(location.url, registry)
+    except PipelineError:
+        raise
+    except Exception as exc:  # the parsers raise many types; name the file and the cause
+        raise ReferencesFailed(
+            f"Could not read the structure of {info.url}: {type(exc).__name__}: {exc}"
+        ) from exc
+    parsed: ManifestGroup = manifest_store._group
+    inline = _inline_candidates(parsed, concat_dim, settings.inline_max_bytes)
+    inlined = _read_inline_chunks(parsed, inline, location, storage)
+    # Before and after: a file rewritten while its header was being read is refused, so the
+    # offsets recorded here are offsets into the bytes that the ETag names.
+    ensure_unchanged(info, storage.head(location), "its references were read")
+    return {
+        "kind": DOCUMENT_KIND,
+        "version": DOCUMENT_VERSION,
+        "source": info.to_dict(),
+        "file_format": file_format,
+        **({"group": group} if group else {}),
+        "libraries": library_versions(),
+        "attributes": json_safe(dict(parsed.metadata.attributes)),
+        "arrays": {
+            name: _array_to_json(array, info.url, inlined.get(name, {}))
+            for name, array in parsed.arrays.items()
+        },
+    }
+
+
+def concat_bounds(group: Any, concat_dim: str) -> list[str]:
+    """The bounds and climatology variables of the concat coordinate (CF: they take its units
+    and calendar, so they must be decoded with it, per file)."""
+    coordinate = group.arrays.get(concat_dim)
+    if coordinate is None:
+        return []
+    attributes = coordinate.metadata.attributes or {}
+    names = [attributes.get(key) for key in ("bounds", "climatology")]
+    return [n for n in names if isinstance(n, str) and n in group.arrays]
+
+
+def _inline_candidates(group: ManifestGroup, concat_dim: str, limit: int) -> set[str]:
+    names = set(concat_bounds(group, concat_dim))
+    for name, array in group.arrays.items():
+        dims = tuple(array.metadata.dimension_names or ())
+        stored = int(array.manifest._lengths.sum())
+        is_dim_coord = len(dims) == 1 and dims[0] == name
+        if array.ndim == 0 or (is_dim_coord and (name == concat_dim or stored <= limit)):
+            names.add(name)
+    return names
+
+
+def _read_inline_chunks(
+    group: ManifestGroup, names: set[str], location: Location, storage: Storage
+) -> dict[str, dict[tuple[int, ...], bytes]]:
+    """Raw stored bytes of every chunk of the chosen arrays, fetched in one ranged call."""
+    wanted: list[tuple[str, tuple[int, ...], int, int]] = []
+    for name in sorted(names):
+        manifest = group.arrays[name].manifest
+        for index in np.ndindex(manifest.shape_chunk_grid):
+            path = str(manifest._paths[index])
+            if path in (MISSING_CHUNK_PATH, INLINED_CHUNK_PATH) or path != location.url:
+                continue
+            wanted.append(
+                (name, index, int(manifest._offsets[index]), int(manifest._lengths[index]))
+            )
+    data = storage.read_ranges(location, [w[2] for w in wanted], [w[3] for w in wanted])
+    out: dict[str, dict[tuple[int, ...], bytes]] = {}
+    for (name, index, _, _), chunk in zip(wanted, data, strict=True):
+        out.setdefault(name, {})[index] = chunk
+    return out
+
+
+def _array_to_json(
+    array: ManifestArray, source_url: str, inline: dict[tuple[int, ...], bytes]
+) -> dict[str, Any]:
+    manifest = array.manifest
+    paths = manifest._paths
+    inline = {**manifest._inlined, **inline}
+    grid = list(manifest.shape_chunk_grid)
+    offsets = manifest._offsets.copy()
+    lengths = manifest._lengths.copy()
+    flat_paths = [str(p) for p in paths.ravel()]
+    missing = np.array([p == MISSING_CHUNK_PATH for p in flat_paths], dtype=bool).reshape(
+        offsets.shape
+    )
+    offsets[missing] = 0  # a missing chunk's offset and length are uninitialised memory
+    lengths[missing] = 0
+    for index in inline:
+        flat = int(np.ravel_multi_index(index, manifest.shape_chunk_grid)) if grid else 0
+        flat_paths[flat] = INLINED_CHUNK_PATH
+    uniform = all(p in (source_url, MISSING_CHUNK_PATH, INLINED_CHUNK_PATH) for p in flat_paths)
+    metadata = array.metadata.to_buffer_dict(default_buffer_prototype())["zarr.json"]
+    return {
+        "zarr": json.loads(metadata.to_bytes()),
+        "grid": grid,
+        "offsets": [int(x) for x in offsets.ravel()],
+        "lengths": [int(x) for x in lengths.ravel()],
+        # Paths are stored only when some chunk lives outside this file (external links).
+        "paths": None if uniform else flat_paths,
+        "inline": {
+            ".".join(map(str, index)) or "0": base64.b64encode(chunk).decode()
+            for index, chunk in sorted(inline.items())
+        },
+    }
+
+
+# -- reading back ---------------------------------------------------------------------
+def manifest_group(document: dict[str, Any]) -> ManifestGroup:
+    """Rebuild the ManifestGroup a references document describes."""
+    if document.get("kind") != DOCUMENT_KIND or document.get("version") != DOCUMENT_VERSION:
+        raise ReferencesFailed(
+            f"Unrecognised references document (kind={document.get('kind')!r}, "
+            f"version={document.get('version')!r}); regenerate the references."
+        )
+    source_url = document["source"]["url"]
+    arrays = {
+        name: _array_from_json(entry, source_url) for name, entry in document["arrays"].items()
+    }
+    return ManifestGroup(arrays=arrays, attributes=document["attributes"])
+
+
+def _array_from_json(entry: dict[str, Any], source_url: str) -> ManifestArray:
+    metadata = ArrayV3Metadata.from_dict(entry["zarr"])
+    grid = tuple(entry["grid"])
+    offsets = np.asarray(entry["offsets"], dtype="uint64").reshape(grid)
+    lengths = np.asarray(entry["lengths"], dtype="uint64").reshape(grid)
+    inlined = {
+        tuple(int(i) for i in key.split(".")) if grid else (): base64.b64decode(value)
+        for key, value in entry["inline"].items()
+    }
+    if entry["paths"] is not None:
+        paths = np.asarray(entry["paths"], dtype=np.dtypes.StringDType()).reshape(grid)
+    else:
+        paths = np.where(lengths > 0, source_url, MISSING_CHUNK_PATH).astype(
+            np.dtypes.StringDType()
+        )
+        paths = paths.reshape(grid)
+    for index in inlined:
+        paths[index] = INLINED_CHUNK_PATH
+    manifest = ChunkManifest.from_arrays(
+        paths=paths, offsets=offsets, lengths=lengths, validate_paths=False, inlined=inlined
+    )
+    return ManifestArray(metadata=metadata, chunkmanifest=manifest)
+
+
+# -- the stage --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class GenerateBatch:
+    files: int
+    generated: int
+    reused: int
+    bytes_read: int
+    requests: int
+    reference_bytes: int
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def generate_file(
+    info: ObjectInfo,
+    settings: Settings,
+    storage: Storage,
+    *,
+    concat_dim: str = "time",
+    refresh: bool = False,
+    group: str | None = None,
+) -> tuple[Location, bool, int]:
+    """Write one file's references unless they already exist (or ``refresh``: a full run
+    writes them again); returns (location, reused, size)."""
+    target = Layout.from_settings(settings).references(info.url, info.etag, group)
+    if not refresh and storage.exists(target):
+        return target, True, 0
+    document = build_references(info, settings, storage, concat_dim=concat_dim, group=group)
+    data = json.dumps(document, separators=(",", ":"), allow_nan=False).encode()
+    storage.write(target, data, "application/json")
+    return target, False, len(data)
+
+
+def generate_batch(
+    manifest_url: str,
+    start: int,
+    stop: int,
+    settings: Settings,
+    *,
+    concat_dim: str = "time",
+    storage: Storage | None = None,
+    refresh: bool = False,
+) -> GenerateBatch:
+    """Generate references for manifest files [start, stop)."""
+    started = time.perf_counter()
+    storage = (storage or Storage(settings)).traced()
+    assert storage.trace is not None
+    manifest = load_manifest(manifest_url, settings, storage)
+    files = manifest.files[start:stop]
+    generated = reused = reference_bytes = 0
+    for info in files:
+        file_started = time.perf_counter()
+        _, was_reused, size = generate_file(
+            info, settings, storage, concat_dim=concat_dim, refresh=refresh, group=manifest.group
+        )
+        reused += was_reused
+        generated += not was_reused
+        reference_bytes += size
+        emit(
+            log,
+            "file references",
+            logging.DEBUG,
+            stage="generate",
+            dataset=manifest.dataset_id,
+            url=info.url,
+            reused=was_reused,
+            reference_bytes=size,
+            seconds=round(time.perf_counter() - file_started, 3),
+        )
+    batch = GenerateBatch(
+        files=len(files),
+        generated=generated,
+        reused=reused,
+        bytes_read=storage.trace.total_bytes,
+        requests=storage.trace.total_requests,
+        reference_bytes=reference_bytes,
+        seconds=time.perf_counter() - started,
+    )
+    emit(
+        log,
+        "generate batch done",
+        stage="generate",
+        dataset=manifest.dataset_id,
+        batch=[start, start + len(files)],
+        file_count=len(files),
+        reused=batch.reused,
+        bytes=batch.bytes_read,
+        reference_bytes=reference_bytes,
+        seconds=round(batch.seconds, 3),
+        libraries=library_versions(),
+    )
+    return batch
+
+
+def load_references(
+    info: ObjectInfo, settings: Settings, storage: Storage, *, group: str | None = None
+) -> dict[str, Any]:
+    location = Layout.from_settings(settings).references(info.url, info.etag, group)
+    return storage.read_json(location)

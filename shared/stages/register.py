@@ -1,0 +1,116 @@
+"""Register: describe the verified store as a STAC item and put it in the catalog."""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from shared.catalog.ledger import prune_versions, record_version, write_published
+from shared.catalog.stac import RegisterResult, build_item, register_item
+from shared.io.storage import Storage, storage_faults
+from shared.io.stores import open_store, virtual_container_prefix
+from shared.model.layout import digest
+from shared.model.locations import parse_location
+from shared.model.request import PipelineRequest
+from shared.model.settings import Settings
+from shared.model.telemetry import emit
+from shared.stages.combine import source_root
+from shared.stages.references import library_versions
+from shared.stages.scan import check_unchanged, load_manifest
+
+log = logging.getLogger(__name__)
+
+
+def register(
+    manifest_url: str,
+    request: PipelineRequest,
+    run_id: str,
+    store_url: str,
+    settings: Settings,
+    storage: Storage | None = None,
+    *,
+    approval: dict[str, Any] | None = None,
+    record: bool = True,
+) -> RegisterResult:
+    """Describe the verified store as the dataset's STAC item, make it the current version,
+    and (``record``) add it to the dataset's versions (shared.catalog.ledger) with its approval;
+    a rollback by unpublish re-registers an earlier version with ``record`` off."""
+    started = time.perf_counter()
+    storage = storage or Storage(settings)
+    manifest = load_manifest(manifest_url, settings, storage)
+    # The sources must still be the bytes the store points into (kerchunk has no checksum).
+    check_unchanged(manifest, settings, storage, "the store was built")
+    store = parse_location(store_url, settings, what="store")
+    now = datetime.now(UTC).isoformat()
+    source = source_root(manifest, settings)
+    with (
+        storage_faults(f"opening the store {store_url}"),
+        open_store(store, request.format, source, settings) as dataset,
+    ):
+        item = build_item(
+            dataset=dataset,
+            dataset_id=request.dataset_id,
+            collection_id=request.collection_id,
+            store=store,
+            store_format=request.format,
+            source_kind="local" if source.is_local else "blob",
+            settings=settings,
+            concat_dim=request.concat_dim,
+            virtual_chunk_prefix=(
+                virtual_container_prefix(source) if request.format == "icechunk" else None
+            ),
+            properties={
+                "run_id": run_id,
+                "source": manifest.source,
+                "source_file_count": len(manifest.files),
+                "source_bytes": manifest.total_bytes,
+                # a change to any source file (ETag) changes this digest
+                "source_etag_digest": digest(*(f"{f.url} {f.etag}" for f in manifest.files)),
+                "store_format": request.format,
+                "concat_dim": request.concat_dim,
+                "libraries": library_versions(),
+                "created": now,
+                "updated": now,
+                "version": run_id,
+            },
+        )
+    result = register_item(
+        item, collection_id=request.collection_id, settings=settings, storage=storage
+    )
+    published = write_published(
+        request=request,
+        run_id=run_id,
+        manifest_url=manifest_url,
+        listing_digest=manifest.digest,
+        file_count=len(manifest.files),
+        store_url=store_url,
+        item_url=result.item_url,
+        settings=settings,
+        storage=storage,
+    )
+    if record:
+        record_version(
+            request=request,
+            published=published,
+            properties={
+                "created": now,
+                "source_etag_digest": item.properties.get("pipeline:source_etag_digest"),
+                "approval": approval,
+            },
+            settings=settings,
+            storage=storage,
+        )
+    prune_versions(request.dataset_id, run_id, settings, storage)
+    emit(
+        log,
+        "register done",
+        stage="register",
+        dataset=request.dataset_id,
+        item_id=item.id,
+        item_url=result.item_url,
+        store_url=store_url,
+        seconds=round(time.perf_counter() - started, 3),
+    )
+    return result

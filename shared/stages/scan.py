@@ -1,0 +1,195 @@
+"""Scan: list the source files and record what each one is (size, ETag, last-modified).
+
+The manifest is the run's contract: every later stage works on exactly these files at
+exactly these ETags, and it travels between stages as a URL, never inline.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from shared.io.storage import ObjectInfo, Storage
+from shared.model.errors import (
+    EmptySource,
+    SourceChanged,
+    SourceNotFound,
+    SourceUnreadable,
+    TooManyFiles,
+)
+from shared.model.layout import Layout, digest
+from shared.model.locations import Location, check_local_source_file, parse_location
+from shared.model.request import PipelineRequest
+from shared.model.settings import Settings
+from shared.model.telemetry import emit
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ScanManifest:
+    dataset_id: str
+    source: str
+    patterns: tuple[str, ...]
+    files: tuple[ObjectInfo, ...]
+    # The HDF5/NetCDF4 group every stage reads ("/science"); None: the root group. It travels
+    # with the manifest, so each stage knows it, and it names every per-file artifact.
+    group: str | None = None
+
+    @property
+    def digest(self) -> str:
+        group = (f"group {self.group}",) if self.group else ()
+        files = (f"{f.url} {f.etag} {f.size}" for f in self.files)
+        return digest(self.dataset_id, *group, *files)
+
+    def subset(self, files: tuple[ObjectInfo, ...]) -> ScanManifest:
+        """The same manifest with other files (those of an incremental run)."""
+        return ScanManifest(self.dataset_id, self.source, self.patterns, files, self.group)
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(f.size for f in self.files)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": "scan-manifest",
+            "version": 1,
+            "dataset_id": self.dataset_id,
+            "source": self.source,
+            "patterns": list(self.patterns),
+            **({"group": self.group} if self.group else {}),
+            "file_count": len(self.files),
+            "total_bytes": self.total_bytes,
+            "files": [f.to_dict() for f in self.files],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ScanManifest:
+        return cls(
+            dataset_id=data["dataset_id"],
+            source=data["source"],
+            patterns=tuple(data["patterns"]),
+            files=tuple(ObjectInfo.from_dict(f) for f in data["files"]),
+            group=data.get("group"),
+        )
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    manifest_url: str
+    file_count: int
+    total_bytes: int
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "manifest_url": self.manifest_url,
+            "file_count": self.file_count,
+            "total_bytes": self.total_bytes,
+            "seconds": self.seconds,
+        }
+
+
+def list_source(
+    source: Location, patterns: tuple[str, ...], storage: Storage, max_files: int
+) -> list[ObjectInfo]:
+    """The matching files of a source prefix, or the one file a source names. A local file
+    reached through a symbolic link must lead where the source itself may be
+    (check_local_source_file)."""
+    if source.is_local:
+        from pathlib import Path
+
+        path = Path(source.path)
+        if path.is_file():
+            return [storage.head(source)]
+        if not path.is_dir():
+            if path.exists():
+                raise SourceUnreadable(
+                    f"The source {source.url} is neither a file nor a folder (a device, pipe "
+                    "or socket).",
+                    remedy="Give the folder that holds the NetCDF files.",
+                    url=source.url,
+                )
+            raise SourceNotFound(f"The source {source.url} does not exist.")
+    files = storage.list(source, patterns, limit=max_files)
+    if source.is_local:
+        for info in files:
+            check_local_source_file(info.url.removeprefix("file://"), storage.settings)
+    if not files and not source.is_local and source.path and storage.exists(source):
+        return [storage.head(source)]  # a blob URL naming one file
+    if len(files) > max_files:
+        raise TooManyFiles(
+            f"The source {source.url} holds more than {max_files} matching files; "
+            f"the limit (PIPELINE_MAX_FILES) is {max_files}."
+        )
+    if not files:
+        others = storage.count_below(source)
+        if others:
+            raise EmptySource(
+                f"No file under {source.url} matches {', '.join(patterns)}; found only "
+                f"{', '.join(others)}{' ...' if len(others) >= 5 else ''}."
+            )
+        raise EmptySource(f"There are no files under {source.url}.")
+    return files
+
+
+def scan(
+    request: PipelineRequest, settings: Settings, storage: Storage | None = None
+) -> ScanResult:
+    started = time.perf_counter()
+    storage = storage or Storage(settings)
+    source = parse_location(request.source, settings, what="source")
+    files = list_source(source, request.patterns, storage, settings.max_files)
+    manifest = ScanManifest(
+        request.dataset_id, source.url, request.patterns, tuple(files), request.group
+    )
+    location = Layout.from_settings(settings).manifest(request.dataset_id, manifest.digest)
+    storage.write_json(location, manifest.to_dict())
+    result = ScanResult(
+        location.url, len(files), manifest.total_bytes, time.perf_counter() - started
+    )
+    emit(
+        log,
+        "scan done",
+        stage="scan",
+        dataset=request.dataset_id,
+        source=source.url,
+        file_count=result.file_count,
+        bytes=result.total_bytes,
+        seconds=round(result.seconds, 3),
+    )
+    return result
+
+
+def load_manifest(url: str, settings: Settings, storage: Storage | None = None) -> ScanManifest:
+    storage = storage or Storage(settings)
+    return ScanManifest.from_dict(storage.read_json(parse_location(url, settings, what="manifest")))
+
+
+def ensure_unchanged(scanned: ObjectInfo, current: ObjectInfo, since: str) -> None:
+    """Raise SourceChanged, naming the file and both ETags, if the file is not the one scanned."""
+    if current.etag != scanned.etag or current.size != scanned.size:
+        raise SourceChanged(
+            f"{scanned.url} changed after {since}: ETag {scanned.etag!r} (size {scanned.size}) "
+            f"at scan, now {current.etag!r} (size {current.size}).",
+            url=scanned.url,
+            scanned_etag=scanned.etag,
+            current_etag=current.etag,
+        )
+
+
+def check_unchanged(
+    manifest: ScanManifest, settings: Settings, storage: Storage, since: str
+) -> None:
+    """HEAD every file of the manifest (in parallel) and refuse if any changed since the scan:
+    the last check before a store that references them is published."""
+
+    def current(info: ObjectInfo) -> ObjectInfo:
+        return storage.head(parse_location(info.url, settings, what="source file"))
+
+    with ThreadPoolExecutor(16) as pool:
+        for scanned, now in zip(manifest.files, pool.map(current, manifest.files), strict=True):
+            ensure_unchanged(scanned, now, since)

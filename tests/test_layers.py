@@ -1,0 +1,123 @@
+"""The structure holds: shared/ is layered (model < io < catalog < stages < ingest), no module
+imports a higher layer, no import cycle anywhere in the project's own code, the core never
+imports the triggers, the local host or the consumer side, and what is deployed never
+imports what is not. Read from the code itself (every import statement, module level and
+inside functions), so a new module is checked the day it is added."""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("shared", "activities", "api", "orchestrators", "devhost", "consumer")
+LAYERS = ("model", "io", "catalog", "stages", "ingest")  # lowest first
+DEPLOYED = ("function_app", "shared", "activities", "api", "orchestrators")
+NOT_DEPLOYED = ("devhost", "consumer", "tests", "bench")
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def modules() -> dict[str, Path]:
+    found = {"function_app": ROOT / "function_app.py"}
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            found[module_name(path)] = path
+    return found
+
+
+def imports(path: Path) -> Iterator[str]:
+    """Every module a file imports, at module level or inside a function."""
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            yield node.module
+            yield from (f"{node.module}.{alias.name}" for alias in node.names)
+
+
+def graph() -> dict[str, set[str]]:
+    """Our modules -> our modules they import."""
+    ours = modules()
+    return {
+        name: {target for target in imports(path) if target in ours and target != name}
+        for name, path in ours.items()
+    }
+
+
+def layer(name: str) -> int | None:
+    parts = name.split(".")
+    if parts[0] == "shared" and len(parts) > 2 and parts[1] in LAYERS:
+        return LAYERS.index(parts[1])
+    return None
+
+
+def test_every_core_module_sits_in_a_layer():
+    loose = [
+        name
+        for name in modules()
+        if name.startswith("shared.") and name.count(".") >= 1 and layer(name) is None
+        if name.split(".")[1] not in LAYERS
+    ]
+    assert loose == [], f"modules of shared/ outside the layers {LAYERS}: {loose}"
+
+
+def test_no_layer_imports_a_higher_one():
+    wrong = [
+        f"{source} imports {target}"
+        for source, targets in graph().items()
+        for target in targets
+        if (low := layer(source)) is not None and (high := layer(target)) is not None and high > low
+    ]
+    assert wrong == []
+
+
+def test_the_core_imports_no_trigger_no_host_and_no_consumer():
+    wrong = [
+        f"{source} imports {target}"
+        for source, targets in graph().items()
+        if source.startswith("shared")
+        for target in targets
+        if not target.startswith("shared")
+    ]
+    assert wrong == []
+
+
+def test_what_is_deployed_imports_nothing_that_is_not():
+    wrong = [
+        f"{source} imports {target}"
+        for source, targets in graph().items()
+        if source.split(".")[0] in DEPLOYED
+        for target in targets
+        if target.split(".")[0] in NOT_DEPLOYED
+    ]
+    assert wrong == []
+
+
+def test_there_is_no_import_cycle():
+    edges = graph()
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    cycles: list[list[str]] = []
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = 1
+        for target in sorted(edges.get(node, ())):
+            if state.get(target) == 1:
+                cycles.append([*path[path.index(target) :], target])
+            elif target not in state:
+                visit(target, [*path, target])
+        state[node] = 2
+
+    for start in sorted(edges):
+        if start not in state:
+            visit(start, [start])
+    assert cycles == [], "import cycles: " + "; ".join(" -> ".join(c) for c in cycles)
+
+
+def test_the_funcignore_keeps_what_is_not_deployed_out():
+    ignored = set((ROOT / ".funcignore").read_text().split())
+    assert set(NOT_DEPLOYED) <= ignored
