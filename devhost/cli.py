@@ -39,8 +39,8 @@ from devhost.releases import COMMANDS as RELEASE_COMMANDS
 from devhost.releases import add_release_parsers, release_command
 from devhost.start import add_start_parser, start_command
 from devhost.tiles import add_tiles_parser
-from shared.errors import PipelineError
-from shared.settings import Settings
+from shared.model.errors import PipelineError
+from shared.model.settings import Settings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -182,8 +182,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     level = logging.DEBUG if args.debug else logging.INFO if args.verbose else logging.WARNING
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    if args.command in ("run", "demo") and not (args.debug or args.verbose):
-        quiet_stage_failures()  # the command prints the error itself, with what to do
+    # run and demo print a failed stage's error themselves, with what to do
+    quiet = args.command in ("run", "demo") and not (args.debug or args.verbose)
+    with quiet_stage_failures(quiet):
+        return _dispatch(args)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     try:
         if args.command == "run":
             from devhost.commands import run_command

@@ -10,6 +10,8 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TextIO
 
 # Set by the command line for the host's worker processes: they install StageFailures too.
@@ -26,16 +28,33 @@ class StageFailures(logging.Filter):
         return not (failure and record.levelno >= logging.WARNING)
 
 
-def quiet_stage_failures() -> None:
-    """Install StageFailures on this process's log handlers, and ask the host's worker
-    processes (which inherit the environment) to do the same."""
+@contextmanager
+def quiet_stage_failures(enabled: bool = True) -> Iterator[None]:
+    """Inside: StageFailures on this process's log handlers, and the host's worker processes
+    (which inherit the environment) asked to do the same. Undone on the way out, so a command
+    run inside a longer-lived process (a test, a notebook) leaves its logging as it found it."""
+    if not enabled:
+        yield
+        return
+    saved = os.environ.get(QUIET_ENV)
     os.environ[QUIET_ENV] = "1"
-    install_stage_failures_filter()
+    installed = install_stage_failures_filter()
+    try:
+        yield
+    finally:
+        for handler, quiet in installed:
+            handler.removeFilter(quiet)
+        if saved is None:
+            os.environ.pop(QUIET_ENV, None)
+        else:
+            os.environ[QUIET_ENV] = saved
 
 
-def install_stage_failures_filter() -> None:
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(StageFailures())
+def install_stage_failures_filter() -> list[tuple[logging.Handler, StageFailures]]:
+    installed = [(handler, StageFailures()) for handler in logging.getLogger().handlers]
+    for handler, quiet in installed:
+        handler.addFilter(quiet)
+    return installed
 
 
 WIDTH = 28

@@ -1,5 +1,6 @@
 """The command line an operator uses: exit codes, and errors without tracebacks."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -7,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from devhost.cli import main
-from shared.samples import SampleSpec, truncate_copy, write_bytes, write_sample_files
+from devhost.samples import SampleSpec, truncate_copy, write_bytes, write_sample_files
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -182,3 +183,18 @@ def test_tiles_on_a_busy_port_says_so_before_printing_anything_else(tmp_path):
     assert f"cannot listen on 127.0.0.1:{port}" in done.stderr
     assert "Press Ctrl+C" not in done.stdout and "map of" not in done.stdout
     assert "Errno" not in done.stderr.replace("[Errno", "")
+
+
+def test_a_command_run_in_process_leaves_logging_as_it_found_it(tmp_path, capsys, monkeypatch):
+    """run and demo hide stage-failure records while they run (they print the error
+    themselves); afterwards the process's handlers and environment are as before, so the
+    records reach whatever logs them next (a test's caplog, a notebook)."""
+    import logging
+
+    from devhost.progress import QUIET_ENV, StageFailures
+
+    monkeypatch.delenv(QUIET_ENV, raising=False)
+    root = logging.getLogger()
+    assert main(["run", str(tmp_path), "--dataset", "Bad Id!"]) == 1
+    assert QUIET_ENV not in os.environ
+    assert not any(isinstance(f, StageFailures) for h in root.handlers for f in h.filters)

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from devhost.durable import DurableHost
-from shared.watch import WatchState
+from shared.ingest.watch import WatchState
 
 APP = "tests.watcher_test_app"
 WATCHER = "watch-ds"
@@ -188,7 +188,11 @@ def test_a_run_in_progress_is_never_replaced_and_the_uploads_run_after_it(watch:
     watch.flag("busy")
     watch.upload()
     watch.until("refused once", lambda: len(watch.calls("start_run")) >= 1)
-    assert watch.status().get("last_start", {}).get("started") is False
+    # the activity has answered; the watcher records the refusal in its next episode
+    watch.until(
+        "recorded the refusal",
+        lambda: (watch.status().get("last_start") or {}).get("started") is False,
+    )
     watch.until("refused twice", lambda: len(watch.calls("start_run")) >= 2)
     watch.flag("busy", on=False)
     watch.phase("running")
