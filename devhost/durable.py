@@ -39,7 +39,14 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    Executor,
+    Future,
+    ProcessPoolExecutor,
+    ThreadPoolExecutor,
+    wait,
+)
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -204,7 +211,7 @@ def index_app(module: str = "function_app") -> AppIndex:
 CLIENT = "durableClient"
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 _WORKER_MODULE = "function_app"
-_WORKER_LOOP: asyncio.AbstractEventLoop | None = None
+_WORKER_LOOPS = threading.local()  # one event loop per activity thread (one in a worker)
 
 
 def _worker_init(module: str, host_pid: int, parent_death_signal: bool) -> None:
@@ -246,7 +253,7 @@ def _die_with_host(host_pid: int, parent_death_signal: bool) -> None:
 
 
 def run_activity(
-    name: str, input_json: str | None, client_json: str | None = None
+    name: str, input_json: str | None, client_json: str | None = None, module: str | None = None
 ) -> tuple[bool, str, str]:
     """Run one activity the way the Python worker does: decode the input with the Durable
     ActivityTriggerConverter from a json Datum, give each Durable client parameter the
@@ -256,7 +263,7 @@ def run_activity(
     from azure.functions.durable_functions import ActivityTriggerConverter as Converter
     from azure.functions.meta import Datum
 
-    index = index_app(_WORKER_MODULE)
+    index = index_app(module or _WORKER_MODULE)
     function = index.activities.get(name)
     if function is None:
         return False, f"The activity '{name}' is not registered in the app.", ""
@@ -287,10 +294,10 @@ def _started() -> None:
 
 
 def _worker_loop() -> asyncio.AbstractEventLoop:
-    global _WORKER_LOOP
-    if _WORKER_LOOP is None:
-        _WORKER_LOOP = asyncio.new_event_loop()
-    return _WORKER_LOOP
+    loop: asyncio.AbstractEventLoop | None = getattr(_WORKER_LOOPS, "loop", None)
+    if loop is None:
+        loop = _WORKER_LOOPS.loop = asyncio.new_event_loop()
+    return loop
 
 
 # -- the host -----------------------------------------------------------------------------
@@ -306,8 +313,14 @@ class DurableHost:
         task_hub: str = "VirtualZarrPipeline",
         max_short_timer: timedelta = MAX_SHORT_TIMER,
         long_timer_interval: timedelta = LONG_TIMER_INTERVAL,
+        in_process: bool = False,
     ) -> None:
+        """``in_process`` runs activities on threads of this process instead of worker
+        processes: the same orchestrator replay, the same activity functions and converter,
+        without the workers' start-up (for tests that drive many short runs). Process-level
+        behaviour (a worker that dies, HDF5's per-process lock) needs the default."""
         self.state_dir = Path(state_dir)
+        self.in_process = in_process
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.app_module = app_module
         self.workers = workers
@@ -330,7 +343,7 @@ class DurableHost:
         self._stop = threading.Event()
         self._held = threading.Event()
         self._thread: threading.Thread | None = None
-        self._pool: ProcessPoolExecutor | None = None
+        self._pool: Executor | None = None
         self._running: dict[Future[Any], int] = {}
 
     def _check_schema(self) -> None:
@@ -371,8 +384,16 @@ class DurableHost:
     def start(self) -> DurableHost:
         with self._tx() as db:  # activities that were running when the host died run again
             db.execute("UPDATE work SET state = 'queued' WHERE state = 'running'")
+        self._pool = self._start_pool()
+        self._thread = threading.Thread(target=self._loop, name="durable-host", daemon=True)
+        self._thread.start()
+        return self
+
+    def _start_pool(self) -> Executor:
+        if self.in_process:
+            return ThreadPoolExecutor(self.workers, thread_name_prefix="devhost-activity")
         main_thread = threading.current_thread() is threading.main_thread()
-        self._pool = ProcessPoolExecutor(
+        pool = ProcessPoolExecutor(
             max_workers=self.workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_worker_init,
@@ -383,10 +404,8 @@ class DurableHost:
             # is tied to the thread that starts a process, and the pool would otherwise start
             # them from the dispatcher thread, which ends before the pool is shut down.
             for _ in range(self.workers):
-                self._pool.submit(_started)
-        self._thread = threading.Thread(target=self._loop, name="durable-host", daemon=True)
-        self._thread.start()
-        return self
+                pool.submit(_started)
+        return pool
 
     def stop(self) -> None:
         self._stop.set()
@@ -1136,7 +1155,9 @@ class DurableHost:
                     (instance_id, task_id, name, time.time(), len((input_json or "").encode())),
                 )
         for work_id, _instance_id, _task_id, name, input_json in rows:
-            future = self._pool.submit(run_activity, name, input_json, self.client_binding)
+            future = self._pool.submit(
+                run_activity, name, input_json, self.client_binding, self.app_module
+            )
             future.add_done_callback(lambda _f: self._wake.set())
             self._running[future] = work_id
         return bool(rows)

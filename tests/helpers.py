@@ -8,6 +8,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -20,7 +21,9 @@ from typing import Any
 import xarray as xr
 
 from devhost.durable import DurableHost
+from devhost.local import exported
 from devhost.samples import open_collection
+from shared.model.errors import PipelineError
 from shared.model.plan import PipelineInput, RunPolicy, instance_id_for
 from shared.model.request import PipelineRequest
 from shared.model.settings import Settings
@@ -30,6 +33,91 @@ from shared.stages.scan import ScanResult, scan
 def open_sources(paths: list[Path]) -> xr.Dataset:
     """What a user gets from xarray itself: the reference answer every store must equal."""
     return open_collection(paths).load()
+
+
+@dataclass(frozen=True)
+class Run:
+    """A run that succeeded, as the pipeline orchestrator's output describes it."""
+
+    output: dict[str, Any]
+    instance_id: str
+
+    @property
+    def run_id(self) -> str:
+        return self.output["run_id"]
+
+    @property
+    def status(self) -> str:
+        return self.output["phase"]
+
+    @property
+    def stages(self) -> dict[str, dict[str, Any]]:
+        return self.output["stages"]
+
+    @property
+    def store(self) -> dict[str, Any]:
+        """What combine built: mode, bytes, references, dims, peak memory."""
+        return self.output["store"]
+
+    @property
+    def errors(self) -> list[dict[str, str]]:
+        return self.output["errors"]
+
+    @property
+    def total_bytes(self) -> int:
+        return self.output["files"]["bytes"]
+
+    def _output(self, key: str) -> str:
+        return self.output["outputs"].get(key, "")
+
+    manifest_url = property(lambda self: self._output("manifest_url"))
+    gate_report_url = property(lambda self: self._output("gate_report_url"))
+    store_url = property(lambda self: self._output("store_url"))
+    item_url = property(lambda self: self._output("item_url"))
+    catalog_url = property(lambda self: self._output("catalog_url"))
+    report_url = property(lambda self: self._output("run_report"))
+    summary_url = property(lambda self: self._output("run_summary"))
+
+
+def run_pipeline(
+    request: PipelineRequest,
+    settings: Settings,
+    *,
+    batch_size: int | None = None,
+    timeout: float = 300,
+) -> Run:
+    """One run through the real pipeline orchestrator (the Durable SDK's replay on devhost,
+    activities on threads of this process), as the HTTP starter starts it. Returns the
+    finished run; a failed run raises the PipelineError its status names, with the run
+    report and, when the gate stopped it, the gate report in its context."""
+    if batch_size is not None:
+        settings = settings.with_changes(batch_size=batch_size)
+    instance_id = instance_id_for(request.dataset_id)
+    run = PipelineInput(request, RunPolicy.from_request(request, settings))
+    with (
+        tempfile.TemporaryDirectory(prefix="devhost-state-") as state,
+        exported(settings),
+        DurableHost(state, in_process=True) as host,
+    ):
+        host.start_new("pipeline", instance_id, json.dumps(run.to_dict()))
+        durable = host.wait_for(instance_id, timeout=timeout)
+    if durable["runtimeStatus"] == "Completed":
+        return Run(durable["output"], instance_id)
+    status = durable.get("customStatus") or {}
+    if not isinstance(status, dict) or not status.get("error"):
+        raise AssertionError(f"the orchestration ended {durable['runtimeStatus']}: {durable}")
+    outputs = status.get("outputs") or {}
+    context: dict[str, Any] = {"instance_id": instance_id, "errors": status.get("errors") or []}
+    for key in ("run_report", "run_summary"):
+        if outputs.get(key):
+            context[key] = outputs[key]
+    if outputs.get("gate_report_url"):
+        context["gate"] = {
+            "report_url": outputs["gate_report_url"],
+            "summary_url": outputs.get("gate_summary_url"),
+            "first_errors": status.get("errors") or [],
+        }
+    raise PipelineError.from_dict({**status["error"], "context": context})
 
 
 def scanned(source: str, settings: Settings, **fields) -> tuple[PipelineRequest, ScanResult]:

@@ -17,7 +17,6 @@ import pytest
 from fastapi.testclient import TestClient
 
 from consumer.tiles import configure, create_app
-from devhost.runner import run_pipeline
 from devhost.samples import SampleSpec, write_sample_files
 from shared.io.storage import Storage
 from shared.model.errors import CorruptChunk, SourceChanged, StorageUnavailable, describe
@@ -30,6 +29,7 @@ from shared.stages.references import generate_batch
 from shared.stages.scan import load_manifest, scan
 from shared.stages.validate import validate_batch
 from shared.stages.verify import decode_failure, verify
+from tests.helpers import run_pipeline
 
 SPEC = SampleSpec(files=3, lat=18, lon=36)
 KERCHUNK = ["kerchunk-json", "kerchunk-parquet"]

@@ -30,7 +30,6 @@ from azure.storage.blob import BlobServiceClient
 
 from consumer.reader import open_item
 from devhost.durable import DurableHost
-from devhost.runner import run_pipeline
 from devhost.samples import SampleSpec, write_sample_files
 from shared.io.storage import Storage
 from shared.io.stores import open_icechunk_repository
@@ -41,7 +40,7 @@ from shared.model.request import PipelineRequest
 from shared.model.settings import AZURITE_ACCOUNT, AZURITE_KEY, Settings, StorageAccount
 from shared.stages.verify import verify
 from tests.fault_proxy import FAULT_KINDS, FaultPlan, FaultProxy
-from tests.helpers import open_sources
+from tests.helpers import open_sources, run_pipeline
 
 pytestmark = pytest.mark.azurite
 

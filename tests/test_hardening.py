@@ -10,7 +10,6 @@ import pytest
 import xarray as xr
 
 from consumer.reader import open_item, read_item
-from devhost.runner import run_pipeline
 from devhost.samples import SampleSpec, open_collection, write_sample_files
 from shared.io.memory import MemoryLimitExceeded
 from shared.model.errors import SourceChanged
@@ -23,7 +22,7 @@ from shared.stages.register import register
 from shared.stages.scan import load_manifest, scan
 from shared.stages.validate import validate_batch
 from shared.stages.verify import verify
-from tests.helpers import HostProcess
+from tests.helpers import HostProcess, run_pipeline
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = SampleSpec(files=3, lat=6, lon=10)

@@ -13,14 +13,13 @@ import xarray as xr
 
 from consumer.reader import open_item, read_item
 from devhost.durable import DurableHost
-from devhost.runner import run_pipeline
 from devhost.samples import SampleSpec, write_sample_files
 from shared.io.stores import open_icechunk_repository
 from shared.model.layout import Layout
 from shared.model.locations import parse_location
 from shared.model.request import FORMATS, PipelineRequest
 from shared.model.settings import Settings
-from tests.helpers import durable_host, open_sources, submit
+from tests.helpers import durable_host, open_sources, run_pipeline, submit
 
 SPEC = SampleSpec(files=4, lat=6, lon=10)
 
@@ -215,6 +214,6 @@ def test_time_bounds_with_per_file_units_stay_right_when_a_file_is_added(
     (source / paths[2].name).write_bytes(paths[2].read_bytes())
     report = run_pipeline(request, local_settings)
     if store_format == "icechunk":
-        assert report.stages["combine"]["mode"] == "append", report.stages["combine"]
+        assert report.store["mode"] == "append", report.store
     with open_item(report.item_url, local_settings) as published:
         xr.testing.assert_identical(published.load(), open_sources(sorted(source.glob("*.nc"))))

@@ -10,10 +10,9 @@ import pytest
 import xarray as xr
 
 from consumer.reader import open_item
-from devhost.runner import run_pipeline
 from devhost.samples import SampleSpec, write_bytes, write_sample_files
 from shared.model.request import PipelineRequest
-from tests.helpers import durable_host, open_sources, submit
+from tests.helpers import durable_host, open_sources, run_pipeline, submit
 
 SPEC = SampleSpec(files=5, lat=6, lon=10)
 

@@ -7,12 +7,11 @@ import pytest
 import xarray as xr
 
 from consumer.reader import open_item, read_item
-from devhost.runner import run_pipeline
 from devhost.samples import SampleSpec, truncate_copy, write_bytes, write_sample_files
 from shared.io.storage import Storage
 from shared.model.errors import EmptySource, SourceNotFound, UnsuitableCollection
 from shared.model.request import FORMATS, PipelineRequest
-from tests.helpers import open_sources, stores_written
+from tests.helpers import open_sources, run_pipeline, stores_written
 
 SPEC = SampleSpec(files=3, steps_per_file=2, time_chunk=1, lat=12, lon=20)
 

@@ -8,10 +8,9 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from devhost.runner import run_pipeline
 from devhost.samples import SampleSpec, write_sample_files
 from shared.model.request import PipelineRequest
-from tests.helpers import HostProcess
+from tests.helpers import HostProcess, run_pipeline
 
 
 def test_a_killed_host_resumes_without_redoing_finished_activities(tmp_path, local_settings):

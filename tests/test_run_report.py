@@ -11,7 +11,6 @@ import pytest
 
 import activities.stages as stages
 from devhost.commands import print_summary
-from devhost.runner import run_pipeline
 from devhost.samples import SampleSpec, write_bytes, write_sample_files
 from shared.io.storage import ObjectInfo
 from shared.model.errors import UnsuitableCollection
@@ -19,6 +18,7 @@ from shared.model.layout import Layout
 from shared.model.request import PipelineRequest
 from shared.stages.runreport import FileVerdict, render_run_report
 from shared.stages.scan import ScanManifest
+from tests.helpers import run_pipeline
 
 SPEC = SampleSpec(files=3, lat=6, lon=10)
 STAGES = ("scan", "validate", "gate", "generate", "combine", "verify", "register")
@@ -64,9 +64,9 @@ def test_a_successful_run_writes_a_report_beside_the_store_naming_every_file(
         assert re.search(rf"^\| {stage} \| \d+\.\d\d \|$", text, re.MULTILINE), stage
     assert "| **total** |" in text
     assert f"- STAC item: {report.item_url}" in text
-    gate = report.stages["gate"]
-    assert f"- gate report (JSON): {gate['report_url']}" in text
-    assert f"- gate report (Markdown): {gate['summary_url']}" in text
+    outputs = report.output["outputs"]
+    assert f"- gate report (JSON): {outputs['gate_report_url']}" in text
+    assert f"- gate report (Markdown): {outputs['gate_summary_url']}" in text
     assert f"- run report (JSON): {report.report_url}" in text
     assert "| store format | kerchunk-json |" in text
     assert "| store mode | recombine |" in text
@@ -176,7 +176,7 @@ def test_the_record_run_activity_writes_both_reports_and_returns_their_urls(
     Path(report.summary_url.removeprefix("file://")).unlink()
     for name, value in local_settings.to_env().items():
         monkeypatch.setenv(name, value)
-    status = report.to_status()
+    status = json.loads(json.dumps(report.output))  # the orchestrator's final status
     # A full run: its work manifest is the whole manifest, so every file was processed.
     status["outputs"]["work_manifest_url"] = status["outputs"]["manifest_url"]
     record_run = stages.record_run._function.get_user_function()

@@ -17,11 +17,10 @@ from fastapi.testclient import TestClient
 
 from consumer.reader import open_item
 from consumer.tiles import configure, create_app
-from devhost.runner import run_pipeline
 from devhost.samples import SampleSpec, write_sample_files
 from devhost.tiles import preview_query, write_preview
 from shared.model.request import FORMATS, PipelineRequest
-from tests.helpers import open_sources
+from tests.helpers import open_sources, run_pipeline
 
 SPEC = SampleSpec(files=3, lat=18, lon=36)
 PNG = b"\x89PNG\r\n\x1a\n"

@@ -17,7 +17,6 @@ import xarray as xr
 from obspec_utils.wrappers import RequestTrace
 
 from consumer.reader import open_item
-from devhost.runner import run_pipeline
 from devhost.samples import (
     SampleSpec,
     open_collection,
@@ -50,7 +49,7 @@ from shared.stages.validate import (
     validate_file,
 )
 from shared.stages.verify import verify
-from tests.helpers import scanned
+from tests.helpers import run_pipeline, scanned
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -35,6 +35,21 @@ class PipelineError(Exception):
             "context": self.context,
         }
 
+    @classmethod
+    def from_dict(cls, error: dict[str, Any]) -> PipelineError:
+        """The error a to_dict() described (an activity's answer, a run's status), as the
+        class of its code when that class is loaded in this process, else as a
+        PipelineError carrying the code."""
+        kind = _class_of(error.get("code") or "", PipelineError)
+        found = kind(
+            str(error.get("message") or ""),
+            remedy=error.get("remedy"),
+            **(error.get("context") or {}),
+        )
+        if kind is PipelineError or found.code != error.get("code"):
+            found.code = str(error.get("code") or PipelineError.code)  # type: ignore[misc]
+        return found
+
 
 class BadRequest(PipelineError):
     """The request itself is wrong (a field missing, of the wrong type, or out of range)."""
@@ -186,6 +201,16 @@ class DependencyMissing(PipelineError):
 class CatalogError(PipelineError):
     code = "catalog_failed"
     default_remedy = "Check that the catalog location is writable; the store itself was verified."
+
+
+def _class_of(code: str, base: type[PipelineError]) -> type[PipelineError]:
+    for kind in base.__subclasses__():
+        if kind.__dict__.get("code") == code:
+            return kind
+        found = _class_of(code, kind)
+        if found is not PipelineError:
+            return found
+    return PipelineError
 
 
 def describe(error: BaseException) -> dict[str, Any]:

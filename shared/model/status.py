@@ -56,7 +56,8 @@ class RunStatus:
     bytes_read: dict[str, int] = field(default_factory=dict)  # per stage: validate, generate
     batch: dict[str, Any] = field(default_factory=dict)  # {"stage", "current", "total"}
     errors: list[dict[str, str]] = field(default_factory=list)  # [{"url","code","message"}]
-    stages: dict[str, dict[str, Any]] = field(default_factory=dict)  # {"started","seconds"}
+    # {"started", "seconds"} and, on the stage that failed, "failed": true
+    stages: dict[str, dict[str, Any]] = field(default_factory=dict)
     outputs: dict[str, str] = field(default_factory=dict)
     # what combine built: {"mode", "bytes", "references", "dims", "peak_memory_bytes"}
     store: dict[str, Any] = field(default_factory=dict)
@@ -133,7 +134,8 @@ class RunStatus:
     def fail(self, error: dict[str, Any], now: datetime) -> None:
         self.end(now)
         self.error = {k: error.get(k) for k in ("code", "message", "remedy", "retryable")}
-        self.stages.setdefault(self.phase, {"started": now.isoformat(), "seconds": 0.0})
+        failed = self.stages.setdefault(self.phase, {"started": now.isoformat(), "seconds": 0.0})
+        failed["failed"] = True  # the stage that failed keeps its time, marked
         self.phase = "failed"
         self.estimate = {}
 

@@ -5,7 +5,7 @@ operator opens after a run, or after a failure at 3am: the outcome and what to d
 bytes read, the store, the time of every stage, links to every artifact, and a row for every
 file with its verdict and finding codes, so "which file, and why" needs no other document.
 
-It is built from the run's status (RunStatus.to_dict, or devhost.runner's equivalent), the
+It is built from the run's status (RunStatus.to_dict, the orchestrator's), the
 scan manifest and each file's stored validation report (keyed by URL and ETag, so files
 reused from the published version have theirs too). Of each report only the verdict, the
 finding codes and the first error are kept: 10,000 files make a page of about 1 MB, not the
