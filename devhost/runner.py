@@ -25,7 +25,7 @@ from shared.stages.references import generate_batch, rebuild_salt
 from shared.stages.register import register
 from shared.stages.runreport import summary_location, write_run_report
 from shared.stages.scan import load_manifest, scan
-from shared.stages.validate import validate_batch
+from shared.stages.validate.batch import validate_batch
 from shared.stages.verify import verify
 
 DEFAULT_BATCH_SIZE = 100
