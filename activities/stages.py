@@ -60,7 +60,7 @@ def scan_files(payload: Payload) -> dict[str, Any]:
 @bp.activity_trigger(input_name="payload")
 def validate_files(payload: Payload) -> dict[str, Any]:
     def run(settings: Settings) -> dict[str, Any]:
-        from shared.stages.validate import validate_batch
+        from shared.stages.validate.batch import validate_batch
 
         return validate_batch(
             payload["manifest_url"],

@@ -17,7 +17,8 @@ from shared.model.request import DEFAULT_PATTERNS, PipelineRequest
 from shared.model.settings import Settings
 from shared.stages.gate import check_collection
 from shared.stages.scan import list_source
-from shared.stages.validate import render_report, validate_file
+from shared.stages.validate.file import validate_file
+from shared.stages.validate.report import render_report
 
 EXIT_OK, EXIT_FAILED = 0, 1
 

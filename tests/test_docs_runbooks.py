@@ -186,8 +186,9 @@ def finding_codes() -> set[str]:
     codes: set[str] = set()
     built = re.compile(r'(?:\bFinding|CollectionFinding|_disagreement)\(\s*"([a-z][a-z0-9_]*)"')
     chosen = re.compile(r'"([a-z][a-z0-9_]*)",\s*\n\s*"(?:error|warning)"')
-    for name in ("validate.py", "gate.py"):
-        text = read(ROOT / "shared" / "stages" / name)
+    stages = ROOT / "shared" / "stages"
+    for path in [*sorted((stages / "validate").glob("*.py")), stages / "gate.py"]:
+        text = read(path)
         codes.update(built.findall(text))
         codes.update(chosen.findall(text))
     for row in table_rows(section(read(DOCS / "findings.md"), "Codes")):
@@ -310,7 +311,7 @@ def test_every_code_named_in_the_text_exists(page):
     assert not unknown, (
         f"{page.name} names {unknown} in backticks: neither an error code "
         "(shared/model/errors.py, shared/io/memory.py, ...), a finding code "
-        "(shared/stages/validate.py, shared/stages/gate.py, docs/findings.md), nor a "
+        "(shared/stages/validate/, shared/stages/gate.py, docs/findings.md), nor a "
         "documented field or key"
     )
 

@@ -1,7 +1,7 @@
 """The gate: after every file is validated and before any reference is generated, decide
 whether this collection can be combined into a store that reads back exactly right.
 
-It reads every file's report (shared/stages/validate.py) and applies two kinds of rules:
+It reads every file's report (shared/stages/validate/) and applies two kinds of rules:
 
 - per file: a file the readers cannot use (empty, not NetCDF, truncated, unknown filter, ...)
   makes the collection unsuitable;

@@ -27,7 +27,8 @@ from shared.model.layout import STORE_SUFFIX, Layout
 from shared.model.locations import Location
 from shared.model.settings import Settings
 from shared.stages.scan import ScanManifest, load_manifest
-from shared.stages.validate import FileReport, load_report
+from shared.stages.validate.batch import load_report
+from shared.stages.validate.model import FileReport
 
 log = logging.getLogger(__name__)
 

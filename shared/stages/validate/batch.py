@@ -1,0 +1,142 @@
+"""Validate a batch of a manifest's files, reusing the reports already stored for the same
+(url, ETag), and read a stored report back."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+
+from shared.io.storage import Storage
+from shared.model.errors import BadRequest, SourceNotFound
+from shared.model.layout import Layout
+from shared.model.locations import Location
+from shared.model.settings import Settings
+from shared.model.telemetry import emit
+from shared.stages.scan import load_manifest
+from shared.stages.validate.file import validate_file
+from shared.stages.validate.model import REPORT_VERSION, FileReport, ValidationBatch
+from shared.stages.validate.reading import traced_storage
+
+# One logger for the whole stage, named as before the stage became a package.
+log = logging.getLogger(__package__)
+
+# A batch's summary names the first few errors, each cut to so many characters.
+_SUMMARY_ERRORS = 5
+_SUMMARY_MESSAGE_CHARS = 400
+
+
+def validate_batch(
+    manifest_url: str,
+    start: int,
+    stop: int,
+    settings: Settings,
+    storage: Storage | None = None,
+    *,
+    refresh: bool = False,
+) -> ValidationBatch:
+    """Validate manifest files [start, stop), write each report, return a small summary.
+
+    A report already stored for (url, ETag) is reused (activities run at least once), unless
+    ``refresh`` (a full run: after a library upgrade, validate with the new code)."""
+    started = time.perf_counter()
+    storage = storage or Storage(settings)
+    manifest = load_manifest(manifest_url, settings, storage)
+    if start < 0 or stop < start:
+        raise BadRequest(f"The batch [{start}, {stop}) of {manifest_url} is not a valid range.")
+    files = manifest.files[start:stop]
+    layout = Layout.from_settings(settings)
+    reading, _ = traced_storage(storage)
+    verdicts: Counter[str] = Counter()
+    codes: Counter[str] = Counter()
+    errors: list[tuple[str, str, str]] = []
+    error_count = reused = bytes_read = requests = 0
+    for info in files:
+        file_started = time.perf_counter()
+        target = layout.report(info.url, info.etag, manifest.group)
+        report = None if refresh else _stored_report(target, storage)
+        was_reused = report is not None
+        if report is None:
+            report = validate_file(info, settings, reading, group=manifest.group)
+            storage.write_json(target, report.to_dict())
+            bytes_read += report.bytes_read
+            requests += report.requests
+        else:
+            reused += 1
+        verdicts[report.verdict] += 1
+        codes.update(f.code for f in report.findings)
+        for finding in report.errors:
+            error_count += 1
+            if len(errors) < _SUMMARY_ERRORS:
+                errors.append((info.url, finding.code, finding.message[:_SUMMARY_MESSAGE_CHARS]))
+        emit(
+            log,
+            "file validated",
+            logging.DEBUG,
+            stage="validate",
+            dataset=manifest.dataset_id,
+            url=info.url,
+            verdict=report.verdict,
+            codes=[f.code for f in report.findings],
+            bytes=0 if was_reused else report.bytes_read,
+            seconds=round(time.perf_counter() - file_started, 3),
+            reused=was_reused,
+        )
+    summary = ValidationBatch(
+        manifest_url=manifest_url,
+        start=start,
+        stop=start + len(files),
+        files=len(files),
+        reused=reused,
+        verdicts={v: verdicts[v] for v in ("suitable", "suitable_with_warnings", "unsuitable")},
+        findings=dict(sorted(codes.items())),
+        bytes_read=bytes_read,
+        requests=requests,
+        seconds=round(time.perf_counter() - started, 3),
+        errors=tuple(errors),
+        error_count=error_count,
+    )
+    emit(
+        log,
+        "validate batch done",
+        stage="validate",
+        dataset=manifest.dataset_id,
+        batch=[summary.start, summary.stop],
+        file_count=summary.files,
+        reused=summary.reused,
+        bytes=summary.bytes_read,
+        requests=summary.requests,
+        seconds=summary.seconds,
+        verdicts=summary.verdicts,
+        findings=summary.findings,
+    )
+    return summary
+
+
+def _stored_report(location: Location, storage: Storage) -> FileReport | None:
+    """The report already written at ``location``, or None (absent, unreadable or written by
+    an older set of rules: redo it)."""
+    try:
+        document = storage.read_json(location)
+        if document.get("version") != REPORT_VERSION:
+            return None
+        return FileReport.from_dict(document)
+    except SourceNotFound:
+        return None
+    except (ValueError, KeyError, TypeError, AttributeError):
+        log.warning("ignoring an unreadable stored report %s; validating again", location.url)
+        return None
+
+
+def load_report(
+    url: str,
+    etag: str,
+    settings: Settings,
+    storage: Storage | None = None,
+    *,
+    group: str | None = None,
+) -> FileReport:
+    """The stored report of one file at one ETag (raises SourceNotFound if there is none)."""
+    storage = storage or Storage(settings)
+    location = Layout.from_settings(settings).report(url, etag, group)
+    return FileReport.from_dict(storage.read_json(location))
