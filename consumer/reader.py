@@ -15,7 +15,7 @@ from typing import Any
 import pystac
 import xarray as xr
 
-from shared.catalog.stac import StorageStacIO
+from shared.catalog.stac.catalog import StorageStacIO
 from shared.io.storage import Storage
 from shared.io.stores import kerchunk_references, open_icechunk_repository, remote_filesystem
 from shared.model.errors import CatalogError

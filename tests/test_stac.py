@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import shutil
 from datetime import date, timedelta
@@ -678,3 +679,21 @@ def test_a_corrupt_catalog_document_is_a_catalog_error_naming_it(sample_dataset,
 def test_an_id_that_cannot_name_a_folder_is_refused(sample_dataset, local_settings):
     with pytest.raises(CatalogError, match="cannot name a catalog folder"):
         item_for(sample_dataset, local_settings, dataset_id="../escape")
+
+
+# -- the seam ------------------------------------------------------------------------------
+@pytest.mark.parametrize("builder", ["cf", "item"])
+def test_the_builders_import_neither_storage_nor_the_catalog_io(builder):
+    """What an item says is built apart from where it is written: the pure modules of
+    shared.catalog.stac import no I/O (shared.io) and not the catalog I/O module."""
+    path = Path(__file__).resolve().parent.parent / "shared" / "catalog" / "stac" / f"{builder}.py"
+    imported: list[str] = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            imported += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            imported.append(node.module)
+    io = [
+        name for name in imported if name.startswith(("shared.io", "shared.catalog.stac.catalog"))
+    ]
+    assert io == []

@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shared.catalog.ledger import prune_versions, record_version, write_published
-from shared.catalog.stac import RegisterResult, build_item, register_item
+from shared.catalog.stac.catalog import RegisterResult, register_item
+from shared.catalog.stac.item import build_item
 from shared.io.storage import Storage, storage_faults
 from shared.io.stores import open_store, virtual_container_prefix
 from shared.model.layout import digest

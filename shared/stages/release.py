@@ -15,7 +15,7 @@ from shared.catalog.ledger import (
     remove_run_store,
     write_versions,
 )
-from shared.catalog.stac import remove_item
+from shared.catalog.stac.catalog import remove_item
 from shared.io.storage import Storage
 from shared.model.errors import Conflict, NotFound, SourceChanged
 from shared.model.layout import Layout

@@ -1,0 +1,43 @@
+"""Register: describe the verified store as a STAC Item and add it to a static catalog.
+
+Pure builders apart from catalog I/O, as in stactools packages:
+
+- ``cf``: CF conventions -> STAC fields (footprint, time range, datacube dimensions and
+  variables), pure.
+- ``item``: ``build_item`` is pure: from the combined store opened with xarray it builds an
+  Item with the datacube extension (dimensions and variables), a footprint from the latitude
+  and longitude coordinates, the time range of the concat dimension, and one asset for the
+  store whose media type, roles and ``xarray:*`` fields let xarray-side tools open it.
+  It carries no credential, ever: readers bring their own. The catalog and collection as first
+  created, and a collection's extent, are built here too. No storage.
+- ``catalog``: ``register_item`` does the I/O: it adds (or replaces) the item in a
+  self-contained static catalog that lives wherever the settings say (a local folder or a blob
+  container), read and written through ``Storage`` by ``StorageStacIO``::
+
+      {catalog}/catalog.json
+      {catalog}/{collection}/collection.json
+      {catalog}/{collection}/{item}/{item}.json
+
+All links are relative, so the folder or container can be moved or served over HTTP as is.
+The collection's item links and extent are rebuilt from the item files present below it on
+every registration: registering the same dataset again replaces its item (never a
+duplicate), and a collection.json that lost an update heals on the next registration.
+
+The names other modules imported from the single module this package replaced are
+re-exported here, so ``from shared.catalog.stac import ...`` keeps working.
+"""
+
+from shared.catalog.stac.catalog import RegisterResult, StorageStacIO, register_item, remove_item
+from shared.catalog.stac.cf import coordinate_kind, normalize_longitudes, time_step
+from shared.catalog.stac.item import build_item
+
+__all__ = [
+    "RegisterResult",
+    "StorageStacIO",
+    "build_item",
+    "coordinate_kind",
+    "normalize_longitudes",
+    "register_item",
+    "remove_item",
+    "time_step",
+]
