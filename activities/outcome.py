@@ -10,12 +10,16 @@ from typing import Any
 from shared.model.errors import DependencyMissing, PipelineError, describe
 from shared.model.settings import Settings
 from shared.model.telemetry import emit, run_context
+from shared.model.wire import Wire, failure, success
+
+# What a stage call returns: a typed answer (shared.model.wire) or a stage result's to_dict().
+Result = Wire | Mapping[str, Any]
 
 log = logging.getLogger(__name__)
 
 
 def outcome(
-    stage: str, run: Callable[[Settings], dict[str, Any]], payload: Mapping[str, Any]
+    stage: str, run: Callable[[Settings], Result], payload: Mapping[str, Any]
 ) -> dict[str, Any]:
     """Run one stage call: {"ok": True, **result}, or {"ok": False, "error": ...} for a
     failure that trying again cannot fix. A retryable failure is raised, so the
@@ -34,7 +38,7 @@ def run_of(payload: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _outcome(stage: str, run: Callable[[Settings], dict[str, Any]]) -> dict[str, Any]:
+def _outcome(stage: str, run: Callable[[Settings], Result]) -> dict[str, Any]:
     started = time.perf_counter()
     try:
         result = run(Settings.from_env())
@@ -49,7 +53,7 @@ def _outcome(stage: str, run: Callable[[Settings], dict[str, Any]]) -> dict[str,
             code=exc.code,
             url=exc.context.get("url"),
         )
-        return {"ok": False, "error": describe(exc)}
+        return failure(describe(exc))
     except ImportError as exc:  # a broken install: say which module, never retry
         error = DependencyMissing(
             f"The {stage} activity cannot run: the module {exc.name or exc!s} failed to import "
@@ -57,10 +61,10 @@ def _outcome(stage: str, run: Callable[[Settings], dict[str, Any]]) -> dict[str,
             module=exc.name,
         )
         emit(log, str(error), logging.ERROR, code=error.code, dependency=exc.name)
-        return {"ok": False, "error": error.to_dict()}
+        return failure(error.to_dict())
     except Exception as exc:  # a bug: never retried, reported with its type and message
         log.exception("%s failed with an unexpected error", stage)
         emit(log, f"{stage} failed: internal error", logging.ERROR, code="internal_error")
-        return {"ok": False, "error": describe(exc)}
+        return failure(describe(exc))
     emit(log, "activity done", logging.DEBUG, seconds=round(time.perf_counter() - started, 3))
-    return {"ok": True, **result}
+    return success(result)

@@ -4,8 +4,8 @@ They take a Durable client binding (an activity may, like any function), so that
 starts runs the one way the HTTP starter does: a client start under the rule of api/runs.py.
 A client that cannot reach the Durable API raises, and the watcher's retry options apply.
 
-    start_run   {"run": PipelineInput}  -> {"ok": true, "instance_id", "started", "runtime_status"}
-    run_status  {"instance_id"}         -> {"ok": true, "runtime_status", "finished", "phase", ...}
+    start_run   StartRunInput   -> StartRunAnswer   (shared.model.wire)
+    run_status  RunStatusInput  -> RunStatusAnswer
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import azure.durable_functions as df
 from activities.stages import Payload
 from api.runs import run_state
 from api.runs import start_run as start_pipeline_run
-from shared.model.plan import PipelineInput
 from shared.model.telemetry import run_context
+from shared.model.wire import RunStatusInput, StartRunInput, success
 
 bp = df.Blueprint()
 
@@ -26,15 +26,15 @@ bp = df.Blueprint()
 @bp.activity_trigger(input_name="payload")
 @bp.durable_client_input(client_name="client")
 async def start_run(payload: Payload, client: df.DurableOrchestrationClient) -> dict[str, Any]:
-    run = PipelineInput.from_dict(payload["run"])
-    with run_context(
-        stage="watch", dataset=run.request.dataset_id, instance_id=payload.get("instance_id")
-    ):
-        started = await start_pipeline_run(client, run)
-    return {"ok": True, **started.to_dict()}
+    given = StartRunInput.from_dict(payload)
+    dataset = given.run.request.dataset_id
+    with run_context(stage="watch", dataset=dataset, instance_id=given.instance_id):
+        started = await start_pipeline_run(client, given.run)
+    return success(started)
 
 
 @bp.activity_trigger(input_name="payload")
 @bp.durable_client_input(client_name="client")
 async def run_status(payload: Payload, client: df.DurableOrchestrationClient) -> dict[str, Any]:
-    return {"ok": True, **await run_state(client, payload["run_instance_id"])}
+    given = RunStatusInput.from_dict(payload)
+    return success(await run_state(client, given.run_instance_id))

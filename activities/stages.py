@@ -22,6 +22,18 @@ import azure.durable_functions as df
 from activities.outcome import outcome
 from shared.model.settings import Settings
 from shared.model.sizing import heavy_slot
+from shared.model.wire import (
+    ChangesInput,
+    CombineInput,
+    FilesInput,
+    GateInput,
+    RecordAnswer,
+    RecordInput,
+    RegisterInput,
+    RunPlan,
+    ScanInput,
+    VerifyInput,
+)
 
 bp = df.Blueprint()
 
@@ -34,25 +46,12 @@ Payload = dict
 
 @bp.activity_trigger(input_name="payload")
 def scan_files(payload: Payload) -> dict[str, Any]:
-    def run(settings: Settings) -> dict[str, Any]:
+    def run(settings: Settings) -> RunPlan:
         from shared.io.storage import Storage
-        from shared.model.layout import run_id_for
-        from shared.model.request import PipelineRequest
-        from shared.stages.increment import plan_increment
-        from shared.stages.references import rebuild_salt
-        from shared.stages.scan import load_manifest, scan
+        from shared.stages.increment import plan_run
 
-        request = PipelineRequest.from_dict(payload["request"])
-        storage = Storage(settings)
-        scanned = scan(request, settings, storage)
-        manifest = load_manifest(scanned.manifest_url, settings, storage)
-        increment = plan_increment(manifest, scanned.manifest_url, request, settings, storage)
-        rebuild = rebuild_salt() if request.options.get("full") else ""
-        return {
-            **scanned.to_dict(),
-            **increment.to_dict(),
-            "run_id": run_id_for(manifest.digest, request.format, request.concat_dim, rebuild),
-        }
+        given = ScanInput.from_dict(payload)
+        return plan_run(given.request, settings, Storage(settings))
 
     return outcome("scan", run, payload)
 
@@ -62,12 +61,9 @@ def validate_files(payload: Payload) -> dict[str, Any]:
     def run(settings: Settings) -> dict[str, Any]:
         from shared.stages.validate.batch import validate_batch
 
+        given = FilesInput.from_dict(payload)
         return validate_batch(
-            payload["manifest_url"],
-            payload["start"],
-            payload["stop"],
-            settings,
-            refresh=bool(payload.get("refresh")),
+            given.manifest_url, given.start, given.stop, settings, refresh=given.refresh
         ).to_dict()
 
     return outcome("validate", run, payload)
@@ -78,13 +74,14 @@ def gate_files(payload: Payload) -> dict[str, Any]:
     def run(settings: Settings) -> dict[str, Any]:
         from shared.stages.gate import gate
 
+        given = GateInput.from_dict(payload)
         return gate(
-            payload["manifest_url"],
+            given.manifest_url,
             settings,
-            concat_dim=payload["concat_dim"],
-            store_format=payload["format"],
-            drop_variables=payload.get("drop_variables") or (),
-            static_differs=payload.get("static_differs") or "refuse",
+            concat_dim=given.concat_dim,
+            store_format=given.format,
+            drop_variables=given.drop_variables,
+            static_differs=given.static_differs,
         ).to_dict()
 
     return outcome("gate", run, payload)
@@ -95,13 +92,14 @@ def generate_files(payload: Payload) -> dict[str, Any]:
     def run(settings: Settings) -> dict[str, Any]:
         from shared.stages.references import generate_batch
 
+        given = FilesInput.from_dict(payload)
         return generate_batch(
-            payload["manifest_url"],
-            payload["start"],
-            payload["stop"],
+            given.manifest_url,
+            given.start,
+            given.stop,
             settings,
-            concat_dim=payload["concat_dim"],
-            refresh=bool(payload.get("refresh")),
+            concat_dim=given.concat_dim,
+            refresh=given.refresh,
         ).to_dict()
 
     return outcome("generate", run, payload)
@@ -110,12 +108,11 @@ def generate_files(payload: Payload) -> dict[str, Any]:
 @bp.activity_trigger(input_name="payload")
 def combine_store(payload: Payload) -> dict[str, Any]:
     def run(settings: Settings) -> dict[str, Any]:
-        from shared.model.request import PipelineRequest
         from shared.stages.combine import combine
 
-        request = PipelineRequest.from_dict(payload["request"])
+        given = CombineInput.from_dict(payload)
         with heavy_slot("combine", settings.heavy_wait_seconds):
-            return combine(payload["manifest_url"], request, payload["run_id"], settings).to_dict()
+            return combine(given.manifest_url, given.request, given.run_id, settings).to_dict()
 
     return outcome("combine", run, payload)
 
@@ -125,15 +122,16 @@ def verify_store(payload: Payload) -> dict[str, Any]:
     def run(settings: Settings) -> dict[str, Any]:
         from shared.stages.verify import verify
 
+        given = VerifyInput.from_dict(payload)
         with heavy_slot("verify", settings.heavy_wait_seconds):
             return verify(
-                payload["manifest_url"],
-                payload["store_url"],
-                payload["format"],
-                payload["concat_dim"],
+                given.manifest_url,
+                given.store_url,
+                given.format,
+                given.concat_dim,
                 settings,
-                drop_variables=payload.get("drop_variables") or (),
-                static_differs=payload.get("static_differs") or "refuse",
+                drop_variables=given.drop_variables,
+                static_differs=given.static_differs,
             ).to_dict()
 
     return outcome("verify", run, payload)
@@ -142,17 +140,16 @@ def verify_store(payload: Payload) -> dict[str, Any]:
 @bp.activity_trigger(input_name="payload")
 def register_item(payload: Payload) -> dict[str, Any]:
     def run(settings: Settings) -> dict[str, Any]:
-        from shared.model.request import PipelineRequest
         from shared.stages.register import register
 
-        request = PipelineRequest.from_dict(payload["request"])
+        given = RegisterInput.from_dict(payload)
         return register(
-            payload["manifest_url"],
-            request,
-            payload["run_id"],
-            payload["store_url"],
+            given.manifest_url,
+            given.request,
+            given.run_id,
+            given.store_url,
             settings,
-            approval=payload.get("approval"),
+            approval=given.approval,
         ).to_dict()
 
     return outcome("register", run, payload)
@@ -164,11 +161,10 @@ def check_changes(payload: Payload) -> dict[str, Any]:
 
     def run(settings: Settings) -> dict[str, Any]:
         from shared.io.storage import Storage
-        from shared.model.request import PipelineRequest
         from shared.stages.increment import check_changes as check
 
-        request = PipelineRequest.from_dict(payload["request"])
-        return check(request, settings, Storage(settings)).to_dict()
+        given = ChangesInput.from_dict(payload)
+        return check(given.request, settings, Storage(settings)).to_dict()
 
     return outcome("watch", run, payload)
 
@@ -178,27 +174,11 @@ def record_run(payload: Payload) -> dict[str, Any]:
     """Write the run report twice: JSON in the work area for programs, and the Markdown page
     beside the store for people (shared.stages.runreport)."""
 
-    def run(settings: Settings) -> dict[str, Any]:
-        import logging
-
+    def run(settings: Settings) -> RecordAnswer:
         from shared.io.storage import Storage
-        from shared.model.errors import PipelineError
-        from shared.model.layout import Layout
-        from shared.stages.runreport import write_run_report
+        from shared.stages.runreport import record_run as record
 
-        dataset_id, run_id, status = payload["dataset_id"], payload["run_id"], payload["status"]
-        storage = Storage(settings)
-        location = Layout.from_settings(settings).run_report(dataset_id, run_id)
-        storage.write_json(location, {"kind": "run-report", **status})
-        summary = None
-        try:
-            summary = write_run_report(dataset_id, run_id, status, settings, storage).url
-        except PipelineError as exc:
-            if exc.retryable:
-                raise
-            # The JSON is the record: a store root that cannot be written (the run may have
-            # failed for that very reason) must not lose it for the page's sake.
-            logging.getLogger(__name__).warning("run summary not written: %s", exc)
-        return {"run_report": location.url, "run_summary": summary}
+        given = RecordInput.from_dict(payload)
+        return record(given.dataset_id, given.run_id, given.status, settings, Storage(settings))
 
     return outcome("record", run, payload)

@@ -20,11 +20,11 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from api.runs import IN_PROGRESS, runtime_status
-from orchestrators.watcher import EVENT, watcher_id
+from orchestrators.watcher import EVENT
 from shared.ingest.datasets import DatasetConfig, load_registry
 from shared.ingest.events import decide
 from shared.ingest.watch import WatchState
-from shared.model.plan import RunPolicy
+from shared.model.plan import RunPolicy, watcher_instance_id
 from shared.model.settings import Settings
 from shared.model.telemetry import emit
 
@@ -63,7 +63,7 @@ async def blob_created(event: func.EventGridEvent, client: df.DurableOrchestrati
         emit(log, f"event ignored: {decision.message}", level, **decision.log_fields())
         return
     config = watcher_config(decision.dataset, settings)
-    instance_id = watcher_id(decision.dataset.dataset_id)
+    instance_id = watcher_instance_id(decision.dataset.dataset_id)
     if runtime_status(await client.get_status(instance_id)) not in IN_PROGRESS:
         try:
             await client.start_new(WATCHER, instance_id, WatchState(config=config).to_dict())

@@ -26,7 +26,7 @@ from api.runs import runtime_status, start_run
 from shared.io.health import dependency_report
 from shared.model.errors import PipelineError
 from shared.model.locations import parse_location, show_value
-from shared.model.plan import PipelineInput, RunPolicy
+from shared.model.plan import PipelineInput, RunPolicy, is_watcher_instance
 from shared.model.request import PipelineRequest
 from shared.model.settings import Settings
 from shared.model.status import pipeline_view, watcher_view
@@ -109,7 +109,7 @@ async def pipeline_status(
                 }
             },
         )
-    view = watcher_view if instance_id.startswith("watch-") else pipeline_view
+    view = watcher_view if is_watcher_instance(instance_id) else pipeline_view
     return _json(200, view(status.to_json()))
 
 

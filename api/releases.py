@@ -36,6 +36,7 @@ from shared.catalog.ledger import (
 from shared.io.storage import Storage
 from shared.model.errors import BadRequest, Conflict, NotFound, PipelineError
 from shared.model.locations import show_value
+from shared.model.plan import dataset_of, instance_id_for, is_pipeline_instance
 from shared.model.request import identifier, read_body
 from shared.model.settings import Settings
 from shared.model.status import AWAITING_APPROVAL
@@ -73,7 +74,7 @@ async def _decide(
     instance_id = req.route_params.get("instance_id", "")
     try:
         # Only pipeline instances, by their exact form: never pass anything else to the client.
-        exact = INSTANCE_ID.fullmatch(instance_id) and instance_id.startswith("pipeline-")
+        exact = INSTANCE_ID.fullmatch(instance_id) and is_pipeline_instance(instance_id)
         status = await client.get_status(instance_id) if exact else None
         if status is None or runtime_status(status) is None:
             raise NotFound(
@@ -86,7 +87,7 @@ async def _decide(
         by, reason = _decision_body(req, reason_required=decision == "reject")
         settings = Settings.from_env()
         storage = Storage(settings)
-        dataset_id = custom.get("dataset_id") or instance_id.removeprefix("pipeline-")
+        dataset_id = custom.get("dataset_id") or dataset_of(instance_id)
         run_id = custom.get("run_id") or ""
         if not waiting:  # refused before anything is recorded
             earlier = read_decision(dataset_id, run_id, settings, storage) if run_id else None
@@ -192,7 +193,7 @@ async def unpublish_version(
         dataset_id = _dataset_id(req)
         version = _version(req, dataset_id)
         by, reason = _decision_body(req, reason_required=True)
-        run = await client.get_status(f"pipeline-{dataset_id}")
+        run = await client.get_status(instance_id_for(dataset_id))
         custom = run.custom_status if run and isinstance(run.custom_status, dict) else {}
         if runtime_status(run) == "Running" and custom.get("phase") == "register":
             raise Conflict(

@@ -13,12 +13,10 @@ reported as "busy" too.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
-
 import azure.durable_functions as df
 
 from shared.model.plan import PipelineInput, instance_id_for
+from shared.model.wire import RunStatusAnswer, StartRunAnswer
 
 ORCHESTRATOR = "pipeline"
 IN_PROGRESS = ("Running", "Pending", "ContinuedAsNew", "Suspended")
@@ -30,20 +28,9 @@ def runtime_status(status: df.DurableOrchestrationStatus | None) -> str | None:
     return runtime.value if runtime is not None else None
 
 
-@dataclass(frozen=True)
-class RunStart:
-    """What happened to a start: started, or refused because a run is in progress."""
-
-    instance_id: str
-    started: bool
-    runtime_status: str | None = None  # of the run in progress, when not started
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "instance_id": self.instance_id,
-            "started": self.started,
-            "runtime_status": self.runtime_status,
-        }
+# What happened to a start: started, or refused because a run is in progress (then with
+# that run's runtime status). The watcher's start_run activity answers it as it is.
+RunStart = StartRunAnswer
 
 
 async def start_run(client: df.DurableOrchestrationClient, run: PipelineInput) -> RunStart:
@@ -52,19 +39,19 @@ async def start_run(client: df.DurableOrchestrationClient, run: PipelineInput) -
     instance_id = instance_id_for(run.request.dataset_id)
     existing = runtime_status(await client.get_status(instance_id))
     if existing in IN_PROGRESS:
-        return RunStart(instance_id, started=False, runtime_status=existing)
+        return RunStart(instance_id=instance_id, started=False, runtime_status=existing)
     try:
         await client.start_new(ORCHESTRATOR, instance_id, run.to_dict())
     except Exception:
         # Two starts raced past the look: the extension refuses the second one.
         raced = runtime_status(await client.get_status(instance_id))
         if raced in IN_PROGRESS:
-            return RunStart(instance_id, started=False, runtime_status=raced)
+            return RunStart(instance_id=instance_id, started=False, runtime_status=raced)
         raise
-    return RunStart(instance_id, started=True)
+    return RunStart(instance_id=instance_id, started=True)
 
 
-async def run_state(client: df.DurableOrchestrationClient, instance_id: str) -> dict[str, Any]:
+async def run_state(client: df.DurableOrchestrationClient, instance_id: str) -> RunStatusAnswer:
     """Where a run stands, in a few fields: its runtime status and, from its custom status,
     phase, run id, file counts, item URL and error (what a watcher records as its last run)."""
     status = await client.get_status(instance_id, show_input=False)
@@ -75,14 +62,14 @@ async def run_state(client: df.DurableOrchestrationClient, instance_id: str) -> 
     error = custom.get("error")
     if error is None and runtime in ("Failed", "Terminated"):
         error = {"code": f"orchestration_{runtime.lower()}", "message": str(status.output)[:500]}
-    return {
-        "instance_id": instance_id,
-        "runtime_status": runtime,
-        "finished": runtime in FINISHED or runtime is None,
-        "phase": custom.get("phase"),
-        "run_id": custom.get("run_id") or None,
-        "files": files.get("total"),
-        "reused": files.get("reused"),
-        "item_url": (custom.get("outputs") or {}).get("item_url"),
-        "error": error,
-    }
+    return RunStatusAnswer(
+        instance_id=instance_id,
+        runtime_status=runtime,
+        finished=runtime in FINISHED or runtime is None,
+        phase=custom.get("phase"),
+        run_id=custom.get("run_id") or None,
+        files=files.get("total"),
+        reused=files.get("reused"),
+        item_url=(custom.get("outputs") or {}).get("item_url"),
+        error=error,
+    )

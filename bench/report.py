@@ -157,7 +157,7 @@ def targets(parts: dict[str, Any]) -> list[list[str]]:
 def _markdown(results: dict[str, Any], quick: bool, plot: str) -> str:
     from bench import combine, end_to_end, orchestration, per_file
     from bench.run_all import machine
-    from shared.stages.references import library_versions
+    from shared.model.layout import library_versions
 
     parts = results["parts"]
     versions = dict(library_versions())

@@ -42,6 +42,7 @@ from shared.io.storage import Storage
 from shared.io.stores import open_icechunk_repository, open_store
 from shared.model.errors import BadRequest, CorruptChunk, PipelineError, SourceChanged
 from shared.model.locations import Location, parse_location, store_location
+from shared.model.request import StoreFormat
 from shared.model.settings import Settings
 from shared.stages.verify import (
     BadChunk,
@@ -53,7 +54,11 @@ from shared.stages.verify import (
     store_chunk_key,
 )
 
-FORMAT_BY_SUFFIX = {".json": "kerchunk-json", ".parq": "kerchunk-parquet", ".icechunk": "icechunk"}
+FORMAT_BY_SUFFIX: dict[str, StoreFormat] = {
+    ".json": "kerchunk-json",
+    ".parq": "kerchunk-parquet",
+    ".icechunk": "icechunk",
+}
 OPEN_CACHE_SIZE = 32  # datasets kept open (each holds references, not data)
 # A read that does not decode is explained by reading the selection one chunk at a time: at
 # most this many chunks per failed request.
@@ -249,7 +254,7 @@ def _damaged_or_changed(
     what: str,
     bad: BadChunk,
     store: Location,
-    store_format: str,
+    store_format: StoreFormat,
     settings: Settings,
     context: dict[str, Any],
 ) -> PipelineError:
@@ -311,7 +316,7 @@ def _selection(source: xr.DataArray, selected: xr.DataArray | None) -> dict[str,
     return region
 
 
-def _written_at(store: Location, store_format: str, storage: Storage) -> str | None:
+def _written_at(store: Location, store_format: StoreFormat, storage: Storage) -> str | None:
     """When a kerchunk store was written (its JSON, or its Parquet metadata)."""
     target = store.join(".zmetadata") if store_format == "kerchunk-parquet" else store
     try:

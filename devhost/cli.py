@@ -40,6 +40,7 @@ from devhost.releases import add_release_parsers, release_command
 from devhost.start import add_start_parser, start_command
 from devhost.tiles import add_tiles_parser
 from shared.model.errors import PipelineError
+from shared.model.request import FORMATS
 from shared.model.settings import Settings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -77,7 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--format",
         default="kerchunk-json",
-        choices=["kerchunk-json", "kerchunk-parquet", "icechunk"],
+        choices=list(FORMATS),
     )
     run.add_argument("--pattern", action="append", help="file glob (repeatable); default *.nc ...")
     run.add_argument("--collection", help="STAC collection id (default: the dataset id)")
@@ -96,7 +97,7 @@ def _parser() -> argparse.ArgumentParser:
     validate.add_argument(
         "--format",
         default="kerchunk-json",
-        choices=["kerchunk-json", "kerchunk-parquet", "icechunk"],
+        choices=list(FORMATS),
         help="the output format the files are meant for (some checks depend on it)",
     )
 
@@ -142,7 +143,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--format",
         default="kerchunk-json",
-        choices=["kerchunk-json", "kerchunk-parquet", "icechunk", "all"],
+        choices=[*FORMATS, "all"],
     )
     demo.add_argument("--workers", type=int, default=2, help="activity worker processes")
     return parser

@@ -33,8 +33,21 @@ import azure.durable_functions as df
 
 from shared.ingest.events import FileChange
 from shared.ingest.watch import WatchState
+from shared.model.plan import PipelineInput, RunPolicy
+from shared.model.request import PipelineRequest
 from shared.model.status import fit_custom_status
 from shared.model.telemetry import emit
+from shared.model.wire import (
+    ChangesAnswer,
+    ChangesInput,
+    ErrorInfo,
+    RunStatusAnswer,
+    RunStatusInput,
+    StartRunAnswer,
+    StartRunInput,
+    Wire,
+    answer,
+)
 
 log = logging.getLogger(__name__)
 bp = df.Blueprint()
@@ -46,10 +59,6 @@ TURNS_PER_GENERATION = 50
 # A run failure carries its code: the same files are not tried again until another upload,
 # unless another attempt on the same files can cure it.
 _TRANSIENT = ("retries_exhausted", "storage_unavailable", "orchestration_terminated")
-
-
-def watcher_id(dataset_id: str) -> str:
-    return f"watch-{dataset_id}"
 
 
 class Uploads:
@@ -140,77 +149,88 @@ class _Watch:
         policy = self.state.config["policy"]
         return df.RetryOptions(policy["retry_first_interval_ms"], policy["retry_max_attempts"])
 
-    def _call(self, name: str, payload: dict[str, Any]) -> Generator[Any, Any, dict[str, Any]]:
+    def _call[W: Wire](
+        self, name: str, payload: Wire, kind: type[W]
+    ) -> Generator[Any, Any, W | ErrorInfo]:
         """One activity with the retries; their running out is an answer, not a crash."""
         try:
             result = yield self.context.call_activity_with_retry(
-                name, self._retry(), {**payload, "instance_id": self.context.instance_id}
+                name, self._retry(), payload.to_dict()
             )
         except Exception as exc:
             message = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else "failed"
-            return {
-                "ok": False,
-                "error": {"code": "retries_exhausted", "message": f"{name}: {message}"},
-            }
-        return dict(result)
+            return ErrorInfo(code="retries_exhausted", message=f"{name}: {message}")
+        return answer(kind, result)
+
+    def _fields(self) -> dict[str, str]:
+        return {"dataset": self.state.dataset_id, "instance_id": self.context.instance_id}
 
     def check_and_start(self) -> Generator[Any, Any, None]:
         """The window is over: ask whether anything changed, start the run if so."""
         state, context = self.state, self.context
         self.show("checking")
-        checked = yield from self._call("check_changes", {"request": state.config["request"]})
+        request = PipelineRequest.from_dict(state.config["request"])
+        checked = yield from self._call(
+            "check_changes", ChangesInput(request=request, **self._fields()), ChangesAnswer
+        )
         now = context.current_utc_datetime
         # The listing covered everything before it; what arrived during it opens a new window.
         state.close_window(now, recheck=False)
-        if not checked["ok"]:
-            error = checked["error"]
-            state.last_check = {"at": now.isoformat(), "error": error}
-            transient = error.get("code") in _TRANSIENT
+        if isinstance(checked, ErrorInfo):
+            state.last_check = {"at": now.isoformat(), "error": checked.to_dict()}
+            transient = checked.code in _TRANSIENT
             if transient:
                 state.close_window(now, recheck=True)  # try again after the quiet period
-            self.note("change check failed", code=error.get("code"), again=transient)
+            self.note("change check failed", code=checked.code, again=transient)
             return
         state.last_check = {
             "at": now.isoformat(),
-            **{k: checked[k] for k in ("file_count", "new", "modified", "removed", "examples")},
+            "file_count": checked.file_count,
+            "new": checked.new,
+            "modified": checked.modified,
+            "removed": checked.removed,
+            "examples": checked.examples,
         }
-        if not checked["changed"] or checked["listing_digest"] == state.failed_listing:
+        if not checked.changed or checked.listing_digest == state.failed_listing:
             state.checks_without_change += 1
             self.note(
                 "nothing to publish"
-                if not checked["changed"]
+                if not checked.changed
                 else "same files as the last failed run: waiting for another upload",
-                file_count=checked["file_count"],
+                file_count=checked.file_count,
             )
             return
         self.show("starting")
-        run = {"request": state.config["request"], "policy": state.config["policy"]}
-        started = yield from self._call("start_run", {"run": run})
+        run = PipelineInput(request, RunPolicy.from_dict(state.config["policy"]))
+        started = yield from self._call(
+            "start_run", StartRunInput(run=run, **self._fields()), StartRunAnswer
+        )
         now = context.current_utc_datetime
-        if not started["ok"] or not started["started"]:
+        if isinstance(started, ErrorInfo) or not started.started:
             # Another run of the dataset is in progress (or the start failed): never replace
             # it; check again after the quiet period, when it may have ended.
+            busy = None if isinstance(started, ErrorInfo) else started.runtime_status
             state.close_window(now, recheck=True)
             state.last_start = {
                 "at": now.isoformat(),
                 "started": False,
-                "busy": started.get("runtime_status"),
-                "error": started.get("error"),
+                "busy": busy,
+                "error": started.to_dict() if isinstance(started, ErrorInfo) else None,
             }
             self.note(
-                "pipeline run not started: another run of the dataset is in progress"
-                if started["ok"]
-                else "pipeline run could not be started",
-                run_status=started.get("runtime_status"),
+                "pipeline run could not be started"
+                if isinstance(started, ErrorInfo)
+                else "pipeline run not started: another run of the dataset is in progress",
+                run_status=busy,
             )
             return
         state.running = {
-            "instance_id": started["instance_id"],
+            "instance_id": started.instance_id,
             "started": now.isoformat(),
-            "listing_digest": checked["listing_digest"],
+            "listing_digest": checked.listing_digest,
         }
         state.last_start = {"at": now.isoformat(), "started": True}
-        self.note("pipeline run starts", new=checked["new"], modified=checked["modified"])
+        self.note("pipeline run starts", new=checked.new, modified=checked.modified)
 
     def follow_run(self) -> Generator[Any, Any, None]:
         """Wait one poll interval (absorbing uploads), then ask whether the run has ended."""
@@ -224,26 +244,30 @@ class _Watch:
             timer.cancel()
             return
         running = state.running or {}
-        polled = yield from self._call("run_status", {"run_instance_id": running["instance_id"]})
-        if not polled["ok"] or not polled["finished"]:
+        polled = yield from self._call(
+            "run_status",
+            RunStatusInput(run_instance_id=running["instance_id"], **self._fields()),
+            RunStatusAnswer,
+        )
+        if isinstance(polled, ErrorInfo) or not polled.finished:
             return
         self.finished(running, polled)
 
-    def finished(self, running: dict[str, Any], run: dict[str, Any]) -> None:
+    def finished(self, running: dict[str, Any], run: RunStatusAnswer) -> None:
         state, now = self.state, self.context.current_utc_datetime
-        published = run.get("runtime_status") == "Completed" and run.get("phase") == "succeeded"
-        error = run.get("error") or {}
+        published = run.runtime_status == "Completed" and run.phase == "succeeded"
+        error = run.error or {}
         state.runs += 1
         state.running = None
         state.last_run = {
             "instance_id": running["instance_id"],
             "started": running["started"],
             "ok": published,
-            "phase": run.get("phase"),
-            "run_id": run.get("run_id"),
-            "files": run.get("files"),
-            "reused": run.get("reused"),
-            "item_url": run.get("item_url"),
+            "phase": run.phase,
+            "run_id": run.run_id,
+            "files": run.files,
+            "reused": run.reused,
+            "item_url": run.item_url,
         }
         if error:
             state.last_run["error"] = f"[{error.get('code')}] {error.get('message')}"[:500]
@@ -253,9 +277,8 @@ class _Watch:
         state.failed_listing = None if retry_same_files else running["listing_digest"]
         state.close_window(now, recheck=True)
         self.note(
-            f"pipeline run {run.get('phase') or run.get('runtime_status')}", **_run_fields(run)
+            f"pipeline run {run.phase or run.runtime_status}",
+            run_id=run.run_id,
+            runtime_status=run.runtime_status,
+            files=run.files,
         )
-
-
-def _run_fields(run: dict[str, Any]) -> dict[str, Any]:
-    return {k: run.get(k) for k in ("run_id", "runtime_status", "files")}

@@ -48,7 +48,10 @@ def _record(name: str, started: float) -> int:
 def check_changes(payload: Payload) -> dict[str, Any]:
     started = time.time()
     n = len(calls("check_changes")) + 1
-    (control() / f"started-check-{n}").write_text(str(started))
+    # written whole, then renamed: the test may look for the marker at any moment
+    marker = control() / f"started-check-{n}"
+    marker.with_suffix(".tmp").write_text(str(started))
+    marker.with_suffix(".tmp").replace(marker)
     while (control() / "hold-check").exists():
         time.sleep(0.02)
     changed = not (control() / "unchanged").exists()

@@ -22,6 +22,7 @@ import xarray as xr
 from shared.io.storage import Storage
 from shared.model.errors import CombineFailed
 from shared.model.locations import Location
+from shared.model.request import KERCHUNK_FORMATS, StoreFormat
 from shared.model.settings import Settings
 
 # Icechunk logs warnings on every repository open that an operator cannot act on (local
@@ -157,14 +158,14 @@ def open_icechunk_repository(location: Location, settings: Settings) -> icechunk
 
 # -- opening ----------------------------------------------------------------------------
 def open_store(
-    store: Location, store_format: str, source: Location, settings: Settings
+    store: Location, store_format: StoreFormat, source: Location, settings: Settings
 ) -> xr.Dataset:
     """Open a combined store lazily with xarray (CF decoding on, as a user would)."""
     if store_format == "icechunk":
         repo = open_icechunk_repository(store, settings)
         session = repo.readonly_session("main")
         return xr.open_zarr(session.store, consolidated=False, chunks=None)
-    if store_format not in ("kerchunk-json", "kerchunk-parquet"):
+    if store_format not in KERCHUNK_FORMATS:
         raise CombineFailed(f"Unknown store format {store_format!r}.")
     options: dict[str, Any] = {"fo": kerchunk_references(store, settings)}
     options.update(remote_filesystem(source.is_local, settings))

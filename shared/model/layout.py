@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from importlib.metadata import version
 
 from shared.model.locations import Location, parse_location
+from shared.model.request import StoreFormat
 from shared.model.settings import Settings
 
 # Bump when the per-file artifact format changes, so old artifacts are not reused.
@@ -72,7 +74,7 @@ class Layout:
     def published(self, dataset_id: str) -> Location:
         return self.work.join("datasets", dataset_id, "current.json")
 
-    def store(self, dataset_id: str, run_id: str, fmt: str) -> Location:
+    def store(self, dataset_id: str, run_id: str, fmt: StoreFormat) -> Location:
         return self.stores.join(dataset_id, f"{run_id}{STORE_SUFFIX[fmt]}")
 
     def verified_marker(self, dataset_id: str, run_id: str) -> Location:
@@ -80,7 +82,22 @@ class Layout:
         return self.stores.join(dataset_id, f"{run_id}.verified.json")
 
 
-def run_id_for(manifest_digest: str, store_format: str, concat_dim: str, rebuild: str = "") -> str:
+# The libraries whose versions decide what a store's references are.
+LIBRARIES = ("virtualizarr", "zarr", "h5py", "numcodecs")
+
+
+def library_versions() -> dict[str, str]:
+    return {name: version(name) for name in LIBRARIES}
+
+
+def rebuild_salt() -> str:
+    """What a full run adds to its run id: the library versions it builds with."""
+    return ",".join(f"{name}={v}" for name, v in sorted(library_versions().items()))
+
+
+def run_id_for(
+    manifest_digest: str, store_format: StoreFormat, concat_dim: str, rebuild: str = ""
+) -> str:
     """A run is named by what it builds: the same files, format and concat dimension give
     the same run id, so a repeated run rewrites the same store instead of adding one. A full
     run passes the library versions as ``rebuild``: after an upgrade it builds a new version

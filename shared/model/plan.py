@@ -75,9 +75,31 @@ def batches(count: int, size: int) -> list[tuple[int, int]]:
     return [(start, min(start + size, count)) for start in range(0, count, size)]
 
 
+# Every orchestration instance id the app uses comes from the functions below.
+PIPELINE_PREFIX, WATCHER_PREFIX = "pipeline-", "watch-"
+
+
 def instance_id_for(dataset_id: str) -> str:
     """One pipeline instance per dataset: a second request while one runs is refused."""
-    return f"pipeline-{dataset_id}"
+    return f"{PIPELINE_PREFIX}{dataset_id}"
+
+
+def watcher_instance_id(dataset_id: str) -> str:
+    """The dataset's upload watcher (orchestrators/watcher.py): one per dataset."""
+    return f"{WATCHER_PREFIX}{dataset_id}"
+
+
+def is_pipeline_instance(instance_id: str) -> bool:
+    return instance_id.startswith(PIPELINE_PREFIX)
+
+
+def is_watcher_instance(instance_id: str) -> bool:
+    return instance_id.startswith(WATCHER_PREFIX)
+
+
+def dataset_of(instance_id: str) -> str:
+    """The dataset a pipeline or watcher instance id names."""
+    return instance_id.removeprefix(PIPELINE_PREFIX).removeprefix(WATCHER_PREFIX)
 
 
 def batch_instance_id(parent_id: str, stage: str, index: int) -> str:

@@ -11,12 +11,15 @@ import json
 import math
 import re
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal, cast, get_args
 
 from shared.model.errors import BadRequest
 from shared.model.locations import show_value, unsafe_character
 
-FORMATS = ("kerchunk-json", "kerchunk-parquet", "icechunk")
+# The output formats: one type for every module that takes or tells one.
+StoreFormat = Literal["kerchunk-json", "kerchunk-parquet", "icechunk"]
+FORMATS: tuple[StoreFormat, ...] = get_args(StoreFormat)
+KERCHUNK_FORMATS: tuple[StoreFormat, ...] = ("kerchunk-json", "kerchunk-parquet")
 DEFAULT_PATTERNS = ("*.nc", "*.nc4", "*.h5", "*.hdf5")
 FIELDS = ("source", "dataset_id", "concat_dim", "format", "patterns", "collection", "options")
 OPTIONS = (
@@ -175,7 +178,7 @@ class PipelineRequest:
     source: str
     dataset_id: str
     concat_dim: str = "time"
-    format: str = "kerchunk-json"
+    format: StoreFormat = "kerchunk-json"
     patterns: tuple[str, ...] = DEFAULT_PATTERNS
     collection: str | None = None
     options: dict[str, Any] = field(default_factory=dict, compare=False)
@@ -279,7 +282,7 @@ class PipelineRequest:
             source=source,
             dataset_id=dataset_id,
             concat_dim=concat_dim,
-            format=fmt,
+            format=cast(StoreFormat, fmt),
             patterns=patterns,
             collection=collection,
             options={k: v for k, v in options.items() if k not in ("patterns", "collection")},

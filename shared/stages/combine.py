@@ -38,17 +38,12 @@ from shared.io.stores import (
     virtual_container_prefix,
 )
 from shared.model.errors import CombineFailed, PipelineError
-from shared.model.layout import Layout
+from shared.model.layout import Layout, library_versions
 from shared.model.locations import Location, parse_location
-from shared.model.request import PipelineRequest
+from shared.model.request import PipelineRequest, StoreFormat
 from shared.model.settings import Settings
 from shared.model.telemetry import emit
-from shared.stages.references import (
-    concat_bounds,
-    library_versions,
-    load_references,
-    manifest_group,
-)
+from shared.stages.references import concat_bounds, load_references, manifest_group
 from shared.stages.scan import ScanManifest, load_manifest
 
 log = logging.getLogger(__name__)
@@ -238,7 +233,7 @@ def encodable_times(dataset: xr.Dataset, concat_dim: str) -> xr.Dataset:
 def write_store(
     combined: xr.Dataset,
     target: Location,
-    store_format: str,
+    store_format: StoreFormat,
     source: Location,
     settings: Settings,
     storage: Storage,

@@ -29,6 +29,7 @@ from typing import Any
 from shared.io.storage import ObjectInfo, Storage
 from shared.model.errors import ArtifactMissing, SourceNotFound, UnsuitableCollection
 from shared.model.layout import Layout
+from shared.model.request import StoreFormat
 from shared.model.settings import Settings
 from shared.model.telemetry import emit
 from shared.stages.scan import load_manifest
@@ -65,7 +66,7 @@ class Collection:
 
     reports: list[dict[str, Any]]
     concat_dim: str
-    store_format: str
+    store_format: StoreFormat
     settings: Settings
     # What the request says about variables without the concat dimension that differ
     # between files: "refuse" them, or "keep-first" (the store keeps the first file's).
@@ -88,7 +89,7 @@ def collection_rule(function: CollectionRule) -> CollectionRule:
 def check_collection(
     reports: Sequence[dict[str, Any]],
     concat_dim: str,
-    store_format: str,
+    store_format: StoreFormat,
     settings: Settings,
     *,
     drop_variables: Sequence[str] = (),
@@ -625,7 +626,7 @@ def gate(
     storage: Storage | None = None,
     *,
     concat_dim: str = "time",
-    store_format: str = "kerchunk-json",
+    store_format: StoreFormat = "kerchunk-json",
     drop_variables: Sequence[str] = (),
     static_differs: str = "refuse",
 ) -> GateResult:

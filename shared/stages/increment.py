@@ -19,12 +19,13 @@ from typing import Any
 from shared.catalog.ledger import read_published
 from shared.io.storage import Storage
 from shared.model.errors import PipelineError
-from shared.model.layout import Layout
+from shared.model.layout import Layout, rebuild_salt, run_id_for
 from shared.model.locations import parse_location
 from shared.model.request import PipelineRequest
 from shared.model.settings import Settings
 from shared.model.telemetry import emit
-from shared.stages.scan import ScanManifest, list_source, load_manifest
+from shared.model.wire import RunPlan
+from shared.stages.scan import ScanManifest, list_source, load_manifest, scan
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,26 @@ def plan_increment(
     location = Layout.from_settings(settings).manifest(manifest.dataset_id, work.digest)
     storage.write_json(location, {**work.to_dict(), "part_of": manifest_url})
     return Increment(location.url, len(todo), len(manifest.files) - len(todo), base)
+
+
+def plan_run(request: PipelineRequest, settings: Settings, storage: Storage) -> RunPlan:
+    """Everything a run starts from, in one call: scan the source (the manifest), plan the
+    increment (the files to process anew) and name the run (the same files, format and
+    concat dimension give the same run id; a full run adds the library versions)."""
+    scanned = scan(request, settings, storage)
+    manifest = load_manifest(scanned.manifest_url, settings, storage)
+    increment = plan_increment(manifest, scanned.manifest_url, request, settings, storage)
+    rebuild = rebuild_salt() if request.options.get("full") else ""
+    return RunPlan(
+        manifest_url=scanned.manifest_url,
+        file_count=scanned.file_count,
+        total_bytes=scanned.total_bytes,
+        work_manifest_url=increment.work_manifest_url,
+        work_count=increment.work_count,
+        reused=increment.reused,
+        base_run_id=increment.base_run_id,
+        run_id=run_id_for(manifest.digest, request.format, request.concat_dim, rebuild),
+    )
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,6 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from importlib.metadata import version
 from typing import Any
 
 import numpy as np
@@ -35,7 +34,7 @@ from shared.io.formats import describe_magic, sniff
 from shared.io.storage import ObjectInfo, Storage
 from shared.model.errors import PipelineError, ReferencesFailed
 from shared.model.jsonsafe import json_safe
-from shared.model.layout import Layout
+from shared.model.layout import Layout, library_versions
 from shared.model.locations import Location, parse_location
 from shared.model.settings import Settings
 from shared.model.telemetry import emit
@@ -45,16 +44,6 @@ log = logging.getLogger(__name__)
 
 DOCUMENT_KIND = "file-references"
 DOCUMENT_VERSION = 1
-LIBRARIES = ("virtualizarr", "zarr", "h5py", "numcodecs")
-
-
-def library_versions() -> dict[str, str]:
-    return {name: version(name) for name in LIBRARIES}
-
-
-def rebuild_salt() -> str:
-    """What a full run adds to its run id: the library versions it builds with."""
-    return ",".join(f"{name}={v}" for name, v in sorted(library_versions().items()))
 
 
 # -- building ---------------------------------------------------------------------------

@@ -12,13 +12,12 @@ from shared.catalog.stac.catalog import RegisterResult, register_item
 from shared.catalog.stac.item import build_item
 from shared.io.storage import Storage, storage_faults
 from shared.io.stores import open_store, virtual_container_prefix
-from shared.model.layout import digest
+from shared.model.layout import digest, library_versions
 from shared.model.locations import parse_location
 from shared.model.request import PipelineRequest
 from shared.model.settings import Settings
 from shared.model.telemetry import emit
 from shared.stages.combine import source_root
-from shared.stages.references import library_versions
 from shared.stages.scan import check_unchanged, load_manifest
 
 log = logging.getLogger(__name__)

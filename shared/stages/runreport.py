@@ -22,10 +22,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.io.storage import ObjectInfo, Storage
-from shared.model.errors import SourceNotFound
+from shared.model.errors import PipelineError, SourceNotFound
 from shared.model.layout import STORE_SUFFIX, Layout
 from shared.model.locations import Location
 from shared.model.settings import Settings
+from shared.model.wire import RecordAnswer
 from shared.stages.scan import ScanManifest, load_manifest
 from shared.stages.validate.batch import load_report
 from shared.stages.validate.model import FileReport
@@ -92,6 +93,29 @@ def read_verdicts(
 
     with ThreadPoolExecutor(READ_WORKERS) as pool:
         return {url: verdict for url, verdict in pool.map(read, files) if verdict is not None}
+
+
+def record_run(
+    dataset_id: str,
+    run_id: str,
+    status: Mapping[str, Any],
+    settings: Settings,
+    storage: Storage,
+) -> RecordAnswer:
+    """Write the run report twice: JSON in the work area for programs (the record), then
+    the Markdown page beside the store for people. A page that cannot be written for a
+    reason trying again cannot fix is logged, not raised: the store root may be what the run
+    failed on, and the JSON record must not be lost for the page's sake."""
+    location = Layout.from_settings(settings).run_report(dataset_id, run_id)
+    storage.write_json(location, {"kind": "run-report", **status})
+    summary = None
+    try:
+        summary = write_run_report(dataset_id, run_id, status, settings, storage).url
+    except PipelineError as exc:
+        if exc.retryable:
+            raise
+        log.warning("run summary not written: %s", exc)
+    return RecordAnswer(run_report=location.url, run_summary=summary)
 
 
 def write_run_report(

@@ -45,6 +45,7 @@ from shared.io.stores import kerchunk_references, open_store
 from shared.model.errors import CorruptChunk, PipelineError, StorageUnavailable, VerifyMismatch
 from shared.model.layout import Layout
 from shared.model.locations import Location, parse_location
+from shared.model.request import KERCHUNK_FORMATS, StoreFormat
 from shared.model.settings import Settings
 from shared.model.telemetry import emit
 from shared.stages.combine import source_root
@@ -357,7 +358,7 @@ class ChunkReference:
 
 def chunk_reference(
     store: Location,
-    store_format: str,
+    store_format: StoreFormat,
     name: str,
     index: tuple[int, ...],
     settings: Settings,
@@ -365,7 +366,7 @@ def chunk_reference(
     """The file and byte range a kerchunk store's chunk refers to; None for Icechunk (its
     references are not readable from Python), inline chunks, or references that cannot be
     read (this only ever explains a failure: it must not hide it)."""
-    if store_format not in ("kerchunk-json", "kerchunk-parquet"):
+    if store_format not in KERCHUNK_FORMATS:
         return None
     try:
         refs: Any = kerchunk_references(store, settings)
@@ -385,7 +386,7 @@ def chunk_reference(
         return None
 
 
-def store_chunk_key(store_format: str, name: str, index: tuple[int, ...]) -> str:
+def store_chunk_key(store_format: StoreFormat, name: str, index: tuple[int, ...]) -> str:
     """The chunk's key in the store (Zarr v2 for kerchunk, v3 for Icechunk)."""
     if store_format == "icechunk":
         return f"{name}/c/" + "/".join(str(i) for i in index) if index else f"{name}/c"
@@ -492,7 +493,7 @@ def _store_decodes(
     info: ObjectInfo,
     manifest: ScanManifest,
     store: Location,
-    store_format: str,
+    store_format: StoreFormat,
     name: str,
     variable: xr.Variable,
     region: Mapping[str, slice],
@@ -550,7 +551,7 @@ def _store_decodes(
 
 @contextmanager
 def _store_opens(
-    store: Location, store_format: str, manifest: ScanManifest, settings: Settings
+    store: Location, store_format: StoreFormat, manifest: ScanManifest, settings: Settings
 ) -> Iterator[None]:
     """Opening the store (it reads its coordinates from the sources): bytes that do not
     decode, again when it is opened a second time, are CorruptChunk naming the store (and the
@@ -585,7 +586,7 @@ def _store_opens(
 def verify(
     manifest_url: str,
     store_url: str,
-    store_format: str,
+    store_format: StoreFormat,
     concat_dim: str,
     settings: Settings,
     storage: Storage | None = None,

@@ -30,9 +30,9 @@ from shared.catalog.stac.cf import (
 from shared.model.errors import CatalogError
 from shared.model.jsonsafe import json_safe
 from shared.model.locations import Location, public_store_url
+from shared.model.request import StoreFormat
 from shared.model.settings import Settings
 
-StoreFormat = Literal["kerchunk-json", "kerchunk-parquet", "icechunk"]
 SourceKind = Literal["local", "blob"]
 
 CATALOG_ID = "virtual-zarr"

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 
+from shared.model.request import FORMATS
 from shared.model.settings import Settings
 from shared.stages.validate.coordinates import is_dimension_coordinate
 from shared.stages.validate.model import (
@@ -22,7 +23,7 @@ from shared.stages.validate.model import (
 
 # The formats that were checked end to end with a variable-length string variable: all of them
 # read the strings back with the right values but another dtype (see variable_length_strings).
-VLEN_STRING_FORMATS = ("kerchunk-json", "kerchunk-parquet", "icechunk")
+VLEN_STRING_FORMATS = FORMATS  # none of them stores variable-length strings as NetCDF has them
 # The chunk size the unchunked-variable findings suggest: a few MB per read.
 _SUGGESTED_CHUNK_BYTES = 8 * 1024 * 1024
 

@@ -1,0 +1,340 @@
+"""The orchestrators' wire: every activity's and sub-orchestration's input and answer, typed.
+
+JSON is what travels (the Durable SDK serialises an activity's input and result as JSON);
+both ends build and read these dataclasses, so a renamed or missing field is a type error
+caught by mypy, not a KeyError in a replay at 3am. An activity answers either its result
+(``{"ok": true, ...fields}``) or an error (``{"ok": false, "error": {...}}``): ``answer()``
+reads one into the result's type or an ``ErrorInfo``.
+
+Decoding takes the fields a type knows and leaves the rest (an orchestration started by an
+earlier deployment may replay against this one, and the other way round), and fields added
+later have defaults for the same reason.
+
+    activity / sub-orchestration     input           answer
+    scan_files                       ScanInput       RunPlan
+    pipeline_batch (sub-orch.)       BatchInput      BatchSummary
+    validate_files, generate_files   FilesInput      FilesAnswer
+    gate_files                       GateInput       GateAnswer
+    combine_store                    CombineInput    CombineAnswer
+    verify_store                     VerifyInput     VerifyAnswer
+    register_item                    RegisterInput   RegisterAnswer
+    record_run                       RecordInput     RecordAnswer
+    check_changes                    ChangesInput    ChangesAnswer
+    start_run                        StartRunInput   StartRunAnswer
+    run_status                       RunStatusInput  RunStatusAnswer
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Self
+
+from shared.model.plan import PipelineInput, RunPolicy
+from shared.model.request import PipelineRequest, StoreFormat
+
+__all__ = [
+    "BatchInput",
+    "BatchSummary",
+    "ChangesAnswer",
+    "ChangesInput",
+    "CombineAnswer",
+    "CombineInput",
+    "ErrorInfo",
+    "FilesAnswer",
+    "FilesInput",
+    "GateAnswer",
+    "GateInput",
+    "RecordAnswer",
+    "RecordInput",
+    "RegisterAnswer",
+    "RegisterInput",
+    "RunPlan",
+    "RunStatusAnswer",
+    "RunStatusInput",
+    "ScanInput",
+    "StartRunAnswer",
+    "StartRunInput",
+    "VerifyAnswer",
+    "VerifyInput",
+    "Wire",
+    "answer",
+    "failure",
+    "success",
+]
+
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+class Wire:
+    """A dataclass that travels as JSON: to_dict() and from_dict()."""
+
+    def to_dict(self) -> dict[str, Any]:
+        assert dataclasses.is_dataclass(self)
+        return {f.name: _encode(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        assert dataclasses.is_dataclass(cls)
+        hints = _HINTS.get(cls)
+        if hints is None:
+            hints = _HINTS[cls] = typing.get_type_hints(cls)
+        known = {f.name for f in dataclasses.fields(cls) if f.init}
+        return cls(**{k: _decode(hints[k], v) for k, v in data.items() if k in known})
+
+
+def _encode(value: Any) -> Any:
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    if isinstance(value, tuple | list):
+        return [_encode(v) for v in value]
+    return value
+
+
+def _decode(hint: Any, value: Any) -> Any:
+    if value is None:
+        return None
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        for arg in typing.get_args(hint):
+            if arg is not type(None):
+                return _decode(arg, value)
+    if typing.get_origin(hint) is tuple and isinstance(value, list):
+        return tuple(value)
+    if isinstance(hint, type) and hasattr(hint, "from_dict") and isinstance(value, Mapping):
+        return hint.from_dict(value)
+    return value
+
+
+# -- answers ----------------------------------------------------------------------------
+@dataclass(frozen=True, kw_only=True)
+class ErrorInfo(Wire):
+    """A failure as it travels: PipelineError.to_dict(), or what the orchestrator says
+    when a task's retries ran out."""
+
+    code: str
+    message: str
+    remedy: str = ""
+    retryable: bool = False
+    context: dict[str, Any] = field(default_factory=dict)
+
+
+def answer[W: Wire](kind: type[W], data: Mapping[str, Any]) -> W | ErrorInfo:
+    """An activity's answer as its result type, or the error it answered."""
+    if data.get("ok"):
+        return kind.from_dict(data)
+    return ErrorInfo.from_dict(data.get("error") or {"code": "internal_error", "message": ""})
+
+
+def success(result: Wire | Mapping[str, Any]) -> dict[str, Any]:
+    body = result.to_dict() if isinstance(result, Wire) else dict(result)
+    return {"ok": True, **body}
+
+
+def failure(error: ErrorInfo | Mapping[str, Any]) -> dict[str, Any]:
+    return {"ok": False, "error": error.to_dict() if isinstance(error, ErrorInfo) else error}
+
+
+# -- inputs: every one names the run it works for (its log records do) --------------------
+@dataclass(frozen=True, kw_only=True)
+class ActivityInput(Wire):
+    dataset: str = ""
+    instance_id: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScanInput(ActivityInput):
+    request: PipelineRequest
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunPlan(Wire):
+    """What a run works on: the manifest of every file, the manifest of the files to
+    process anew (new or changed since the published version), and the run's id."""
+
+    manifest_url: str
+    file_count: int
+    total_bytes: int
+    work_manifest_url: str
+    work_count: int
+    reused: int
+    run_id: str
+    base_run_id: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class FilesInput(ActivityInput):
+    """Validate or generate the files [start, stop) of a manifest."""
+
+    manifest_url: str
+    start: int
+    stop: int
+    concat_dim: str = "time"
+    refresh: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class FilesAnswer(Wire):
+    files: int
+    bytes_read: int
+    reused: int = 0
+    verdicts: dict[str, int] = field(default_factory=dict)  # validate only
+    errors: list[dict[str, str]] = field(default_factory=list)  # {"url", "code", "message"}
+
+    @property
+    def unsuitable(self) -> int:
+        return self.verdicts.get("unsuitable", 0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class BatchInput(ActivityInput):
+    """One batch sub-orchestration: a stage over the files [start, stop)."""
+
+    stage: str  # validate | generate
+    manifest_url: str
+    start: int
+    stop: int
+    concat_dim: str
+    policy: RunPolicy
+    refresh: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class BatchSummary(Wire):
+    stage: str
+    start: int
+    stop: int
+    files: int = 0
+    unsuitable: int = 0
+    bytes_read: int = 0
+    errors: list[dict[str, str]] = field(default_factory=list)
+    error: ErrorInfo | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class CollectionInput(ActivityInput):
+    """How the request combines the collection: what the gate checks and verify compares."""
+
+    manifest_url: str
+    concat_dim: str
+    format: StoreFormat
+    drop_variables: tuple[str, ...] = ()
+    static_differs: str = "refuse"
+
+
+@dataclass(frozen=True, kw_only=True)
+class GateInput(CollectionInput):
+    pass
+
+
+@dataclass(frozen=True, kw_only=True)
+class GateAnswer(Wire):
+    report_url: str
+    summary_url: str
+    findings_by_code: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CombineInput(ActivityInput):
+    manifest_url: str
+    request: PipelineRequest
+    run_id: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class CombineAnswer(Wire):
+    store_url: str
+    mode: str | None = None
+    store_bytes: int | None = None
+    reference_count: int | None = None
+    dims: dict[str, int] | None = None
+    peak_memory_bytes: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class VerifyInput(CollectionInput):
+    store_url: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class VerifyAnswer(Wire):
+    mode: str = ""
+    values_compared: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class RegisterInput(ActivityInput):
+    manifest_url: str
+    request: PipelineRequest
+    run_id: str
+    store_url: str
+    approval: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class RegisterAnswer(Wire):
+    item_url: str
+    catalog_url: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecordInput(ActivityInput):
+    dataset_id: str
+    run_id: str
+    status: dict[str, Any]  # RunStatus.to_dict()
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecordAnswer(Wire):
+    run_report: str
+    run_summary: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChangesInput(ActivityInput):
+    request: PipelineRequest
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChangesAnswer(Wire):
+    changed: bool
+    listing_digest: str
+    file_count: int
+    new: int = 0
+    modified: int = 0
+    removed: int = 0
+    examples: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, kw_only=True)
+class StartRunInput(ActivityInput):
+    run: PipelineInput
+
+
+@dataclass(frozen=True, kw_only=True)
+class StartRunAnswer(Wire):
+    instance_id: str
+    started: bool
+    runtime_status: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunStatusInput(ActivityInput):
+    run_instance_id: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunStatusAnswer(Wire):
+    """A pipeline run's state as the watcher follows it (api.runs.run_state)."""
+
+    instance_id: str = ""
+    runtime_status: str | None = None
+    finished: bool = False
+    phase: str | None = None
+    run_id: str | None = None
+    files: int | None = None  # the run's file count
+    reused: int | None = None
+    item_url: str | None = None
+    error: dict[str, Any] | None = None
