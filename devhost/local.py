@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
-from devhost.durable import DurableHost
+from devhost.durable.host import DurableHost
 from devhost.server import DevServer
 from shared.model.locations import DEFAULT_HOST_STATE, host_state
 from shared.model.settings import Settings

@@ -23,7 +23,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from devhost.durable import DurableHost
+from devhost.durable.host import DurableHost
 from devhost.events import webhook_url
 from devhost.local import exported
 from devhost.server import AppRoute, DevServer

@@ -224,7 +224,7 @@ def test_the_nightly_purge_deletes_old_finished_instances_only(tmp_path, monkeyp
         host.terminate("watch-old-done", "test")
         host.terminate("watch-new-done", "test")
         old = iso(datetime.now(UTC) - timedelta(days=40))
-        with host._tx() as db:  # as if they had been created 40 days ago
+        with host.store.transaction() as db:  # as if they had been created 40 days ago
             db.execute("UPDATE instances SET created = ? WHERE id LIKE 'watch-old-%'", (old,))
         answer = call("POST", f"{server.base_url}/admin/functions/purge_history", {"input": ""})
         assert answer.status == 202
