@@ -25,8 +25,9 @@ from typing import Any
 
 from devhost.durable.host import DurableHost
 from devhost.events import webhook_url
+from devhost.frontend.functions import AppRoute
 from devhost.local import exported
-from devhost.server import AppRoute, DevServer
+from devhost.server import DevServer
 from devhost.worker import AppRefused, WorkerUnavailable, index_app_like_azure, worker_version
 from shared.model.settings import ANY_FOLDER, Settings, default_local_roots
 
