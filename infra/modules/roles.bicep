@@ -57,7 +57,7 @@ resource sources 'Microsoft.Storage/storageAccounts/blobServices/containers@2023
   }
 ]
 
-resource outputs 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' existing = [
+resource pipelineOutputs 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' existing = [
   for container in pipelineContainers: {
     parent: dataBlobs
     name: container
@@ -94,8 +94,8 @@ resource sourceAccess 'Microsoft.Authorization/roleAssignments@2022-04-01' = [
 
 resource outputAccess 'Microsoft.Authorization/roleAssignments@2022-04-01' = [
   for (container, i) in pipelineContainers: {
-    name: guid(outputs[i].id, principalId, roles.storageBlobDataContributor)
-    scope: outputs[i]
+    name: guid(pipelineOutputs[i].id, principalId, roles.storageBlobDataContributor)
+    scope: pipelineOutputs[i]
     properties: {
       principalId: principalId
       principalType: 'ServicePrincipal'
