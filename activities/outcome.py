@@ -31,7 +31,8 @@ def outcome(
 
 def run_of(payload: Mapping[str, Any]) -> dict[str, Any]:
     """The dataset and orchestration instance an activity works for, from its input."""
-    request = payload.get("request") if isinstance(payload.get("request"), dict) else {}
+    given = payload.get("request")
+    request: Mapping[str, Any] = given if isinstance(given, Mapping) else {}
     return {
         "dataset": payload.get("dataset") or payload.get("dataset_id") or request.get("dataset_id"),
         "instance_id": payload.get("instance_id"),

@@ -52,7 +52,8 @@ def open_asset(asset: pystac.Asset, settings: Settings) -> xr.Dataset:
         repo = open_icechunk_repository(store, settings)
         branch = asset.extra_fields.get("icechunk:branch", "main")
         session = repo.readonly_session(branch)
-        return xr.open_dataset(session.store, chunks=None, **open_kwargs)
+        # xarray opens a zarr store object; its annotation lists paths and buffers only
+        return xr.open_dataset(session.store, chunks=None, **open_kwargs)  # type: ignore[arg-type]
     # The item's storage options name the protocol; the reader brings the credentials
     # (never in an item) and reads through our own clients.
     options: dict[str, Any] = dict(asset.extra_fields.get("xarray:storage_options") or {})

@@ -30,7 +30,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import attr
 import numpy as np
@@ -127,13 +127,14 @@ def _open_cached(src_path: str, decode_times: bool, decode_coords: str) -> xr.Da
     settings = settings_for_tiles()
     dataset = open_published_dataset(src_path, settings)
     if not decode_times or decode_coords != "all":
-        dataset = xr.decode_cf(
-            dataset, decode_times=decode_times, decode_coords=decode_coords or False
+        coords: Literal["coordinates", "all"] | bool = (
+            "all" if decode_coords == "all" else "coordinates" if decode_coords else False
         )
+        dataset = xr.decode_cf(dataset, decode_times=decode_times, decode_coords=coords)
     return dataset
 
 
-def _store_of(src_path: str, settings: Settings) -> tuple[Location, str | None]:
+def _store_of(src_path: str, settings: Settings) -> tuple[Location, StoreFormat | None]:
     """The store an item or store URL names, and its format."""
     location = parse_location(src_path, settings, what="dataset url")
     if _suffix(location) == ".json" and _is_item(location, settings):

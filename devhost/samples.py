@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import netCDF4
 import numpy as np
@@ -74,17 +75,19 @@ def _write_one(
 ) -> None:
     rng = np.random.default_rng(spec.seed * 100_003 + index)
     classic = spec.netcdf_format.startswith("NETCDF3")
-    compress = (
+    compress: dict[str, Any] = (
         {} if classic or not spec.compression else {"zlib": True, "complevel": 4, "shuffle": True}
     )
-    chunking = {} if classic else {"chunksizes": (spec.time_chunk, spec.lat, spec.lon)}
+    chunking: dict[str, Any] = (
+        {} if classic else {"chunksizes": (spec.time_chunk, spec.lat, spec.lon)}
+    )
     if spec.per_file_time_units:
         units = f"days since {first_day:%Y-%m-%d}"
-        offset = 0
+        offset: float = 0
     else:
         units = spec.time_units or f"days since {spec.start:%Y-%m-%d}"
         offset = index * spec.steps_per_file * spec.step_days
-    with netCDF4.Dataset(path, "w", format=spec.netcdf_format) as ds:
+    with netCDF4.Dataset(path, "w", format=spec.netcdf_format) as ds:  # type: ignore[arg-type]
         ds.Conventions = "CF-1.8"
         ds.title = "Synthetic daily near-surface air temperature and precipitation"
         ds.institution = "virtual-zarr-pipeline samples"

@@ -54,7 +54,7 @@ log = logging.getLogger(__name__)
 # The listen backlog: socketserver's default of 5 reset connections when a burst of clients
 # (20 uploads' events, a CI fan-in) connected at once.
 BACKLOG = 128
-GRACE = 10.0  # seconds a stopping server gives requests still running (then 503)
+GRACE = 10  # seconds a stopping server gives requests still running (then 503)
 
 
 class DevServer:

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("shared", "activities", "api", "orchestrators", "devhost", "consumer")
 LAYERS = ("model", "io", "catalog", "stages", "ingest")  # lowest first
 DEPLOYED = ("function_app", "shared", "activities", "api", "orchestrators")
-NOT_DEPLOYED = ("devhost", "consumer", "tests", "bench")
+NOT_DEPLOYED = ("devhost", "consumer", "tests", "bench", "tools")
 
 
 def module_name(path: Path) -> str:
@@ -121,3 +121,20 @@ def test_there_is_no_import_cycle():
 def test_the_funcignore_keeps_what_is_not_deployed_out():
     ignored = set((ROOT / ".funcignore").read_text().split())
     assert set(NOT_DEPLOYED) <= ignored
+
+
+def test_no_module_is_over_the_size_limit():
+    """tools/module_sizes.py: a module over 800 lines is doing more than one job."""
+    from tools.module_sizes import MAX_LINES, module_sizes, over_limit
+
+    assert len(module_sizes()) > 50  # it found the modules
+    assert over_limit() == [], f"split these along their seams (limit {MAX_LINES} lines)"
+
+
+def test_the_size_check_finds_a_module_over_the_limit(tmp_path):
+    from tools.module_sizes import over_limit
+
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "function_app.py").write_text("x = 1\n")
+    (tmp_path / "shared" / "big.py").write_text("x = 1\n" * 801)
+    assert over_limit(tmp_path) == [("shared/big.py", 801)]

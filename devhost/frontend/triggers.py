@@ -8,7 +8,7 @@ import json
 import logging
 from collections.abc import Callable, Iterable
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Any
+from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
 import azure.functions as func
@@ -262,7 +262,7 @@ def eventgrid_events(body: bytes) -> list[func.EventGridEvent]:
         events.append(
             func.EventGridEvent(
                 id=raw["id"],
-                data=raw.get("data"),
+                data=cast(dict[str, object], raw.get("data")),  # as the host passes it
                 topic=raw.get("topic", ""),
                 subject=raw["subject"],
                 event_type=raw["eventType"],

@@ -12,6 +12,7 @@ denied, unreadable (a local link loop: permanent), or transient (retryable).
 
 from __future__ import annotations
 
+import builtins
 import errno
 import fnmatch
 import json
@@ -22,7 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import obstore
 import obstore.exceptions as obx
@@ -30,6 +31,9 @@ from obspec_utils.readers import BlockStoreReader
 from obspec_utils.registry import ObjectStoreRegistry
 from obspec_utils.wrappers import RequestTrace, TracingReadableStore
 from obstore.store import AzureStore, LocalStore
+
+if TYPE_CHECKING:  # typed dicts of obstore's stubs only
+    from obstore.store import ClientConfig, RetryConfig
 
 from shared.model.errors import (
     AccessDenied,
@@ -47,7 +51,7 @@ from shared.model.settings import Settings, StorageAccount
 # in shared/io/stores.py): with 6, under 30% injected faults a request still failed at the end
 # once in ~20,000, about one run in 150 (docs/faults.md); with 10, once in ~7 million. The
 # backoff is capped at 10 s, so one request's retries end well within the 120 s timeout.
-_RETRY = {
+_RETRY: RetryConfig = {
     "max_retries": 10,
     "backoff": {"init_backoff": timedelta(milliseconds=200), "max_backoff": timedelta(seconds=10)},
     "retry_timeout": timedelta(seconds=120),
@@ -336,7 +340,7 @@ class Storage:
         found.sort(key=lambda info: info.url)
         return found
 
-    def count_below(self, prefix: Location, limit: int = 5) -> list[str]:
+    def count_below(self, prefix: Location, limit: int = 5) -> builtins.list[str]:
         """Up to ``limit`` names of any objects below ``prefix`` (for "found only ..." messages)."""
         key = self._key(prefix)
         list_prefix = (key.rstrip("/") + "/") if key else None
@@ -372,7 +376,7 @@ class Storage:
 
     def read_ranges(
         self, location: Location, starts: Sequence[int], lengths: Sequence[int]
-    ) -> list[bytes]:
+    ) -> builtins.list[bytes]:
         if not starts:
             return []
         with storage_errors(location, "read"):
@@ -437,7 +441,7 @@ class Storage:
 
 def azure_store(account: StorageAccount, container: str) -> AzureStore:
     """An obstore AzureStore for one container: key-based for Azurite, identity otherwise."""
-    client_options = {"allow_http": True} if account.is_emulator else {}
+    client_options: ClientConfig = {"allow_http": True} if account.is_emulator else {}
     if account.key:
         return AzureStore(
             container_name=container,

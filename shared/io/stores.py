@@ -103,6 +103,7 @@ def virtual_container_prefix(source: Location) -> str:
 
 
 def _virtual_chunk_container(prefix: str, settings: Settings) -> icechunk.VirtualChunkContainer:
+    store: icechunk.ObjectStoreConfig.LocalFileSystem | icechunk.ObjectStoreConfig.Azure
     if prefix.startswith("file://"):
         store = icechunk.local_filesystem_store(prefix[len("file://") :])
     else:
@@ -222,5 +223,5 @@ def _obstore_filesystem(settings: Settings, *, asynchronous: bool) -> Any:
         client_options={"allow_http": True} if account.is_emulator else None,
         credential_provider=credential_provider,
         asynchronous=asynchronous,
-        skip_instance_cache=True,
-    )
+        skip_instance_cache=True,  # fsspec's own option, which obstore's overloads do not list
+    )  # type: ignore[call-overload]

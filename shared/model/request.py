@@ -11,7 +11,7 @@ import json
 import math
 import re
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, cast, get_args
+from typing import Any, Literal, get_args
 
 from shared.model.errors import BadRequest
 from shared.model.locations import show_value, unsafe_character
@@ -282,7 +282,7 @@ class PipelineRequest:
             source=source,
             dataset_id=dataset_id,
             concat_dim=concat_dim,
-            format=cast(StoreFormat, fmt),
+            format=fmt,
             patterns=patterns,
             collection=collection,
             options={k: v for k, v in options.items() if k not in ("patterns", "collection")},

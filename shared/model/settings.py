@@ -63,7 +63,7 @@ def parse_connection_string(text: str) -> StorageAccount:
         parts[name.strip().lower()] = value.strip()
     if parts.get("usedevelopmentstorage", "").lower() == "true":
         return StorageAccount(AZURITE_ACCOUNT, AZURITE_KEY, AZURITE_ENDPOINT)
-    name = parts.get("accountname")
+    name = parts.get("accountname") or ""
     if not name:
         raise BadRequest(
             "The storage connection string has no AccountName.",

@@ -100,7 +100,12 @@ def open_virtual(
     ]
     if concat_dim not in loadable:
         dims = sorted(
-            {d for a in group.arrays.values() for d in (a.metadata.dimension_names or ())}
+            {
+                d
+                for a in group.arrays.values()
+                for d in (a.metadata.dimension_names or ())
+                if d is not None
+            }
         )
         raise CombineFailed(
             f"{url} has no coordinate variable {concat_dim!r} to concatenate along "

@@ -23,6 +23,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from itertools import pairwise
 from typing import Any
 
@@ -332,13 +333,17 @@ def same_codecs(c: Collection) -> Iterable[CollectionFinding]:
         )
 
 
+def _encoding_value(variable: dict[str, Any], key: str) -> Any:
+    return (variable.get("encoding") or {}).get(key)
+
+
 @collection_rule
 def same_encoding(c: Collection) -> Iterable[CollectionFinding]:
     """scale_factor, add_offset, _FillValue, missing_value (and units) must agree: a store
     carries one of each per variable, and would decode the odd files' values wrong."""
 
     for key in (*ENCODING_KEYS, "units"):
-        table = _per_variable(c, lambda v, key=key: (v.get("encoding") or {}).get(key))
+        table = _per_variable(c, partial(_encoding_value, key=key))
         for name, values in table.items():
             if name == c.concat_dim:
                 continue  # the concat coordinate is decoded per file (see same_calendar)

@@ -146,6 +146,7 @@ def _read_inline_chunks(
             )
     data = storage.read_ranges(location, [w[2] for w in wanted], [w[3] for w in wanted])
     out: dict[str, dict[tuple[int, ...], bytes]] = {}
+    chunk: bytes
     for (name, index, _, _), chunk in zip(wanted, data, strict=True):
         out.setdefault(name, {})[index] = chunk
     return out

@@ -134,7 +134,7 @@ def _sample_regions(
         index = np.unravel_index(flat, grid) if grid else ()
         regions.append(
             {
-                dim: slice(int(i) * c, min((int(i) + 1) * c, size))
+                str(dim): slice(int(i) * c, min((int(i) + 1) * c, size))
                 for dim, i, c, size in zip(var.dims, index, chunks, var.shape, strict=True)
             }
         )
@@ -651,7 +651,7 @@ def verify(
                     continue
                 claimed[positions] = True
                 window = {concat_dim: slice(int(positions[0]), int(positions[-1]) + 1)}
-                extra = sorted(set(combined.variables) - set(source.variables))
+                extra = sorted(map(str, set(combined.variables) - set(source.variables)))
                 if extra and info.url == manifest.files[0].url:
                     mismatches.append(
                         Mismatch(info.url, extra[0], "is in the store but not in the file")

@@ -260,7 +260,11 @@ def _same(link: pystac.Link, location: Location) -> bool:
 
 
 def _link_order(link: pystac.Link) -> tuple[int, str]:
-    order = {pystac.RelType.ROOT: 0, pystac.RelType.PARENT: 1, pystac.RelType.ITEM: 3}
+    order: dict[str, int] = {
+        pystac.RelType.ROOT: 0,
+        pystac.RelType.PARENT: 1,
+        pystac.RelType.ITEM: 3,
+    }
     return order.get(str(link.rel), 2), (link.get_href(transform_href=False) or "")
 
 

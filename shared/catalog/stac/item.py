@@ -42,6 +42,8 @@ CATALOG_DESCRIPTION = (
     "references to byte ranges of the original files, no data copied."
 )
 COLLECTION_LICENSE = "other"
+# A new collection's time extent: open at both ends until items give it one.
+OPEN_INTERVAL: list[list[datetime | None]] = [[None, None]]
 VERSION_EXTENSION = "https://stac-extensions.github.io/version/v1.2.0/schema.json"
 # Our own fields live under this prefix (a value in "properties" may not start with
 # "kerchunk:": xpystac would then try to read the item as inline kerchunk references).
@@ -240,8 +242,9 @@ def store_asset(
         if source_kind == "blob":
             storage_options["remote_options"] = {"account_name": account}
     xarray_fields = XarrayAssetsExtension.ext(asset)
-    xarray_fields.open_kwargs = open_kwargs
-    xarray_fields.storage_options = storage_options
+    # properties of pystac's AssetXarrayAssetsExtension, which ext()'s annotation hides
+    xarray_fields.open_kwargs = open_kwargs  # type: ignore[attr-defined]
+    xarray_fields.storage_options = storage_options  # type: ignore[attr-defined]
     return asset
 
 
@@ -291,7 +294,7 @@ def new_collection(
         or f"Virtual Zarr stores of the {collection_id!r} collection of NetCDF/HDF5 files.",
         extent=pystac.Extent(
             pystac.SpatialExtent([[-180.0, -90.0, 180.0, 90.0]]),
-            pystac.TemporalExtent([[None, None]]),
+            pystac.TemporalExtent(OPEN_INTERVAL),
         ),
         license=COLLECTION_LICENSE,
     )

@@ -97,13 +97,13 @@ def read_netcdf3(
     for var, info in zip(parsed.variables, header.variables, strict=True):
         if not is_static(info, header) or var.is_record:
             continue
-        values = None
+        static: np.ndarray | None = None
         if info.nbytes <= limit:
             reader.seek(var.begin)
             data = reader.read(info.nbytes)
             if len(data) == info.nbytes:
-                values = np.frombuffer(data, dtype=var.dtype).reshape(info.shape)
-        header.statics[info.name] = summarize_static(info, values)
+                static = np.frombuffer(data, dtype=var.dtype).reshape(info.shape)
+        header.statics[info.name] = summarize_static(info, static)
     return header, []
 
 

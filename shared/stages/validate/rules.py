@@ -17,6 +17,7 @@ from shared.stages.validate.model import (
     SUPPORTED_FILTERS,
     FileHeader,
     Finding,
+    Severity,
     VariableInfo,
     size_text,
 )
@@ -116,6 +117,7 @@ def unchunked_variable(header: FileHeader, settings: Settings) -> Iterator[Findi
         if piece is None:
             continue
         nbytes, how = piece
+        severity: Severity
         if nbytes > settings.unchunked_max_bytes:
             code, severity, limit, setting = (
                 "unchunked_variable_too_large",
