@@ -5,6 +5,7 @@ from __future__ import annotations
 import azure.durable_functions as df
 import azure.functions as func
 
+from activities.releases import bp as release_activities
 from activities.runs import bp as run_activities
 from activities.stages import bp as activities
 from api.events import bp as events_api
@@ -12,6 +13,7 @@ from api.http import bp as http_api
 from api.maintenance import bp as maintenance
 from api.releases import bp as releases_api
 from orchestrators.pipeline import bp as orchestrators
+from orchestrators.release import bp as releases
 from orchestrators.watcher import bp as watchers
 from shared.io.health import record_missing_packages
 from shared.model.telemetry import configure_from_env
@@ -32,3 +34,5 @@ app.register_functions(watchers)
 app.register_functions(events_api)
 app.register_functions(releases_api)
 app.register_functions(maintenance)
+app.register_functions(releases)
+app.register_functions(release_activities)

@@ -26,16 +26,16 @@ from api.runs import runtime_status, start_run
 from shared.io.health import dependency_report
 from shared.model.errors import PipelineError
 from shared.model.locations import parse_location, show_value
-from shared.model.plan import PipelineInput, RunPolicy, is_watcher_instance
+from shared.model.plan import PipelineInput, RunPolicy, is_release_instance, is_watcher_instance
 from shared.model.request import PipelineRequest
 from shared.model.settings import Settings
-from shared.model.status import pipeline_view, watcher_view
+from shared.model.status import pipeline_view, release_view, watcher_view
 
 bp = df.Blueprint()
 
 # Anchored by \Z, not '$' (which also matches before a trailing newline: "pipeline-x\n"
 # would answer for pipeline-x), and used with fullmatch.
-INSTANCE_ID = re.compile(r"^(pipeline|watch)-[a-z0-9][a-z0-9._-]{0,62}\Z")
+INSTANCE_ID = re.compile(r"^(pipeline|watch|release)-[a-z0-9][a-z0-9._-]{0,62}\Z")
 
 
 def _json(
@@ -109,7 +109,13 @@ async def pipeline_status(
                 }
             },
         )
-    view = watcher_view if is_watcher_instance(instance_id) else pipeline_view
+    view = (
+        watcher_view
+        if is_watcher_instance(instance_id)
+        else release_view
+        if is_release_instance(instance_id)
+        else pipeline_view
+    )
     return _json(200, view(status.to_json()))
 
 

@@ -6,6 +6,8 @@ versions, unpublish a version, clean up an unpublished version's store.
     GET  /api/datasets/{dataset_id}             versions, newest first; which is current
     POST /api/datasets/{dataset_id}/versions/{version}/unpublish  {"by"?, "reason"}
     POST /api/datasets/{dataset_id}/versions/{version}/cleanup     delete an unpublished store
+                   both: 200 with the result, or 202 and GET /api/pipelines/release-<dataset>
+                   when the operation (orchestrators/release.py) takes longer than 20 s
 
 Who decides: the signed-in principal App Service authentication passes
 (X-MS-CLIENT-PRINCIPAL-NAME) when there is one, otherwise the body's "by". A decision is
@@ -16,14 +18,16 @@ shared/catalog/ledger.py and shared/stages/release.py, the waiting in orchestrat
 
 from __future__ import annotations
 
+import asyncio
 import re
+import time
 from typing import Any
 
 import azure.durable_functions as df
 import azure.functions as func
 
 from api.http import INSTANCE_ID, _json, _status_url
-from api.runs import runtime_status
+from api.runs import FINISHED, IN_PROGRESS, runtime_status
 from orchestrators.pipeline import APPROVAL_EVENT
 from shared.catalog.ledger import (
     already_decided,
@@ -36,17 +40,26 @@ from shared.catalog.ledger import (
 from shared.io.storage import Storage
 from shared.model.errors import BadRequest, Conflict, NotFound, PipelineError
 from shared.model.locations import show_value
-from shared.model.plan import dataset_of, instance_id_for, is_pipeline_instance
+from shared.model.plan import (
+    dataset_of,
+    instance_id_for,
+    is_pipeline_instance,
+    release_instance_id,
+)
 from shared.model.request import identifier, read_body
 from shared.model.settings import Settings
-from shared.model.status import AWAITING_APPROVAL
-from shared.stages.release import cleanup, unpublish
+from shared.model.status import AWAITING_APPROVAL, release_view
+from shared.model.wire import ReleaseInput
+from shared.stages.release import check_cleanup, check_unpublish
 
 bp = df.Blueprint()
 
 VERSION = re.compile(r"^[0-9a-f]{16}\Z")  # \Z, not $, as INSTANCE_ID
 PRINCIPAL_HEADER = "x-ms-client-principal-name"
 STATUS_FOR = {BadRequest: 400, NotFound: 404, Conflict: 409}
+# An unpublish or cleanup is answered with its result when it ends within this time (most
+# take well under a second); after it, with 202 and the status URL to follow.
+RELEASE_WAIT_SECONDS = 20.0
 
 
 def _error(exc: PipelineError) -> func.HttpResponse:
@@ -202,17 +215,11 @@ async def unpublish_version(
                 f"{dataset_id} shows it finished.",
             )
         settings = Settings.from_env()
-        result = unpublish(
-            dataset_id=dataset_id,
-            version=version,
-            by=by,
-            reason=reason,
-            settings=settings,
-            storage=Storage(settings),
-        )
+        check_unpublish(dataset_id, version, settings, Storage(settings))
+        given = _release_input("unpublish", dataset_id, version, settings, by, reason)
+        return await _run_release(req, client, given)
     except PipelineError as exc:
         return _error(exc)
-    return _json(200, result)
 
 
 @bp.route(
@@ -220,14 +227,74 @@ async def unpublish_version(
     methods=["POST"],
     auth_level=func.AuthLevel.FUNCTION,
 )
-def cleanup_version(req: func.HttpRequest) -> func.HttpResponse:
+@bp.durable_client_input(client_name="client")
+async def cleanup_version(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient
+) -> func.HttpResponse:
     try:
         dataset_id = _dataset_id(req)
         version = _version(req, dataset_id)
         settings = Settings.from_env()
-        result = cleanup(
-            dataset_id=dataset_id, version=version, settings=settings, storage=Storage(settings)
-        )
+        check_cleanup(dataset_id, version, settings, Storage(settings))
+        given = _release_input("cleanup", dataset_id, version, settings)
+        return await _run_release(req, client, given)
     except PipelineError as exc:
         return _error(exc)
-    return _json(200, result)
+
+
+def _release_input(
+    operation: str,
+    dataset_id: str,
+    version: str,
+    settings: Settings,
+    by: str = "",
+    reason: str = "",
+) -> ReleaseInput:
+    return ReleaseInput(
+        operation=operation,
+        dataset_id=dataset_id,
+        version=version,
+        by=by,
+        reason=reason,
+        retry_first_interval_ms=settings.retry_first_interval_ms,
+        retry_max_attempts=settings.retry_max_attempts,
+    )
+
+
+async def _run_release(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient, given: ReleaseInput
+) -> func.HttpResponse:
+    """Start the dataset's release orchestration (one at a time) and answer with its result
+    when it ends within RELEASE_WAIT_SECONDS: 200, or the error's status. Otherwise 202 with
+    the URL of its status (GET /api/pipelines/release-<dataset>), which has the result
+    once it has ended."""
+    instance_id = release_instance_id(given.dataset_id)
+    status_url = _status_url(req, instance_id)
+    if runtime_status(await client.get_status(instance_id)) in IN_PROGRESS:
+        raise Conflict(
+            f"Another release operation on {given.dataset_id!r} is in progress.",
+            remedy=f"Follow it at {status_url}, then ask again.",
+        )
+    await client.start_new("release_version", instance_id, given.to_dict())
+    deadline = time.monotonic() + RELEASE_WAIT_SECONDS
+    pause = 0.05
+    while time.monotonic() < deadline:
+        status = await client.get_status(instance_id)
+        if runtime_status(status) in FINISHED:
+            view = release_view(status.to_json())
+            if "result" in view:
+                return _json(200, view["result"])
+            raise PipelineError.from_dict(view.get("error") or {"code": "internal_error"})
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, 0.5)
+    return _json(
+        202,
+        {
+            "instance_id": instance_id,
+            "phase": "running",
+            "status_url": status_url,
+            "message": f"The {given.operation} of {given.dataset_id} {given.version} goes on; "
+            "its status URL has the result when it has ended.",
+        },
+        headers={"Location": status_url},
+    )

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -62,7 +63,21 @@ def add_release_parsers(sub: Any) -> None:
 
 
 def _call(args: argparse.Namespace, method: str, path: str, body: Any = None) -> dict[str, Any]:
-    url = f"{args.url.rstrip('/')}/api/{path}"
+    answer = _request(args, method, f"{args.url.rstrip('/')}/api/{path}", body)
+    # An unpublish or cleanup still going on after the API's wait: follow its status.
+    status_url = answer.get("status_url") if answer.get("phase") == "running" else None
+    while status_url:
+        time.sleep(1)
+        view = _request(args, "GET", status_url)
+        if view.get("error"):
+            error = view["error"]
+            raise ApiError(error.get("message", "the operation failed"), remedy=error.get("remedy"))
+        if "result" in view:
+            return dict(view["result"])
+    return answer
+
+
+def _request(args: argparse.Namespace, method: str, url: str, body: Any = None) -> dict[str, Any]:
     headers = {"Content-Type": "application/json"}
     if args.key:
         headers["x-functions-key"] = args.key

@@ -7,6 +7,7 @@ clock but context.current_utc_datetime, no settings (everything arrives in the i
       gate                                          -> stop with the report if a file is unsuitable
       waves of `pipeline_batch` sub-orchestrations  -> generate the references of each batch
       combine -> verify -> register                 -> store URL, STAC item URL
+      prune                                         -> stores of old versions removed
       record                                        -> the run report in the work area
 
 Activities return {"ok": true, ...} or {"ok": false, "error": {...}}; they raise only for
@@ -38,6 +39,8 @@ from shared.model.wire import (
     FilesInput,
     GateAnswer,
     GateInput,
+    PruneAnswer,
+    PruneInput,
     RecordAnswer,
     RecordInput,
     RegisterAnswer,
@@ -81,6 +84,7 @@ def pipeline(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dic
     approved: bool = yield from await_approval(run)
     if approved:
         yield from register(run, plan, combined)
+        yield from prune(run)
     yield from record(run)
     return run.status.to_dict()
 
@@ -349,6 +353,21 @@ def register(run: Run, plan: RunPlan, combined: CombineAnswer) -> Step:
         stage_seconds={k: v.get("seconds") for k, v in status.stages.items()},
         item_url=status.outputs.get("item_url"),
     )
+
+
+def prune(run: Run) -> Step:
+    """After a publication, the stores of versions beyond the number kept are removed. The
+    run has published: a prune that fails is logged (the next run prunes again), never a
+    failure of the run."""
+    pruned = yield from call(
+        run,
+        "prune_versions",
+        PruneInput(dataset_id=run.request.dataset_id, run_id=run.status.run_id, **run.fields),
+        PruneAnswer,
+    )
+    if isinstance(pruned, ErrorInfo):
+        run.note("old versions not pruned", logging.WARNING, stage="register", code=pruned.code,
+                 error_message=pruned.message)  # fmt: skip
 
 
 def record(run: Run) -> Step:

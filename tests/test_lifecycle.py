@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -237,3 +238,60 @@ def test_a_decision_for_a_run_not_waiting_is_refused_and_not_recorded(host: Host
     assert waiting["run_id"] == finished["run_id"]
     assert host.decide(instance_id, "reject", by="judy", reason="not yet").status == 202
     assert host.finished(instance_id)["phase"] == "rejected"
+
+
+def test_an_unpublish_longer_than_the_wait_answers_202_and_its_status_has_the_result(
+    host: Host, monkeypatch, capsys
+):
+    """Unpublish is an orchestration (orchestrators/release.py): the HTTP answer waits a
+    while for it, and after that gives the status URL, which has the result once it ends.
+    The command line follows that URL."""
+    import api.releases
+    from devhost.cli import main
+
+    first = host.finished(host.submit("tas-slow"))
+    write_sample_files(host.source, SampleSpec(files=1, lat=4, lon=6, first_index=3))
+    second = host.finished(host.submit("tas-slow"))
+    monkeypatch.setattr(api.releases, "RELEASE_WAIT_SECONDS", 0.0)
+    answer = host.unpublish("tas-slow", second["run_id"], by="ida", reason="slow")
+    assert answer.status == 202, answer.json()
+    assert answer.json()["status_url"].endswith("/api/pipelines/release-tas-slow")
+    view = host.wait("release-tas-slow", lambda v: v.get("phase") != "running")
+    assert view["operation"] == "unpublish" and view["phase"] == "succeeded", view
+    assert view["result"]["current"] == first["run_id"]
+
+    url = ["--url", host.server.base_url]
+    assert main(["unpublish", "tas-slow", first["run_id"], "--reason", "gone", *url]) == 0
+    assert "current version is now (none" in capsys.readouterr().out
+    assert host.versions("tas-slow").json()["current"] is None
+
+
+def test_a_second_release_operation_on_a_dataset_waits_for_the_first(host: Host, monkeypatch):
+    """One release operation per dataset at a time (they read and write the same ledger):
+    while one is in progress a second is refused with 409, naming where to follow the first."""
+    import api.releases
+
+    host.finished(host.submit("tas-one"))
+    write_sample_files(host.source, SampleSpec(files=1, lat=4, lon=6, first_index=3))
+    second = host.finished(host.submit("tas-one"))
+    monkeypatch.setattr(api.releases, "RELEASE_WAIT_SECONDS", 0.0)
+    with host.server.host.holding_episodes():  # the first stays in progress meanwhile
+        started = host.unpublish("tas-one", second["run_id"], by="ida", reason="one")
+        assert started.status == 202, started.json()
+        refused = host.unpublish("tas-one", second["run_id"], by="ida", reason="two")
+    assert refused.status == 409, refused.json()
+    assert "/api/pipelines/release-tas-one" in refused.json()["error"]["remedy"]
+    host.wait("release-tas-one", lambda v: v.get("phase") == "succeeded")
+
+
+def test_pruning_is_a_step_of_its_own_after_register(host: Host):
+    """register publishes; the old stores beyond the number kept are removed by the next
+    activity (prune_versions), whose failure would not fail a published run."""
+    instance_id = host.submit("tas-prune")
+    host.finished(instance_id)
+    db = sqlite3.connect(host.server.host.state_dir / "durable.sqlite")
+    names = [n for (n,) in db.execute(
+        "SELECT name FROM executions WHERE instance_id = ? ORDER BY id", (instance_id,)
+    )]  # fmt: skip
+    db.close()
+    assert names[-3:] == ["register_item", "prune_versions", "record_run"]

@@ -76,7 +76,7 @@ def batches(count: int, size: int) -> list[tuple[int, int]]:
 
 
 # Every orchestration instance id the app uses comes from the functions below.
-PIPELINE_PREFIX, WATCHER_PREFIX = "pipeline-", "watch-"
+PIPELINE_PREFIX, WATCHER_PREFIX, RELEASE_PREFIX = "pipeline-", "watch-", "release-"
 
 
 def instance_id_for(dataset_id: str) -> str:
@@ -89,6 +89,15 @@ def watcher_instance_id(dataset_id: str) -> str:
     return f"{WATCHER_PREFIX}{dataset_id}"
 
 
+def release_instance_id(dataset_id: str) -> str:
+    """The dataset's release operation (orchestrators/release.py): one at a time."""
+    return f"{RELEASE_PREFIX}{dataset_id}"
+
+
+def is_release_instance(instance_id: str) -> bool:
+    return instance_id.startswith(RELEASE_PREFIX)
+
+
 def is_pipeline_instance(instance_id: str) -> bool:
     return instance_id.startswith(PIPELINE_PREFIX)
 
@@ -98,8 +107,11 @@ def is_watcher_instance(instance_id: str) -> bool:
 
 
 def dataset_of(instance_id: str) -> str:
-    """The dataset a pipeline or watcher instance id names."""
-    return instance_id.removeprefix(PIPELINE_PREFIX).removeprefix(WATCHER_PREFIX)
+    """The dataset a pipeline, watcher or release instance id names."""
+    for prefix in (PIPELINE_PREFIX, WATCHER_PREFIX, RELEASE_PREFIX):
+        if instance_id.startswith(prefix):
+            return instance_id.removeprefix(prefix)
+    return instance_id
 
 
 def batch_instance_id(parent_id: str, stage: str, index: int) -> str:

@@ -281,3 +281,30 @@ def watcher_view(durable: dict[str, Any]) -> dict[str, Any]:
         "created": durable.get("createdTime"),
         "last_updated": durable.get("lastUpdatedTime"),
     }
+
+
+def release_view(durable: dict[str, Any]) -> dict[str, Any]:
+    """What GET /api/pipelines/release-<dataset> answers: the release operation (unpublish or
+    cleanup of a version), its step, and its result or error once it has ended."""
+    custom = durable.get("customStatus") or {}
+    if isinstance(custom, str):
+        custom = {}
+    view: dict[str, Any] = {
+        "instance_id": durable.get("instanceId"),
+        "runtime_status": durable.get("runtimeStatus"),
+        **{k: v for k, v in custom.items() if k != "kind"},
+        "created": durable.get("createdTime"),
+        "last_updated": durable.get("lastUpdatedTime"),
+    }
+    output = durable.get("output")
+    if durable.get("runtimeStatus") == "Completed" and isinstance(output, dict):
+        if output.get("ok"):
+            view["result"] = {k: v for k, v in output.items() if k != "ok"}
+        else:
+            view["error"] = output.get("error")
+    elif durable.get("runtimeStatus") in ("Failed", "Terminated"):
+        view["error"] = {
+            "code": "orchestration_" + str(durable.get("runtimeStatus")).lower(),
+            "message": durable.get("output"),
+        }
+    return view

@@ -22,6 +22,13 @@ later have defaults for the same reason.
     check_changes                    ChangesInput    ChangesAnswer
     start_run                        StartRunInput   StartRunAnswer
     run_status                       RunStatusInput  RunStatusAnswer
+    prune_versions                   PruneInput      PruneAnswer
+    release_version (orchestration)  ReleaseInput    the operation's result
+    check_unpublish                  VersionInput    UnpublishPlan
+    restore_version                  VersionInput    RestoreAnswer
+    withdraw_item                    VersionInput    Done
+    finish_unpublish                 FinishInput     UnpublishAnswer
+    cleanup_store                    VersionInput    CleanupAnswer
 """
 
 from __future__ import annotations
@@ -41,25 +48,35 @@ __all__ = [
     "BatchSummary",
     "ChangesAnswer",
     "ChangesInput",
+    "CleanupAnswer",
     "CombineAnswer",
     "CombineInput",
+    "Done",
     "ErrorInfo",
     "FilesAnswer",
     "FilesInput",
+    "FinishInput",
     "GateAnswer",
     "GateInput",
+    "PruneAnswer",
+    "PruneInput",
     "RecordAnswer",
     "RecordInput",
     "RegisterAnswer",
     "RegisterInput",
+    "ReleaseInput",
+    "RestoreAnswer",
     "RunPlan",
     "RunStatusAnswer",
     "RunStatusInput",
     "ScanInput",
     "StartRunAnswer",
     "StartRunInput",
+    "UnpublishAnswer",
+    "UnpublishPlan",
     "VerifyAnswer",
     "VerifyInput",
+    "VersionInput",
     "Wire",
     "answer",
     "failure",
@@ -338,3 +355,82 @@ class RunStatusAnswer(Wire):
     reused: int | None = None
     item_url: str | None = None
     error: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class PruneInput(ActivityInput):
+    dataset_id: str
+    run_id: str  # the version just published: never removed
+
+
+@dataclass(frozen=True, kw_only=True)
+class PruneAnswer(Wire):
+    removed: list[str] = field(default_factory=list)
+
+
+# -- release operations (orchestrators/release.py) ----------------------------------------
+@dataclass(frozen=True, kw_only=True)
+class ReleaseInput(ActivityInput):
+    """One release operation on one version of a dataset, as the HTTP API starts it."""
+
+    operation: str  # unpublish | cleanup
+    dataset_id: str
+    version: str
+    by: str = ""
+    reason: str = ""
+    retry_first_interval_ms: int = 5000
+    retry_max_attempts: int = 5
+
+
+@dataclass(frozen=True, kw_only=True)
+class VersionInput(ActivityInput):
+    dataset_id: str
+    version: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class UnpublishPlan(Wire):
+    current: bool  # the version is the one the STAC item points at
+    published: str | None = None  # the version the item points at now
+    candidates: list[str] = field(default_factory=list)  # to fall back to, newest first
+    skipped: list[dict[str, str]] = field(default_factory=list)  # {"version", "why"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class RestoreAnswer(Wire):
+    restored: bool
+    why: str = ""  # when not restored
+
+
+@dataclass(frozen=True, kw_only=True)
+class FinishInput(ActivityInput):
+    dataset_id: str
+    version: str
+    by: str
+    reason: str
+    current: str | None = None
+    skipped: list[dict[str, str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, kw_only=True)
+class UnpublishAnswer(Wire):
+    """What POST .../unpublish answers: the version's record and what is current now."""
+
+    dataset_id: str
+    version: str
+    state: str
+    unpublished: dict[str, str]  # {"by", "reason", "at"}
+    current: str | None = None  # None: no version is published (the item was removed)
+    skipped: list[dict[str, str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CleanupAnswer(Wire):
+    dataset_id: str
+    version: str
+    objects_removed: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class Done(Wire):
+    """A step that answers nothing but that it is done."""

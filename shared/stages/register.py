@@ -7,7 +7,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.catalog.ledger import prune_versions, record_version, write_published
+from shared.catalog.ledger import record_version, write_published
 from shared.catalog.stac.catalog import RegisterResult, register_item
 from shared.catalog.stac.item import build_item
 from shared.io.storage import Storage, storage_faults
@@ -102,7 +102,6 @@ def register(
             settings=settings,
             storage=storage,
         )
-    prune_versions(request.dataset_id, run_id, settings, storage)
     emit(
         log,
         "register done",

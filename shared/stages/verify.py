@@ -67,6 +67,8 @@ class VerifyResult:
     variables_checked: int
     values_compared: int
     seconds: float
+    dataset_id: str = ""
+    manifest_url: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -594,6 +596,50 @@ def verify(
     drop_variables: Sequence[str] = (),
     static_differs: str = "refuse",
 ) -> VerifyResult:
+    """The verify stage: compare the store with its sources (compare_store), then record it
+    as verified (mark_verified), the record register and unpublish require."""
+    storage = storage or Storage(settings)
+    result = compare_store(
+        manifest_url,
+        store_url,
+        store_format,
+        concat_dim,
+        settings,
+        storage,
+        drop_variables=drop_variables,
+        static_differs=static_differs,
+    )
+    mark_verified(result, settings, storage)
+    return result
+
+
+def mark_verified(result: VerifyResult, settings: Settings, storage: Storage) -> None:
+    """The store read back equal to its sources: say so beside it ({run}.verified.json)."""
+    store = parse_location(result.store_url, settings, what="store")
+    run_id = store.name.split(".", 1)[0]
+    storage.write_json(
+        Layout.from_settings(settings).verified_marker(result.dataset_id, run_id),
+        {
+            "kind": "verified-store",
+            "store_url": result.store_url,
+            "manifest_url": result.manifest_url,
+            "mode": result.mode,
+            "values_compared": result.values_compared,
+        },
+    )
+
+
+def compare_store(
+    manifest_url: str,
+    store_url: str,
+    store_format: StoreFormat,
+    concat_dim: str,
+    settings: Settings,
+    storage: Storage | None = None,
+    *,
+    drop_variables: Sequence[str] = (),
+    static_differs: str = "refuse",
+) -> VerifyResult:
     """Compare the store with every source file. Variables the request dropped are not in
     the store and not compared; with static_differs "keep-first", a variable without the
     concat dimension is compared with the file that holds the first steps only (the store
@@ -728,19 +774,6 @@ def verify(
             + "; ".join(m.sentence() for m in mismatches[:MAX_REPORTED]),
             mismatches=[m.__dict__ for m in mismatches[:MAX_REPORTED]],
         )
-    layout = Layout.from_settings(settings)
-    dataset_id = manifest.dataset_id
-    run_id = store.name.split(".", 1)[0]
-    storage.write_json(
-        layout.verified_marker(dataset_id, run_id),
-        {
-            "kind": "verified-store",
-            "store_url": store_url,
-            "manifest_url": manifest_url,
-            "mode": mode,
-            "values_compared": values_compared,
-        },
-    )
     result = VerifyResult(
         store_url=store_url,
         mode=mode,
@@ -748,6 +781,8 @@ def verify(
         variables_checked=variables_checked,
         values_compared=values_compared,
         seconds=time.perf_counter() - started,
+        dataset_id=manifest.dataset_id,
+        manifest_url=manifest_url,
     )
     emit(
         log,
