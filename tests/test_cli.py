@@ -120,6 +120,20 @@ def test_the_module_runs_as_a_program():
     assert "demo" in result.stdout and "validate" in result.stdout
 
 
+def test_the_devhost_command_runs_from_any_folder(tmp_path):
+    """./dev setup installs this repository editable into .venv: its `devhost` command runs
+    outside the repository, with nothing on PYTHONPATH."""
+    command = Path(sys.executable).parent / "devhost"
+    assert command.exists(), "run ./dev setup: it installs the devhost command"
+    write_sample_files(tmp_path / "data", SampleSpec(files=2, lat=4, lon=6))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    result = subprocess.run(
+        [str(command), "validate", "data"], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("SUITABLE") == 2
+
+
 def test_validate_of_several_files_applies_the_checks_across_files(tmp_path, capsys):
     from tests.matrix_cases import other_grid
 
