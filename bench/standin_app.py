@@ -95,6 +95,12 @@ def register_item(payload: Payload) -> dict[str, Any]:
 
 
 @activities.activity_trigger(input_name="payload")
+def prune_versions(payload: Payload) -> dict[str, Any]:
+    time.sleep(FIXED)
+    return {"ok": True, "removed": []}
+
+
+@activities.activity_trigger(input_name="payload")
 def record_run(payload: Payload) -> dict[str, Any]:
     time.sleep(FIXED)
     return {"ok": True, "run_report": _url("run")}

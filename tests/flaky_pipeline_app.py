@@ -13,6 +13,7 @@ from typing import Any
 
 import azure.durable_functions as df
 
+import activities.releases as releases
 import activities.stages as stages
 from orchestrators.pipeline import bp as orchestrators
 from shared.model.errors import StorageUnavailable
@@ -35,7 +36,7 @@ def _failing_first_call(function: Any) -> Any:
 
 
 activities = df.Blueprint()
-for builder in stages.bp._function_builders:
+for builder in [*stages.bp._function_builders, *releases.bp._function_builders]:
     name = builder._function.get_function_name()
     user_function = builder._function.get_user_function()
     if name == "validate_files":
