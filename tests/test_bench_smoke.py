@@ -8,9 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow
 def test_bench_quick_mode_writes_the_report(tmp_path, azurite_endpoint):
     env = {**os.environ, "AZURITE_BLOB_ENDPOINT": azurite_endpoint}
     result = subprocess.run(

@@ -22,6 +22,7 @@ def isolated_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("PIPELINE_CATALOG", str(tmp_path / "catalog"))
 
 
+@pytest.mark.slow
 def test_run_prints_where_every_output_is(tmp_path, capsys):
     write_sample_files(tmp_path / "src", SampleSpec(files=3, lat=6, lon=10))
     assert (
@@ -39,6 +40,7 @@ def test_run_prints_where_every_output_is(tmp_path, capsys):
         assert label in out
 
 
+@pytest.mark.slow
 def test_run_on_an_empty_folder_exits_1_with_the_error_and_what_to_do(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert (
@@ -62,6 +64,7 @@ def test_run_with_a_bad_dataset_id_names_the_option_before_starting_anything(tmp
     assert not state.exists()  # refused before any host started
 
 
+@pytest.mark.slow
 def test_a_run_stopped_by_the_gate_says_where_its_run_report_is(tmp_path, capsys):
     write_sample_files(tmp_path / "src", SampleSpec(files=2, lat=6, lon=10))
     write_bytes(tmp_path / "src" / "zero.nc", b"")
@@ -99,6 +102,7 @@ def test_validate_of_a_missing_path_says_so(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_demo_proves_the_published_store_equals_the_sources(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path / "demo"), "--files", "3"]) == 0
     out = capsys.readouterr().out
@@ -145,6 +149,7 @@ def test_validate_of_several_files_applies_the_checks_across_files(tmp_path, cap
     assert "3 file(s) checked, 0 unsuitable or unreadable, 1 problem(s) across the files." in out
 
 
+@pytest.mark.slow
 def test_validate_and_run_read_the_group_they_are_given(tmp_path, capsys):
     """Data in a group: without --group the files are refused naming the group; with it,
     they validate, and `run --group` publishes that group."""
@@ -161,6 +166,7 @@ def test_validate_and_run_read_the_group_they_are_given(tmp_path, capsys):
     assert "STAC item    file://" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_a_mistyped_source_shows_the_failed_stage_and_the_error_once(tmp_path, capsys):
     """No raw ERROR log lines before the display, no "scan done" for a stage that failed."""
     state = str(tmp_path / "state")
@@ -172,6 +178,7 @@ def test_a_mistyped_source_shows_the_failed_stage_and_the_error_once(tmp_path, c
     assert err.count("does not exist") == 1
 
 
+@pytest.mark.slow
 def test_a_concat_dim_the_files_do_not_have_is_said_first_with_the_right_one(tmp_path, capsys):
     write_sample_files(tmp_path / "src", SampleSpec(files=3, lat=6, lon=10))
     state = str(tmp_path / "state")
@@ -183,6 +190,7 @@ def test_a_concat_dim_the_files_do_not_have_is_said_first_with_the_right_one(tmp
     assert "Regrid" not in err
 
 
+@pytest.mark.slow
 def test_tiles_on_a_busy_port_says_so_before_printing_anything_else(tmp_path):
     import socket
 

@@ -210,6 +210,7 @@ def test_a_source_replaced_keeping_its_etag_is_corrupt_chunk_naming_what_the_sto
     assert not verified_marker(local_settings, store_url).exists()
 
 
+@pytest.mark.slow
 def test_a_run_on_a_damaged_file_fails_with_corrupt_chunk_and_publishes_nothing(
     tmp_path, local_settings
 ):
@@ -286,6 +287,7 @@ def test_tiles_of_a_store_whose_source_changed_name_the_file(
             assert "Run the pipeline again" in detail
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("store_format", FORMATS)
 def test_tiles_of_a_store_whose_source_is_damaged_name_the_file_and_chunk(
     tmp_path, local_settings, client, store_format

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 SCRIPT = """
@@ -29,6 +31,7 @@ print(json.dumps({"health_status": health.status_code, "health": json.loads(heal
 """
 
 
+@pytest.mark.slow
 def test_a_missing_module_is_reported_by_health_and_named_by_the_activities_that_need_it():
     result = subprocess.run(
         [sys.executable, "-c", SCRIPT], cwd=ROOT, capture_output=True, text=True, timeout=120

@@ -60,6 +60,7 @@ def test_timespan_is_the_format_the_extension_serialises():
     assert timespan(timedelta(hours=1, minutes=2, seconds=3, microseconds=5)) == "01:02:03.0000050"
 
 
+@pytest.mark.slow
 def test_a_timer_longer_than_the_maximum_short_timer_becomes_a_chain(tmp_path):
     """Imitates: the extension announcing maximumShortTimerDuration (6 days) and
     longRunningTimerIntervalDuration (3 days) of the Azure Storage provider, and the SDK
@@ -136,6 +137,7 @@ def test_an_event_in_the_same_batch_as_continue_as_new_is_dropped(host):
     assert host.wait_for("relay", timeout=30)["output"] == 2
 
 
+@pytest.mark.slow
 def test_completions_for_an_execution_before_continue_as_new_are_discarded(host):
     """Imitates: DTFx TaskOrchestrationDispatcher.ReconcileMessagesWithState ("ExecutionId of
     event does not match current executionId"): the slow activity of generation 0 finishes
@@ -210,6 +212,7 @@ def test_a_custom_status_over_the_extensions_limit_fails_the_orchestration(host)
     )
 
 
+@pytest.mark.slow
 def test_the_nightly_purge_deletes_old_finished_instances_only(tmp_path, monkeypatch):
     """The app's purge_history timer function, run through the Functions admin API
     (POST /admin/functions/{name}) with the real Durable client: finished instances created

@@ -268,6 +268,7 @@ CASES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", CASES, ids=str)
 def test_an_orchestrated_run_through_the_fault_proxy_equals_a_fault_free_run(
     case, tmp_path, collection, proxy_for, blob_settings, containers, monkeypatch

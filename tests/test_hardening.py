@@ -102,6 +102,7 @@ def test_a_combine_stopped_by_the_memory_ceiling_leaves_the_published_version(
     assert more[0].exists()
 
 
+@pytest.mark.slow
 def test_a_host_killed_mid_combine_leaves_the_published_version_readable(tmp_path, local_settings):
     paths = write_sample_files(tmp_path / "src", SampleSpec(files=40, lat=6, lon=10))
     first = run_pipeline(request_for(tmp_path / "src"), local_settings)
@@ -124,6 +125,7 @@ def test_a_host_killed_mid_combine_leaves_the_published_version_readable(tmp_pat
         assert published.sizes["time"] == 60
 
 
+@pytest.mark.slow
 def test_only_the_newest_versions_are_kept(tmp_path, local_settings):
     settings = local_settings.with_changes(keep_versions=2)
     write_sample_files(tmp_path / "src", SPEC)

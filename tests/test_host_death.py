@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -52,6 +53,7 @@ def wait_for(path: Path, host: subprocess.Popen[bytes], timeout: float = 120) ->
         time.sleep(0.02)
 
 
+@pytest.mark.slow
 def test_workers_die_with_a_killed_host_and_the_activity_runs_once_more(tmp_path):
     options = {
         "seconds": 3,

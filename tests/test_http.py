@@ -128,6 +128,7 @@ def test_the_status_while_running_names_the_phase(first_run):
     assert "code=" not in first_run.early_status.body.decode()
 
 
+@pytest.mark.slow
 def test_the_status_after_the_run_has_the_outputs_and_stage_timings(server, first_run):
     view = wait_for_run(server, "pipeline-http-first")
     assert view["runtime_status"] == "Completed", view
@@ -146,6 +147,7 @@ def test_the_status_after_the_run_has_the_outputs_and_stage_timings(server, firs
     assert "error" not in view
 
 
+@pytest.mark.slow
 def test_a_finished_dataset_can_be_submitted_again(server, first_run, source):
     wait_for_run(server, "pipeline-http-first")
     body = {"source": source, "dataset_id": "http-first"}

@@ -41,6 +41,7 @@ def manifest_files(output: dict) -> list[dict]:
     ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("store_format", FORMATS)
 def test_after_one_new_file_only_that_file_is_validated_and_generated(
     tmp_path, local_settings, monkeypatch, store_format
@@ -100,6 +101,7 @@ def test_after_one_new_file_only_that_file_is_validated_and_generated(
     assert item.properties["updated"] >= item.properties["created"]
 
 
+@pytest.mark.slow
 def test_an_overwritten_file_gets_new_references_and_the_store_its_new_values(
     tmp_path, local_settings, monkeypatch
 ):
@@ -125,6 +127,7 @@ def test_an_overwritten_file_gets_new_references_and_the_store_its_new_values(
         xr.testing.assert_identical(published.load(), open_sources(paths))
 
 
+@pytest.mark.slow
 def test_option_full_validates_and_generates_every_file_again(
     tmp_path, local_settings, monkeypatch
 ):
@@ -151,6 +154,7 @@ def test_option_full_validates_and_generates_every_file_again(
     assert full["run_id"] != first["run_id"]  # a new version, built by these libraries
 
 
+@pytest.mark.slow
 def test_icechunk_recombines_when_a_new_file_does_not_extend_the_store(
     tmp_path, local_settings, monkeypatch
 ):
@@ -172,6 +176,7 @@ def test_icechunk_recombines_when_a_new_file_does_not_extend_the_store(
         xr.testing.assert_identical(published.load(), open_sources(sorted(paths)))
 
 
+@pytest.mark.slow
 def test_a_reused_report_lost_from_the_work_area_stops_the_run_saying_to_run_full(
     tmp_path, local_settings, monkeypatch
 ):
@@ -194,6 +199,7 @@ def test_a_reused_report_lost_from_the_work_area_stops_the_run_saying_to_run_ful
     assert repaired["files"]["validated"] == 5
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("store_format", FORMATS)
 def test_time_bounds_with_per_file_units_stay_right_when_a_file_is_added(
     tmp_path, local_settings, store_format

@@ -225,6 +225,7 @@ def checkov_report() -> dict[str, Any]:
     return json.loads(done.stdout)
 
 
+@pytest.mark.slow
 def test_checkov_finds_no_failed_check_in_any_file():
     report = checkov_report()
     summary = report["summary"]
@@ -237,6 +238,7 @@ def test_checkov_finds_no_failed_check_in_any_file():
     assert summary["passed"] >= 20 and summary["resource_count"] >= 40
 
 
+@pytest.mark.slow
 def test_every_skipped_check_gives_its_reason_inline():
     for check in checkov_report()["results"]["skipped_checks"]:
         reason = check["check_result"].get("suppress_comment", "")

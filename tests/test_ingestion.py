@@ -123,6 +123,7 @@ def idle_after(runs: int, checks: int) -> Callable[[dict[str, Any]], bool]:
     )
 
 
+@pytest.mark.slow
 def test_fifty_uploads_shuffled_and_duplicated_make_exactly_one_run(ingest: Ingest):
     paths = ingest.upload(SampleSpec(files=50, lat=4, lon=6))
     events = ingest.events_for([p.name for p in paths])
@@ -148,6 +149,7 @@ def test_fifty_uploads_shuffled_and_duplicated_make_exactly_one_run(ingest: Inge
     assert ingest.executed()["scan_files"] == 1
 
 
+@pytest.mark.slow
 def test_uploads_during_a_run_make_exactly_one_follow_up_run_with_the_new_files(ingest: Ingest):
     first = ingest.upload(SampleSpec(files=6, lat=4, lon=6))
     ingest.post(ingest.events_for([p.name for p in first]))
@@ -168,6 +170,7 @@ def test_uploads_during_a_run_make_exactly_one_follow_up_run_with_the_new_files(
         xr.testing.assert_identical(published.load(), open_sources(first + more))
 
 
+@pytest.mark.slow
 def test_events_for_other_containers_suffixes_and_prefixes_are_ignored_with_a_log_line(
     ingest: Ingest, caplog
 ):
@@ -213,6 +216,7 @@ def test_events_for_other_containers_suffixes_and_prefixes_are_ignored_with_a_lo
     assert ingest.host.get_status(WATCHER) is None
 
 
+@pytest.mark.slow
 def test_a_bad_upload_fails_one_run_and_its_corrected_upload_is_published(ingest: Ingest):
     good = ingest.upload(SampleSpec(files=3, lat=4, lon=6))
     fixed = write_sample_files(
@@ -240,6 +244,7 @@ def test_a_bad_upload_fails_one_run_and_its_corrected_upload_is_published(ingest
         xr.testing.assert_identical(published.load(), open_sources([*good, corrected]))
 
 
+@pytest.mark.slow
 def test_an_unreadable_registry_fails_the_delivery_so_event_grid_retries_it(
     ingest: Ingest, monkeypatch
 ):
@@ -259,6 +264,7 @@ def test_an_unreadable_registry_fails_the_delivery_so_event_grid_retries_it(
     assert ingest.host.get_status(WATCHER) is None
 
 
+@pytest.mark.slow
 def test_a_run_started_over_http_is_never_replaced_by_uploads_which_run_after_it(
     ingest: Ingest,
 ):

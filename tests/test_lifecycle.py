@@ -96,6 +96,7 @@ def item_equals_sources(host: Host, item_url: str, paths: list[Path]) -> None:
         xr.testing.assert_identical(published.load(), open_sources(sorted(paths)))
 
 
+@pytest.mark.slow
 def test_an_approved_run_publishes_and_records_who_approved(host: Host):
     instance_id = host.submit("tas-approve", approval=True)
     waiting = host.awaiting(instance_id)
@@ -115,6 +116,7 @@ def test_an_approved_run_publishes_and_records_who_approved(host: Host):
     item_equals_sources(host, done["item_url"], sorted(host.source.glob("*.nc")))
 
 
+@pytest.mark.slow
 def test_a_rejected_run_publishes_nothing_and_keeps_its_store_for_inspection(host: Host):
     instance_id = host.submit("tas-reject", approval=True)
     host.awaiting(instance_id)
@@ -138,6 +140,7 @@ def test_a_rejected_run_publishes_nothing_and_keeps_its_store_for_inspection(hos
     assert Path(layout.verified_marker("tas-reject", done["run_id"]).path).exists()
 
 
+@pytest.mark.slow
 def test_a_run_nobody_decides_expires_and_publishes_nothing(host: Host):
     instance_id = host.submit("tas-expire", approval=True)
     host.awaiting(instance_id)
@@ -151,6 +154,7 @@ def test_a_run_nobody_decides_expires_and_publishes_nothing(host: Host):
     assert late.status == 409 and "not waiting" in late.json()["error"]["message"]
 
 
+@pytest.mark.slow
 def test_bad_ids_and_second_decisions_get_404_and_409_with_clear_messages(host: Host):
     unknown = host.decide("pipeline-nope", "approve", by="dave")
     assert unknown.status == 404 and "pipeline-nope" in unknown.json()["error"]["message"]
@@ -172,6 +176,7 @@ def test_bad_ids_and_second_decisions_get_404_and_409_with_clear_messages(host: 
     assert host.unpublish("tas-twice", run_id, by="g").status == 400  # why?
 
 
+@pytest.mark.slow
 def test_unpublishing_the_current_version_makes_the_previous_one_current(host: Host):
     first_files = sorted(host.source.glob("*.nc"))
     first = host.finished(host.submit("tas-versions"))
@@ -204,6 +209,7 @@ def test_unpublishing_the_current_version_makes_the_previous_one_current(host: H
     assert not Path(first["item_url"].removeprefix("file://")).exists()
 
 
+@pytest.mark.slow
 def test_the_command_line_approves_lists_unpublishes_and_cleans_up(host: Host, capsys):
     from devhost.cli import main
 
@@ -228,6 +234,7 @@ def test_the_command_line_approves_lists_unpublishes_and_cleans_up(host: Host, c
     assert "409" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_decision_for_a_run_not_waiting_is_refused_and_not_recorded(host: Host):
     finished = host.finished(host.submit("tas-early"))
     early = host.decide(finished["instance_id"], "approve", by="ivan")
@@ -240,6 +247,7 @@ def test_a_decision_for_a_run_not_waiting_is_refused_and_not_recorded(host: Host
     assert host.finished(instance_id)["phase"] == "rejected"
 
 
+@pytest.mark.slow
 def test_an_unpublish_longer_than_the_wait_answers_202_and_its_status_has_the_result(
     host: Host, monkeypatch, capsys
 ):
@@ -266,6 +274,7 @@ def test_an_unpublish_longer_than_the_wait_answers_202_and_its_status_has_the_re
     assert host.versions("tas-slow").json()["current"] is None
 
 
+@pytest.mark.slow
 def test_a_second_release_operation_on_a_dataset_waits_for_the_first(host: Host, monkeypatch):
     """One release operation per dataset at a time (they read and write the same ledger):
     while one is in progress a second is refused with 409, naming where to follow the first."""
@@ -284,6 +293,7 @@ def test_a_second_release_operation_on_a_dataset_waits_for_the_first(host: Host,
     host.wait("release-tas-one", lambda v: v.get("phase") == "succeeded")
 
 
+@pytest.mark.slow
 def test_pruning_is_a_step_of_its_own_after_register(host: Host):
     """register publishes; the old stores beyond the number kept are removed by the next
     activity (prune_versions), whose failure would not fail a published run."""

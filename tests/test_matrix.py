@@ -25,7 +25,12 @@ def _id(case: Case) -> str:
     return case.name.replace(" ", "-")
 
 
-@pytest.mark.parametrize("fmt", FORMATS)
+# The fast tier (`./dev test --fast`) runs every case in the first format; the other
+# formats are marked slow, and CI runs them all.
+FORMAT_PARAMS = [FORMATS[0], *(pytest.param(f, marks=pytest.mark.slow) for f in FORMATS[1:])]
+
+
+@pytest.mark.parametrize("fmt", FORMAT_PARAMS)
 @pytest.mark.parametrize("case", CASES, ids=_id)
 def test_case(tmp_path, local_settings, case: Case, fmt: str):
     local_settings = local_settings.with_changes(**case.settings)

@@ -17,6 +17,7 @@ from tests.helpers import durable_host, open_sources, run_pipeline, submit
 SPEC = SampleSpec(files=5, lat=6, lon=10)
 
 
+@pytest.mark.slow
 def test_a_run_through_devhost_equals_the_core_path(tmp_path, local_settings, monkeypatch):
     paths = write_sample_files(tmp_path / "src", SPEC)
     core_settings = local_settings.with_changes(
@@ -62,6 +63,7 @@ def test_a_run_through_devhost_equals_the_core_path(tmp_path, local_settings, mo
         xr.testing.assert_identical(published.load(), open_sources(paths))
 
 
+@pytest.mark.slow
 @pytest.mark.azurite
 def test_a_run_through_devhost_on_azurite_is_published_equal_to_its_sources(
     tmp_path, blob_settings, containers, monkeypatch
@@ -78,6 +80,7 @@ def test_a_run_through_devhost_on_azurite_is_published_equal_to_its_sources(
         xr.testing.assert_identical(published.load(), open_sources(paths))
 
 
+@pytest.mark.slow
 def test_a_bad_file_ends_the_run_at_the_gate_without_retries(tmp_path, local_settings, monkeypatch):
     write_sample_files(tmp_path / "src", SPEC)
     write_bytes(tmp_path / "src" / "broken.nc", b"<html>not a netcdf file</html>")
@@ -106,6 +109,7 @@ def test_a_bad_file_ends_the_run_at_the_gate_without_retries(tmp_path, local_set
     assert not Path(settings.catalog).exists()
 
 
+@pytest.mark.slow
 def test_a_transient_failure_is_retried_and_the_run_succeeds(tmp_path, local_settings, monkeypatch):
     paths = write_sample_files(tmp_path / "src", SPEC)
     monkeypatch.setenv("PIPELINE_TEST_FAULT_COUNTER", str(tmp_path / "fault-calls"))
@@ -133,6 +137,7 @@ def test_a_transient_failure_is_retried_and_the_run_succeeds(tmp_path, local_set
         xr.testing.assert_identical(published.load(), open_sources(paths))
 
 
+@pytest.mark.slow
 def test_retries_that_run_out_fail_the_run_with_its_status_and_report(
     tmp_path, local_settings, monkeypatch
 ):

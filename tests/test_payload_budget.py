@@ -18,6 +18,7 @@ HISTORY_LIMIT = 1024 * 1024  # bytes of one instance's history
 HISTORY_EVENTS_LIMIT = 1500
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("files", [2_000, 10_000])
 def test_payloads_and_histories_stay_small_at_scale(tmp_path, files, capsys):
     request = PipelineRequest.from_dict({"source": f"synthetic://{files}", "dataset_id": "big"})

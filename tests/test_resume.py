@@ -8,11 +8,14 @@ import json
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from devhost.samples import SampleSpec, write_sample_files
 from shared.model.request import PipelineRequest
 from tests.helpers import HostProcess, run_pipeline
 
 
+@pytest.mark.slow
 def test_a_killed_host_resumes_without_redoing_finished_activities(tmp_path, local_settings):
     write_sample_files(tmp_path / "src", SampleSpec(files=30, lat=6, lon=10))
     settings = local_settings.with_changes(batch_size=6, files_per_activity=1, parallel_batches=2)

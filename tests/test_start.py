@@ -12,11 +12,14 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from devhost.samples import SampleSpec, write_sample_files
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow
 def test_start_then_post_then_poll_to_the_stac_item(tmp_path):
     write_sample_files(tmp_path / "netcdf", SampleSpec(files=3, lat=6, lon=10))
     env = {

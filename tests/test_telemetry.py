@@ -120,6 +120,7 @@ def test_the_documented_fields_are_the_ones_the_code_emits():
                 assert f"`{field}`" in row, f"{message}: {field} is not documented"
 
 
+@pytest.mark.slow
 def test_a_failed_run_logs_the_failing_file_and_code_by_instance_id(
     tmp_path, local_settings, monkeypatch, caplog
 ):

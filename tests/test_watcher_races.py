@@ -110,6 +110,7 @@ def start(watch: Watch, **extra: Any) -> None:
     watch.phase("idle")
 
 
+@pytest.mark.slow
 def test_an_upload_during_the_change_check_gets_a_check_of_its_own(watch: Watch):
     """The wait that lost to the quiet-period timer is still open in the runtime while
     check_changes runs, and takes the event raised meanwhile: the watcher absorbs it, and a
@@ -128,6 +129,7 @@ def test_an_upload_during_the_change_check_gets_a_check_of_its_own(watch: Watch)
     assert watch.status()["checks_without_change"] == 2
 
 
+@pytest.mark.slow
 def test_an_upload_in_the_same_batch_as_the_check_result_gets_a_check(watch: Watch):
     """The check's completion and an upload event reach the watcher in one batch."""
     start(watch)
@@ -144,6 +146,7 @@ def test_an_upload_in_the_same_batch_as_the_check_result_gets_a_check(watch: Wat
     watch.phase("idle")
 
 
+@pytest.mark.slow
 def test_an_upload_dropped_with_a_continue_as_new_is_still_followed_by_a_check(watch: Watch):
     """The extension drops events in the same batch as continue-as-new. The watcher continues
     as new only while a check is owed, so the check it owes starts after the dropped event."""
@@ -164,6 +167,7 @@ def test_an_upload_dropped_with_a_continue_as_new_is_still_followed_by_a_check(w
     assert watch.status()["runs"] == 1
 
 
+@pytest.mark.slow
 def test_uploads_during_a_run_are_checked_after_it(watch: Watch):
     """Uploads while the run the watcher started is in progress: absorbed while it follows
     the run, and a check after the run lists them."""
@@ -180,6 +184,7 @@ def test_uploads_during_a_run_are_checked_after_it(watch: Watch):
     assert len(watch.calls("start_run")) == 1
 
 
+@pytest.mark.slow
 def test_a_run_in_progress_is_never_replaced_and_the_uploads_run_after_it(watch: Watch):
     """start_run answers busy (another run of the dataset, e.g. an HTTP one): the watcher
     starts nothing, checks again after the quiet period, and starts its run once the other
