@@ -1,0 +1,140 @@
+"""The adaptive reader (shared/io/readers.py): exact bytes for any read pattern, and reads
+close to h5py's metadata floor on a file with a large chunk index (counted, not timed)."""
+
+from __future__ import annotations
+
+import io
+import random
+from pathlib import Path
+
+import pytest
+from obspec_utils.wrappers import RequestTrace, TracingReadableStore
+from obstore.store import MemoryStore
+
+from bench.per_file import h5py_floor
+from devhost.samples import SampleSpec, write_sample_files
+from shared.io.readers import SMALL_READ, AdaptiveReader
+from shared.io.storage import Storage
+from shared.stages.references import build_references
+from shared.stages.scan import load_manifest
+from shared.stages.validate import validate_file
+from tests.helpers import scanned
+
+DATA = bytes(random.Random(0).randbytes(300_000))
+
+
+def memory_reader(
+    data: bytes = DATA, *, block_size: int = 65536, size: int | None = None
+) -> tuple[AdaptiveReader, RequestTrace]:
+    store = MemoryStore()
+    store.put("f", data)
+    trace = RequestTrace()
+    reader = AdaptiveReader(
+        TracingReadableStore(store, trace), "f", block_size=block_size, size=size
+    )
+    return reader, trace
+
+
+def test_any_read_pattern_returns_the_exact_bytes():
+    reader, _ = memory_reader(block_size=16384)
+    rng = random.Random(1)
+    for _ in range(2000):
+        start = rng.randrange(len(DATA) + 10)
+        size = rng.choice([0, 1, 8, 100, 3136, 5000, 70_000, -1])
+        reader.seek(start)
+        expected = DATA[start:] if size < 0 else DATA[start : start + size]
+        assert reader.read(size) == expected
+        assert reader.tell() == start + len(expected)
+
+
+def test_file_protocol_seek_tell_readinto_and_the_end():
+    reader, trace = memory_reader()
+    assert reader.seek(0, 2) == len(DATA)  # SEEK_END: the size (from HEAD: none was given)
+    assert [r.method for r in trace.requests] == ["head"]
+    assert reader.read(10) == b""
+    assert reader.seek(-5, 1) == len(DATA) - 5
+    buffer = bytearray(8)
+    assert reader.readinto(buffer) == 5 and bytes(buffer[:5]) == DATA[-5:]
+    reader.seek(100)
+    assert reader.readall() == DATA[100:]
+    with pytest.raises(ValueError):
+        reader.seek(0, 3)
+    with reader:
+        pass
+    assert reader.closed
+
+
+def test_scattered_reads_stay_small_and_sequential_reads_grow():
+    reader, trace = memory_reader(size=len(DATA))
+    for offset in (10_000, 100_000, 200_000):  # scattered: one small request each
+        reader.seek(offset)
+        reader.read(100)
+    assert [r.length for r in trace.requests] == [SMALL_READ] * 3
+    assert reader.read(100) == DATA[200_100:200_200]  # cached: no request
+    assert len(trace.requests) == 3
+    reader, trace = memory_reader(size=len(DATA))
+    while reader.read(1000):  # sequential: the read-ahead doubles up to the block size
+        pass
+    lengths = [r.length for r in trace.requests]
+    assert lengths[:5] == [4096, 8192, 16384, 32768, 65536]
+    assert max(lengths) == 65536 and len(lengths) < 12
+
+
+def test_a_partly_cached_read_fetches_the_missing_span_once():
+    reader, trace = memory_reader(size=len(DATA))
+    reader.seek(5000)
+    reader.read(10)  # caches [5000, 5000 + 4096)
+    reader.seek(0)
+    assert reader.read(20_000) == DATA[:20_000]
+    assert len(trace.requests) == 2
+    reader.seek(0)
+    assert reader.read(20_000) == DATA[:20_000] and len(trace.requests) == 2
+
+
+def test_a_short_object_returns_what_there_is():
+    reader, _ = memory_reader(DATA[:1000], size=5000)  # listed longer than it is
+    reader.seek(900)
+    assert reader.read(500) == DATA[900:1000]
+
+
+def test_the_cache_is_bounded():
+    reader, _ = memory_reader(block_size=1024)
+    reader.seek(0)
+    while reader.read(4096):
+        pass
+    assert reader._cached <= 64 * 1024
+
+
+@pytest.fixture(scope="module")
+def chunked(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A NetCDF4 file with 600 chunks per variable, uncompressed (its chunk index is spread
+    through 30 MB, as in a real file of daily steps)."""
+    spec = SampleSpec(files=1, steps_per_file=600, lat=60, lon=100, compression=False)
+    return write_sample_files(tmp_path_factory.mktemp("chunked"), spec)[0]
+
+
+def test_references_through_the_reader_equal_those_from_the_whole_file(
+    chunked, local_settings, monkeypatch
+):
+    _, result = scanned(str(chunked.parent), local_settings)
+    info = load_manifest(result.manifest_url, local_settings).files[0]
+    ours = build_references(info, local_settings, Storage(local_settings))
+    monkeypatch.setattr(Storage, "reader", lambda self, location, size=None: io.BytesIO(
+        chunked.read_bytes()))  # fmt: skip
+    whole = build_references(info, local_settings, Storage(local_settings))
+    assert ours == whole
+
+
+def test_generate_reads_near_the_metadata_floor(chunked, local_settings):
+    _, result = scanned(str(chunked.parent), local_settings)
+    info = load_manifest(result.manifest_url, local_settings).files[0]
+    floor, _ = h5py_floor(str(chunked))
+    traced = Storage(local_settings).traced()
+    build_references(info, local_settings, traced)
+    assert traced.trace is not None
+    read, requests = traced.trace.total_bytes, traced.trace.total_requests
+    assert read <= 4 * floor, f"read {read:,} bytes, {read / floor:.1f}x the floor {floor:,}"
+    assert requests <= 40
+    report = validate_file(info, local_settings, Storage(local_settings))
+    assert report.requests <= 2
+    assert report.bytes_read <= local_settings.read_block_size + 2 * SMALL_READ
