@@ -85,6 +85,16 @@ def targets(parts: dict[str, Any]) -> list[list[str]]:
                     verdict(g["bytes"] < 0.05 * size and g["requests"] <= 40, "see text"),
                 ]
             )
+            floor = m["h5py floor"]["bytes"]
+            out.append(
+                [
+                    f"generate, large file ({where}): <= 4x the h5py floor, <= 40 requests",
+                    f"{g['bytes'] / floor:.1f}x ({g['bytes'] / 1e3:,.0f} KB), "
+                    f"{g['requests']} requests",
+                    verdict(g["bytes"] <= 4 * floor and g["requests"] <= 40,
+                            f"{g['bytes'] / floor:.1f}x, {g['requests']} requests"),
+                ]
+            )  # fmt: skip
             others = {k: m[k]["bytes"] for k in ("virtualizarr", "kerchunk")
                       if m[k]["bytes"] is not None}  # fmt: skip
             if others:

@@ -13,7 +13,7 @@ from obstore.store import MemoryStore
 
 from bench.per_file import h5py_floor
 from devhost.samples import SampleSpec, write_sample_files
-from shared.io.readers import SMALL_READ, AdaptiveReader
+from shared.io.readers import SMALL_READ, AdaptiveReader, chunk_tree_children
 from shared.io.storage import Storage
 from shared.stages.references import build_references
 from shared.stages.scan import load_manifest
@@ -119,7 +119,12 @@ def test_references_through_the_reader_equal_those_from_the_whole_file(
     _, result = scanned(str(chunked.parent), local_settings)
     info = load_manifest(result.manifest_url, local_settings).files[0]
     ours = build_references(info, local_settings, Storage(local_settings))
-    monkeypatch.setattr(Storage, "reader", lambda self, location, size=None: io.BytesIO(
+
+    class WholeFile(io.BytesIO):  # the file read whole; inlined chunks read on their own
+        def cached(self, start: int, length: int) -> None:
+            return None
+
+    monkeypatch.setattr(Storage, "reader", lambda self, location, **_: WholeFile(
         chunked.read_bytes()))  # fmt: skip
     whole = build_references(info, local_settings, Storage(local_settings))
     assert ours == whole
@@ -138,3 +143,47 @@ def test_generate_reads_near_the_metadata_floor(chunked, local_settings):
     report = validate_file(info, local_settings, Storage(local_settings))
     assert report.requests <= 2
     assert report.bytes_read <= local_settings.read_block_size + 2 * SMALL_READ
+
+
+def chunk_node(children: list[int], level: int = 1, offsets: int = 4) -> bytes:
+    """A version-1 B-tree node of a chunk index, laid out as HDF5 writes it."""
+    head = b"TREE" + bytes([1, level]) + len(children).to_bytes(2, "little") + b"\xff" * 16
+
+    def key(i: int, last: bool = False) -> bytes:
+        element = 4 if last else 0  # the element offset: 0 but in the final key
+        start = [i * 10] + [0] * (offsets - 2) + [element]
+        return (
+            (1000).to_bytes(4, "little")
+            + bytes(4)
+            + b"".join(o.to_bytes(8, "little") for o in start)
+        )
+
+    body = b"".join(key(i) + c.to_bytes(8, "little") for i, c in enumerate(children))
+    return (head + body + key(len(children), last=True)).ljust(3136, b"\0")
+
+
+def test_chunk_index_children_are_read_from_nodes_above_the_leaves():
+    children = [5000, 90_000, 40_000]
+    assert chunk_tree_children(chunk_node(children), size=100_000) == children
+    assert chunk_tree_children(chunk_node(children, offsets=2), size=100_000) == children
+    assert chunk_tree_children(chunk_node(children, level=0), size=100_000) == []  # leaves
+    assert chunk_tree_children(chunk_node([5000, 200_000]), size=100_000) == []  # outside
+    assert chunk_tree_children(b"SNOD" + bytes(100), size=100_000) == []
+
+
+def test_the_children_of_a_chunk_index_node_are_prefetched_together():
+    size = 100_000
+    children = [20_000, 50_000, 80_000]
+    data = bytearray(random.Random(2).randbytes(size))
+    node = chunk_node(children)
+    data[1000 : 1000 + len(node)] = node
+    reader, trace = memory_reader(bytes(data), size=size)
+    reader.prefetch_index = True
+    reader.seek(1000)
+    assert reader.read(len(node)) == node
+    assert sorted(r.start for r in trace.requests[1:]) == children
+    assert all(r.length == len(node) for r in trace.requests[1:])
+    for child in children:  # h5py's reads of the children: from memory
+        reader.seek(child)
+        assert reader.read(len(node)) == data[child : child + len(node)]
+    assert len(trace.requests) == 4

@@ -23,9 +23,12 @@ from __future__ import annotations
 
 import bisect
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 SMALL_READ = 4 * 1024
+# Concurrent requests when prefetching the child nodes of a chunk index (below).
+PREFETCH_REQUESTS = 8
 # What is kept of a file's fetched bytes, in blocks (64 x 64 KiB = 4 MiB with the defaults:
 # as much as the block reader this replaces kept).
 CACHED_BLOCKS = 64
@@ -35,8 +38,17 @@ class AdaptiveReader:
     """A seekable, read-only, file-like view of ``path`` in ``store`` (an obspec store:
     get_range, and head when ``size`` is not given)."""
 
-    def __init__(self, store: Any, path: str, *, block_size: int, size: int | None = None) -> None:
+    def __init__(
+        self,
+        store: Any,
+        path: str,
+        *,
+        block_size: int,
+        size: int | None = None,
+        prefetch_index: bool = False,
+    ) -> None:
         self._store = store
+        self.prefetch_index = prefetch_index
         self._path = path
         self.block_size = max(block_size, 1)
         self.small_read = min(SMALL_READ, self.block_size)
@@ -93,7 +105,15 @@ class AdaptiveReader:
             return b""
         data = self._range(start, end)
         self._position = start + len(data)
+        if self.prefetch_index and data[:4] == b"TREE":
+            self._prefetch(chunk_tree_children(data, self.size), len(data))
         return data
+
+    def cached(self, start: int, length: int) -> bytes | None:
+        """The bytes [start, start + length) when they were fetched already, else None (the
+        position does not move, nothing is fetched)."""
+        end = min(start + length, self.size)
+        return None if self._gaps(start, end) else self._range(start, end)
 
     def readall(self) -> bytes:
         return self.read(-1)
@@ -175,6 +195,23 @@ class AdaptiveReader:
         for gap_start, gap_end in self._gaps(start, end):
             self._insert(gap_start, data[gap_start - start : gap_end - start])
 
+    def _prefetch(self, addresses: list[int], length: int) -> None:
+        """Fetch these nodes (``length`` bytes each) concurrently, unless cached already."""
+        wanted = [a for a in addresses if self._gaps(a, min(a + length, self.size))]
+        if not wanted or len(wanted) * length > self._cache_limit // 2:
+            return
+
+        def get(address: int) -> bytes:
+            end = min(address + length, self.size)
+            return bytes(self._store.get_range(self._path, start=address, length=end - address))
+
+        with ThreadPoolExecutor(min(PREFETCH_REQUESTS, len(wanted))) as pool:
+            fetched = list(pool.map(get, wanted))
+        for address, data in zip(wanted, fetched, strict=True):
+            for gap_start, gap_end in self._gaps(address, address + len(data)):
+                self._insert(gap_start, data[gap_start - address : gap_end - address])
+        self._evict()
+
     def _next_start(self, position: int) -> int:
         """The start of the first cached span at or after ``position`` (else the file's end)."""
         index = bisect.bisect_left(self._starts, position)
@@ -192,3 +229,37 @@ class AdaptiveReader:
             start, data = self._spans.popitem(last=False)
             self._starts.remove(start)
             self._cached -= len(data)
+
+
+def chunk_tree_children(node: bytes, size: int) -> list[int]:
+    """The child addresses in an HDF5 version-1 B-tree node of a chunk index (type 1) above
+    the leaves (level 1 or more), else []. h5py visits every child of such a node, one read
+    each, when a chunk index is listed: they can be fetched together.
+
+    The node holds entries+1 keys and entries child addresses, interleaved after a 24-byte
+    header (8-byte addresses, what NetCDF4 writes). A key is the chunk's size and filter mask
+    (4 + 4 bytes) and one 8-byte offset per dimension plus one for the element, 0 in every
+    key but the last: the number of dimensions is not in the node, so it is the one for
+    which every key before a child ends in that 0 and every child address lies inside the
+    file. A wrong guess could only fetch
+    bytes that are not needed, never return wrong ones: this decides what to prefetch.
+    """
+    if len(node) < 24 or node[:4] != b"TREE" or node[4] != 1 or node[5] == 0:
+        return []
+    entries = int.from_bytes(node[6:8], "little")
+    for offsets in range(2, 34):
+        key = 8 + 8 * offsets
+        if 24 + (entries + 1) * key + entries * 8 > len(node):
+            break
+        children = []
+        for i in range(entries):
+            at = 24 + i * (key + 8)
+            address = int.from_bytes(node[at + key : at + key + 8], "little")
+            if int.from_bytes(node[at + key - 8 : at + key], "little") != 0:
+                break
+            if not 0 < address < size:
+                break
+            children.append(address)
+        else:
+            return children
+    return []

@@ -293,15 +293,20 @@ class Storage:
             stores.setdefault(prefix, self._store(location))
         return ObjectStoreRegistry(stores)
 
-    def reader(self, location: Location, *, size: int | None = None) -> AdaptiveReader:
+    def reader(
+        self, location: Location, *, size: int | None = None, prefetch_index: bool = False
+    ) -> AdaptiveReader:
         """A seekable file-like reader that fetches about what is asked, with a read-ahead
         that grows on sequential reads (what h5py and the parsers read from; readers.py).
-        ``size`` is known from the listing: it saves one HEAD request per file."""
+        ``size`` is known from the listing: it saves one HEAD request per file. With
+        ``prefetch_index``, the nodes of an HDF5 chunk index are fetched concurrently (for
+        a caller that lists every chunk: generate)."""
         return AdaptiveReader(
             self._store(location),
             self._key(location),
             block_size=self.settings.read_block_size,
             size=size,
+            prefetch_index=prefetch_index,
         )
 
     def reader_factory(self) -> Any:
