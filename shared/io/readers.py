@@ -6,17 +6,21 @@ node (a few KB) per chunk index, scattered through the file. A fixed-block reade
 BlockStoreReader with 64 KiB blocks) turns each scattered 3 KB node into a 64 KiB request, 15x
 the metadata h5py actually needs on a 50 MB file (docs/benchmarks.md).
 
-This one fetches what is asked plus an adaptive read-ahead:
+This one fetches what is asked, with an adaptive read-ahead:
 
-- a miss far from the previous fetch (a B-tree node, an object header elsewhere) fetches the
-  asked range plus ``SMALL_READ`` (4 KiB) at most;
+- a miss far from the previous fetch (a B-tree node, an object header elsewhere) fetches
+  ``SMALL_READ`` (8 KiB), or what is asked when that is more;
 - a miss that continues the previous fetch (sequential reading) doubles the read-ahead, up to
-  ``block_size`` (PIPELINE_READ_BLOCK_SIZE), and a scattered miss starts again from small;
+  ``block_size`` (PIPELINE_READ_BLOCK_SIZE); a scattered miss starts again from small;
 - what was fetched is kept (bounded, least recently used first) and served from memory; a
-  read that is partly cached fetches only the span of what is missing, in one request.
+  read that is partly cached fetches only the span of what is missing, in one request;
+- with ``prefetch_index`` (generate, which lists every chunk), reading a node of an HDF5
+  chunk index above the leaves fetches all its children at once, concurrently, instead of
+  one request after another as h5py asks for them.
 
 The first read of a file is the callers' own: the stages read one block (``block_size``) to
-recognise the format, which also holds the superblock and the root group's headers.
+recognise the format, which also holds the superblock and the root group's headers (and,
+in a NetCDF4 file, usually the small coordinates too: generate inlines them from here).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-SMALL_READ = 4 * 1024
+SMALL_READ = 8 * 1024
 # Concurrent requests when prefetching the child nodes of a chunk index (below).
 PREFETCH_REQUESTS = 8
 # What is kept of a file's fetched bytes, in blocks (64 x 64 KiB = 4 MiB with the defaults:
