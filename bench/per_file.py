@@ -12,8 +12,6 @@ through obspec's RequestTrace on the store, kerchunk and h5py through a file obj
 counts read calls and bytes. Times are medians of several runs in one warm process (imports
 and the first run excluded), against Azurite directly (no proxy) or local disk. "x floor" is
 bytes read over the h5py floor's.
-
-    .venv/bin/python -m bench.per_file            # parts 1 and 2 alone, printed (and saved)
 """
 
 from __future__ import annotations
@@ -291,7 +289,10 @@ def render(results: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Parts 1 and 2 of the benchmarks alone.")
+    parser = argparse.ArgumentParser(
+        description="Parts 1 and 2 of the benchmarks alone, printed (docs/benchmarks.md "
+        "is written by bench.run_all)."
+    )
     parser.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
     parser.add_argument("--endpoint", default=None,
                         help="an Azurite blob endpoint (default: start one)")  # fmt: skip
