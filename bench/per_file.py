@@ -10,12 +10,15 @@ Counting: through Azurite, a counting proxy (bench/proxy.py) in front of it coun
 request and every response body byte (reads: GET and HEAD). Locally: ours and VirtualiZarr
 through obspec's RequestTrace on the store, kerchunk and h5py through a file object that
 counts read calls and bytes. Times are medians of several runs in one warm process (imports
-and the first run excluded), against Azurite directly (no proxy) or local disk.
+and the first run excluded), against Azurite directly (no proxy) or local disk. "x floor" is
+bytes read over the h5py floor's.
 """
 
 from __future__ import annotations
 
+import argparse
 import io
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -247,15 +250,18 @@ def render(results: dict[str, Any]) -> str:
     rows = []
     for case in results["cases"]:
         size = case["size"]
+        floor = case["methods"]["h5py floor"]["bytes"]
         for method in METHODS:
             m = case["methods"][method]
             share = "-" if m["bytes"] is None else f"{100 * m['bytes'] / size:.2f}%"
+            times = "-" if m["bytes"] is None or not floor else f"{m['bytes'] / floor:.1f}x"
             rows.append([
                 f"{case['file']} ({mb(size)}, {case['chunks']:,} chunks)", case["where"], method,
-                kb(m["bytes"]), share, "-" if m["requests"] is None else f"{m['requests']:,}",
+                kb(m["bytes"]), share, times, "-" if m["requests"] is None else f"{m['requests']:,}",
             ])  # fmt: skip
     out.append("### 1. Bytes read and requests per file\n")
-    out.append(table(["file", "from", "reader", "bytes read", "of file", "requests"], rows))
+    headers = ["file", "from", "reader", "bytes read", "of file", "x floor", "requests"]
+    out.append(table(headers, rows))
     rows = []
     for case in results["cases"]:
         ms = {k: v["seconds"] for k, v in case["methods"].items()}
@@ -280,3 +286,23 @@ def render(results: dict[str, Any]) -> str:
         )
     )
     return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description="Parts 1 and 2 of the benchmarks alone, printed (docs/benchmarks.md "
+        "is written by bench.run_all)."
+    )
+    parser.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
+    parser.add_argument("--endpoint", default=None,
+                        help="an Azurite blob endpoint (default: start one)")  # fmt: skip
+    parser.add_argument("--save", default=None, help="write the results as JSON here")
+    args = parser.parse_args(argv)
+    results = run(args.quick, args.endpoint)
+    if args.save:
+        Path(args.save).write_text(json.dumps(results, indent=1))
+    print(render(results))
+
+
+if __name__ == "__main__":
+    main()

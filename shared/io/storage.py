@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING, Any
 
 import obstore
 import obstore.exceptions as obx
-from obspec_utils.readers import BlockStoreReader
 from obspec_utils.registry import ObjectStoreRegistry
 from obspec_utils.wrappers import RequestTrace, TracingReadableStore
 from obstore.store import AzureStore, LocalStore
@@ -35,6 +34,7 @@ from obstore.store import AzureStore, LocalStore
 if TYPE_CHECKING:  # typed dicts of obstore's stubs only
     from obstore.store import ClientConfig, RetryConfig
 
+from shared.io.readers import AdaptiveReader
 from shared.model.errors import (
     AccessDenied,
     PipelineError,
@@ -293,18 +293,25 @@ class Storage:
             stores.setdefault(prefix, self._store(location))
         return ObjectStoreRegistry(stores)
 
-    def reader(self, location: Location, *, size: int | None = None) -> BlockStoreReader:
-        """A seekable, block-cached file-like reader (what h5py and the parsers read from)."""
-        reader = BlockStoreReader(
-            self._store(location), self._key(location), block_size=self.settings.read_block_size
+    def reader(
+        self, location: Location, *, size: int | None = None, prefetch_index: bool = False
+    ) -> AdaptiveReader:
+        """A seekable file-like reader that fetches about what is asked, with a read-ahead
+        that grows on sequential reads (what h5py and the parsers read from; readers.py).
+        ``size`` is known from the listing: it saves one HEAD request per file. With
+        ``prefetch_index``, the nodes of an HDF5 chunk index are fetched concurrently (for
+        a caller that lists every chunk: generate)."""
+        return AdaptiveReader(
+            self._store(location),
+            self._key(location),
+            block_size=self.settings.read_block_size,
+            size=size,
+            prefetch_index=prefetch_index,
         )
-        if size is not None:
-            reader._size = size  # known from the listing: saves one HEAD request per file
-        return reader
 
     def reader_factory(self) -> Any:
-        """The reader factory VirtualiZarr's HDF parser uses: small blocks, few bytes."""
-        return partial(BlockStoreReader, block_size=self.settings.read_block_size)
+        """The reader factory VirtualiZarr's HDF parser takes: (store, path) -> reader."""
+        return partial(AdaptiveReader, block_size=self.settings.read_block_size)
 
     # -- metadata ---------------------------------------------------------------------
     def head(self, location: Location) -> ObjectInfo:

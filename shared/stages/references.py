@@ -31,6 +31,7 @@ from zarr.core.buffer import default_buffer_prototype
 from zarr.core.metadata import ArrayV3Metadata
 
 from shared.io.formats import describe_magic, sniff
+from shared.io.readers import AdaptiveReader
 from shared.io.storage import ObjectInfo, Storage
 from shared.model.errors import PipelineError, ReferencesFailed
 from shared.model.jsonsafe import json_safe
@@ -60,7 +61,7 @@ def build_references(
     ensure_unchanged(info, storage.head(location), "it was scanned")
     if info.size == 0:
         raise ReferencesFailed(f"{info.url} is empty (0 bytes); it has no variables to reference.")
-    reader = storage.reader(location, size=info.size)
+    reader = storage.reader(location, size=info.size, prefetch_index=True)
     head = reader.read(min(info.size, settings.read_block_size))
     reader.seek(0)
     file_format = sniff(head)
@@ -89,7 +90,7 @@ def build_references(
         ) from exc
     parsed: ManifestGroup = manifest_store._group
     inline = _inline_candidates(parsed, concat_dim, settings.inline_max_bytes)
-    inlined = _read_inline_chunks(parsed, inline, location, storage)
+    inlined = _read_inline_chunks(parsed, inline, location, storage, reader)
     # Before and after: a file rewritten while its header was being read is refused, so the
     # offsets recorded here are offsets into the bytes that the ETag names.
     ensure_unchanged(info, storage.head(location), "its references were read")
@@ -131,9 +132,14 @@ def _inline_candidates(group: ManifestGroup, concat_dim: str, limit: int) -> set
 
 
 def _read_inline_chunks(
-    group: ManifestGroup, names: set[str], location: Location, storage: Storage
+    group: ManifestGroup,
+    names: set[str],
+    location: Location,
+    storage: Storage,
+    reader: AdaptiveReader,
 ) -> dict[str, dict[tuple[int, ...], bytes]]:
-    """Raw stored bytes of every chunk of the chosen arrays, fetched in one ranged call."""
+    """Raw stored bytes of every chunk of the chosen arrays: from what the reader fetched
+    for the header (small coordinates usually sit next to it), the rest in one ranged call."""
     wanted: list[tuple[str, tuple[int, ...], int, int]] = []
     for name in sorted(names):
         manifest = group.arrays[name].manifest
@@ -144,11 +150,12 @@ def _read_inline_chunks(
             wanted.append(
                 (name, index, int(manifest._offsets[index]), int(manifest._lengths[index]))
             )
-    data = storage.read_ranges(location, [w[2] for w in wanted], [w[3] for w in wanted])
+    known = [reader.cached(start, length) for _, _, start, length in wanted]
+    rest = [w for w, chunk in zip(wanted, known, strict=True) if chunk is None]
+    fetched = iter(storage.read_ranges(location, [w[2] for w in rest], [w[3] for w in rest]))
     out: dict[str, dict[tuple[int, ...], bytes]] = {}
-    chunk: bytes
-    for (name, index, _, _), chunk in zip(wanted, data, strict=True):
-        out.setdefault(name, {})[index] = chunk
+    for (name, index, _, _), chunk in zip(wanted, known, strict=True):
+        out.setdefault(name, {})[index] = chunk if chunk is not None else next(fetched)
     return out
 
 

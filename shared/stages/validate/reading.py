@@ -10,10 +10,10 @@ from typing import Any, Literal
 
 import h5py
 import numpy as np
-from obspec_utils.readers import BlockStoreReader
 from obspec_utils.wrappers import RequestTrace
 
 from shared.io.formats import FileFormat
+from shared.io.readers import AdaptiveReader
 from shared.io.storage import (
     Storage,
     storage_errors,  # the one place storage errors are mapped
@@ -39,7 +39,7 @@ class GuardedReader:
     finding. With ``refuse_past_end``, a read that would run past the end returns b"" without
     fetching anything (a corrupt NetCDF3 length must not make us read the whole file)."""
 
-    def __init__(self, inner: BlockStoreReader, location: Location, size: int) -> None:
+    def __init__(self, inner: AdaptiveReader, location: Location, size: int) -> None:
         self._inner = inner
         self._location = location
         self.size = size
