@@ -16,6 +16,7 @@ import itertools
 import json
 import logging
 import re
+import threading
 import zlib
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -37,6 +38,11 @@ from shared.stages.scan import ScanManifest, ensure_unchanged
 
 log = logging.getLogger(__name__)
 
+# The netCDF-C library is not thread-safe, and verify's batches run side by side on the
+# threads of a worker process: one NetCDF3 source open at a time per process. (HDF5 sources
+# are read with h5py, which holds its own process-wide lock.)
+NETCDF_C = threading.Lock()
+
 
 @contextmanager
 def open_source(
@@ -56,12 +62,14 @@ def open_source(
         return
     import netCDF4
 
-    if location.is_local:
-        nc = netCDF4.Dataset(location.path, "r")
-    else:
-        nc = netCDF4.Dataset(location.name, "r", memory=storage.read(location))
-    with xr.open_dataset(xr.backends.NetCDF4DataStore(nc), chunks=None) as ds:
-        yield ds
+    memory = None if location.is_local else storage.read(location)
+    with NETCDF_C:
+        if memory is None:
+            nc = netCDF4.Dataset(location.path, "r")
+        else:
+            nc = netCDF4.Dataset(location.name, "r", memory=memory)
+        with xr.open_dataset(xr.backends.NetCDF4DataStore(nc), chunks=None) as ds:
+            yield ds
 
 
 # -- bytes that do not decode ----------------------------------------------------------------
