@@ -187,17 +187,19 @@ def scan(run: Run) -> Generator[Any, Any, RunPlan]:
     return plan
 
 
+def waves(ranges: list[tuple[int, int]], policy: RunPolicy) -> list[list[tuple[int, int]]]:
+    """Batches in waves of ``parallel_batches``: one wave runs at a time."""
+    step = policy.parallel_batches
+    return [ranges[i : i + step] for i in range(0, len(ranges), step)]
+
+
 def stage_batches(run: Run, stage: str, plan: RunPlan) -> Step:
     """Validate or generate the files to process, in waves of batch sub-orchestrations."""
     run.begin(stage)
     context, policy, status = run.context, run.policy, run.status
     ranges = batches(plan.work_count, policy.batch_size)
-    waves = [
-        ranges[i : i + policy.parallel_batches]
-        for i in range(0, len(ranges), policy.parallel_batches)
-    ]
     done = 0
-    for wave in waves:
+    for wave in waves(ranges, policy):
         status.batch = {"stage": stage, "current": done + len(wave), "total": len(ranges)}
         run.show()
         children = [
@@ -296,13 +298,9 @@ def verify(run: Run, plan: RunPlan, combined: CombineAnswer) -> Step:
     context, policy, status = run.context, run.policy, run.status
     collection = {"store_url": combined.store_url, **run.collection(plan)}
     ranges = batches(plan.file_count, policy.batch_size)
-    waves = [
-        ranges[i : i + policy.parallel_batches]
-        for i in range(0, len(ranges), policy.parallel_batches)
-    ]
     tally: VerifyTally | None = None
     done = 0
-    for wave in waves:
+    for wave in waves(ranges, policy):
         status.batch = {"stage": "verify", "current": done + len(wave), "total": len(ranges)}
         run.show()
         children = [
