@@ -1,8 +1,8 @@
 """The real orchestrators with stand-in activities for the orchestration bench (part 4): no
 I/O, answers of the real shapes at their largest (as tests/budget_app.py), and a known,
-fixed cost: validate and generate sleep BENCH_MS_PER_FILE (default 5) ms per file of their
-batch; every other activity sleeps BENCH_MS_FIXED (default 20) ms. So the activity time of a
-run is known, and wall time minus it is what the orchestration itself costs."""
+fixed cost: validate, generate and verify sleep BENCH_MS_PER_FILE (default 5) ms per file of
+their batch; every other activity sleeps BENCH_MS_FIXED (default 20) ms. So the activity time
+of a run is known, and wall time minus it is what the orchestration itself costs."""
 
 from __future__ import annotations
 
@@ -82,7 +82,18 @@ def combine_store(payload: Payload) -> dict[str, Any]:
 
 
 @activities.activity_trigger(input_name="payload")
-def verify_store(payload: Payload) -> dict[str, Any]:
+def verify_files(payload: Payload) -> dict[str, Any]:
+    start, stop = payload["start"], payload["stop"]
+    time.sleep(PER_FILE * (stop - start))
+    return {
+        "ok": True, "start": start, "stop": stop, "mode": "sample", "steps": 0,
+        "claims": [[start, stop, start, stop - 1]], "files_checked": stop - start,
+        "values_compared": 10**4 * (stop - start), "seconds": PER_FILE * (stop - start),
+    }  # fmt: skip
+
+
+@activities.activity_trigger(input_name="payload")
+def verify_decide(payload: Payload) -> dict[str, Any]:
     time.sleep(FIXED)
     return {"ok": True, "mode": "sample", "values_compared": 10**6}
 

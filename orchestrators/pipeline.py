@@ -6,7 +6,10 @@ clock but context.current_utc_datetime, no settings (everything arrives in the i
       waves of `pipeline_batch` sub-orchestrations  -> validate the files of each batch
       gate                                          -> stop with the report if a file is unsuitable
       waves of `pipeline_batch` sub-orchestrations  -> generate the references of each batch
-      combine -> verify -> register                 -> store URL, STAC item URL
+      combine                                       -> store URL
+      waves of `verify_batch` sub-orchestrations    -> compare the files of each batch
+      verify_decide                                 -> the verdict on all of them
+      register                                      -> STAC item URL
       prune                                         -> stores of old versions removed
       record                                        -> the run report in the work area
 
@@ -19,12 +22,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Generator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any, NoReturn
 
 import azure.durable_functions as df
 
+from shared.model.claims import MAX_REPORTED
 from shared.model.plan import PipelineInput, RunPolicy, batch_instance_id, batches
 from shared.model.request import PipelineRequest
 from shared.model.status import AWAITING_APPROVAL, RunStatus
@@ -34,6 +38,7 @@ from shared.model.wire import (
     BatchSummary,
     CombineAnswer,
     CombineInput,
+    DecideInput,
     ErrorInfo,
     FilesAnswer,
     FilesInput,
@@ -48,9 +53,13 @@ from shared.model.wire import (
     RunPlan,
     ScanInput,
     VerifyAnswer,
-    VerifyInput,
+    VerifyBatchInput,
+    VerifyFilesInput,
+    VerifyTally,
     Wire,
     answer,
+    failure,
+    success,
 )
 
 log = logging.getLogger(__name__)
@@ -110,7 +119,8 @@ class Run:
         return {"dataset": self.request.dataset_id, "instance_id": self.context.instance_id}
 
     def collection(self, plan: RunPlan) -> dict[str, Any]:
-        """How the request combines the collection (GateInput, VerifyInput), for this run."""
+        """How the request combines the collection (GateInput, the verify inputs), for this
+        run."""
         request = self.request
         return {
             "manifest_url": plan.manifest_url,
@@ -177,17 +187,19 @@ def scan(run: Run) -> Generator[Any, Any, RunPlan]:
     return plan
 
 
+def waves(ranges: list[tuple[int, int]], policy: RunPolicy) -> list[list[tuple[int, int]]]:
+    """Batches in waves of ``parallel_batches``: one wave runs at a time."""
+    step = policy.parallel_batches
+    return [ranges[i : i + step] for i in range(0, len(ranges), step)]
+
+
 def stage_batches(run: Run, stage: str, plan: RunPlan) -> Step:
     """Validate or generate the files to process, in waves of batch sub-orchestrations."""
     run.begin(stage)
     context, policy, status = run.context, run.policy, run.status
     ranges = batches(plan.work_count, policy.batch_size)
-    waves = [
-        ranges[i : i + policy.parallel_batches]
-        for i in range(0, len(ranges), policy.parallel_batches)
-    ]
     done = 0
-    for wave in waves:
+    for wave in waves(ranges, policy):
         status.batch = {"stage": stage, "current": done + len(wave), "total": len(ranges)}
         run.show()
         children = [
@@ -277,14 +289,50 @@ def combine(run: Run, plan: RunPlan) -> Generator[Any, Any, CombineAnswer]:
 
 
 def verify(run: Run, plan: RunPlan, combined: CombineAnswer) -> Step:
+    """Compare every file of the manifest with the store, in waves of verify_batch
+    sub-orchestrations, folding their tallies as they answer (a fold stays small: the
+    steps the files hold merge into one claim when nothing is wrong); then verify_decide
+    judges the tally of every file and marks the store verified. Once MAX_REPORTED findings
+    are in, no further wave starts: the verdict is already known."""
     run.begin("verify")
-    verified = yield from call(
-        run,
-        "verify_store",
-        VerifyInput(store_url=combined.store_url, **run.collection(plan)),
-        VerifyAnswer,
+    context, policy, status = run.context, run.policy, run.status
+    collection = {"store_url": combined.store_url, **run.collection(plan)}
+    ranges = batches(plan.file_count, policy.batch_size)
+    tally: VerifyTally | None = None
+    done = 0
+    for wave in waves(ranges, policy):
+        status.batch = {"stage": "verify", "current": done + len(wave), "total": len(ranges)}
+        run.show()
+        children = [
+            context.call_sub_orchestrator(
+                "verify_batch",
+                VerifyBatchInput(
+                    files=VerifyFilesInput(start=start, stop=stop, **collection),
+                    policy=policy,
+                ).to_dict(),
+                batch_instance_id(context.instance_id, "verify", done + position),
+            )
+            for position, (start, stop) in enumerate(wave)
+        ]
+        try:
+            answers = yield context.task_all(children)
+        except Exception as exc:  # a batch's activity ran out of retries
+            yield from fail(run, retries_exhausted("the verify batches", policy, exc))
+        done += len(wave)
+        for result in answers:
+            batch: VerifyTally = yield from succeeded(run, answer(VerifyTally, result))
+            tally = batch if tally is None else tally.fold(batch)
+        status.estimate_remaining(context.current_utc_datetime)
+        run.show()
+        if tally is not None and tally.findings >= MAX_REPORTED:
+            break
+    if tally is None:
+        yield from fail(run, ErrorInfo(code="internal_error", message="verify had no files"))
+    assert tally is not None
+    decided = yield from call(
+        run, "verify_decide", DecideInput(tally=tally, **collection), VerifyAnswer
     )
-    yield from succeeded(run, verified)
+    yield from succeeded(run, decided)
 
 
 def await_approval(run: Run) -> Generator[Any, Any, bool]:
@@ -474,3 +522,30 @@ def pipeline_batch(context: df.DurableOrchestrationContext) -> Generator[Any, An
         error=error,
     )
     return summary.to_dict()
+
+
+@bp.orchestration_trigger(context_name="context")
+def verify_batch(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dict[str, Any]]:
+    """Compare one batch of files with the store: one activity per few files, all at once.
+    Answers their folded tally, or the first error one of them answered."""
+    batch = VerifyBatchInput.from_dict(context.get_input())
+    files = batch.files
+    ranges = batches(files.stop - files.start, batch.policy.files_per_activity)
+    results = yield context.task_all(
+        [
+            context.call_activity_with_retry(
+                "verify_files",
+                _retry(batch.policy),
+                replace(files, start=files.start + start, stop=files.start + stop).to_dict(),
+            )
+            for start, stop in ranges
+        ]
+    )
+    tally: VerifyTally | None = None
+    for result in results:
+        part = answer(VerifyTally, result)
+        if isinstance(part, ErrorInfo):
+            return failure(part)
+        tally = part if tally is None else tally.fold(part)
+    assert tally is not None  # a batch has at least one file
+    return success(tally)

@@ -14,6 +14,8 @@ import azure.durable_functions as df
 
 from activities.stages import Payload
 from orchestrators.pipeline import bp as orchestrators
+from shared.model.claims import covers, fold_claims
+from shared.model.wire import DecideInput, VerifyTally, success
 
 LONG = "az://source-container/" + "very/deep/prefix/" * 4
 MESSAGE = "x" * 280  # as long as a real finding sentence gets
@@ -21,8 +23,8 @@ MESSAGE = "x" * 280  # as long as a real finding sentence gets
 activities = df.Blueprint()
 
 
-def _url(kind: str) -> str:
-    return f"az://work-container/runs/{kind}/{'0' * 32}.json"
+def _url(kind: str, number: int = 0) -> str:
+    return f"az://work-container/runs/{kind}/{number:032d}.json"
 
 
 @activities.activity_trigger(input_name="payload")
@@ -30,8 +32,8 @@ def scan_files(payload: Payload) -> dict[str, Any]:
     count = int(payload["request"]["source"].removeprefix("synthetic://"))
     return {
         "ok": True,
-        "manifest_url": _url("manifest"),
-        "work_manifest_url": _url("manifest"),
+        "manifest_url": _url("manifest", count),  # verify_files reads the count from it
+        "work_manifest_url": _url("manifest", count),
         "work_count": count,
         "reused": 0,
         "base_run_id": None,
@@ -108,8 +110,34 @@ def combine_store(payload: Payload) -> dict[str, Any]:
 
 
 @activities.activity_trigger(input_name="payload")
-def verify_store(payload: Payload) -> dict[str, Any]:
-    return {"ok": True, "mode": "sample", "values_compared": 10**6}
+def verify_files(payload: Payload) -> dict[str, Any]:
+    """A tally at its largest: no two files of the batch hold touching steps (file i holds
+    step i x 7919 modulo the file count), so no claim merges before the orchestrator's fold
+    of every batch."""
+    count = int(payload["manifest_url"].rsplit("/", 1)[1].removesuffix(".json"))
+    start, stop = payload["start"], payload["stop"]
+    claims, _ = fold_claims(
+        [[i * 7919 % count, i * 7919 % count + 1, i, i] for i in range(start, stop)]
+    )
+    tally = VerifyTally(
+        start=start,
+        stop=stop,
+        mode="sample",
+        steps=count,
+        claims=claims,
+        files_checked=stop - start,
+        variables_checked=4 * (stop - start),
+        values_compared=10**6,
+        seconds=0.1,
+    )
+    return success(tally)
+
+
+@activities.activity_trigger(input_name="payload")
+def verify_decide(payload: Payload) -> dict[str, Any]:
+    tally = DecideInput.from_dict(payload).tally
+    assert covers(tally.claims, tally.steps) and tally.files_checked == tally.steps, tally
+    return {"ok": True, "mode": "sample", "values_compared": tally.values_compared}
 
 
 @activities.activity_trigger(input_name="payload")

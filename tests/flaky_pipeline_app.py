@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,14 +36,19 @@ def _failing_first_call(function: Any) -> Any:
     return wrapper
 
 
-activities = df.Blueprint()
-for builder in [*stages.bp._function_builders, *releases.bp._function_builders]:
-    name = builder._function.get_function_name()
-    user_function = builder._function.get_user_function()
-    if name == "validate_files":
-        user_function = _failing_first_call(user_function)
-    activities.activity_trigger(input_name="payload", activity=name)(user_function)
+def real_app_with(wrappers: dict[str, Callable[[Any], Any]]) -> df.DFApp:
+    """The real orchestrators and activities, the activities named in ``wrappers`` wrapped."""
+    activities = df.Blueprint()
+    for builder in [*stages.bp._function_builders, *releases.bp._function_builders]:
+        name = builder._function.get_function_name()
+        user_function = builder._function.get_user_function()
+        if name in wrappers:
+            user_function = wrappers[name](user_function)
+        activities.activity_trigger(input_name="payload", activity=name)(user_function)
+    real = df.DFApp()
+    real.register_functions(orchestrators)
+    real.register_functions(activities)
+    return real
 
-app = df.DFApp()
-app.register_functions(orchestrators)
-app.register_functions(activities)
+
+app = real_app_with({"validate_files": _failing_first_call})

@@ -127,7 +127,8 @@ def test_a_transient_failure_is_retried_and_the_run_succeeds(tmp_path, local_set
     assert status["runtimeStatus"] == "Completed", status
     # Every batch sub-orchestration is named by the run, its stage and its position, so that
     # `instanceIdPrefix=<run id>:` finds them on Azure as here (docs/runbooks/stuck-run.md).
-    assert sorted(children) == [f"{instance_id}:{stage}:0000" for stage in ("generate", "validate")]
+    stages = ("generate", "validate", "verify")
+    assert sorted(children) == [f"{instance_id}:{stage}:0000" for stage in stages]
     assert (tmp_path / "fault-calls").read_text() == "2"
     validations = [e for e in executions if e[2] == "validate_files"]
     assert len(validations) == 2  # the failed attempt and its retry

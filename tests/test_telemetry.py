@@ -17,6 +17,7 @@ from devhost.durable import index_app
 from devhost.samples import SampleSpec, write_bytes, write_sample_files
 from shared.model import telemetry
 from shared.model.telemetry import FILE_RECORDS, STAGE_RECORDS, configure_exporter, detach_exporter
+from shared.model.wire import VerifyTally
 from tests.helpers import durable_host, submit
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "telemetry.md"
@@ -63,7 +64,13 @@ def pipeline_records(tmp_path, local_settings, monkeypatch, caplog) -> list[logg
         stage = {"manifest_url": manifest, "request": request, "run_id": scanned["run_id"], **run}
         combined = activity("combine_store")(stage)
         verify = {"manifest_url": manifest, "store_url": combined["store_url"], **gate, **run}
-        assert activity("verify_store")(verify)["ok"]
+        tallies = [
+            activity("verify_files")({**verify, "start": start, "stop": stop})
+            for start, stop in ((0, 3), (3, 6))
+        ]
+        assert all(t["ok"] for t in tallies)
+        tally = VerifyTally.from_dict(tallies[0]).fold(VerifyTally.from_dict(tallies[1]))
+        assert activity("verify_decide")({**verify, "tally": tally.to_dict()})["ok"]
         assert activity("register_item")({**stage, "store_url": combined["store_url"]})["ok"]
     return structured(caplog)
 

@@ -1,15 +1,20 @@
 import json
+import re
+from dataclasses import replace
 from pathlib import Path
 
 import netCDF4
 import pytest
+import xarray as xr
 
+from consumer.reader import open_item
 from devhost.samples import SampleSpec, write_sample_files
 from shared.model.errors import SourceChanged, VerifyMismatch
+from shared.model.request import PipelineRequest
 from shared.stages.combine import combine
 from shared.stages.references import generate_batch
-from shared.stages.verify import verify
-from tests.helpers import scanned
+from shared.stages.verify import compare_files, decide, verify
+from tests.helpers import durable_host, open_sources, run_pipeline, scanned, submit
 
 
 def edit_refs(store_url, change):
@@ -98,3 +103,137 @@ def test_a_source_overwritten_with_another_files_content_is_caught(
     _, rescanned = scanned(str(tmp_path / "src"), settings)
     with pytest.raises(VerifyMismatch, match=r"tas_day_20240102\.nc.*also another file's"):
         verify(rescanned.manifest_url, store_url, "kerchunk-json", "time", settings)
+
+
+# -- verify in batches: compare_files per batch, then one decide on every tally --------------
+def in_batches(manifest_url, store_url, settings, ranges):
+    """What the pipeline's verify_files and verify_decide activities do, called directly."""
+    tallies = [
+        compare_files(manifest_url, store_url, "kerchunk-json", "time", settings, start=a, stop=b)
+        for a, b in ranges
+    ]
+    return decide(tallies, manifest_url, store_url, "time", settings)
+
+
+def test_a_store_verified_in_batches_is_verified_as_in_one(sample_files, local_settings):
+    manifest_url, store_url = build(sample_files[0].parent, local_settings)
+    whole = verify(manifest_url, store_url, "kerchunk-json", "time", local_settings)
+    batched = in_batches(manifest_url, store_url, local_settings, [(0, 1), (1, 3), (3, 4)])
+    assert (batched.files_checked, batched.variables_checked, batched.values_compared) == (
+        whole.files_checked,
+        whole.variables_checked,
+        whole.values_compared,
+    )
+
+
+def test_files_in_two_batches_claiming_the_same_steps_are_caught_naming_both(
+    tmp_path, local_settings
+):
+    """As test_a_source_overwritten_with_another_files_content_is_caught, but the two files
+    are in different batches: only the verdict on every batch's claims sees it."""
+    paths = write_sample_files(tmp_path / "src", SampleSpec(files=3, lat=4, lon=6))
+    _, store_url = build(tmp_path / "src", local_settings)
+    paths[1].write_bytes(paths[0].read_bytes())
+    _, rescanned = scanned(str(tmp_path / "src"), local_settings)
+    with pytest.raises(
+        VerifyMismatch,
+        match=r"tas_day_20240102\.nc, variable 'time': its steps are also another file's "
+        r"\(steps 0:1, also held by .*tas_day_20240101\.nc\)",
+    ):
+        in_batches(rescanned.manifest_url, store_url, local_settings, [(0, 1), (1, 3)])
+
+
+def test_the_verdict_refuses_a_store_with_a_step_no_file_holds(tmp_path, local_settings):
+    """The store was built from three files; the third is gone from the manifest (removed,
+    then rescanned): every file compares equal, but the store's last step is no file's."""
+    paths = write_sample_files(tmp_path / "src", SampleSpec(files=3, lat=4, lon=6))
+    _, store_url = build(tmp_path / "src", local_settings)
+    paths[2].unlink()
+    _, rescanned = scanned(str(tmp_path / "src"), local_settings)
+    manifest_url = rescanned.manifest_url
+    tallies = [
+        compare_files(
+            manifest_url, store_url, "kerchunk-json", "time", local_settings, start=a, stop=b
+        )
+        for a, b in [(0, 1), (1, 2)]
+    ]
+    assert [t.mismatches for t in tallies] == [[], []]
+    with pytest.raises(
+        VerifyMismatch,
+        match=r"variable 'time': the store has 3 steps but the files account for 2 "
+        r"\(none holds steps 2:3\)",
+    ):
+        decide(tallies, manifest_url, store_url, "time", local_settings)
+    assert not list(Path(local_settings.store_root).rglob("*.verified.json"))
+
+
+def test_the_verdict_refuses_batches_that_saw_different_step_counts(sample_files, local_settings):
+    manifest_url, store_url = build(sample_files[0].parent, local_settings)
+    tallies = [
+        compare_files(
+            manifest_url, store_url, "kerchunk-json", "time", local_settings, start=a, stop=b
+        )
+        for a, b in [(0, 2), (2, 4)]
+    ]
+    tallies[1] = replace(tallies[1], steps=5)
+    with pytest.raises(VerifyMismatch, match=r"saw 5 steps in the store, the others 4"):
+        decide(tallies, manifest_url, store_url, "time", local_settings)
+
+
+# -- verify in batches through the real orchestrator -------------------------------------------
+SIX = SampleSpec(files=6, lat=4, lon=6)
+
+
+def test_a_collection_over_several_verify_batches_verifies_and_publishes(tmp_path, local_settings):
+    paths = write_sample_files(tmp_path / "src", SIX)
+    settings = local_settings.with_changes(files_per_activity=1)
+    request = PipelineRequest.from_dict({"source": str(tmp_path / "src"), "dataset_id": "tas"})
+    run = run_pipeline(request, settings, batch_size=2)  # 3 verify batches of 2 activities
+    assert run.status == "succeeded" and run.stages["verify"]["seconds"] is not None
+    assert list(Path(settings.store_root).rglob(f"{run.run_id}.verified.json"))
+    with open_item(run.item_url, settings) as published:
+        xr.testing.assert_identical(published.load(), open_sources(paths))
+
+
+def tampered_run(tmp_path, settings, monkeypatch, change):
+    """A run of six files in verify batches of two, the store or the sources changed just
+    after combine (tests/tamper_app.py); its final status."""
+    write_sample_files(tmp_path / "src", SIX)
+    monkeypatch.setenv("PIPELINE_TEST_TAMPER", json.dumps(change))
+    settings = settings.with_changes(batch_size=2, files_per_activity=1)
+    with durable_host(tmp_path / "state", settings, monkeypatch, "tests.tamper_app") as host:
+        instance_id = submit(host, settings, source=str(tmp_path / "src"))
+        status = host.wait_for(instance_id, timeout=180)
+        children = [i for i in host.instances() if i.startswith(f"{instance_id}:verify:")]
+    assert status["runtimeStatus"] == "Failed", status
+    custom = status["customStatus"]
+    assert custom["stages"]["verify"]["failed"] and not custom["outputs"].get("item_url")
+    assert custom["error"]["code"] == "verify_mismatch"
+    return custom, children
+
+
+@pytest.mark.slow
+def test_a_mismatch_in_a_file_of_the_second_batch_names_file_variable_and_index(
+    tmp_path, local_settings, monkeypatch
+):
+    custom, children = tampered_run(
+        tmp_path, local_settings, monkeypatch, {"swap": ["tas/2.0.0", "tas/3.0.0"]}
+    )
+    assert re.search(
+        r"tas_day_20240103\.nc, variable 'tas': \d+ of \d+ values differ; first at index "
+        r"\(0, 0, 0\)",
+        custom["error"]["message"],
+    ), custom["error"]
+    assert sorted(children) == [f"pipeline-tas:verify:{i:04d}" for i in range(3)]
+
+
+@pytest.mark.slow
+def test_two_files_in_different_verify_batches_claiming_the_same_steps_fail_the_run_naming_the_file(
+    tmp_path, local_settings, monkeypatch
+):
+    custom, _ = tampered_run(tmp_path, local_settings, monkeypatch, {"copy": [0, 3]})
+    assert re.search(
+        r"tas_day_20240104\.nc, variable 'time': its steps are also another file's \(steps 0:1, "
+        r"also held by .*tas_day_20240101\.nc",
+        custom["error"]["message"],
+    ), custom["error"]

@@ -166,7 +166,7 @@ class Settings:
     # Combine and verify stop before their resident memory passes this: by default derived
     # from the plan's memory and the worker process count (shared/model/sizing.py).
     memory_limit_bytes: int = heavy_ceiling(PLAN_MEMORY[DEFAULT_PLAN], 1)
-    # How long a combine or verify waits for its instance's one memory-heavy slot.
+    # How long a combine waits for its instance's one memory-heavy slot.
     heavy_wait_seconds: int = 600
     # Verified stores kept per dataset (the current one included); older ones are removed.
     keep_versions: int = 3

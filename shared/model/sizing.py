@@ -1,9 +1,9 @@
-"""How much memory a memory-heavy activity (combine, verify) may use, from the plan.
+"""How much memory a memory-heavy activity (combine) may use, from the plan.
 
 On the Elastic Premium plan every instance has a fixed amount of memory (EP1 3.5 GB, EP2 7 GB,
 EP3 14 GB), and FUNCTIONS_WORKER_PROCESS_COUNT Python worker processes share it. The host
-hands activities to any of its processes, so two combines (or a combine and a verify) of two
-datasets could run side by side on one instance. So:
+hands activities to any of its processes, so two combines of two datasets could run side by
+side on one instance. So:
 
 - one memory-heavy activity at a time per instance: ``heavy_slot`` is a lock every process of
   the instance can see (a file lock in the instance's local temporary folder; each instance
@@ -97,8 +97,8 @@ class HeavySlotBusy(PipelineError):
     code = "instance_busy"
     retryable = True
     default_remedy = (
-        "Nothing to do: the activity is retried. If it keeps happening, combine and verify "
-        "runs of several datasets overlap on too few instances: raise the plan's maximum "
+        "Nothing to do: the activity is retried. If it keeps happening, combine runs of "
+        "several datasets overlap on too few instances: raise the plan's maximum "
         "instance count, or PIPELINE_HEAVY_WAIT_SECONDS."
     )
 

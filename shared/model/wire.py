@@ -16,7 +16,9 @@ later have defaults for the same reason.
     validate_files, generate_files   FilesInput      FilesAnswer
     gate_files                       GateInput       GateAnswer
     combine_store                    CombineInput    CombineAnswer
-    verify_store                     VerifyInput     VerifyAnswer
+    verify_batch (sub-orch.)         VerifyBatchInput VerifyTally
+    verify_files                     VerifyFilesInput VerifyTally
+    verify_decide                    DecideInput     VerifyAnswer
     register_item                    RegisterInput   RegisterAnswer
     record_run                       RecordInput     RecordAnswer
     check_changes                    ChangesInput    ChangesAnswer
@@ -40,6 +42,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Self
 
+from shared.model.claims import MAX_REPORTED, Claim, Overlap, fold_claims
 from shared.model.plan import PipelineInput, RunPolicy
 from shared.model.request import PipelineRequest, StoreFormat
 
@@ -51,6 +54,7 @@ __all__ = [
     "CleanupAnswer",
     "CombineAnswer",
     "CombineInput",
+    "DecideInput",
     "Done",
     "ErrorInfo",
     "FilesAnswer",
@@ -75,7 +79,10 @@ __all__ = [
     "UnpublishAnswer",
     "UnpublishPlan",
     "VerifyAnswer",
+    "VerifyBatchInput",
+    "VerifyFilesInput",
     "VerifyInput",
+    "VerifyTally",
     "VersionInput",
     "Wire",
     "answer",
@@ -273,6 +280,75 @@ class CombineAnswer(Wire):
 @dataclass(frozen=True, kw_only=True)
 class VerifyInput(CollectionInput):
     store_url: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class VerifyFilesInput(VerifyInput):
+    """Compare the files [start, stop) of the manifest with the store."""
+
+    start: int
+    stop: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class VerifyBatchInput(Wire):
+    """One verify batch sub-orchestration: its files, one activity per few of them."""
+
+    files: VerifyFilesInput
+    policy: RunPolicy
+
+
+@dataclass(frozen=True, kw_only=True)
+class VerifyTally(Wire):
+    """What comparing the files [start, stop) of the manifest with the store found. The
+    tallies of several ranges fold into one (``fold``); the deciding step judges the tally
+    of every file (shared/stages/verify/decide.py)."""
+
+    start: int
+    stop: int
+    mode: str  # "full" or "sample": the same for every batch (the whole manifest's size)
+    steps: int  # the store's steps along the concat dimension, as these files' batch saw it
+    claims: list[Claim] = field(default_factory=list)  # shared/model/claims.py
+    overlaps: list[Overlap] = field(default_factory=list)  # at most MAX_REPORTED
+    # Batches that saw another step count than ``steps``: [start, stop, steps].
+    other_steps: list[list[int]] = field(default_factory=list)
+    mismatches: list[dict[str, str]] = field(default_factory=list)  # {"url", "variable", "what"}
+    files_checked: int = 0
+    variables_checked: int = 0
+    values_compared: int = 0
+    seconds: float = 0.0
+
+    def fold(self, other: VerifyTally) -> VerifyTally:
+        """One tally for the files of both."""
+        claims, overlaps = fold_claims(self.claims, other.claims)
+        differs = [[other.start, other.stop, other.steps]] if other.steps != self.steps else []
+        return VerifyTally(
+            start=min(self.start, other.start),
+            stop=max(self.stop, other.stop),
+            mode=self.mode,
+            steps=self.steps,
+            claims=claims,
+            overlaps=(self.overlaps + other.overlaps + overlaps)[:MAX_REPORTED],
+            other_steps=(self.other_steps + differs + other.other_steps)[:MAX_REPORTED],
+            mismatches=(self.mismatches + other.mismatches)[:MAX_REPORTED],
+            files_checked=self.files_checked + other.files_checked,
+            variables_checked=self.variables_checked + other.variables_checked,
+            values_compared=self.values_compared + other.values_compared,
+            seconds=self.seconds + other.seconds,
+        )
+
+    @property
+    def findings(self) -> int:
+        """Mismatches and steps claimed twice found so far (verify stops at MAX_REPORTED)."""
+        return len(self.mismatches) + len(self.overlaps) + len(self.other_steps)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DecideInput(VerifyInput):
+    """The verdict on a store from the tally of all its files (folded by the orchestrator
+    as the batches answered)."""
+
+    tally: VerifyTally
 
 
 @dataclass(frozen=True, kw_only=True)

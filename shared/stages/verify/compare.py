@@ -1,0 +1,351 @@
+"""Verify's comparison of source files with the store, one batch of files at a time.
+
+Each file of the batch is opened as a user would (reading.open_source) and compared with the
+slice of the store it should have become: same variables, dtypes, attributes and values (NaN
+equals NaN), same decoded times. Small collections (total size up to
+PIPELINE_VERIFY_FULL_MAX_BYTES) are compared in full; larger ones on a deterministic sample
+(see the package's docstring). A batch answers a VerifyTally: the steps of the store its
+files hold (claims), what differs (at most MAX_REPORTED mismatches) and counts; the deciding
+step (decide.py) judges the tallies of all batches.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from shared.io.memory import MemoryWatch
+from shared.io.storage import ObjectInfo, Storage, classify, storage_faults
+from shared.io.stores import open_store
+from shared.model.claims import MAX_REPORTED, Claim, fold_claims
+from shared.model.locations import Location, parse_location
+from shared.model.request import StoreFormat
+from shared.model.settings import Settings
+from shared.model.telemetry import emit
+from shared.model.wire import VerifyTally
+from shared.stages.combine import source_root
+from shared.stages.scan import check_unchanged, load_manifest
+from shared.stages.verify.reading import (
+    open_source,
+    source_decodes,
+    source_opens,
+    store_decodes,
+    store_opens,
+)
+
+log = logging.getLogger(__name__)
+
+# When a variable is not chunked, a sample covers one step and at most this many elements
+# along each other dimension.
+UNCHUNKED_SAMPLE_EDGE = 512
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    url: str
+    variable: str
+    what: str
+
+    def sentence(self) -> str:
+        return f"{self.url}, variable {self.variable!r}: {self.what}"
+
+
+def _digest_int(*parts: str) -> int:
+    return int.from_bytes(hashlib.sha256("\n".join(parts).encode()).digest()[:8], "big")
+
+
+def _sample_regions(
+    var: xr.DataArray, concat_dim: str, url: str, count: int
+) -> list[dict[str, slice]]:
+    """Deterministic chunk-aligned regions of a source variable to compare."""
+    chunks = var.encoding.get("chunksizes") or var.encoding.get("chunks")
+    if chunks is None or len(chunks) != var.ndim:
+        chunks = tuple(
+            1 if dim == concat_dim else min(size, UNCHUNKED_SAMPLE_EDGE)
+            for dim, size in zip(var.dims, var.shape, strict=True)
+        )
+    grid = [int(np.ceil(size / c)) for size, c in zip(var.shape, chunks, strict=True)]
+    total = int(np.prod(grid)) if grid else 1
+    picks = {0, total - 1} if count >= 2 else set()
+    seed = _digest_int(url, str(var.name))
+    while len(picks) < min(count, total):
+        picks.add(seed % total)
+        seed = _digest_int(str(seed))
+    regions = []
+    for flat in sorted(picks)[: max(count, 1)]:
+        index = np.unravel_index(flat, grid) if grid else ()
+        regions.append(
+            {
+                str(dim): slice(int(i) * c, min((int(i) + 1) * c, size))
+                for dim, i, c, size in zip(var.dims, index, chunks, var.shape, strict=True)
+            }
+        )
+    return regions
+
+
+def _compare(expected: xr.Variable, found: xr.Variable) -> str | None:
+    """None if identical (dims, dtype, attrs, values with NaN == NaN), else why not."""
+    if expected.dims != found.dims:
+        return f"dimensions {found.dims} in the store, {expected.dims} in the file"
+    if expected.dtype != found.dtype:
+        return f"dtype {found.dtype} in the store, {expected.dtype} in the file"
+    if expected.shape != found.shape:
+        return f"shape {found.shape} in the store, {expected.shape} in the file"
+    if not _attrs_equal(expected.attrs, found.attrs):
+        differing = sorted(
+            k
+            for k in set(expected.attrs) | set(found.attrs)
+            if not _value_equal(expected.attrs.get(k), found.attrs.get(k))
+        )
+        return "attributes differ: " + ", ".join(
+            f"{k}={found.attrs.get(k)!r} in the store, {expected.attrs.get(k)!r} in the file"
+            for k in differing[:3]
+        )
+    a, b = np.asarray(expected.values), np.asarray(found.values)
+    equal = a == b
+    if a.dtype.kind in "fc" or a.dtype.kind == "M":
+        equal |= _isnan(a) & _isnan(b)
+    if bool(np.all(equal)):
+        return None
+    where = tuple(int(i) for i in np.argwhere(~np.asarray(equal))[0])
+    count = int(np.size(equal) - np.count_nonzero(equal))
+    return (
+        f"{count} of {np.size(equal)} values differ; first at index {where}: "
+        f"{_show(b[where])} in the store, {_show(a[where])} in the file"
+    )
+
+
+def _load(variable: xr.Variable, region: Mapping[str, slice]) -> xr.Variable:
+    """The values of ``region`` of a lazily opened variable, read now (the variable itself
+    keeps no data)."""
+    part = variable.isel(dict(region)) if region else variable.copy(deep=False)
+    return part.load()
+
+
+def _in_store(
+    region: Mapping[str, slice], window: Mapping[str, slice], stored: xr.Variable
+) -> dict[str, slice]:
+    """A region of one file's variable, as a region of the store's variable: the file's
+    steps are ``window`` of the store's."""
+    placed = dict(window)
+    for dim, part in region.items():
+        if dim in window:
+            offset = window[dim].start
+            start, stop, _ = part.indices(window[dim].stop - offset)
+            placed[dim] = slice(offset + start, offset + stop)
+        else:
+            placed[dim] = part
+    return {d: r for d, r in placed.items() if d in stored.dims}
+
+
+def _show(value: Any) -> str:
+    return repr(value.item() if isinstance(value, np.generic) else value)
+
+
+def _isnan(values: np.ndarray) -> np.ndarray:
+    if values.dtype.kind == "M":
+        return np.isnat(values)
+    return np.isnan(values)
+
+
+def _attrs_equal(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return set(a) == set(b) and all(_value_equal(a[k], b[k]) for k in a)
+
+
+def _value_equal(x: Any, y: Any) -> bool:
+    try:
+        return bool(np.array_equal(np.asarray(x), np.asarray(y), equal_nan=True))
+    except TypeError:
+        return bool(np.array_equal(np.asarray(x), np.asarray(y)))
+
+
+def _static_files_to_check(files: tuple[ObjectInfo, ...], mode: str) -> set[str]:
+    if mode == "full" or len(files) <= 3:
+        return {f.url for f in files}
+    middle = files[1 + _digest_int(*(f.url for f in files)) % (len(files) - 2)]
+    return {files[0].url, files[-1].url, middle.url}
+
+
+def verify_mode(total_bytes: int, settings: Settings) -> str:
+    """Full comparison for a collection of up to PIPELINE_VERIFY_FULL_MAX_BYTES, else sampled."""
+    return "full" if total_bytes <= settings.verify_full_max_bytes else "sample"
+
+
+def compare_files(
+    manifest_url: str,
+    store_url: str,
+    store_format: StoreFormat,
+    concat_dim: str,
+    settings: Settings,
+    storage: Storage | None = None,
+    *,
+    start: int = 0,
+    stop: int | None = None,
+    drop_variables: Sequence[str] = (),
+    static_differs: str = "refuse",
+) -> VerifyTally:
+    """Compare the files [start, stop) of the manifest (all of them by default) with the
+    store. Variables the request dropped are not in the store and not compared; with
+    static_differs "keep-first", a variable without the concat dimension is compared with
+    the file that holds the first steps only (the store keeps that file's). Whether values
+    are compared in full or sampled, and which files the variables without the concat
+    dimension are compared for, is decided from the whole manifest, so every batch decides
+    alike.
+
+    Every file of the batch is first checked against the manifest (ETag and size): a file
+    changed since the scan is SourceChanged, before any value is compared. Bytes that do not
+    decode, in a file or where the store points, are CorruptChunk naming the file, variable
+    and chunk. What differs is in the answer, not raised: the deciding step raises."""
+    started = time.perf_counter()
+    dropped = set(drop_variables)
+    storage = storage or Storage(settings)
+    manifest = load_manifest(manifest_url, settings, storage)
+    stop = len(manifest.files) if stop is None else min(stop, len(manifest.files))
+    files = manifest.files[start:stop]
+    mode = verify_mode(manifest.total_bytes, settings)
+    store: Location = parse_location(store_url, settings, what="store")
+    check_unchanged(manifest.subset(files), settings, storage, "it was scanned")
+    with (
+        storage_faults(f"opening the store {store_url}"),
+        store_opens(store, store_format, manifest, settings),
+    ):
+        combined = open_store(store, store_format, source_root(manifest, settings), settings)
+    index = combined.get_index(concat_dim)
+    static_check = _static_files_to_check(manifest.files, mode)
+    memory = MemoryWatch(settings.memory_limit_bytes, "verify")
+    mismatches: list[Mismatch] = []
+    variables_checked = values_compared = 0
+    # Which steps of the store these files account for: each at most once. Across batches,
+    # the deciding step checks the claims (each step exactly once, all of them).
+    steps = int(combined.sizes[concat_dim])
+    claimed = np.zeros(steps, dtype=bool)
+    claims: list[Claim] = []
+    try:
+        for position, info in enumerate(files, start=start):
+            with (
+                source_opens(info, manifest, settings, storage),
+                open_source(info, settings, storage, manifest.group) as source,
+            ):
+                positions = index.get_indexer(source[concat_dim].values)
+                if (positions < 0).any():
+                    missing = source[concat_dim].values[positions < 0][:3]
+                    mismatches.append(
+                        Mismatch(info.url, concat_dim, f"values {missing} are not in the store")
+                    )
+                    continue
+                if not np.array_equal(positions, np.arange(positions[0], positions[-1] + 1)):
+                    mismatches.append(
+                        Mismatch(info.url, concat_dim, "its steps are not contiguous in the store")
+                    )
+                    continue
+                if claimed[positions].any():
+                    twice = also_another_files(concat_dim)
+                    mismatches.append(Mismatch(info.url, concat_dim, twice))
+                    continue
+                claimed[positions] = True
+                claims.append([int(positions[0]), int(positions[-1]) + 1, position, position])
+                window = {concat_dim: slice(int(positions[0]), int(positions[-1]) + 1)}
+                extra = sorted(map(str, set(combined.variables) - set(source.variables)))
+                if extra and info.url == manifest.files[0].url:
+                    mismatches.append(
+                        Mismatch(info.url, extra[0], "is in the store but not in the file")
+                    )
+                holds_first = int(positions[0]) == 0
+                for name, var in source.variables.items():
+                    if name in dropped:
+                        continue
+                    if name not in combined.variables:
+                        mismatches.append(
+                            Mismatch(info.url, str(name), "is missing from the store")
+                        )
+                        continue
+                    along = concat_dim in var.dims
+                    if not along and static_differs == "keep-first":
+                        if not holds_first:
+                            continue  # the store keeps the first file's, on purpose
+                    elif not along and info.url not in static_check:
+                        continue
+                    stored = combined.variables[name]
+                    if mode == "full" or not along:
+                        regions: list[dict[str, slice]] = [{}]
+                    else:
+                        regions = _sample_regions(
+                            source[name], concat_dim, info.url, settings.verify_sample_chunks
+                        )
+                    for region in regions:
+                        in_store = _in_store(region, window if along else {}, stored)
+                        with source_decodes(
+                            info, manifest, settings, storage, str(name), var, region
+                        ):
+                            expected = _load(var, region)
+                        with store_decodes(
+                            info,
+                            manifest,
+                            store,
+                            store_format,
+                            str(name),
+                            stored,
+                            in_store,
+                            settings,
+                            storage,
+                        ):
+                            found = _load(stored, in_store)
+                        why = _compare(expected, found)
+                        values_compared += int(np.size(expected))
+                        if why:
+                            where = f" (region {region})" if region else ""
+                            mismatches.append(Mismatch(info.url, str(name), why + where))
+                            break
+                    variables_checked += 1
+            if len(mismatches) >= MAX_REPORTED:
+                break
+            memory.check(f"after comparing {info.url}")
+    except Exception as exc:
+        classified = classify(exc, f"comparing the store {store_url} with its sources")
+        if classified is exc:
+            raise
+        raise classified from exc
+    finally:
+        combined.close()
+    folded, _ = fold_claims(claims)  # disjoint: a file claiming a step twice is a mismatch
+    tally = VerifyTally(
+        start=start,
+        stop=stop,
+        mode=mode,
+        steps=steps,
+        claims=folded,
+        mismatches=[m.__dict__ for m in mismatches[:MAX_REPORTED]],
+        files_checked=len(files),
+        variables_checked=variables_checked,
+        values_compared=values_compared,
+        seconds=time.perf_counter() - started,
+    )
+    emit(
+        log,
+        "verify batch done",
+        stage="verify",
+        dataset=manifest.dataset_id,
+        store_url=store_url,
+        mode=mode,
+        batch=[start, stop],
+        file_count=len(files),
+        mismatches=len(tally.mismatches),
+        values_compared=values_compared,
+        seconds=round(tally.seconds, 3),
+    )
+    return tally
+
+
+def also_another_files(concat_dim: str, other: str = "") -> str:
+    """Why a file whose steps another file holds too fails verify."""
+    return (
+        f"its steps are also another file's{other}: two files hold the same {concat_dim} "
+        "values (was a file overwritten with another's content?)"
+    )
