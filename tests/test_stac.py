@@ -279,14 +279,18 @@ def test_datacube_fields_describe_dimensions_and_variables(sample_dataset, local
     assert dims["lon"]["step"] == pytest.approx(358.0 / 35, rel=1e-5)
 
     assert set(variables) == {"tas", "pr", "crs"}  # dimension coordinates are dimensions
-    assert variables["tas"] == {
+    tas = variables["tas"]
+    assert {k: v for k, v in tas.items() if k != "attrs"} == {
         "dimensions": ["time", "lat", "lon"],
         "type": "data",
         "description": "Near-Surface Air Temperature",
         "unit": "K",
+        "shape": [sample_dataset.sizes["time"], 18, 36],
     }
+    assert tas["attrs"]["units"] == "K" and tas["attrs"] == json.loads(json.dumps(tas["attrs"]))
     assert variables["pr"]["unit"] == "mm" and variables["pr"]["type"] == "data"
-    assert variables["crs"] == {"dimensions": [], "type": "auxiliary"}  # the grid mapping
+    crs = variables["crs"]  # the grid mapping
+    assert crs["dimensions"] == [] and crs["type"] == "auxiliary" and crs["shape"] == []
     assert pystac.extensions.datacube.SCHEMA_URI in item.stac_extensions
 
 

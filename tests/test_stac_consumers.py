@@ -6,6 +6,8 @@ refuses (kerchunk Parquet, Icechunk on Azure) with the reason."""
 from __future__ import annotations
 
 import gc
+import json
+from pathlib import Path
 
 import pystac
 import pytest
@@ -108,3 +110,52 @@ def test_items_carry_only_standard_fields(tmp_path, local_settings, store_format
     assert item.assets["sources"].href == f"file://{tmp_path / 'src'}/"
     with open_item(report.item_url, local_settings) as opened:
         xr.testing.assert_identical(opened.load(), open_sources(paths))
+
+
+# Extension schemas no package on PyPI or npm ships (stac-validator, stac-check, xstac and
+# stac-node-validator fetch them over the network): validated as far as the core schemas go.
+NOT_SHIPPED = {
+    "https://stac-extensions.github.io/datacube/v2.2.0/schema.json",
+    "https://stac-extensions.github.io/storage/v2.0.0/schema.json",
+    "https://stac-extensions.github.io/zarr/v1.0.0/schema.json",
+    "https://stac-extensions.github.io/virtual-assets/v1.0.0/schema.json",
+    "https://stac-extensions.github.io/processing/v1.2.0/schema.json",
+    "https://stac-extensions.github.io/version/v1.2.0/schema.json",
+}
+
+
+def core_validator(kind: str):
+    """jsonschema validator for a STAC core schema (v1.1.0), offline: the schemas pystac
+    ships (pystac/validation/jsonschemas), resolved from a local registry only."""
+    from jsonschema import Draft7Validator
+    from pystac.validation.local_validator import get_local_schema_cache
+    from referencing import Registry, Resource
+    from referencing.jsonschema import DRAFT7
+
+    cache = get_local_schema_cache()
+    registry = Registry().with_resources(
+        (uri, Resource.from_contents(schema, default_specification=DRAFT7))
+        for uri, schema in cache.items()
+    )
+    uri = f"https://schemas.stacspec.org/v1.1.0/{kind}-spec/json-schema/{kind}.json"
+    return Draft7Validator(cache[uri], registry=registry)
+
+
+@pytest.mark.parametrize("store_format", FORMATS)
+def test_catalog_collection_and_item_validate_against_the_core_schemas_offline(
+    tmp_path, local_settings, store_format
+):
+    write_sample_files(tmp_path / "src", SPEC)
+    request = {"source": str(tmp_path / "src"), "dataset_id": "tas", "format": store_format}
+    run_pipeline(PipelineRequest.from_dict(request), local_settings)
+    catalog = Path(local_settings.catalog)
+    documents = {
+        "catalog": catalog / "catalog.json",
+        "collection": catalog / "tas" / "collection.json",
+        "item": catalog / "tas" / "tas" / "tas.json",
+    }
+    for kind, path in documents.items():
+        document = json.loads(path.read_text())
+        errors = [e.message for e in core_validator(kind).iter_errors(document)]
+        assert errors == [], (kind, errors)
+        assert set(document.get("stac_extensions", [])) <= NOT_SHIPPED
