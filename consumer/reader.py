@@ -1,16 +1,16 @@
 """Open a published store from its STAC item, the way a user's code would.
 
-Only the item's own fields are used (href, xarray:open_kwargs, xarray:storage_options,
-icechunk:*); the one thing added is the reader's credentials for blob storage, which are
-never in the item. The demo's proof and the tests open stores through this; the TiTiler
-reader will build on it.
+Only the item's own, standard fields are used (the store asset's href and media type, the
+sources asset it names in ``vrt:hrefs``); the one thing added is the reader's credentials for
+blob storage, which are never in the item. This opens every format (kerchunk JSON and
+Parquet, Icechunk on Azure or local), which xpystac cannot all do (docs/tiles.md). The demo's
+proof, the TiTiler reader (consumer.tiles) and the tests open stores through this.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 import pystac
 import xarray as xr
@@ -19,10 +19,11 @@ from shared.catalog.stac.catalog import StorageStacIO
 from shared.io.storage import Storage
 from shared.io.stores import kerchunk_references, open_icechunk_repository, remote_filesystem
 from shared.model.errors import CatalogError
-from shared.model.locations import store_location
+from shared.model.locations import Location, store_location
 from shared.model.settings import Settings
 
 ASSET_KEY = "data"
+ICECHUNK_BRANCH = "main"
 
 
 def read_item(item_url: str, settings: Settings, storage: Storage | None = None) -> pystac.Item:
@@ -47,18 +48,27 @@ def open_item(item_url: str, settings: Settings) -> Iterator[xr.Dataset]:
 def open_asset(asset: pystac.Asset, settings: Settings) -> xr.Dataset:
     href = asset.get_absolute_href() or asset.href
     store = store_location(href, settings)
-    open_kwargs: dict[str, Any] = dict(asset.extra_fields.get("xarray:open_kwargs") or {})
     if asset.media_type == "application/vnd.zarr+icechunk":
+        # the repository declares its virtual chunk containers; the reader authorises them
         repo = open_icechunk_repository(store, settings)
-        branch = asset.extra_fields.get("icechunk:branch", "main")
-        session = repo.readonly_session(branch)
-        # xarray opens a zarr store object; its annotation lists paths and buffers only
-        return xr.open_dataset(session.store, chunks=None, **open_kwargs)  # type: ignore[arg-type]
-    # The item's storage options name the protocol; the reader brings the credentials
-    # (never in an item) and reads through our own clients.
-    options: dict[str, Any] = dict(asset.extra_fields.get("xarray:storage_options") or {})
-    if options.get("remote_protocol") == "az":
-        options.pop("remote_options", None)
-        options["fs"] = remote_filesystem(False, settings)["fs"]["az"]  # kerchunk: one fs
+        session = repo.readonly_session(ICECHUNK_BRANCH)
+        return xr.open_zarr(session.store, consolidated=False, chunks=None)
+    # The references point into the sources; the reader brings the credentials (never in
+    # an item) and reads them through our own clients.
+    options = remote_filesystem(_sources_are_local(asset, store), settings)
+    if "fs" in options:
+        options["fs"] = options["fs"]["az"]  # kerchunk's engine takes one filesystem
     references = kerchunk_references(store, settings)
-    return xr.open_dataset(references, chunks=None, storage_options=options, **open_kwargs)
+    return xr.open_dataset(references, engine="kerchunk", chunks=None, storage_options=options)
+
+
+def _sources_are_local(asset: pystac.Asset, store: Location) -> bool:
+    """Whether the references point at local files: the sources asset named in the store
+    asset's ``vrt:hrefs`` says (file:// or not); an item without one, the store's kind."""
+    owner = asset.owner
+    for ref in asset.extra_fields.get("vrt:hrefs") or []:
+        key = ref.get("key") if isinstance(ref, dict) else None
+        sources = owner.assets.get(key) if isinstance(owner, pystac.Item) and key else None
+        if sources is not None:
+            return sources.href.startswith("file://")
+    return store.is_local

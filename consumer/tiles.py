@@ -27,10 +27,11 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, Literal
+from urllib.parse import unquote
 
 import attr
 import numpy as np
@@ -81,15 +82,29 @@ _LOCK = threading.Lock()
 
 
 _CONFIGURED: list[Settings] = []
+# URL prefix -> local folder, for what the server serves itself as plain files (the local
+# tile server's /catalog/ and /stores/): a request naming such a URL reads the file.
+_SERVED: dict[str, str] = {}
 
 
-def configure(settings: Settings | None) -> None:
+def configure(settings: Settings | None, served: Mapping[str, str] | None = None) -> None:
     """Use these settings instead of the environment's (the local tile server and the demo
-    pass theirs); None goes back to the environment. Datasets opened before are dropped."""
+    pass theirs); None goes back to the environment. ``served`` maps the URL prefixes the
+    server serves as files to their folders. Datasets opened before are dropped."""
     with _LOCK:
         _CONFIGURED[:] = [settings] if settings is not None else []
+        _SERVED.clear()
+        _SERVED.update({k.rstrip("/"): v for k, v in (served or {}).items()})
         _open_cached.cache_clear()
         _settings.cache_clear()
+
+
+def served_path(src_path: str) -> str:
+    """A URL the server serves itself as a file, as that file's path; else unchanged."""
+    for prefix, folder in _SERVED.items():
+        if src_path.startswith(prefix + "/"):
+            return f"{folder.rstrip('/')}/{unquote(src_path[len(prefix) + 1 :].split('?')[0])}"
+    return src_path
 
 
 def settings_for_tiles() -> Settings:
@@ -114,7 +129,7 @@ def open_published(
     if group is not None:
         raise BadRequest(f"{src_path}: our stores have no groups (group={group!r}).")
     with _LOCK, explained_failures(src_path):
-        shared = _open_cached(src_path, decode_times, decode_coords)
+        shared = _open_cached(served_path(src_path), decode_times, decode_coords)
     # TiTiler closes what its opener returns after every request: hand out a view of the
     # cached dataset (same lazy arrays) whose close does nothing.
     view = shared.copy(deep=False)
@@ -136,7 +151,7 @@ def _open_cached(src_path: str, decode_times: bool, decode_coords: str) -> xr.Da
 
 def _store_of(src_path: str, settings: Settings) -> tuple[Location, StoreFormat | None]:
     """The store an item or store URL names, and its format."""
-    location = parse_location(src_path, settings, what="dataset url")
+    location = parse_location(served_path(src_path), settings, what="dataset url")
     if _suffix(location) == ".json" and _is_item(location, settings):
         asset = read_item(location.url, settings).assets.get(ASSET_KEY)
         if asset is not None:
@@ -146,6 +161,7 @@ def _store_of(src_path: str, settings: Settings) -> tuple[Location, StoreFormat 
 
 def open_published_dataset(src_path: str, settings: Settings) -> xr.Dataset:
     """Open a published item or store lazily, whatever the format."""
+    src_path = served_path(src_path)
     location = parse_location(src_path, settings, what="dataset url")
     suffix = _suffix(location)
     if suffix == ".json" and _is_item(location, settings):

@@ -88,11 +88,11 @@ def demo_command(args: argparse.Namespace, settings: Settings) -> int:
             f"{actual.sizes['time']} time steps {str(actual.time.values[0])[:10]} .. "
             f"{str(actual.time.values[-1])[:10]}, values, decoded times and attributes."
         )
-        show_the_map(view, settings)
+        show_the_map(view, settings, store_format)
     return 0
 
 
-def show_the_map(view: dict[str, Any], settings: Settings) -> None:
+def show_the_map(view: dict[str, Any], settings: Settings, store_format: str) -> None:
     """Write the preview PNG beside the run summary and say how to see the rest."""
     summary = view.get("run_summary") or ""
     target = Path(summary.removeprefix("file://").removesuffix(".report.md") + ".preview.png")
@@ -105,8 +105,27 @@ def show_the_map(view: dict[str, Any], settings: Settings) -> None:
     )
     print(f"  then a tile  {tile_url(base, query)}")
     print(f"  and a map    {map_url(base, query)}")
-    print(
-        "in a notebook (with the tile server running):\n"
-        "  import pystac, xarray as xr\n"
-        f"  ds = xr.open_dataset(pystac.Item.from_file({view['item_url'][7:]!r}).assets['data'])"
-    )
+    print("in a notebook (with the tile server running):")
+    for line in notebook_lines(store_format, view["item_url"], settings):
+        print(f"  {line}")
+
+
+def notebook_lines(store_format: str, item_url: str, settings: Settings) -> list[str]:
+    """The lines that open the published item in a notebook: xpystac's one-liner where it
+    can (kerchunk JSON), else our reader (xpystac 0.5.0 opens no kerchunk Parquet and no
+    Icechunk outside S3: docs/tiles.md)."""
+    item = item_url.removeprefix("file://")
+    if store_format == "kerchunk-json":
+        return [
+            "import pystac, xarray as xr",
+            f"ds = xr.open_dataset(pystac.Item.from_file({item!r}).assets['data'])",
+        ]
+    return [
+        f"# xpystac cannot open {store_format}; the project's reader can:",
+        "from consumer.reader import open_item",
+        "from shared.model.settings import Settings",
+        f"settings = Settings(allow_local_paths=True, store_root={settings.store_root!r}, "
+        f"store_url={settings.store_url!r})",
+        f"with open_item({item!r}, settings) as ds:",
+        "    print(ds)",
+    ]

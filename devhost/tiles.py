@@ -27,6 +27,7 @@ from shared.model.settings import Settings
 
 DEFAULT_PORT = 8080
 STORE_PATH = "/stores"
+CATALOG_PATH = "/catalog"
 
 
 def store_url_for(port: int) -> str:
@@ -95,6 +96,24 @@ def write_preview(item_url: str, target: Path, settings: Settings) -> dict[str, 
     return query
 
 
+def served_settings(
+    settings: Settings, store_root: Path, catalog: Path, port: int
+) -> tuple[Settings, dict[str, str]]:
+    """What the tile server reads with: local paths allowed, store hrefs under its /stores/,
+    and the URLs it serves as files (/stores/, /catalog/) mapped to those files, so a
+    request may name an item by the URL this server gives it."""
+    base = f"http://127.0.0.1:{port}"
+    return (
+        settings.with_changes(
+            allow_local_paths=True,
+            store_root=str(store_root),
+            catalog=str(catalog),
+            store_url=store_url_for(port),
+        ),
+        {store_url_for(port): str(store_root), base + CATALOG_PATH: str(catalog)},
+    )
+
+
 def tiles_command(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
     from fastapi.staticfiles import StaticFiles
@@ -103,19 +122,13 @@ def tiles_command(args: argparse.Namespace, settings: Settings) -> int:
 
     store_root = Path(args.store_root or settings.store_root).resolve()
     catalog = Path(args.catalog or settings.catalog).resolve()
-    configure(
-        settings.with_changes(
-            allow_local_paths=True,
-            store_root=str(store_root),
-            catalog=str(catalog),
-            store_url=store_url_for(args.port),
-        )
-    )
+    base = f"http://127.0.0.1:{args.port}"
+    configure(*served_settings(settings, store_root, catalog, args.port))
     app = create_app()
     if store_root.is_dir():
         app.mount(STORE_PATH, StaticFiles(directory=store_root), name="stores")
     if catalog.is_dir():
-        app.mount("/catalog", StaticFiles(directory=catalog), name="catalog")
+        app.mount(CATALOG_PATH, StaticFiles(directory=catalog), name="catalog")
     try:  # the port first: a busy one is said plainly, before anything else is printed
         listening = socket.create_server(("127.0.0.1", args.port))
     except OSError as exc:
@@ -125,12 +138,12 @@ def tiles_command(args: argparse.Namespace, settings: Settings) -> int:
             file=sys.stderr,
         )
         return 1
-    base = f"http://127.0.0.1:{args.port}"
     print(f"TiTiler-xarray with the pipeline's reader on {base} (docs: {base}/docs)")
     print(f"  stores  {store_root} at {base}{STORE_PATH}/   catalog {catalog} at {base}/catalog/")
     for item in sorted(catalog.glob("*/*/*.json")) if catalog.is_dir() else []:
         if json.loads(item.read_text()).get("type") == "Feature":
-            print(f"  map of {item.stem}: {base}/WebMercatorQuad/map.html?url={item}&variable=...")
+            url = f"{base}{CATALOG_PATH}/{item.relative_to(catalog).as_posix()}"
+            print(f"  map of {item.stem}: {base}/WebMercatorQuad/map.html?url={url}&variable=...")
     print("Press Ctrl+C to stop.", flush=True)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     server.run(sockets=[listening])

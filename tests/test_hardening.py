@@ -80,7 +80,7 @@ def test_the_item_records_the_etags_it_was_built_from(tmp_path, local_settings):
     manifest = load_manifest(report.manifest_url, local_settings)
     item = read_item(report.item_url, local_settings)
     expected = digest(*(f"{f.url} {f.etag}" for f in manifest.files))
-    assert item.properties["pipeline:source_etag_digest"] == expected
+    assert f"Source ETag digest: {expected}." in item.properties["processing:lineage"]
 
 
 def test_a_combine_stopped_by_the_memory_ceiling_leaves_the_published_version(
@@ -98,7 +98,7 @@ def test_a_combine_stopped_by_the_memory_ceiling_leaves_the_published_version(
         assert published.attrs  # the item still points at the first version ...
         xr.testing.assert_identical(published.load(), open_collection(paths).load())  # ... intact
     item = read_item(first.item_url, local_settings)
-    assert item.properties["pipeline:run_id"] == first.run_id
+    assert item.properties["version"] == first.run_id
     assert more[0].exists()
 
 
@@ -115,7 +115,7 @@ def test_a_host_killed_mid_combine_leaves_the_published_version_readable(tmp_pat
     host.kill_when(host.start(request_for(tmp_path / "src")), combining)
 
     item = read_item(first.item_url, local_settings)  # still the first version, complete
-    assert item.properties["pipeline:run_id"] == first.run_id
+    assert item.properties["version"] == first.run_id
     with open_item(first.item_url, local_settings) as published:
         xr.testing.assert_identical(published.load(), open_collection(paths).load())
 
@@ -141,7 +141,7 @@ def test_only_the_newest_versions_are_kept(tmp_path, local_settings):
     assert (
         read_item(
             Layout.from_settings(settings).catalog.join("tas", "tas", "tas.json").url, settings
-        ).properties["pipeline:run_id"]
+        ).properties["version"]
         == runs[-1]
     )
 

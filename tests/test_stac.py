@@ -197,10 +197,7 @@ def test_a_dataset_without_lat_lon_has_no_geometry_and_says_why(tmp_path, local_
 
     assert item.geometry is None
     assert item.bbox is None
-    assert (
-        "No latitude and longitude coordinate was recognised"
-        in (item.properties["pipeline:geometry_note"])
-    )
+    assert "No latitude and longitude coordinate was recognised" in (item.properties["description"])
     assert item.properties["start_datetime"] == "2024-03-01T00:00:00Z"
     assert item.properties["end_datetime"] == "2024-03-01T12:00:00Z"
     station = item.properties["cube:dimensions"]["station"]
@@ -209,12 +206,11 @@ def test_a_dataset_without_lat_lon_has_no_geometry_and_says_why(tmp_path, local_
         "extent": [0, 4],
         "description": "index (no coordinate variable)",
     }
-    assert (
-        "pipeline:geometry_note"
-        not in item_for(
+    assert "recognised" not in str(
+        item_for(
             open_collection(write_grid_files(tmp_path / "g", lats=[1.0, 2.0], lons=[1.0, 2.0])),
             local_settings,
-        ).properties
+        ).properties.get("description")
     )
 
 
@@ -283,30 +279,38 @@ def test_datacube_fields_describe_dimensions_and_variables(sample_dataset, local
     assert dims["lon"]["step"] == pytest.approx(358.0 / 35, rel=1e-5)
 
     assert set(variables) == {"tas", "pr", "crs"}  # dimension coordinates are dimensions
-    assert variables["tas"] == {
+    tas = variables["tas"]
+    assert {k: v for k, v in tas.items() if k != "attrs"} == {
         "dimensions": ["time", "lat", "lon"],
         "type": "data",
         "description": "Near-Surface Air Temperature",
         "unit": "K",
+        "shape": [sample_dataset.sizes["time"], 18, 36],
     }
+    assert tas["attrs"]["units"] == "K" and tas["attrs"] == json.loads(json.dumps(tas["attrs"]))
     assert variables["pr"]["unit"] == "mm" and variables["pr"]["type"] == "data"
-    assert variables["crs"] == {"dimensions": [], "type": "auxiliary"}  # the grid mapping
+    crs = variables["crs"]  # the grid mapping
+    assert crs["dimensions"] == [] and crs["type"] == "auxiliary" and crs["shape"] == []
     assert pystac.extensions.datacube.SCHEMA_URI in item.stac_extensions
 
 
-def test_pipeline_properties_are_namespaced(sample_dataset, local_settings):
-    props = item_for(sample_dataset, local_settings).properties
+def test_pipeline_properties_go_to_standard_fields(sample_dataset, local_settings):
+    item = item_for(sample_dataset, local_settings)
+    props = item.properties
 
-    assert props["pipeline:run_id"] == "run-1"
-    assert props["pipeline:source_file_count"] == 4
-    assert props["pipeline:source_etag_digest"] == "0123abcd"
-    assert props["pipeline:libraries"] == {"virtualizarr": "2.8.0"}
-    assert props["pipeline:store_format"] == "kerchunk-json"
-    assert props["pipeline:concat_dim"] == "time"
+    assert props["processing:software"] == {"virtualizarr": "2.8.0"}
+    lineage = props["processing:lineage"]
+    for words in ("run run-1", "from 4 file(s)", "ETag digest: 0123abcd", "along 'time'"):
+        assert words in lineage
     assert props["created"] == "2026-11-02T10:00:00Z"  # STAC's own field
+    assert props["processing:datetime"] == props["created"]
     assert props["title"] == "Synthetic daily near-surface air temperature and precipitation"
-    # xpystac reads an item whose property names contain "kerchunk:" as inline references
-    assert not [key for key in props if "kerchunk:" in key]
+    assert "https://stac-extensions.github.io/processing/v1.2.0/schema.json" in (
+        item.stac_extensions
+    )
+    # no field of a prefix no declared extension defines (pipeline:, icechunk:, xarray:)
+    # and, for xpystac, no property name with "kerchunk:" (it reads those as inline references)
+    assert {k.split(":")[0] for k in props if ":" in k} <= {"cube", "processing"}
 
 
 # -- the store asset -------------------------------------------------------------------------
@@ -315,32 +319,45 @@ def test_kerchunk_json_asset_is_what_xpystac_and_xarray_recognise(sample_dataset
     item = item_for(sample_dataset, blob_settings, store=store, source_kind="blob")
     asset = item.assets["data"].to_dict()
     endpoint = blob_settings.account.endpoint
+    scheme = "ms-azure-devstoreaccount1"
 
     assert asset["href"] == f"{endpoint}/{store.container}/tas-daily/run-1.json"
-    assert asset["href"].startswith("http")
     assert asset["type"] == "application/json"
     assert asset["roles"] == ["data", "references"]
-    assert asset["xarray:open_kwargs"] == {"engine": "kerchunk"}
-    assert asset["xarray:storage_options"] == {
-        "remote_protocol": "az",
-        "remote_options": {"account_name": "devstoreaccount1"},
+    assert asset["zarr:zarr_format"] == 2 and asset["zarr:consolidated"] is False
+    assert asset["storage:refs"] == [scheme]
+    assert asset["vrt:hrefs"] == [{"key": "sources", "href": "#/assets/sources"}]
+    assert item.properties["storage:schemes"] == {
+        scheme: {
+            "type": "ms-azure",
+            "platform": endpoint.replace("devstoreaccount1", "{account}"),
+            "account": "devstoreaccount1",
+        }
     }
-    assert pystac.extensions.xarray_assets.SCHEMA_URI in item.stac_extensions
+    sources = item.assets["sources"]
+    assert sources.href == f"az://{store.container}/tas-daily/"  # no source given: its folder
+    assert sources.roles == ["source"] and sources.extra_fields["storage:refs"] == [scheme]
+    assert not [k for k in asset if k.startswith("xarray:")]
+    for extension in ("storage/v2.0.0", "zarr/v1.0.0", "virtual-assets/v1.0.0"):
+        assert f"https://stac-extensions.github.io/{extension}/schema.json" in (
+            item.stac_extensions
+        )
 
 
-def test_kerchunk_parquet_and_local_sources_get_their_own_type_and_protocol(
+def test_kerchunk_parquet_and_local_sources_get_their_own_type_and_no_storage_scheme(
     sample_dataset, local_settings
 ):
-    asset = item_for(sample_dataset, local_settings, store_format="kerchunk-parquet").assets["data"]
+    item = item_for(sample_dataset, local_settings, store_format="kerchunk-parquet")
+    asset = item.assets["data"]
 
     assert asset.media_type == "application/vnd.apache.parquet"
     assert asset.roles == ["data", "references"]
     assert asset.href == f"file://{local_settings.store_root}/tas-daily/run-1.parq"
-    assert asset.extra_fields["xarray:open_kwargs"] == {"engine": "kerchunk"}
-    assert asset.extra_fields["xarray:storage_options"] == {"remote_protocol": "file"}
+    assert "storage:refs" not in asset.extra_fields
+    assert "storage:schemes" not in item.properties
 
 
-def test_icechunk_asset_names_the_repository_and_its_virtual_chunk_container(
+def test_icechunk_asset_names_its_storage_and_its_virtual_chunk_container(
     sample_dataset, blob_settings
 ):
     store = parse_location(f"{blob_settings.store_root}/tas-daily/run-1.icechunk", blob_settings)
@@ -360,23 +377,11 @@ def test_icechunk_asset_names_the_repository_and_its_virtual_chunk_container(
         asset["href"]
         == f"{blob_settings.account.endpoint}/{store.container}/tas-daily/run-1.icechunk"
     )
-    assert asset["icechunk:storage"] == {
-        "type": "azure",
-        "account": "devstoreaccount1",
-        "container": store.container,
-        "prefix": "tas-daily/run-1.icechunk",
-        "endpoint": blob_settings.account.endpoint,
-    }
-    assert asset["icechunk:virtual_chunk_containers"] == {
-        "az://sources/": {"type": "azure", "account": "devstoreaccount1"}
-    }
-    assert asset["icechunk:branch"] == "main"
-    assert asset["xarray:open_kwargs"] == {
-        "engine": "zarr",
-        "zarr_format": 3,
-        "consolidated": False,
-    }
-    assert "xarray:storage_options" not in asset
+    assert asset["zarr:zarr_format"] == 3
+    assert asset["storage:refs"] == ["ms-azure-devstoreaccount1"]
+    assert asset["vrt:hrefs"] == [{"key": "sources", "href": "#/assets/sources"}]
+    assert item.assets["sources"].href == "az://sources/"  # the virtual chunk container
+    assert not [k for k in asset if k.startswith(("icechunk:", "xarray:"))]
 
 
 def test_icechunk_without_its_virtual_chunk_prefix_is_refused(sample_dataset, local_settings):
@@ -456,56 +461,56 @@ def local_stores(tmp_path: Path, local_settings: Settings) -> dict[str, object]:
 
 
 @pytest.mark.parametrize("store_format", ["kerchunk-json", "kerchunk-parquet"])
-def test_kerchunk_assets_open_with_plain_xarray_from_their_published_fields(
+def test_kerchunk_assets_open_with_the_kerchunk_engine_from_their_href(
     local_stores, local_settings, store_format
 ):
+    """What kerchunk documents: the references' path to its xarray engine; the chunks'
+    protocol comes from the references themselves (local paths here)."""
     sources = local_stores["sources"]
     asset = item_for(sources, local_settings, store_format=store_format).assets["data"]
 
-    opened = xr.open_dataset(
-        asset.href,
-        **asset.extra_fields["xarray:open_kwargs"],
-        storage_options=asset.extra_fields["xarray:storage_options"],
-    )
+    opened = xr.open_dataset(asset.href.removeprefix("file://"), engine="kerchunk")
     xr.testing.assert_equal(opened.tas, sources.tas)
     xr.testing.assert_equal(opened.time, sources.time)
 
 
 def test_kerchunk_json_asset_opens_the_way_xpystac_opens_it(local_stores, local_settings):
-    """xpystac downloads the JSON itself, then calls the kerchunk engine with the references,
-    the asset's open_kwargs and its storage_options (xpystac/core.py, 0.5.0)."""
+    """xpystac downloads the JSON itself, then calls the kerchunk engine with the references
+    (xpystac/core.py, 0.5.0); the item needs no open hints for local sources."""
     sources = local_stores["sources"]
     asset = item_for(sources, local_settings).assets["data"]
     references = json.loads(Path(asset.href.removeprefix("file://")).read_text())
 
-    open_kwargs = dict(asset.extra_fields["xarray:open_kwargs"])
-    open_kwargs["storage_options"] = asset.extra_fields["xarray:storage_options"]
-    opened = xr.open_dataset(references, **{"engine": "kerchunk", **open_kwargs})
+    opened = xr.open_dataset(references, engine="kerchunk")
     xr.testing.assert_equal(opened.pr, sources.pr)
 
 
 def test_icechunk_asset_opens_from_its_published_fields(local_stores, local_settings):
+    """As VEDA's readers do: the repository at the href, the virtual chunk container the
+    sources asset (named by vrt:hrefs) gives, Zarr v3 without consolidated metadata."""
     sources = local_stores["sources"]
-    asset = item_for(
+    item = item_for(
         sources,
         local_settings,
         store_format="icechunk",
         virtual_chunk_prefix=local_stores["prefix"],
-    ).assets["data"]
-    fields = asset.extra_fields
-    assert fields["icechunk:storage"]["type"] == "local_filesystem"
+    )
+    asset = item.assets["data"]
+    container = item.assets[asset.extra_fields["vrt:hrefs"][0]["key"]].href
 
     repo = icechunk.Repository.open(
-        icechunk.local_filesystem_storage(fields["icechunk:storage"]["path"]),
+        icechunk.local_filesystem_storage(asset.href.removeprefix("file://")),
         authorize_virtual_chunk_access=icechunk.containers_credentials(
-            {
-                p: icechunk.credentials.LocalFileSystemAccess
-                for p in fields["icechunk:virtual_chunk_containers"]
-            }
+            {container: icechunk.credentials.LocalFileSystemAccess}
         ),
     )
-    session = repo.readonly_session(fields["icechunk:branch"])
-    opened = xr.open_dataset(session.store, **fields["xarray:open_kwargs"])
+    session = repo.readonly_session("main")
+    opened = xr.open_dataset(
+        session.store,
+        engine="zarr",
+        zarr_format=asset.extra_fields["zarr:zarr_format"],
+        consolidated=asset.extra_fields["zarr:consolidated"],
+    )
     xr.testing.assert_equal(opened.tas, sources.tas)
 
 
@@ -682,7 +687,7 @@ def test_an_id_that_cannot_name_a_folder_is_refused(sample_dataset, local_settin
 
 
 # -- the seam ------------------------------------------------------------------------------
-@pytest.mark.parametrize("builder", ["cf", "item"])
+@pytest.mark.parametrize("builder", ["cf", "item", "assets"])
 def test_the_builders_import_neither_storage_nor_the_catalog_io(builder):
     """What an item says is built apart from where it is written: the pure modules of
     shared.catalog.stac import no I/O (shared.io) and not the catalog I/O module."""

@@ -18,7 +18,13 @@ from fastapi.testclient import TestClient
 from consumer.reader import open_item
 from consumer.tiles import configure, create_app
 from devhost.samples import SampleSpec, write_sample_files
-from devhost.tiles import preview_query, write_preview
+from devhost.tiles import (
+    DEFAULT_PORT,
+    preview_query,
+    served_settings,
+    store_url_for,
+    write_preview,
+)
 from shared.model.request import FORMATS, PipelineRequest
 from tests.helpers import open_sources, run_pipeline
 
@@ -74,6 +80,25 @@ def test_a_url_that_is_not_ours_gets_a_clear_error(tmp_path, local_settings, cli
     answer = client.get("/info", params={"url": str(tmp_path / "notes.txt"), "variable": "tas"})
     assert answer.status_code == 400
     assert "neither a STAC item nor a store" in answer.text
+
+
+def test_the_tile_server_opens_the_item_by_the_url_it_serves_it_at(tmp_path, local_settings):
+    """`devhost tiles` serves the catalog at /catalog/: that URL of an item is no blob URL
+    (it used to be answered 400 "no storage account is configured")."""
+    settings = local_settings.with_changes(store_url=store_url_for(DEFAULT_PORT))
+    publish(tmp_path, settings, "kerchunk-json")
+    catalog, stores = Path(settings.catalog), Path(settings.store_root)
+    configure(*served_settings(settings, stores, catalog, DEFAULT_PORT))
+    try:
+        with TestClient(create_app()) as app:
+            url = f"http://127.0.0.1:{DEFAULT_PORT}/catalog/tas/tas/tas.json"
+            keys = app.get("/dataset/keys", params={"url": url})
+            assert keys.status_code == 200, keys.text
+            assert {"tas", "pr"} <= set(keys.json())
+            info = app.get("/info", params={"url": url, "variable": "tas"})
+            assert info.status_code == 200, info.text
+    finally:
+        configure(None)
 
 
 def test_the_demo_preview_is_a_png_of_the_middle_time_step(tmp_path, local_settings):

@@ -45,6 +45,8 @@ def register(
     store = parse_location(store_url, settings, what="store")
     now = datetime.now(UTC).isoformat()
     source = source_root(manifest, settings)
+    # a change to any source file (ETag) changes this digest
+    etag_digest = digest(*(f"{f.url} {f.etag}" for f in manifest.files))
     with (
         storage_faults(f"opening the store {store_url}"),
         open_store(store, request.format, source, settings) as dataset,
@@ -58,6 +60,7 @@ def register(
             source_kind="local" if source.is_local else "blob",
             settings=settings,
             concat_dim=request.concat_dim,
+            source=source,
             virtual_chunk_prefix=(
                 virtual_container_prefix(source) if request.format == "icechunk" else None
             ),
@@ -66,8 +69,7 @@ def register(
                 "source": manifest.source,
                 "source_file_count": len(manifest.files),
                 "source_bytes": manifest.total_bytes,
-                # a change to any source file (ETag) changes this digest
-                "source_etag_digest": digest(*(f"{f.url} {f.etag}" for f in manifest.files)),
+                "source_etag_digest": etag_digest,
                 "store_format": request.format,
                 "concat_dim": request.concat_dim,
                 "libraries": library_versions(),
@@ -96,7 +98,7 @@ def register(
             published=published,
             properties={
                 "created": now,
-                "source_etag_digest": item.properties.get("pipeline:source_etag_digest"),
+                "source_etag_digest": etag_digest,
                 "approval": approval,
             },
             settings=settings,

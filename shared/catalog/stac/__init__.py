@@ -6,8 +6,10 @@ Pure builders apart from catalog I/O, as in stactools packages:
   variables), pure.
 - ``item``: ``build_item`` is pure: from the combined store opened with xarray it builds an
   Item with the datacube extension (dimensions and variables), a footprint from the latitude
-  and longitude coordinates, the time range of the concat dimension, and one asset for the
-  store whose media type, roles and ``xarray:*`` fields let xarray-side tools open it.
+  and longitude coordinates, the time range of the concat dimension, the processing
+  extension (lineage, software), and the assets of ``assets``.
+- ``assets``: the store asset and the sources asset it points into, in standard fields only
+  (media type and roles, zarr extension, storage extension v2, ``vrt:hrefs``), pure.
   It carries no credential, ever: readers bring their own. The catalog and collection as first
   created, and a collection's extent, are built here too. No storage.
 - ``catalog``: ``register_item`` does the I/O: it adds (or replaces) the item in a

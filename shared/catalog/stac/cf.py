@@ -17,6 +17,8 @@ import pandas as pd
 import xarray as xr
 from pystac.utils import datetime_to_str
 
+from shared.model.jsonsafe import json_safe
+
 _LAT_UNITS = {"degrees_north", "degree_north", "degrees_n", "degree_n", "degreesn", "degreen"}
 _LON_UNITS = {"degrees_east", "degree_east", "degrees_e", "degree_e", "degreese", "degreee"}
 _VERTICAL_NAMES = {
@@ -419,6 +421,8 @@ def cube_variables(dataset: xr.Dataset) -> dict[str, dict[str, Any]]:
         fields: dict[str, Any] = {
             "dimensions": [str(d) for d in variable.dims],
             "type": "data" if is_data else "auxiliary",
+            "shape": [int(n) for n in variable.shape],  # as xstac gives it
+            "attrs": json_safe(dict(variable.attrs)),
         }
         description = variable.attrs.get("long_name")
         if isinstance(description, str) and description.strip():

@@ -1,5 +1,5 @@
 """What the item says, pure: the STAC Item for a combined store (datacube fields, footprint,
-time range, one asset that xarray-side tools can open), the catalog and collection as first
+time range, the store and sources assets of ``assets``), the catalog and collection as first
 created, and a collection's extent from its items. Data in, pystac objects out; no storage.
 
 The item carries no credential, ever: readers bring their own.
@@ -16,9 +16,9 @@ from typing import Any, Literal
 import pystac
 import xarray as xr
 from pystac.extensions.datacube import DatacubeExtension, Dimension, Variable
-from pystac.extensions.xarray_assets import XarrayAssetsExtension
 from pystac.utils import datetime_to_str, str_to_datetime
 
+from shared.catalog.stac.assets import FORMAT_WORDS, asset_extensions, store_assets
 from shared.catalog.stac.cf import (
     cube_dimensions,
     cube_variables,
@@ -27,9 +27,9 @@ from shared.catalog.stac.cf import (
     describe_time,
     to_utc,
 )
-from shared.model.errors import CatalogError
+from shared.model.errors import CatalogError, PipelineError
 from shared.model.jsonsafe import json_safe
-from shared.model.locations import Location, public_store_url
+from shared.model.locations import Location, parse_location
 from shared.model.request import StoreFormat
 from shared.model.settings import Settings
 
@@ -45,29 +45,12 @@ COLLECTION_LICENSE = "other"
 # A new collection's time extent: open at both ends until items give it one.
 OPEN_INTERVAL: list[list[datetime | None]] = [[None, None]]
 VERSION_EXTENSION = "https://stac-extensions.github.io/version/v1.2.0/schema.json"
-# Our own fields live under this prefix (a value in "properties" may not start with
-# "kerchunk:": xpystac would then try to read the item as inline kerchunk references).
-PIPELINE_PREFIX = "pipeline:"
-STORE_ASSET_KEY = "data"
-ICECHUNK_BRANCH = "main"
-
-
-STORE_MEDIA_TYPES: dict[str, str] = {
-    # xpystac opens a kerchunk asset only as application/json with role references/index.
-    "kerchunk-json": pystac.MediaType.JSON,
-    "kerchunk-parquet": pystac.MediaType.VND_APACHE_PARQUET,
-    "icechunk": "application/vnd.zarr+icechunk",
-}
-STORE_ROLES: dict[str, list[str]] = {
-    "kerchunk-json": ["data", "references"],
-    "kerchunk-parquet": ["data", "references"],
-    "icechunk": ["data", "references", "virtual"],  # as VEDA publishes its Icechunk stores
-}
-_FORMAT_WORDS = {
-    "kerchunk-json": "kerchunk references (JSON)",
-    "kerchunk-parquet": "kerchunk references (Parquet)",
-    "icechunk": "Icechunk repository of virtual references",
-}
+PROCESSING_EXTENSION = "https://stac-extensions.github.io/processing/v1.2.0/schema.json"
+# What build_item's ``properties`` may hold, and where each goes (all standard fields):
+# created/updated (common metadata), version (version extension), libraries
+# (processing:software), the rest into processing:lineage and the sources asset.
+_LINEAGE_KEYS = ("run_id", "source", "source_file_count", "source_bytes", "source_etag_digest")
+_IMPLIED_KEYS = ("store_format", "concat_dim")  # said by the asset type and cube:dimensions
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}\Z")
 
 
@@ -83,25 +66,23 @@ def build_item(
     concat_dim: str,
     properties: Mapping[str, Any],
     virtual_chunk_prefix: str | None = None,
+    source: Location | None = None,
 ) -> pystac.Item:
     """The STAC Item for one combined store (no I/O: ``dataset`` is already open).
 
-    ``properties`` (source file count, ETag digest, run id, library versions, created, ...)
-    are added under the ``pipeline:`` prefix; ``created`` and ``updated`` go to STAC's
-    common metadata and ``version`` to the Version extension.
-    ``virtual_chunk_prefix`` is the URL prefix the Icechunk repository declares as its
-    virtual chunk container (``shared.io.stores.virtual_container_prefix``); Icechunk needs it.
+    ``properties``: ``created``/``updated`` go to STAC's common metadata, ``version`` to the
+    Version extension, ``libraries`` to ``processing:software``; the run id, source, file
+    count, bytes and ETag digest are said in ``processing:lineage`` (and the sources asset).
+    ``source`` is the folder the sources live in (the sources asset); without it, the
+    ``source`` property's URL, else the store's folder. ``virtual_chunk_prefix`` is the URL
+    prefix the Icechunk repository declares as its virtual chunk container
+    (``shared.io.stores.virtual_container_prefix``); Icechunk needs it.
     """
     check_id(dataset_id, "dataset id", store)
     check_id(collection_id, "collection id", store)
-    if store_format not in STORE_MEDIA_TYPES:
-        raise CatalogError(
-            f"Cannot describe {store.url}: unknown store format {store_format!r} "
-            f"(expected one of {', '.join(STORE_MEDIA_TYPES)})."
-        )
-
     footprint = describe_footprint(dataset)
     extra: dict[str, Any] = {}
+    notes: list[str] = []
     created = properties.get("created")
     times = describe_time(dataset, concat_dim)
     if times is not None:
@@ -110,7 +91,7 @@ def build_item(
         extra["end_datetime"] = datetime_to_str(times.end)
     elif created:
         item_datetime = to_utc(str_to_datetime(str(created)))
-        extra[PIPELINE_PREFIX + "datetime_note"] = (
+        notes.append(
             f"The data has no time coordinate ({concat_dim!r} is not a time): "
             "datetime is the time the store was created."
         )
@@ -121,22 +102,22 @@ def build_item(
             "property was given.",
             remedy="Pass properties['created'] to build_item, or give the data a time coordinate.",
         )
+    if footprint.note:
+        notes.append(footprint.note)
 
     extra.update(dataset_text(dataset))
-    for key in ("created", "updated"):  # STAC common metadata, not ours
+    if notes:
+        extra["description"] = " ".join([extra.get("description", ""), *notes]).strip()
+    for key in ("created", "updated"):  # STAC common metadata
         if properties.get(key):
             extra[key] = datetime_to_str(to_utc(str_to_datetime(str(properties[key]))))
     if properties.get("version"):
         extra["version"] = str(properties["version"])  # the Version extension's field
-    for key, value in properties.items():
-        if key in ("created", "updated", "version"):
-            continue
-        name = key if key.startswith(PIPELINE_PREFIX) else PIPELINE_PREFIX + key
-        extra[name] = json_safe(value)
-    extra[PIPELINE_PREFIX + "store_format"] = store_format
-    extra[PIPELINE_PREFIX + "concat_dim"] = concat_dim
-    if footprint.note:
-        extra[PIPELINE_PREFIX + "geometry_note"] = footprint.note
+    extra["processing:lineage"] = lineage(properties, store_format, concat_dim)
+    if properties.get("libraries"):
+        extra["processing:software"] = {str(k): str(v) for k, v in properties["libraries"].items()}
+    if extra.get("created"):
+        extra["processing:datetime"] = extra["created"]
 
     item = pystac.Item(
         id=dataset_id,
@@ -153,22 +134,74 @@ def build_item(
         },
         variables={name: Variable(fields) for name, fields in cube_variables(dataset).items()},
     )
-    item.add_asset(
-        STORE_ASSET_KEY,
-        store_asset(
-            store=store,
-            store_format=store_format,
-            source_kind=source_kind,
-            settings=settings,
-            title=f"{dataset_id}: virtual Zarr store",
-            virtual_chunk_prefix=virtual_chunk_prefix,
-        ),
+    if source is None:
+        source = _source_of(properties, store, settings)
+    assets, schemes = store_assets(
+        store=store,
+        store_format=store_format,
+        source=source,
+        settings=settings,
+        title=f"{dataset_id}: virtual Zarr store",
+        virtual_chunk_prefix=virtual_chunk_prefix,
+        sources_description=_sources_words(properties),
     )
-    XarrayAssetsExtension.add_to(item)
+    for key, asset in assets.items():
+        item.add_asset(key, asset)
+    if schemes:
+        item.properties["storage:schemes"] = schemes
+    item.stac_extensions += [*asset_extensions(schemes), PROCESSING_EXTENSION]
     if "version" in extra:
         item.stac_extensions.append(VERSION_EXTENSION)
     _refuse_secrets(item, settings)
     return item
+
+
+def lineage(properties: Mapping[str, Any], store_format: StoreFormat, concat_dim: str) -> str:
+    """``processing:lineage``: how the store was made, in words (run, files, ETag digest)."""
+    words = [
+        f"{FORMAT_WORDS[store_format]} to the source files, combined along {concat_dim!r}"
+        if store_format in FORMAT_WORDS
+        else f"Combined along {concat_dim!r}"
+    ]
+    if properties.get("run_id"):
+        words.append(f"by pipeline run {properties['run_id']}")
+    if properties.get("source_file_count") is not None:
+        words.append(f"from {properties['source_file_count']} file(s)")
+    if properties.get("source"):
+        words.append(f"under {properties['source']}")
+    text = " ".join(words) + "."
+    if properties.get("source_etag_digest"):
+        text += f" Source ETag digest: {properties['source_etag_digest']}."
+    others = {
+        k: v
+        for k, v in properties.items()
+        if k not in (*_LINEAGE_KEYS, *_IMPLIED_KEYS, "created", "updated", "version", "libraries")
+    }
+    if others:
+        text += " " + "; ".join(f"{k}: {json.dumps(json_safe(v))}" for k, v in others.items())
+    return text
+
+
+def _sources_words(properties: Mapping[str, Any]) -> str | None:
+    count, size = properties.get("source_file_count"), properties.get("source_bytes")
+    if count is None:
+        return None
+    text = f"The {count} NetCDF/HDF5 file(s) the store's references point into"
+    if size is not None:
+        text += f" ({int(size):,} bytes)"
+    return text + ", read in place, never copied."
+
+
+def _source_of(properties: Mapping[str, Any], store: Location, settings: Settings) -> Location:
+    """Where the sources are when the caller did not say: the ``source`` property, or (for
+    a builder called without either) the store's own folder in the sources' storage."""
+    text = properties.get("source")
+    if isinstance(text, str) and text:
+        try:
+            return parse_location(text, settings, what="source")
+        except PipelineError:
+            pass
+    return Location(store.kind, store.container, store.path.rsplit("/", 1)[0])
 
 
 def _refuse_secrets(item: pystac.Item, settings: Settings) -> None:
@@ -180,87 +213,6 @@ def _refuse_secrets(item: pystac.Item, settings: Settings) -> None:
             remedy="Remove the credential from the properties given to build_item; published "
             "items carry account names only.",
         )
-
-
-def store_asset(
-    *,
-    store: Location,
-    store_format: StoreFormat,
-    source_kind: SourceKind,
-    settings: Settings,
-    title: str | None = None,
-    virtual_chunk_prefix: str | None = None,
-) -> pystac.Asset:
-    """The asset for the store: href, media type, roles, and how to open it with xarray.
-
-    kerchunk (JSON or Parquet): ``xr.open_dataset(href, **open_kwargs,
-    storage_options=storage_options)`` with kerchunk's xarray engine. The same fields work
-    for xpystac, which downloads the JSON itself and calls that engine with the references
-    (so ``fo`` must not be in the storage options, and nothing the engine sets itself,
-    ``consolidated`` / ``zarr_format``, may be in the open options).
-
-    Icechunk: open the repository named by ``icechunk:storage``, authorising the virtual
-    chunk containers in ``icechunk:virtual_chunk_containers``, then
-    ``xr.open_zarr(session.store, **open_kwargs)``.
-    """
-    href = public_store_url(store, settings)
-    asset = pystac.Asset(
-        href=href,
-        title=title,
-        description=f"{_FORMAT_WORDS[store_format]} to the source NetCDF/HDF5 files; "
-        "no data was copied.",
-        media_type=STORE_MEDIA_TYPES[store_format],
-        roles=list(STORE_ROLES[store_format]),
-    )
-    account = settings.account.name if settings.account is not None else None
-    if source_kind == "blob" and account is None:
-        raise CatalogError(
-            f"Cannot describe {store.url}: its sources are in blob storage but no storage "
-            "account is configured."
-        )
-    if store_format == "icechunk":
-        if not virtual_chunk_prefix:
-            raise CatalogError(
-                f"Cannot describe the Icechunk store {store.url}: the virtual chunk "
-                "container prefix of its source files was not given.",
-                remedy="Pass virtual_chunk_prefix (shared.io.stores.virtual_container_prefix).",
-            )
-        asset.extra_fields["icechunk:storage"] = _icechunk_storage(store, settings)
-        asset.extra_fields["icechunk:branch"] = ICECHUNK_BRANCH
-        asset.extra_fields["icechunk:virtual_chunk_containers"] = {
-            virtual_chunk_prefix: (
-                {"type": "azure", "account": account}
-                if source_kind == "blob"
-                else {"type": "local_filesystem"}
-            )
-        }
-        open_kwargs: dict[str, Any] = {"engine": "zarr", "zarr_format": 3, "consolidated": False}
-        storage_options: dict[str, Any] | None = None
-    else:
-        open_kwargs = {"engine": "kerchunk"}
-        storage_options = {"remote_protocol": "az" if source_kind == "blob" else "file"}
-        if source_kind == "blob":
-            storage_options["remote_options"] = {"account_name": account}
-    xarray_fields = XarrayAssetsExtension.ext(asset)
-    # properties of pystac's AssetXarrayAssetsExtension, which ext()'s annotation hides
-    xarray_fields.open_kwargs = open_kwargs  # type: ignore[attr-defined]
-    xarray_fields.storage_options = storage_options  # type: ignore[attr-defined]
-    return asset
-
-
-def _icechunk_storage(store: Location, settings: Settings) -> dict[str, Any]:
-    if store.is_local:
-        return {"type": "local_filesystem", "path": store.path}
-    assert settings.account is not None  # http_url has already required it
-    fields: dict[str, Any] = {
-        "type": "azure",
-        "account": settings.account.name,
-        "container": store.container,
-        "prefix": store.path,
-    }
-    if settings.account.blob_endpoint:  # an emulator or a sovereign cloud: say where
-        fields["endpoint"] = settings.account.endpoint
-    return fields
 
 
 def check_id(value: str, what: str, store: Location) -> None:

@@ -1,0 +1,151 @@
+"""The assets of an item, pure: the store and the source files it points into, in the fields
+the community reads (no project-only field, no credential):
+
+- where the bytes live: the storage extension v2 (``storage:schemes`` on the item or
+  collection, ``storage:refs`` on each asset in blob storage);
+- how to open them: the media type and roles (``application/json`` + ``references`` is what
+  xpystac opens as kerchunk references, as on the Planetary Computer), and the zarr extension
+  (``zarr:zarr_format``, ``zarr:consolidated``, ``zarr:node_type``) for the Zarr hierarchy the
+  store presents (the successor of the archived xarray-assets extension);
+- what the store's chunks point into: a ``sources`` asset, named by ``vrt:hrefs`` (the
+  virtual-assets extension) as VEDA and xpystac's virtual-Icechunk examples do. For Icechunk
+  its href is the virtual chunk container the repository declares.
+
+A reader that needs credentials (a private container) gets them from the signing modifier
+``consumer.signing``, which reads exactly these fields.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pystac
+
+from shared.model.errors import CatalogError
+from shared.model.locations import Location, public_store_url
+from shared.model.request import StoreFormat
+from shared.model.settings import Settings
+
+STORE_ASSET_KEY = "data"
+SOURCES_ASSET_KEY = "sources"
+STORAGE_EXTENSION = "https://stac-extensions.github.io/storage/v2.0.0/schema.json"
+ZARR_EXTENSION = "https://stac-extensions.github.io/zarr/v1.0.0/schema.json"
+VIRTUAL_ASSETS_EXTENSION = "https://stac-extensions.github.io/virtual-assets/v1.0.0/schema.json"
+AZURE_SCHEME_TYPE = "ms-azure"
+AZURE_PLATFORM = "https://{account}.blob.core.windows.net"
+
+STORE_MEDIA_TYPES: dict[str, str] = {
+    # xpystac opens a kerchunk asset only as application/json with role references/index.
+    "kerchunk-json": pystac.MediaType.JSON,
+    "kerchunk-parquet": pystac.MediaType.VND_APACHE_PARQUET,
+    "icechunk": "application/vnd.zarr+icechunk",
+}
+STORE_ROLES: dict[str, list[str]] = {
+    "kerchunk-json": ["data", "references"],
+    "kerchunk-parquet": ["data", "references"],
+    "icechunk": ["data", "references", "virtual"],  # as VEDA publishes its Icechunk stores
+}
+# The Zarr hierarchy each store presents: kerchunk references are Zarr v2 without
+# consolidated metadata (.zmetadata is not written); Icechunk is Zarr v3.
+ZARR_FIELDS: dict[str, dict[str, Any]] = {
+    "kerchunk-json": {"zarr:zarr_format": 2, "zarr:consolidated": False},
+    "kerchunk-parquet": {"zarr:zarr_format": 2, "zarr:consolidated": False},
+    "icechunk": {"zarr:zarr_format": 3, "zarr:consolidated": False},
+}
+FORMAT_WORDS = {
+    "kerchunk-json": "kerchunk references (JSON)",
+    "kerchunk-parquet": "kerchunk references (Parquet)",
+    "icechunk": "Icechunk repository of virtual references",
+}
+SOURCES_MEDIA_TYPE = "application/x-netcdf"
+
+
+def storage_scheme(settings: Settings) -> tuple[str, dict[str, Any]]:
+    """The storage extension's scheme for the deployment's account: its key and fields.
+    An emulator or sovereign cloud gets its own endpoint as the platform template."""
+    account = settings.account
+    assert account is not None
+    platform = AZURE_PLATFORM
+    if account.blob_endpoint:
+        platform = account.endpoint.replace(account.name, "{account}")
+    return f"{AZURE_SCHEME_TYPE}-{account.name}", {
+        "type": AZURE_SCHEME_TYPE,
+        "platform": platform,
+        "account": account.name,
+    }
+
+
+def store_assets(
+    *,
+    store: Location,
+    store_format: StoreFormat,
+    source: Location,
+    settings: Settings,
+    title: str | None = None,
+    virtual_chunk_prefix: str | None = None,
+    sources_description: str | None = None,
+) -> tuple[dict[str, pystac.Asset], dict[str, dict[str, Any]]]:
+    """The store asset and the sources asset it points into, with the storage schemes they
+    refer to (to go on the item or collection as ``storage:schemes``)."""
+    if store_format not in STORE_MEDIA_TYPES:
+        raise CatalogError(
+            f"Cannot describe {store.url}: unknown store format {store_format!r} "
+            f"(expected one of {', '.join(STORE_MEDIA_TYPES)})."
+        )
+    if (not source.is_local or not store.is_local) and settings.account is None:
+        raise CatalogError(
+            f"Cannot describe {store.url}: it or its sources are in blob storage but no "
+            "storage account is configured."
+        )
+    if store_format == "icechunk" and not virtual_chunk_prefix:
+        raise CatalogError(
+            f"Cannot describe the Icechunk store {store.url}: the virtual chunk "
+            "container prefix of its source files was not given.",
+            remedy="Pass virtual_chunk_prefix (shared.io.stores.virtual_container_prefix).",
+        )
+    schemes: dict[str, dict[str, Any]] = {}
+    refs: list[str] = []
+    if settings.account is not None and not (source.is_local and store.is_local):
+        key, scheme = storage_scheme(settings)
+        schemes[key] = scheme
+        refs = [key]
+
+    data = pystac.Asset(
+        href=public_store_url(store, settings),
+        title=title,
+        description=f"{FORMAT_WORDS[store_format]} to the source NetCDF/HDF5 files; "
+        "no data was copied.",
+        media_type=STORE_MEDIA_TYPES[store_format],
+        roles=list(STORE_ROLES[store_format]),
+        extra_fields={
+            **ZARR_FIELDS[store_format],
+            "zarr:node_type": "group",
+            "vrt:hrefs": [{"key": SOURCES_ASSET_KEY, "href": f"#/assets/{SOURCES_ASSET_KEY}"}],
+        },
+    )
+    if refs and not store.is_local:
+        data.extra_fields["storage:refs"] = list(refs)
+
+    # Icechunk: the virtual chunk container the repository declares (what a reader must
+    # authorise); kerchunk: the folder the references point into.
+    if store_format == "icechunk":
+        assert virtual_chunk_prefix is not None
+        sources_href = virtual_chunk_prefix
+    else:
+        sources_href = source.url.rstrip("/") + "/"
+    sources = pystac.Asset(
+        href=sources_href,
+        title="Source NetCDF/HDF5 files",
+        description=sources_description
+        or "The files the store's references point into (read in place, never copied).",
+        media_type=SOURCES_MEDIA_TYPE,
+        roles=["source"],
+    )
+    if refs and not source.is_local:
+        sources.extra_fields["storage:refs"] = list(refs)
+    return {STORE_ASSET_KEY: data, SOURCES_ASSET_KEY: sources}, schemes
+
+
+def asset_extensions(schemes: dict[str, Any]) -> list[str]:
+    """The extensions the assets of store_assets use."""
+    return [ZARR_EXTENSION, VIRTUAL_ASSETS_EXTENSION] + ([STORAGE_EXTENSION] if schemes else [])
