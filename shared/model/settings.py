@@ -189,6 +189,11 @@ class Settings:
     # http://127.0.0.1:8080/stores): STAC assets of local stores then get http hrefs, which
     # xpystac needs. Blob stores always get their https blob URL.
     store_url: str = ""
+    # STAC collections: the license when the collection template does not give one (an SPDX
+    # id, or "other"), and the template of what the pipeline cannot infer (inline JSON, or
+    # the location of a JSON document; shared/catalog/stac/collection.py).
+    stac_license: str = "other"
+    stac_collection_template: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -255,6 +260,10 @@ class Settings:
                 env, "PIPELINE_APPROVAL_TIMEOUT_SECONDS", defaults.approval_timeout_seconds
             ),
             store_url=env.get("PIPELINE_STORE_URL", defaults.store_url).strip().rstrip("/"),
+            stac_license=env.get("PIPELINE_STAC_LICENSE", "").strip() or defaults.stac_license,
+            stac_collection_template=env.get(
+                "PIPELINE_STAC_COLLECTION_TEMPLATE", defaults.stac_collection_template
+            ).strip(),
             history_retention_days=_int(
                 env, "PIPELINE_HISTORY_RETENTION_DAYS", defaults.history_retention_days, 0
             ),
@@ -296,6 +305,8 @@ class Settings:
             "PIPELINE_MAX_WAIT_SECONDS": str(self.max_wait_seconds),
             "PIPELINE_APPROVAL_TIMEOUT_SECONDS": str(self.approval_timeout_seconds),
             "PIPELINE_STORE_URL": self.store_url,
+            "PIPELINE_STAC_LICENSE": self.stac_license,
+            "PIPELINE_STAC_COLLECTION_TEMPLATE": self.stac_collection_template,
             "PIPELINE_STORAGE_CONNECTION_STRING": "",
             "PIPELINE_STORAGE_ACCOUNT": "",
         }

@@ -8,7 +8,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shared.catalog.ledger import record_version, write_published
-from shared.catalog.stac.catalog import RegisterResult, register_item
+from shared.catalog.stac.catalog import (
+    RegisterResult,
+    load_collection_template,
+    register_item,
+)
+from shared.catalog.stac.collection import collection_fields
 from shared.catalog.stac.item import build_item
 from shared.io.storage import Storage, storage_faults
 from shared.io.stores import open_store, virtual_container_prefix
@@ -47,6 +52,7 @@ def register(
     source = source_root(manifest, settings)
     # a change to any source file (ETag) changes this digest
     etag_digest = digest(*(f"{f.url} {f.etag}" for f in manifest.files))
+    template = load_collection_template(request.collection_id, settings, storage)
     with (
         storage_faults(f"opening the store {store_url}"),
         open_store(store, request.format, source, settings) as dataset,
@@ -78,8 +84,13 @@ def register(
                 "version": run_id,
             },
         )
+        fields = collection_fields(template, dataset.attrs, settings.stac_license)
     result = register_item(
-        item, collection_id=request.collection_id, settings=settings, storage=storage
+        item,
+        collection_id=request.collection_id,
+        settings=settings,
+        storage=storage,
+        fields=fields,
     )
     published = write_published(
         request=request,

@@ -12,6 +12,9 @@ Pure builders apart from catalog I/O, as in stactools packages:
   (media type and roles, zarr extension, storage extension v2, ``vrt:hrefs``), pure.
   It carries no credential, ever: readers bring their own. The catalog and collection as first
   created, and a collection's extent, are built here too. No storage.
+- ``collection``: what a collection says, pure: license and its link, providers, keywords,
+  title and description (from the collection template, the data's global attributes, the
+  settings), and summaries, item_assets and datacube fields from its items (docs/stac.md).
 - ``catalog``: ``register_item`` does the I/O: it adds (or replaces) the item in a
   self-contained static catalog that lives wherever the settings say (a local folder or a blob
   container), read and written through ``Storage`` by ``StorageStacIO``::

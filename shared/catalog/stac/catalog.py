@@ -12,6 +12,7 @@ What the catalog, collections and items say is built in ``shared.catalog.stac.it
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Iterable, Iterator, Mapping
@@ -24,9 +25,15 @@ import pystac
 from pystac.stac_io import StacIO
 from pystac.utils import HREF
 
+from shared.catalog.stac.collection import (
+    CollectionFields,
+    apply_fields,
+    describe_items,
+    template_for,
+)
 from shared.catalog.stac.item import check_id, collection_extent, new_catalog, new_collection
 from shared.io.storage import Storage
-from shared.model.errors import CatalogError, PipelineError, StorageUnavailable
+from shared.model.errors import BadRequest, CatalogError, PipelineError, StorageUnavailable
 from shared.model.layout import Layout
 from shared.model.locations import Location, http_url, parse_location
 from shared.model.settings import Settings
@@ -133,12 +140,15 @@ def register_item(
     storage: Storage | None = None,
     collection_title: str | None = None,
     collection_description: str | None = None,
+    fields: CollectionFields | None = None,
 ) -> RegisterResult:
     """Add (or replace) ``item`` in the static catalog at the settings' catalog location.
 
     Creates catalog.json and the collection on first use. Writes the item, then rebuilds the
-    collection's item links and extent from every item file below the collection, then
-    makes sure the catalog links to the collection. Safe to run twice (same files).
+    collection's item links, extent, summaries, item_assets and datacube fields from every
+    item file below the collection, and puts ``fields`` (license, providers, keywords,
+    title, description: shared.catalog.stac.collection) on it; then makes sure the catalog
+    links to the collection. Safe to run twice (same files).
     """
     storage = storage or Storage(settings)
     stac_io = StorageStacIO(storage)
@@ -170,7 +180,11 @@ def register_item(
 
     others = _read_other_items(paths, storage)
     _link_items(collection, paths, others)
-    collection.extent = collection_extent([item.to_dict(), *others.values()])
+    documents = [item.to_dict(), *others.values()]
+    collection.extent = collection_extent(documents)
+    if fields is not None:
+        apply_fields(collection, fields)
+    describe_items(collection, documents)
     collection.save_object(
         include_self_link=False, dest_href=_href(paths.collection), stac_io=stac_io
     )
@@ -217,6 +231,7 @@ def remove_item(
     _link_items(collection, paths, others)
     if others:
         collection.extent = collection_extent(others.values())
+    describe_items(collection, list(others.values()))
     collection.save_object(
         include_self_link=False, dest_href=_href(paths.collection), stac_io=stac_io
     )
@@ -229,6 +244,35 @@ def remove_item(
         items_in_collection=len(others),
     )
     return True
+
+
+MAX_TEMPLATE_BYTES = 1024 * 1024
+
+
+def load_collection_template(
+    collection_id: str, settings: Settings, storage: Storage | None = None
+) -> dict[str, Any]:
+    """The collection template's fields for one collection (PIPELINE_STAC_COLLECTION_TEMPLATE:
+    inline JSON or the location of a JSON document); empty when unset."""
+    text = settings.stac_collection_template.strip()
+    if not text:
+        return {}
+    origin = "PIPELINE_STAC_COLLECTION_TEMPLATE"
+    if not text.startswith("{"):
+        location = parse_location(text, settings, what="STAC collection template")
+        with _catalog_errors(location, "read"):
+            raw = (storage or Storage(settings)).read(location)
+        if len(raw) > MAX_TEMPLATE_BYTES:
+            raise BadRequest(f"The STAC collection template {location.url} is too large.")
+        text, origin = raw.decode("utf-8", "replace"), location.url
+    try:
+        template = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BadRequest(
+            f"The STAC collection template ({origin}) is not valid JSON: {exc}.",
+            remedy="Correct PIPELINE_STAC_COLLECTION_TEMPLATE (docs/stac.md).",
+        ) from None
+    return template_for(template, collection_id)
 
 
 def _link_items(

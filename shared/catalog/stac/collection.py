@@ -1,0 +1,258 @@
+"""What a collection says, pure: the fields a catalog operator expects (title, description,
+license and its link, providers, keywords) and those derived from its items (summaries,
+item_assets, collection-level datacube fields). No storage.
+
+The fields the pipeline cannot infer come from the collection template
+(``PIPELINE_STAC_COLLECTION_TEMPLATE``, read by ``shared.catalog.stac.catalog``): a JSON
+object whose top-level fields apply to every collection, and whose ``collections`` object
+holds fields for one collection by id, which win::
+
+    {"license": "CC-BY-4.0",
+     "providers": [{"name": "Example Agency", "roles": ["host"], "url": "https://example.org"}],
+     "keywords": ["climate"],
+     "collections": {"tas": {"title": "Daily air temperature", "description": "..."}}}
+
+Fields: ``title``, ``description``, ``license`` (an SPDX id, or ``other`` with
+``license_href``: the URL of the license text), ``providers`` (STAC provider objects) and
+``keywords``. What the template does not give comes from the data's global attributes
+(ACDD: ``title``, ``summary`` or ``comment``, ``institution`` as the producer, ``keywords``,
+``license``), then from the settings (``PIPELINE_STAC_LICENSE``), then from the defaults.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pystac
+from pystac.extensions.datacube import DatacubeExtension, Dimension, Variable
+
+from shared.model.errors import BadRequest
+
+# What the STAC collection schema accepts as a license: an SPDX id, or "other".
+_SPDX = re.compile(r"^[\w\-.+]+$")
+SPDX_URL = "https://spdx.org/licenses/{id}.html"
+OTHER_LICENSE = "other"
+TEMPLATE_FIELDS = ("title", "description", "license", "license_href", "providers", "keywords")
+# Asset fields that describe every item's asset of that key (item_assets), not one item's.
+# Not the zarr: fields: the zarr extension v1.0.0 schema, once declared on a collection,
+# requires collection assets carrying them (the items say them).
+_ITEM_ASSET_FIELDS = ("type", "roles")
+ITEM_ASSET_TITLES = {"data": "Virtual Zarr store", "sources": "Source NetCDF/HDF5 files"}
+
+
+@dataclass(frozen=True)
+class CollectionFields:
+    """The operator-facing fields of one collection, resolved from template, data, settings."""
+
+    title: str | None = None
+    description: str | None = None
+    license: str = OTHER_LICENSE
+    license_href: str | None = None
+    providers: list[dict[str, Any]] = field(default_factory=list)
+    keywords: list[str] = field(default_factory=list)
+
+
+def template_for(template: Mapping[str, Any] | None, collection_id: str) -> dict[str, Any]:
+    """The template's fields for one collection: the defaults, then its own (which win)."""
+    if not template:
+        return {}
+    if not isinstance(template, Mapping):
+        raise BadRequest("The STAC collection template must be a JSON object.")
+    own = (template.get("collections") or {}).get(collection_id) or {}
+    fields = {k: v for k, v in template.items() if k in TEMPLATE_FIELDS}
+    fields.update({k: v for k, v in own.items() if k in TEMPLATE_FIELDS})
+    _check_template(fields, collection_id)
+    return fields
+
+
+def _check_template(fields: Mapping[str, Any], collection_id: str) -> None:
+    where = f"The STAC collection template (collection {collection_id!r})"
+    for key in ("title", "description", "license", "license_href"):
+        if key in fields and not isinstance(fields[key], str):
+            raise BadRequest(f"{where} has a {key} that is not a string.")
+    if "license" in fields and not _SPDX.fullmatch(fields["license"]):
+        raise BadRequest(
+            f"{where} has the license {fields['license']!r}: give an SPDX id (CC-BY-4.0) or "
+            "'other' with license_href."
+        )
+    keywords = fields.get("keywords", [])
+    if not isinstance(keywords, list) or not all(isinstance(k, str) for k in keywords):
+        raise BadRequest(f"{where} has keywords that are not a list of strings.")
+    providers = fields.get("providers", [])
+    if not isinstance(providers, list) or not all(
+        isinstance(p, dict) and isinstance(p.get("name"), str) for p in providers
+    ):
+        raise BadRequest(f"{where} has providers that are not a list of objects with a name.")
+
+
+def collection_fields(
+    template: Mapping[str, Any], attrs: Mapping[str, Any], default_license: str
+) -> CollectionFields:
+    """Resolve each field: the collection template, then the data's global attributes, then
+    the settings' license. A license that is no SPDX id becomes 'other' (with its text's URL
+    as the license link, when it is one)."""
+    license_id, license_href = _license(template, attrs, default_license)
+    providers = list(template.get("providers") or [])
+    if not providers and _text(attrs.get("institution")):
+        providers = [{"name": _text(attrs["institution"]), "roles": ["producer"]}]
+    keywords = list(template.get("keywords") or []) or _keywords(attrs.get("keywords"))
+    return CollectionFields(
+        title=template.get("title") or _text(attrs.get("title")),
+        description=template.get("description")
+        or _text(attrs.get("summary"))
+        or _text(attrs.get("comment")),
+        license=license_id,
+        license_href=license_href,
+        providers=providers,
+        keywords=keywords,
+    )
+
+
+def _license(
+    template: Mapping[str, Any], attrs: Mapping[str, Any], default_license: str
+) -> tuple[str, str | None]:
+    if template.get("license"):
+        return str(template["license"]), template.get("license_href")
+    data = _text(attrs.get("license"))
+    if data and data != OTHER_LICENSE and _SPDX.fullmatch(data) and default_license == "other":
+        return data, None
+    if default_license != OTHER_LICENSE:
+        return default_license, template.get("license_href")
+    href = template.get("license_href")
+    if not href and data and data.startswith(("https://", "http://")):
+        href = data
+    return OTHER_LICENSE, href
+
+
+def _text(value: Any) -> str | None:
+    return value.strip() if isinstance(value, str) and value.strip() else None
+
+
+def _keywords(value: Any) -> list[str]:
+    """ACDD keywords: a comma-separated list (GCMD paths keep their '>' separators)."""
+    text = _text(value)
+    if not text:
+        return []
+    return list(dict.fromkeys(k.strip() for k in text.split(",") if k.strip()))
+
+
+def license_link(fields: CollectionFields) -> pystac.Link | None:
+    """The link to the license text: SPDX's page for an SPDX id, else the template's URL."""
+    if fields.license != OTHER_LICENSE:
+        href = fields.license_href or SPDX_URL.format(id=fields.license)
+        return pystac.Link("license", href, media_type="text/html", title=fields.license)
+    if fields.license_href:
+        return pystac.Link("license", fields.license_href, title="License")
+    return None
+
+
+def apply_fields(collection: pystac.Collection, fields: CollectionFields) -> None:
+    """Put the operator-facing fields on the collection (a field not resolved stays)."""
+    if fields.title:
+        collection.title = fields.title
+    if fields.description:
+        collection.description = fields.description
+    collection.license = fields.license
+    collection.links = [link for link in collection.links if link.rel != "license"]
+    link = license_link(fields)
+    if link is not None:
+        collection.add_link(link)
+    if fields.providers:
+        collection.providers = [pystac.Provider.from_dict(p) for p in fields.providers]
+    if fields.keywords:
+        collection.keywords = list(fields.keywords)
+
+
+def describe_items(collection: pystac.Collection, items: Sequence[Mapping[str, Any]]) -> None:
+    """What the collection says of its items (item dicts as written): summaries, the
+    item_assets every item has, and the datacube dimensions and variables they share."""
+    collection.summaries = pystac.Summaries(_summaries(items))
+    collection.item_assets = {
+        key: pystac.ItemAssetDefinition.create(
+            title=ITEM_ASSET_TITLES.get(key),
+            description=None,
+            media_type=fields.get("type"),
+            roles=fields.get("roles"),
+        )
+        for key, fields in _item_assets(items).items()
+    }
+    dimensions, variables = _cube(items)
+    cube = DatacubeExtension.ext(collection, add_if_missing=bool(dimensions))
+    if dimensions:
+        cube.apply(
+            dimensions={k: Dimension.from_dict(v) for k, v in dimensions.items()},
+            variables={k: Variable(v) for k, v in variables.items()},
+        )
+    else:
+        for key in ("cube:dimensions", "cube:variables"):
+            collection.extra_fields.pop(key, None)
+
+
+def _summaries(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Summaries of the item properties a user filters on: the versions and the variables."""
+    summaries: dict[str, Any] = {}
+    versions = sorted({str(i["properties"]["version"]) for i in items if _props(i).get("version")})
+    if versions:
+        summaries["version"] = versions
+    created = sorted(str(_props(i)["created"]) for i in items if _props(i).get("created"))
+    if created:
+        summaries["created"] = {"minimum": created[0], "maximum": created[-1]}
+    return summaries
+
+
+def _props(item: Mapping[str, Any]) -> Mapping[str, Any]:
+    return item.get("properties") or {}
+
+
+def _item_assets(items: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per asset key, the fields that are the same in every item that has that asset."""
+    found: dict[str, dict[str, Any]] = {}
+    for item in items:
+        for key, asset in (item.get("assets") or {}).items():
+            fields = {k: asset[k] for k in _ITEM_ASSET_FIELDS if k in asset}
+            if key not in found:
+                found[key] = fields
+            else:
+                found[key] = {k: v for k, v in found[key].items() if fields.get(k) == v}
+    return found
+
+
+def _cube(
+    items: Sequence[Mapping[str, Any]],
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    """The items' datacube dimensions (extents widened to cover every item, a step or list
+    of values kept only where all agree) and variables (without the per-item shape)."""
+    dimensions: dict[str, dict[str, Any]] = {}
+    variables: dict[str, dict[str, Any]] = {}
+    for item in items:
+        for name, dim in (_props(item).get("cube:dimensions") or {}).items():
+            dimensions[name] = _merge_dimension(dimensions.get(name), dim)
+        for name, var in (_props(item).get("cube:variables") or {}).items():
+            variables.setdefault(name, {k: v for k, v in var.items() if k != "shape"})
+    return dimensions, variables
+
+
+def _merge_dimension(known: dict[str, Any] | None, dim: Mapping[str, Any]) -> dict[str, Any]:
+    if known is None:
+        return dict(dim)
+    merged = dict(known)
+    extent, other = known.get("extent"), dim.get("extent")
+    if extent and other and len(extent) == 2 and len(other) == 2:
+        merged["extent"] = [_lowest((extent[0], other[0])), _highest((extent[1], other[1]))]
+    for key in ("step", "values"):
+        if key in merged and merged[key] != dim.get(key):
+            del merged[key]
+    return merged
+
+
+def _lowest(values: Iterable[Any]) -> Any:
+    present = [v for v in values if v is not None]
+    return min(present) if present else None
+
+
+def _highest(values: Iterable[Any]) -> Any:
+    present = [v for v in values if v is not None]
+    return max(present) if present else None

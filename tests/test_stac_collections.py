@@ -1,0 +1,94 @@
+"""Collections a catalog operator would accept: license and its link, providers, keywords,
+title and description from the collection template or the data's global attributes;
+summaries, item_assets and datacube fields from the items; all valid offline against the
+schemas they declare."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from devhost.samples import SampleSpec, write_sample_files
+from shared.catalog.stac.collection import collection_fields, template_for
+from shared.model.errors import BadRequest
+from shared.model.request import PipelineRequest
+from tests.helpers import run_pipeline
+from tests.stac_schemas import validation_errors
+
+SPEC = SampleSpec(files=3, lat=18, lon=36)
+TEMPLATE = {
+    "license": "CC-BY-4.0",
+    "providers": [{"name": "Example Agency", "roles": ["host"], "url": "https://example.org"}],
+    "keywords": ["climate"],
+    "collections": {"tas": {"title": "Daily air temperature", "description": "Daily tas."}},
+}
+
+
+def publish(tmp_path: Path, settings, dataset_id: str = "tas") -> dict:
+    write_sample_files(tmp_path / dataset_id, SPEC)
+    request = {"source": str(tmp_path / dataset_id), "dataset_id": dataset_id, "collection": "tas"}
+    run_pipeline(PipelineRequest.from_dict(request), settings)
+    return json.loads((Path(settings.catalog) / "tas" / "collection.json").read_text())
+
+
+def test_the_collection_template_gives_what_the_pipeline_cannot_infer(tmp_path, local_settings):
+    settings = local_settings.with_changes(stac_collection_template=json.dumps(TEMPLATE))
+    collection = publish(tmp_path, settings)
+
+    assert collection["title"] == "Daily air temperature"
+    assert collection["description"] == "Daily tas."
+    assert collection["license"] == "CC-BY-4.0"
+    license = next(link for link in collection["links"] if link["rel"] == "license")
+    assert license["href"] == "https://spdx.org/licenses/CC-BY-4.0.html"
+    assert collection["providers"] == TEMPLATE["providers"]
+    assert collection["keywords"] == ["climate"]
+    assert validation_errors(collection) == {}
+
+
+def test_without_a_template_the_data_and_the_settings_speak(tmp_path, local_settings):
+    collection = publish(tmp_path, local_settings)
+
+    assert collection["title"] == "Synthetic daily near-surface air temperature and precipitation"
+    assert collection["providers"] == [
+        {"name": "virtual-zarr-pipeline samples", "roles": ["producer"]}
+    ]
+    assert collection["license"] == "other"  # PIPELINE_STAC_LICENSE's default
+    assert set(collection["item_assets"]) == {"data", "sources"}
+    assert collection["item_assets"]["data"]["roles"] == ["data", "references"]
+    assert set(collection["cube:variables"]) >= {"tas", "pr"}
+    assert "shape" not in collection["cube:variables"]["tas"]  # per item, not per collection
+    assert collection["summaries"]["version"]
+    assert validation_errors(collection) == {}
+
+
+def test_collection_fields_fall_back_from_template_to_attributes_to_settings():
+    attrs = {
+        "title": " A title ",
+        "comment": "What it is.",
+        "institution": "Met Office",
+        "keywords": "air temperature, EARTH SCIENCE > ATMOSPHERE, air temperature",
+        "license": "CC0-1.0",
+    }
+    fields = collection_fields({}, attrs, "other")
+    assert (fields.title, fields.description) == ("A title", "What it is.")
+    assert fields.license == "CC0-1.0"
+    assert fields.keywords == ["air temperature", "EARTH SCIENCE > ATMOSPHERE"]
+    assert fields.providers == [{"name": "Met Office", "roles": ["producer"]}]
+    # an operator's setting wins over the data; free text is no SPDX id
+    assert collection_fields({}, attrs, "MIT").license == "MIT"
+    text = {"license": "https://example.org/terms"}
+    assert collection_fields({}, text, "other").license_href == "https://example.org/terms"
+    own = template_for(TEMPLATE, "tas")
+    assert own["title"] == "Daily air temperature" and own["license"] == "CC-BY-4.0"
+    assert "title" not in template_for(TEMPLATE, "other-collection")
+
+
+@pytest.mark.parametrize(
+    "template",
+    [{"license": "Creative Commons"}, {"keywords": "a, b"}, {"providers": [{"url": "x"}]}],
+)
+def test_a_bad_template_is_refused_with_what_is_wrong(template):
+    with pytest.raises(BadRequest, match="STAC collection template"):
+        template_for(template, "tas")
