@@ -18,14 +18,22 @@ from virtualizarr.manifests import ManifestArray
 
 from devhost.samples import SampleSpec, write_sample_files
 from shared.io.storage import Storage
-from shared.io.stores import fix_kerchunk_refs, open_icechunk_repository
-from shared.model.errors import PipelineError
+from shared.io.stores import fix_kerchunk_refs, open_icechunk_repository, open_store
+from shared.model.errors import CombineFailed, PipelineError
 from shared.model.layout import Layout
+from shared.model.locations import parse_location
 from shared.model.request import PipelineRequest
-from shared.stages.combine import concatenate, concatenate_opened, source_root, write_store
+from shared.stages.combine import (
+    combine,
+    concatenate,
+    concatenate_opened,
+    source_root,
+    write_store,
+)
 from shared.stages.merge import Columns
 from shared.stages.references import generate_batch, load_references
 from shared.stages.scan import load_manifest, scan
+from shared.stages.spread import join_partials, merge_batch
 from tests.matrix_cases import BASE, CASES, Case
 
 
@@ -157,3 +165,43 @@ def test_columns_written_and_read_back_merge_the_same(tmp_path, local_settings):
     assert joined.steps == whole.steps
     for name, column in whole.virtual.items():
         assert [list(o) for o in joined.virtual[name].offsets] == [list(o) for o in column.offsets]
+
+
+@pytest.mark.parametrize("fmt", ["kerchunk-json", "icechunk"])
+def test_a_combine_spread_over_batches_writes_the_same_store(tmp_path, local_settings, fmt):
+    # names out of time order: the batches interleave, the join orders the files
+    paths = write_sample_files(tmp_path / "src", replace(BASE, files=5, per_file_time_units=True))
+    for i, p in enumerate(paths):
+        p.rename(p.with_name(f"{(i * 3) % 5}_{p.name}"))
+    request = _request(tmp_path / "src", EXTRA[0], fmt)
+    scanned = scan(request, local_settings)
+    generate_batch(scanned.manifest_url, 0, scanned.file_count, local_settings)
+    single = combine(scanned.manifest_url, request, "single", local_settings)
+    starts = [0, 2, 4]
+    for start in starts:
+        merge_batch(scanned.manifest_url, start, start + 2, request, "spread", local_settings)
+    spread = join_partials(scanned.manifest_url, starts, request, "spread", local_settings)
+    assert (spread.dims, spread.first, spread.last, spread.reference_count) == (
+        single.dims, single.first, single.last, single.reference_count)  # fmt: skip
+    manifest = load_manifest(scanned.manifest_url, local_settings)
+    opened = [
+        open_store(parse_location(r.store_url, local_settings), fmt,
+                   source_root(manifest, local_settings), local_settings).load()
+        for r in (single, spread)
+    ]  # fmt: skip
+    xr.testing.assert_identical(opened[0], opened[1])
+    if fmt == "kerchunk-json":
+        a, b = (json.loads(Path(r.store_url.removeprefix("file://")).read_text())
+                for r in (single, spread))  # fmt: skip
+        assert a == b
+
+
+def test_a_batch_overlapping_another_is_refused_at_the_join(tmp_path, local_settings):
+    _overlap_with_copy(tmp_path / "src")
+    request = _request(tmp_path / "src", EXTRA[0])
+    scanned = scan(request, local_settings)
+    generate_batch(scanned.manifest_url, 0, scanned.file_count, local_settings)
+    for start in (0, 1, 2):  # one file a batch: the overlap is between batches
+        merge_batch(scanned.manifest_url, start, start + 1, request, "r", local_settings)
+    with pytest.raises(CombineFailed, match=r"copy_20240101\.nc and .*20240101\.nc overlap"):
+        join_partials(scanned.manifest_url, [0, 1, 2], request, "r", local_settings)

@@ -115,12 +115,14 @@ def open_virtual(
         ) from exc
 
 
-def _loader(
+def reference_loader(
     manifest: ScanManifest, settings: Settings, storage: Storage
 ) -> Callable[[ObjectInfo], dict[str, Any]]:
+    layout = Layout.from_settings(settings)
+
     def load(info: ObjectInfo) -> dict[str, Any]:
         try:
-            return load_references(info, settings, storage, group=manifest.group)
+            return load_references(info, settings, storage, group=manifest.group, layout=layout)
         except PipelineError as exc:
             if exc.retryable:
                 raise  # a storage fault: the orchestrator retries the activity
@@ -132,6 +134,42 @@ def _loader(
     return load
 
 
+def read_columns(
+    manifest: ScanManifest,
+    request: PipelineRequest,
+    settings: Settings,
+    storage: Storage,
+    memory: MemoryWatch,
+) -> Columns:
+    """The files' references as columns (shared.stages.merge), read ahead in threads."""
+    load = reference_loader(manifest, settings, storage)
+    columns = Columns(request.concat_dim, tuple(request.drop_variables))
+    with ThreadPoolExecutor(READ_WORKERS) as pool:
+        for count, document in enumerate(pool.map(load, manifest.files), start=1):
+            columns.add(document)
+            if count % 100 == 0:
+                memory.check(
+                    f"after reading {count:,} of {len(manifest.files):,} files' references"
+                )
+    return columns
+
+
+def merge_columns(
+    columns: Columns,
+    manifest: ScanManifest,
+    request: PipelineRequest,
+    settings: Settings,
+    storage: Storage,
+    template: Callable[[int], dict[str, Any]] | None = None,
+) -> xr.Dataset:
+    """The merged dataset; ``template(i)``: file i's references document (default: read)."""
+    registry = storage.registry([source_root(manifest, settings)])
+    load = template or (lambda i: reference_loader(manifest, settings, storage)(manifest.files[i]))
+    dim, drop = request.concat_dim, tuple(request.drop_variables)
+    combined = merge(columns, lambda i: open_virtual(load(i), registry, dim, drop))
+    return encodable_times(combined, dim)
+
+
 def concatenate(
     manifest: ScanManifest,
     request: PipelineRequest,
@@ -141,35 +179,26 @@ def concatenate(
 ) -> xr.Dataset:
     """Every file's references merged into one dataset (shared.stages.merge); collections
     the merge does not cover take the xr.concat path (concatenate_opened)."""
-    registry = storage.registry([source_root(manifest, settings)])
-    load = _loader(manifest, settings, storage)
     memory = memory or MemoryWatch(settings.memory_limit_bytes, "combine")
-    dim, drop = request.concat_dim, tuple(request.drop_variables)
-    columns = Columns(dim, drop)
     try:
-        with ThreadPoolExecutor(READ_WORKERS) as pool:  # documents are read ahead
-            for count, document in enumerate(pool.map(load, manifest.files), start=1):
-                columns.add(document)
-                if count % 100 == 0:
-                    memory.check(
-                        f"after reading {count:,} of {len(manifest.files):,} files' references"
-                    )
+        columns = read_columns(manifest, request, settings, storage, memory)
         memory.check(f"before merging {len(manifest.files):,} files")
-        combined = merge(
-            columns, lambda i: open_virtual(load(manifest.files[i]), registry, dim, drop)
-        )
-        return encodable_times(combined, dim)
+        return merge_columns(columns, manifest, request, settings, storage)
     except PipelineError:
         raise
     except Exception as exc:  # Irregular, or anything unexpected: the old path decides
-        emit(
-            log,
-            "merging manifests does not cover this collection: concatenating",
-            stage="combine",
-            dataset=manifest.dataset_id,
-            reason=f"{type(exc).__name__}: {exc}",
-        )
+        irregular(manifest, exc)
     return concatenate_opened(manifest, request, settings, storage, memory)
+
+
+def irregular(manifest: ScanManifest, exc: Exception) -> None:
+    emit(
+        log,
+        "merging manifests does not cover this collection: concatenating",
+        stage="combine",
+        dataset=manifest.dataset_id,
+        reason=f"{type(exc).__name__}: {exc}",
+    )
 
 
 def concatenate_opened(
@@ -182,7 +211,7 @@ def concatenate_opened(
     """Every file opened as a virtual dataset, then xr.concat: the path before merging
     manifests, kept for what the merge does not cover (and as the tests' reference)."""
     registry = storage.registry([source_root(manifest, settings)])
-    load = _loader(manifest, settings, storage)
+    load = reference_loader(manifest, settings, storage)
     memory = memory or MemoryWatch(settings.memory_limit_bytes, "combine")
     datasets = []
     with ThreadPoolExecutor(READ_WORKERS) as pool:  # documents are read ahead, opened one by one
@@ -360,7 +389,10 @@ def combine(
     run_id: str,
     settings: Settings,
     storage: Storage | None = None,
+    joined: Callable[[ScanManifest, MemoryWatch], xr.Dataset] | None = None,
 ) -> CombineResult:
+    """Combine every file of the manifest into the run's store (``joined``: the dataset is
+    built otherwise, from partials that combine batches wrote; shared.stages.spread)."""
     started = time.perf_counter()
     storage = storage or Storage(settings)
     manifest = load_manifest(manifest_url, settings, storage)
@@ -383,7 +415,10 @@ def combine(
             values = opened[request.concat_dim].values
             reference_count = appended
     else:
-        combined = concatenate(manifest, request, settings, storage, memory)
+        if joined is not None:
+            combined = joined(manifest, memory)
+        else:
+            combined = concatenate(manifest, request, settings, storage, memory)
         memory.check("after concatenating")
         if not reused:
             with storage_faults(f"writing the store {target.url}"):

@@ -186,6 +186,9 @@ class Columns:
     names: list[str] | None = None  # the variables kept, as in the first file
     virtual: dict[str, Virtual] = field(default_factory=dict)
     decodings: dict[str, Decoding] = field(default_factory=dict)
+    # References documents kept whole (file -> document): a batch keeps its first file's,
+    # which the join opens when that file is the first of all.
+    templates: dict[int, dict[str, Any]] = field(default_factory=dict)
 
     def add(self, document: Mapping[str, Any]) -> None:
         url = document["source"]["url"]
@@ -272,6 +275,7 @@ class Columns:
             ):
                 raise Irregular("the variables differ between batches")
             base = len(out.urls)
+            out.templates.update({base + i: d for i, d in part.templates.items()})
             out.urls += part.urls
             out.steps += part.steps
             for name, column in part.virtual.items():
@@ -305,6 +309,7 @@ class Columns:
             "names": self.names,
             "virtual": {},
             "decodings": [],
+            "templates": {str(i): d for i, d in self.templates.items()},
         }
         for i, (name, column) in enumerate(self.virtual.items()):
             header["virtual"][name] = {
@@ -342,6 +347,7 @@ class Columns:
         header = json.loads(stored["header"].tobytes())
         out = cls(header["concat_dim"], tuple(header["drop"]), header["urls"], header["steps"],
                   header["names"])  # fmt: skip
+        out.templates = {int(i): d for i, d in header.get("templates", {}).items()}
         for i, (name, entry) in enumerate(header["virtual"].items()):
             counts = entry["counts"]
             per_file = [c * int(np.prod(entry["rest"], dtype="int64")) for c in counts]
@@ -529,18 +535,24 @@ def order_joined(
     return order
 
 
-def merge(columns: Columns, open_file: Callable[[int], xr.Dataset]) -> xr.Dataset:
-    """The combined dataset: ``open_file(i)`` opens file i as combine's old path does (its
-    variables without the concat dimension, attributes and encodings are kept, as
-    xr.concat with compat="override" keeps the first file's)."""
+def ordered(columns: Columns) -> tuple[list[dict[str, np.ndarray]], np.ndarray]:
+    """Per file, its decoded coordinate and bounds; and the files' order (checked)."""
     dim = columns.concat_dim
     per_file, joinable = decoded_values(columns)
     steps = np.asarray(columns.steps, dtype="int64")
     if joinable:
         joined = np.concatenate([f[dim] for f in per_file])
-        order = order_joined(joined, steps, columns.urls, dim)
-    else:
-        order = np.asarray(order_files([f[dim] for f in per_file], columns.urls, dim))
+        return per_file, order_joined(joined, steps, columns.urls, dim)
+    return per_file, np.asarray(order_files([f[dim] for f in per_file], columns.urls, dim))
+
+
+def merge(columns: Columns, open_file: Callable[[int], xr.Dataset]) -> xr.Dataset:
+    """The combined dataset: ``open_file(i)`` opens file i as combine's old path does (its
+    variables without the concat dimension, attributes and encodings are kept, as
+    xr.concat with compat="override" keeps the first file's)."""
+    dim = columns.concat_dim
+    per_file, order = ordered(columns)
+    steps = np.asarray(columns.steps, dtype="int64")
     template = open_file(int(order[0]))
     names = [n for n, v in template.variables.items() if dim in v.dims]
     new: dict[Hashable, xr.Variable] = {}
