@@ -58,7 +58,7 @@ def prepare(work: str, files: int) -> dict[str, Any]:
         info = ObjectInfo(url, 20_000, f"etag-{i}", "2026-01-01T00:00:00+00:00")
         document = dict(template, source=info.to_dict())
         arrays = {name: dict(entry) for name, entry in template["arrays"].items()}
-        arrays["time"]["inline"] = {"0": base64.b64encode(np.float64(i).tobytes()).decode()}
+        arrays["time"]["inline"] = {"0": base64.b64encode(np.float64(i / 24).tobytes()).decode()}
         for name in ("tas", "pr"):
             arrays[name]["offsets"] = [int(rng.integers(4096, 16384))]
         document["arrays"] = arrays
