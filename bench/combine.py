@@ -224,3 +224,42 @@ def render(results: dict[str, Any]) -> str:
         text += (f"\n\nFailed: {f['case']}, {f['files']:,} files, {f['method']}: "
                  f"{f['error'].strip().splitlines()[-1]}")  # fmt: skip
     return text
+
+
+def side_by_side(files: list[int], fmt: str = "kerchunk-json") -> list[dict[str, Any]]:
+    """Our combine (one format) and MultiZarrToZarr on the same one-step files, per count."""
+    root = OUT / "full" / "combine"
+    out = []
+    for count in files:
+        case = {"case": "1 chunk/var", "files": count, "steps": 1}
+        _, folder, work, manifest_url = ready(case, root)
+        kerchunk_ready(folder, work)
+        row: dict[str, Any] = {"files": count}
+        for method in (fmt, BASELINE):
+            store = work / f"stores-{method}-{int(time.time() * 1000)}"
+            row[method] = _measure(method, folder, work, manifest_url, store)
+        out.append(row)
+        ours, theirs = row[fmt], row[BASELINE]
+        print(f"{count:>8,} {ours['seconds']:>9.1f} s {ours['peak_rss_bytes'] / 1e6:>7.0f} MB"
+              f" {theirs['seconds']:>9.1f} s {theirs['peak_rss_bytes'] / 1e6:>7.0f} MB"
+              f" {theirs['seconds'] / ours['seconds']:>7.1f}x", flush=True)  # fmt: skip
+    return out
+
+
+def main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        description="Our combine against kerchunk's MultiZarrToZarr, one-step files "
+        "(files and references are written once into bench-output/full/combine; "
+        "`python -m bench.run_all --parts combine` runs the whole part 3)."
+    )
+    parser.add_argument("--files", type=int, nargs="+", default=[1000, 10000])
+    parser.add_argument("--format", default="kerchunk-json", choices=FORMATS)
+    args = parser.parse_args()
+    print(f"{'files':>8} {'ours (' + args.format + ')':>23} {BASELINE:>23} {'faster':>8}")
+    side_by_side(args.files, args.format)
+
+
+if __name__ == "__main__":
+    main()

@@ -5,6 +5,7 @@ stage writes the same object again (idempotent activities) and unchanged files a
     {work}/reports/{file key}.json               one file's validation report
     {work}/references/{file key}.json            one file's virtual references
     {work}/runs/{dataset}/{run id}.json          the run report
+    {work}/partials/{dataset}/{run id}/{first file}.npz   one batch's merged references
     {work}/datasets/{dataset}/current.json       the published version (shared.stages.increment)
     {stores}/{dataset}/{run id}.{json|parq|icechunk}   the combined store
     {stores}/{dataset}/{run id}.verified.json    written when that store passed verify
@@ -67,6 +68,10 @@ class Layout:
 
     def references(self, url: str, etag: str, group: str | None = None) -> Location:
         return self.work.join("references", f"{file_key(url, etag, group)}.json")
+
+    def partial(self, dataset_id: str, run_id: str, start: int) -> Location:
+        """The merged references of the manifest's files from ``start`` (one combine batch)."""
+        return self.work.join("partials", dataset_id, run_id, f"{start:09d}.npz")
 
     def run_report(self, dataset_id: str, run_id: str) -> Location:
         return self.work.join("runs", dataset_id, f"{run_id}.json")

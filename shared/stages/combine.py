@@ -16,9 +16,9 @@ import logging
 import re
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,7 @@ from shared.model.locations import Location, parse_location
 from shared.model.request import PipelineRequest, StoreFormat
 from shared.model.settings import Settings
 from shared.model.telemetry import emit
+from shared.stages.merge import Columns, concat_failed, merge, no_coordinate, order_files
 from shared.stages.references import concat_bounds, load_references, manifest_group
 from shared.stages.scan import ScanManifest, load_manifest
 
@@ -99,19 +100,8 @@ def open_virtual(
         and name not in drop
     ]
     if concat_dim not in loadable:
-        dims = sorted(
-            {
-                d
-                for a in group.arrays.values()
-                for d in (a.metadata.dimension_names or ())
-                if d is not None
-            }
-        )
-        raise CombineFailed(
-            f"{url} has no coordinate variable {concat_dim!r} to concatenate along "
-            f"(its dimensions are {', '.join(map(str, dims)) or 'none'}).",
-            remedy="Give the right concat_dim in the request, or fix the file.",
-        )
+        dims = (d for a in group.arrays.values() for d in (a.metadata.dimension_names or ()))
+        raise no_coordinate(url, concat_dim, dims)
     try:
         opened = ManifestStore(group=group, registry=registry).to_virtual_dataset(
             loadable_variables=loadable
@@ -125,36 +115,59 @@ def open_virtual(
         ) from exc
 
 
-def _order(datasets: list[xr.Dataset], urls: list[str], concat_dim: str) -> list[int]:
-    """Indices of the files sorted by their first concat value; refuses overlaps."""
-    firsts = []
-    for ds, url in zip(datasets, urls, strict=True):
-        values = ds[concat_dim].values
-        if values.size == 0:
-            raise CombineFailed(f"{url} has no steps along {concat_dim!r}.")
-        if values.size > 1 and not bool(np.all(values[1:] > values[:-1])):
+def reference_loader(
+    manifest: ScanManifest, settings: Settings, storage: Storage
+) -> Callable[[ObjectInfo], dict[str, Any]]:
+    layout = Layout.from_settings(settings)
+
+    def load(info: ObjectInfo) -> dict[str, Any]:
+        try:
+            return load_references(info, settings, storage, group=manifest.group, layout=layout)
+        except PipelineError as exc:
+            if exc.retryable:
+                raise  # a storage fault: the orchestrator retries the activity
             raise CombineFailed(
-                f"{url}: the {concat_dim!r} values are not strictly increasing within the file."
-            )
-        firsts.append(values[0])
-    try:
-        order = sorted(range(len(datasets)), key=lambda i: (firsts[i], urls[i]))
-    except TypeError:  # e.g. cftime and numpy dates: the gate's calendar rule says more
-        raise CombineFailed(
-            f"The files' {concat_dim!r} values cannot be ordered together (different calendars "
-            "or types).",
-            remedy="Run `python -m devhost validate` on the source to find the odd file.",
-        ) from None
-    for a, b in pairwise(order):
-        last_a = datasets[a][concat_dim].values[-1]
-        first_b = datasets[b][concat_dim].values[0]
-        if not last_a < first_b:
-            raise CombineFailed(
-                f"{urls[a]} and {urls[b]} overlap along {concat_dim!r}: the first ends at "
-                f"{last_a}, the second starts at {first_b}.",
-                remedy="Remove the duplicate file (or the overlapping steps) from the source.",
-            )
-    return order
+                f"The references of {info.url} are missing or unreadable ({exc.message}).",
+                remedy="Run the generate stage for this file again.",
+            ) from exc
+
+    return load
+
+
+def read_columns(
+    manifest: ScanManifest,
+    request: PipelineRequest,
+    settings: Settings,
+    storage: Storage,
+    memory: MemoryWatch,
+) -> Columns:
+    """The files' references as columns (shared.stages.merge), read ahead in threads."""
+    load = reference_loader(manifest, settings, storage)
+    columns = Columns(request.concat_dim, tuple(request.drop_variables))
+    with ThreadPoolExecutor(READ_WORKERS) as pool:
+        for count, document in enumerate(pool.map(load, manifest.files), start=1):
+            columns.add(document)
+            if count % 100 == 0:
+                memory.check(
+                    f"after reading {count:,} of {len(manifest.files):,} files' references"
+                )
+    return columns
+
+
+def merge_columns(
+    columns: Columns,
+    manifest: ScanManifest,
+    request: PipelineRequest,
+    settings: Settings,
+    storage: Storage,
+    template: Callable[[int], dict[str, Any]] | None = None,
+) -> xr.Dataset:
+    """The merged dataset; ``template(i)``: file i's references document (default: read)."""
+    registry = storage.registry([source_root(manifest, settings)])
+    load = template or (lambda i: reference_loader(manifest, settings, storage)(manifest.files[i]))
+    dim, drop = request.concat_dim, tuple(request.drop_variables)
+    combined = merge(columns, lambda i: open_virtual(load(i), registry, dim, drop))
+    return encodable_times(combined, dim)
 
 
 def concatenate(
@@ -164,20 +177,41 @@ def concatenate(
     storage: Storage,
     memory: MemoryWatch | None = None,
 ) -> xr.Dataset:
-    source = source_root(manifest, settings)
-    registry = storage.registry([source])
+    """Every file's references merged into one dataset (shared.stages.merge); collections
+    the merge does not cover take the xr.concat path (concatenate_opened)."""
+    memory = memory or MemoryWatch(settings.memory_limit_bytes, "combine")
+    try:
+        columns = read_columns(manifest, request, settings, storage, memory)
+        memory.check(f"before merging {len(manifest.files):,} files")
+        return merge_columns(columns, manifest, request, settings, storage)
+    except PipelineError:
+        raise
+    except Exception as exc:  # Irregular, or anything unexpected: the old path decides
+        irregular(manifest, exc)
+    return concatenate_opened(manifest, request, settings, storage, memory)
 
-    def load(info: ObjectInfo) -> dict[str, Any]:
-        try:
-            return load_references(info, settings, storage, group=manifest.group)
-        except PipelineError as exc:
-            if exc.retryable:
-                raise  # a storage fault: the orchestrator retries the activity
-            raise CombineFailed(
-                f"The references of {info.url} are missing or unreadable ({exc.message}).",
-                remedy="Run the generate stage for this file again.",
-            ) from exc
 
+def irregular(manifest: ScanManifest, exc: Exception) -> None:
+    emit(
+        log,
+        "merging manifests does not cover this collection: concatenating",
+        stage="combine",
+        dataset=manifest.dataset_id,
+        reason=f"{type(exc).__name__}: {exc}",
+    )
+
+
+def concatenate_opened(
+    manifest: ScanManifest,
+    request: PipelineRequest,
+    settings: Settings,
+    storage: Storage,
+    memory: MemoryWatch | None = None,
+) -> xr.Dataset:
+    """Every file opened as a virtual dataset, then xr.concat: the path before merging
+    manifests, kept for what the merge does not cover (and as the tests' reference)."""
+    registry = storage.registry([source_root(manifest, settings)])
+    load = reference_loader(manifest, settings, storage)
     memory = memory or MemoryWatch(settings.memory_limit_bytes, "combine")
     datasets = []
     with ThreadPoolExecutor(READ_WORKERS) as pool:  # documents are read ahead, opened one by one
@@ -190,7 +224,8 @@ def concatenate(
                     f"after opening {count:,} of {len(manifest.files):,} files' references"
                 )
     urls = [info.url for info in manifest.files]
-    order = _order(datasets, urls, request.concat_dim)
+    values = [ds[request.concat_dim].values for ds in datasets]
+    order = order_files(values, urls, request.concat_dim)
     memory.check(f"before concatenating {len(datasets):,} files")
     try:
         combined = xr.concat(
@@ -206,11 +241,7 @@ def concatenate(
     except PipelineError:
         raise
     except Exception as exc:
-        raise CombineFailed(
-            f"Concatenating {len(datasets)} files along {request.concat_dim!r} failed: "
-            f"{type(exc).__name__}: {exc}",
-            remedy="Run `python -m devhost validate` on the source to find the odd file.",
-        ) from exc
+        raise concat_failed(len(datasets), request.concat_dim, exc) from exc
 
 
 _CALENDAR_MONTHS = re.compile(
@@ -358,7 +389,10 @@ def combine(
     run_id: str,
     settings: Settings,
     storage: Storage | None = None,
+    joined: Callable[[ScanManifest, MemoryWatch], xr.Dataset] | None = None,
 ) -> CombineResult:
+    """Combine every file of the manifest into the run's store (``joined``: the dataset is
+    built otherwise, from partials that combine batches wrote; shared.stages.spread)."""
     started = time.perf_counter()
     storage = storage or Storage(settings)
     manifest = load_manifest(manifest_url, settings, storage)
@@ -381,7 +415,10 @@ def combine(
             values = opened[request.concat_dim].values
             reference_count = appended
     else:
-        combined = concatenate(manifest, request, settings, storage, memory)
+        if joined is not None:
+            combined = joined(manifest, memory)
+        else:
+            combined = concatenate(manifest, request, settings, storage, memory)
         memory.check("after concatenating")
         if not reused:
             with storage_faults(f"writing the store {target.url}"):

@@ -329,7 +329,13 @@ def generate_batch(
 
 
 def load_references(
-    info: ObjectInfo, settings: Settings, storage: Storage, *, group: str | None = None
+    info: ObjectInfo,
+    settings: Settings,
+    storage: Storage,
+    *,
+    group: str | None = None,
+    layout: Layout | None = None,
 ) -> dict[str, Any]:
-    location = Layout.from_settings(settings).references(info.url, info.etag, group)
-    return storage.read_json(location)
+    """One file's references document (``layout``: given once by callers reading many)."""
+    layout = layout or Layout.from_settings(settings)
+    return storage.read_json(layout.references(info.url, info.etag, group))

@@ -1,0 +1,126 @@
+"""Combine spread over activities, for collections too large for one: each batch of files
+is merged into a partial (its references as columns, shared.stages.merge, checked and
+ordered within the batch) written to the work area; the join reads the partials, orders
+all files, checks the boundaries between them and writes the store as combine does.
+
+A batch the merge does not cover writes a marker instead; the join then combines every
+file in one activity the old way (the same store or the same error as combine).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import xarray as xr
+
+from shared.io.memory import MemoryWatch
+from shared.io.storage import Storage, storage_faults
+from shared.model.errors import PipelineError
+from shared.model.layout import Layout
+from shared.model.request import PipelineRequest
+from shared.model.settings import Settings
+from shared.model.telemetry import emit
+from shared.stages.combine import (
+    CombineResult,
+    combine,
+    concatenate_opened,
+    irregular,
+    merge_columns,
+    read_columns,
+    reference_loader,
+)
+from shared.stages.merge import Columns, ordered
+from shared.stages.scan import ScanManifest, load_manifest
+
+log = logging.getLogger(__name__)
+
+IRREGULAR = b"irregular"
+
+
+@dataclass(frozen=True)
+class PartialResult:
+    partial_url: str
+    files: int
+    partial_bytes: int
+    seconds: float
+    peak_memory_bytes: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def merge_batch(
+    manifest_url: str,
+    start: int,
+    stop: int,
+    request: PipelineRequest,
+    run_id: str,
+    settings: Settings,
+    storage: Storage | None = None,
+) -> PartialResult:
+    """Merge the references of manifest files [start, stop) into one partial."""
+    started = time.perf_counter()
+    storage = storage or Storage(settings)
+    manifest = load_manifest(manifest_url, settings, storage)
+    memory = MemoryWatch(settings.memory_limit_bytes, "combine")
+    batch = manifest.subset(manifest.files[start:stop])
+    target = Layout.from_settings(settings).partial(request.dataset_id, run_id, start)
+    try:
+        columns = read_columns(batch, request, settings, storage, memory)
+        first = int(ordered(columns)[1][0])  # also checks order and overlaps in the batch
+        columns.templates = {first: reference_loader(batch, settings, storage)(batch.files[first])}
+        data = columns.to_bytes()
+    except PipelineError:
+        raise
+    except Exception as exc:  # Irregular, or anything unexpected: the join decides
+        irregular(manifest, exc)
+        data = IRREGULAR
+    memory.check("after merging the batch")
+    with storage_faults(f"writing the partial {target.url}"):
+        storage.write(target, data, "application/octet-stream")
+    result = PartialResult(
+        target.url, len(batch.files), len(data), time.perf_counter() - started, memory.peak
+    )
+    emit(log, "combine batch merged", stage="combine", dataset=request.dataset_id,
+         batch=[start, stop], **result.to_dict())  # fmt: skip
+    return result
+
+
+def join_partials(
+    manifest_url: str,
+    starts: list[int],
+    request: PipelineRequest,
+    run_id: str,
+    settings: Settings,
+    storage: Storage | None = None,
+) -> CombineResult:
+    """The run's store from the partials of the batches starting at ``starts``."""
+    storage = storage or Storage(settings)
+    layout = Layout.from_settings(settings)
+    given = storage
+
+    def joined(manifest: ScanManifest, memory: MemoryWatch) -> xr.Dataset:
+        parts = []
+        for start in starts:
+            with storage_faults(f"reading the partial of batch {start}"):
+                data = given.read(layout.partial(request.dataset_id, run_id, start))
+            if data == IRREGULAR:
+                return concatenate_opened(manifest, request, settings, given, memory)
+            parts.append(Columns.from_bytes(data))
+            memory.check(f"after reading {len(parts):,} of {len(starts):,} partials")
+        columns = Columns.join(parts)
+        del parts
+        try:
+            return merge_columns(
+                columns, manifest, request, settings, given, template=columns.templates.__getitem__
+            )
+        except PipelineError:
+            raise
+        except Exception as exc:
+            irregular(manifest, exc)
+        return concatenate_opened(manifest, request, settings, given, memory)
+
+    return combine(manifest_url, request, run_id, settings, storage, joined=joined)
