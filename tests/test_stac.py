@@ -20,6 +20,7 @@ from obstore.store import LocalStore
 from virtualizarr import open_virtual_dataset
 from virtualizarr.parsers import HDFParser
 
+from consumer.reader import read_item
 from devhost.samples import SampleSpec, open_collection, write_sample_files
 from shared.catalog.stac import (
     StorageStacIO,
@@ -32,7 +33,9 @@ from shared.catalog.stac import (
 from shared.io.storage import Storage
 from shared.model.errors import CatalogError
 from shared.model.locations import Location, parse_location
+from shared.model.request import PipelineRequest
 from shared.model.settings import AZURITE_KEY, Settings
+from tests.helpers import run_pipeline
 
 PROPERTIES = {
     "run_id": "run-1",
@@ -702,3 +705,26 @@ def test_the_builders_import_neither_storage_nor_the_catalog_io(builder):
         name for name in imported if name.startswith(("shared.io", "shared.catalog.stac.catalog"))
     ]
     assert io == []
+
+
+def test_the_item_links_its_run_summary_and_gate_report_which_exist(tmp_path, local_settings):
+    write_sample_files(tmp_path / "src", SampleSpec(files=2, lat=6, lon=10))
+    request = PipelineRequest.from_dict({"source": str(tmp_path / "src"), "dataset_id": "tas"})
+    run = run_pipeline(request, local_settings)
+
+    item = read_item(run.item_url, local_settings)
+    described = {link.title: link for link in item.links if link.rel == "describedby"}
+    summary = described["Run summary: every file"]
+    gate_md = described["Gate report on the source files"]
+    gate_json = described["Gate report (JSON)"]
+    assert (summary.media_type, gate_md.media_type, gate_json.media_type) == (
+        "text/markdown", "text/markdown", "application/json",
+    )  # fmt: skip
+
+    def path(link_or_url: pystac.Link | str) -> Path:
+        url = link_or_url if isinstance(link_or_url, str) else link_or_url.get_absolute_href()
+        return Path((url or "").removeprefix("file://"))
+
+    assert path(summary) == path(run.summary_url)  # written by the run's last step
+    assert path(gate_json) == path(run.gate_report_url)
+    assert [str(path(link)) for link in described.values() if not path(link).is_file()] == []

@@ -73,6 +73,10 @@ class Layout:
         """The merged references of the manifest's files from ``start`` (one combine batch)."""
         return self.work.join("partials", dataset_id, run_id, f"{start:09d}.npz")
 
+    def gate_report(self, dataset_id: str, manifest_digest: str, suffix: str = "json") -> Location:
+        """The gate's report on one listing: JSON for tools, "md" for a person."""
+        return self.work.join("gate", dataset_id, f"{manifest_digest}.{suffix}")
+
     def run_report(self, dataset_id: str, run_id: str) -> Location:
         return self.work.join("runs", dataset_id, f"{run_id}.json")
 

@@ -674,8 +674,8 @@ def gate(
     verdicts = Counter(r["verdict"] for r in reports)
     codes = Counter(f["code"] for r in reports for f in r["findings"])
     codes.update(f.code for f in collection_findings)
-    json_location = layout.work.join("gate", manifest.dataset_id, f"{manifest.digest}.json")
-    markdown_location = layout.work.join("gate", manifest.dataset_id, f"{manifest.digest}.md")
+    json_location = layout.gate_report(manifest.dataset_id, manifest.digest)
+    markdown_location = layout.gate_report(manifest.dataset_id, manifest.digest, "md")
     result = GateResult(
         report_url=json_location.url,
         summary_url=markdown_location.url,

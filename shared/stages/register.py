@@ -7,6 +7,8 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+import pystac
+
 from shared.catalog.ledger import record_version, write_published
 from shared.catalog.stac.catalog import (
     RegisterResult,
@@ -17,15 +19,33 @@ from shared.catalog.stac.collection import collection_fields
 from shared.catalog.stac.item import build_item
 from shared.io.storage import Storage, storage_faults
 from shared.io.stores import open_store, virtual_container_prefix
-from shared.model.layout import digest, library_versions
-from shared.model.locations import parse_location
+from shared.model.layout import Layout, digest, library_versions
+from shared.model.locations import http_url, parse_location, public_store_url
 from shared.model.request import PipelineRequest
 from shared.model.settings import Settings
 from shared.model.telemetry import emit
 from shared.stages.combine import source_root
+from shared.stages.runreport import summary_location
 from shared.stages.scan import check_unchanged, load_manifest
 
 log = logging.getLogger(__name__)
+
+
+def add_run_links(
+    item: pystac.Item, dataset_id: str, run_id: str, manifest_digest: str, settings: Settings
+) -> None:
+    """Where the item came from, for a person: the run's summary (every file, its verdict
+    and timings; beside the store) and the gate's report on the files (in the work area)."""
+    summary = summary_location(dataset_id, run_id, settings)
+    gate = Layout.from_settings(settings).gate_report
+    gate_md, gate_json = gate(dataset_id, manifest_digest, "md"), gate(dataset_id, manifest_digest)
+    links = [
+        (public_store_url(summary, settings), "text/markdown", "Run summary: every file"),
+        (http_url(gate_md, settings), "text/markdown", "Gate report on the source files"),
+        (http_url(gate_json, settings), "application/json", "Gate report (JSON)"),
+    ]
+    for href, media_type, title in links:
+        item.add_link(pystac.Link("describedby", href, media_type=media_type, title=title))
 
 
 def register(
@@ -85,6 +105,7 @@ def register(
             },
         )
         fields = collection_fields(template, dataset.attrs, settings.stac_license)
+    add_run_links(item, request.dataset_id, run_id, manifest.digest, settings)
     result = register_item(
         item,
         collection_id=request.collection_id,
