@@ -6,6 +6,7 @@ from the start request to the completed status."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import tempfile
@@ -77,3 +78,20 @@ def render(results: dict[str, Any]) -> str:
     return "### 5. End to end on Azurite (devhost)\n\n" + table(
         ["files", "source size", "status", "wall", "files per second", "stages"], rows
     )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description="Part 5 of the benchmarks alone, printed (docs/benchmarks.md is written "
+        "by bench.run_all)."
+    )
+    parser.add_argument("--files", type=int, default=200, help="how many daily files")
+    parser.add_argument("--endpoint", default=None,
+                        help="an Azurite blob endpoint (default: start one)")  # fmt: skip
+    args = parser.parse_args(argv)
+    results = run(False, args.endpoint, files=args.files)
+    print(render(results))
+
+
+if __name__ == "__main__":
+    main()
