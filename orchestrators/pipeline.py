@@ -6,7 +6,10 @@ clock but context.current_utc_datetime, no settings (everything arrives in the i
       waves of `pipeline_batch` sub-orchestrations  -> validate the files of each batch
       gate                                          -> stop with the report if a file is unsuitable
       waves of `pipeline_batch` sub-orchestrations  -> generate the references of each batch
-      combine                                       -> store URL
+      combine                                       -> store URL: one combine_store activity,
+                                                       or above combine_spread_files files waves
+                                                       of merge_batch activities (one partial
+                                                       per batch) then join_partials
       waves of `verify_batch` sub-orchestrations    -> compare the files of each batch
       verify_decide                                 -> the verdict on all of them
       register                                      -> STAC item URL
@@ -44,6 +47,9 @@ from shared.model.wire import (
     FilesInput,
     GateAnswer,
     GateInput,
+    JoinInput,
+    MergeBatchInput,
+    PartialAnswer,
     PruneAnswer,
     PruneInput,
     RecordAnswer,
@@ -264,18 +270,19 @@ def gate(run: Run, plan: RunPlan) -> Step:
 
 
 def combine(run: Run, plan: RunPlan) -> Generator[Any, Any, CombineAnswer]:
+    """Every file into the run's store: one combine_store activity, or spread over
+    activities above ``combine_spread_files`` files (combine_spread); the same answer."""
     run.begin("combine")
-    combined = yield from call(
-        run,
-        "combine_store",
-        CombineInput(
-            manifest_url=plan.manifest_url,
-            request=run.request,
-            run_id=run.status.run_id,
-            **run.fields,
-        ),
-        CombineAnswer,
+    given = CombineInput(
+        manifest_url=plan.manifest_url,
+        request=run.request,
+        run_id=run.status.run_id,
+        **run.fields,
     )
+    if plan.file_count > run.policy.combine_spread_files:
+        combined = yield from combine_spread(run, plan, given)
+    else:
+        combined = yield from call(run, "combine_store", given, CombineAnswer)
     store: CombineAnswer = yield from succeeded(run, combined)
     run.status.outputs["store_url"] = store.store_url
     run.status.store = {
@@ -286,6 +293,41 @@ def combine(run: Run, plan: RunPlan) -> Generator[Any, Any, CombineAnswer]:
         "peak_memory_bytes": store.peak_memory_bytes,
     }
     return store
+
+
+def combine_spread(run: Run, plan: RunPlan, given: CombineInput) -> Step:
+    """Combine spread over activities (shared/stages/spread.py): waves of merge_batch
+    activities, each merging ``combine_batch_files`` files into a partial in the work area,
+    then join_partials, which orders and checks all files and writes the store through
+    combine (so reusing a verified store and the Icechunk append behave as on one
+    activity). Answers the join's answer or the first error; the merges' answers (a URL and
+    a few counts each) stay in the history, a hundred of them at 1,000,000 files."""
+    context, policy, status = run.context, run.policy, run.status
+    ranges = batches(plan.file_count, policy.combine_batch_files)
+    common = given.to_dict()
+    done = 0
+    for wave in waves(ranges, policy):
+        status.batch = {"stage": "combine", "current": done + len(wave), "total": len(ranges)}
+        run.show()
+        tasks = [
+            context.call_activity_with_retry(
+                "merge_batch",
+                _retry(policy),
+                MergeBatchInput.from_dict({**common, "start": start, "stop": stop}).to_dict(),
+            )
+            for start, stop in wave
+        ]
+        try:
+            answers = yield context.task_all(tasks)
+        except Exception as exc:  # a merge ran out of retries
+            return retries_exhausted("the combine batches", policy, exc)
+        done += len(wave)
+        for result in answers:
+            merged = answer(PartialAnswer, result)
+            if isinstance(merged, ErrorInfo):
+                return merged
+    joined = JoinInput.from_dict({**common, "starts": [start for start, _ in ranges]})
+    return (yield from call(run, "join_partials", joined, CombineAnswer))
 
 
 def verify(run: Run, plan: RunPlan, combined: CombineAnswer) -> Step:

@@ -31,6 +31,8 @@ EXPECTED = {
     "gate_files": ("activityTrigger", {"payload"}),
     "generate_files": ("activityTrigger", {"payload"}),
     "combine_store": ("activityTrigger", {"payload"}),
+    "merge_batch": ("activityTrigger", {"payload"}),
+    "join_partials": ("activityTrigger", {"payload"}),
     "verify_files": ("activityTrigger", {"payload"}),
     "verify_decide": ("activityTrigger", {"payload"}),
     "register_item": ("activityTrigger", {"payload"}),

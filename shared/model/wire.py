@@ -16,6 +16,8 @@ later have defaults for the same reason.
     validate_files, generate_files   FilesInput      FilesAnswer
     gate_files                       GateInput       GateAnswer
     combine_store                    CombineInput    CombineAnswer
+    merge_batch (spread combine)     MergeBatchInput PartialAnswer
+    join_partials (spread combine)   JoinInput       CombineAnswer
     verify_batch (sub-orch.)         VerifyBatchInput VerifyTally
     verify_files                     VerifyFilesInput VerifyTally
     verify_decide                    DecideInput     VerifyAnswer
@@ -62,6 +64,9 @@ __all__ = [
     "FinishInput",
     "GateAnswer",
     "GateInput",
+    "JoinInput",
+    "MergeBatchInput",
+    "PartialAnswer",
     "PruneAnswer",
     "PruneInput",
     "RecordAnswer",
@@ -275,6 +280,30 @@ class CombineAnswer(Wire):
     reference_count: int | None = None
     dims: dict[str, int] | None = None
     peak_memory_bytes: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class MergeBatchInput(CombineInput):
+    """Spread combine: merge the files [start, stop) of the manifest into one partial."""
+
+    start: int
+    stop: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class PartialAnswer(Wire):
+    partial_url: str
+    files: int
+    partial_bytes: int = 0
+    seconds: float = 0.0
+    peak_memory_bytes: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class JoinInput(CombineInput):
+    """Spread combine: the store from the partials of the batches starting at ``starts``."""
+
+    starts: list[int]
 
 
 @dataclass(frozen=True, kw_only=True)
