@@ -7,9 +7,10 @@ clock but context.current_utc_datetime, no settings (everything arrives in the i
       gate                                          -> stop with the report if a file is unsuitable
       waves of `pipeline_batch` sub-orchestrations  -> generate the references of each batch
       combine                                       -> store URL: one combine_store activity,
-                                                       or above combine_spread_files files waves
-                                                       of merge_batch activities (one partial
-                                                       per batch) then join_partials
+                                                       or above combine_spread_files files
+                                                       `combine_wave` sub-orchestrations (each
+                                                       a wave of merge_batch activities, one
+                                                       partial per batch), then join_partials
       waves of `verify_batch` sub-orchestrations    -> compare the files of each batch
       verify_decide                                 -> the verdict on all of them
       register                                      -> STAC item URL
@@ -41,6 +42,7 @@ from shared.model.wire import (
     BatchSummary,
     CombineAnswer,
     CombineInput,
+    CombineWaveInput,
     DecideInput,
     ErrorInfo,
     FilesAnswer,
@@ -296,37 +298,34 @@ def combine(run: Run, plan: RunPlan) -> Generator[Any, Any, CombineAnswer]:
 
 
 def combine_spread(run: Run, plan: RunPlan, given: CombineInput) -> Step:
-    """Combine spread over activities (shared/stages/spread.py): waves of merge_batch
-    activities, each merging ``combine_batch_files`` files into a partial in the work area,
-    then join_partials, which orders and checks all files and writes the store through
-    combine (so reusing a verified store and the Icechunk append behave as on one
-    activity). Answers the join's answer or the first error; the merges' answers (a URL and
-    a few counts each) stay in the history, a hundred of them at 1,000,000 files."""
+    """Combine spread over activities (shared/stages/spread.py): merge_batch activities,
+    each merging ``combine_batch_files`` files into a partial in the work area, in waves of
+    ``parallel_batches`` (one combine_wave sub-orchestration per wave, named
+    ``<run id>:combine:NNNN``, so this history holds one child per wave); then
+    join_partials, which orders and checks all files and writes the store through combine
+    (so reusing a verified store and the Icechunk append behave as on one activity).
+    Answers the join's answer or the first error."""
     context, policy, status = run.context, run.policy, run.status
     ranges = batches(plan.file_count, policy.combine_batch_files)
-    common = given.to_dict()
-    done = 0
-    for wave in waves(ranges, policy):
-        status.batch = {"stage": "combine", "current": done + len(wave), "total": len(ranges)}
+    rounds = waves(ranges, policy)
+    for index, wave in enumerate(rounds):
+        status.batch = {"stage": "combine", "current": index + 1, "total": len(rounds)}
         run.show()
-        tasks = [
-            context.call_activity_with_retry(
-                "merge_batch",
-                _retry(policy),
-                MergeBatchInput.from_dict({**common, "start": start, "stop": stop}).to_dict(),
-            )
-            for start, stop in wave
-        ]
+        child = context.call_sub_orchestrator(
+            "combine_wave",
+            CombineWaveInput(
+                combine=given, ranges=[list(r) for r in wave], policy=policy
+            ).to_dict(),
+            batch_instance_id(context.instance_id, "combine", index),
+        )
         try:
-            answers = yield context.task_all(tasks)
+            result = yield child
         except Exception as exc:  # a merge ran out of retries
             return retries_exhausted("the combine batches", policy, exc)
-        done += len(wave)
-        for result in answers:
-            merged = answer(PartialAnswer, result)
-            if isinstance(merged, ErrorInfo):
-                return merged
-    joined = JoinInput.from_dict({**common, "starts": [start for start, _ in ranges]})
+        merged = answer(PartialAnswer, result)
+        if isinstance(merged, ErrorInfo):
+            return merged
+    joined = JoinInput.from_dict({**given.to_dict(), "starts": [start for start, _ in ranges]})
     return (yield from call(run, "join_partials", joined, CombineAnswer))
 
 
@@ -591,3 +590,36 @@ def verify_batch(context: df.DurableOrchestrationContext) -> Generator[Any, Any,
         tally = part if tally is None else tally.fold(part)
     assert tally is not None  # a batch has at least one file
     return success(tally)
+
+
+@bp.orchestration_trigger(context_name="context")
+def combine_wave(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dict[str, Any]]:
+    """One wave of a spread combine: a merge_batch activity per batch, all at once. Answers
+    the wave's partials summed (files, bytes, the largest peak), or the first error."""
+    wave = CombineWaveInput.from_dict(context.get_input())
+    common = wave.combine.to_dict()
+    results = yield context.task_all(
+        [
+            context.call_activity_with_retry(
+                "merge_batch",
+                _retry(wave.policy),
+                MergeBatchInput.from_dict({**common, "start": start, "stop": stop}).to_dict(),
+            )
+            for start, stop in wave.ranges
+        ]
+    )
+    parts: list[PartialAnswer] = []
+    for result in results:
+        part = answer(PartialAnswer, result)
+        if isinstance(part, ErrorInfo):
+            return failure(part)
+        parts.append(part)
+    return success(
+        PartialAnswer(
+            partial_url=parts[0].partial_url,
+            files=sum(p.files for p in parts),
+            partial_bytes=sum(p.partial_bytes for p in parts),
+            seconds=max(p.seconds for p in parts),
+            peak_memory_bytes=max(p.peak_memory_bytes for p in parts),
+        )
+    )

@@ -25,6 +25,7 @@ EXPECTED = {
     "pipeline": ("orchestrationTrigger", {"context"}),
     "pipeline_batch": ("orchestrationTrigger", {"context"}),
     "verify_batch": ("orchestrationTrigger", {"context"}),
+    "combine_wave": ("orchestrationTrigger", {"context"}),
     "dataset_watcher": ("orchestrationTrigger", {"context"}),
     "scan_files": ("activityTrigger", {"payload"}),
     "validate_files": ("activityTrigger", {"payload"}),

@@ -16,6 +16,7 @@ later have defaults for the same reason.
     validate_files, generate_files   FilesInput      FilesAnswer
     gate_files                       GateInput       GateAnswer
     combine_store                    CombineInput    CombineAnswer
+    combine_wave (sub-orch.)         CombineWaveInput PartialAnswer (the wave's, summed)
     merge_batch (spread combine)     MergeBatchInput PartialAnswer
     join_partials (spread combine)   JoinInput       CombineAnswer
     verify_batch (sub-orch.)         VerifyBatchInput VerifyTally
@@ -56,6 +57,7 @@ __all__ = [
     "CleanupAnswer",
     "CombineAnswer",
     "CombineInput",
+    "CombineWaveInput",
     "DecideInput",
     "Done",
     "ErrorInfo",
@@ -297,6 +299,16 @@ class PartialAnswer(Wire):
     partial_bytes: int = 0
     seconds: float = 0.0
     peak_memory_bytes: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class CombineWaveInput(Wire):
+    """One wave of a spread combine (a sub-orchestration, so the pipeline's history holds
+    one child per wave, not one activity per batch): merge_batch for each [start, stop)."""
+
+    combine: CombineInput
+    ranges: list[list[int]]
+    policy: RunPolicy
 
 
 @dataclass(frozen=True, kw_only=True)
