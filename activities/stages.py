@@ -5,6 +5,7 @@ only for a retryable failure (StorageUnavailable), so the orchestrator's retry o
 to transient storage errors and to nothing else (see activities/outcome.py).
 
 Combine and verify (memory grows with the number of files) run one at a time per instance,
+as do the spread combine's merge_batch and join_partials (each loads the whole manifest),
 under a ceiling derived from the plan (shared/model/sizing.py). Verify's batches (a store
 opened, then its files one at a time) are not memory-heavy: they run side by side.
 
@@ -29,6 +30,8 @@ from shared.model.wire import (
     DecideInput,
     FilesInput,
     GateInput,
+    JoinInput,
+    MergeBatchInput,
     RecordAnswer,
     RecordInput,
     RegisterInput,
@@ -116,6 +119,38 @@ def combine_store(payload: Payload) -> dict[str, Any]:
         given = CombineInput.from_dict(payload)
         with heavy_slot("combine", settings.heavy_wait_seconds):
             return combine(given.manifest_url, given.request, given.run_id, settings).to_dict()
+
+    return outcome("combine", run, payload)
+
+
+@bp.activity_trigger(input_name="payload")
+def merge_batch(payload: Payload) -> dict[str, Any]:
+    """Spread combine: one batch of files' references merged into a partial."""
+
+    def run(settings: Settings) -> dict[str, Any]:
+        from shared.stages.spread import merge_batch as merge
+
+        given = MergeBatchInput.from_dict(payload)
+        with heavy_slot("combine", settings.heavy_wait_seconds):
+            return merge(
+                given.manifest_url, given.start, given.stop, given.request, given.run_id, settings
+            ).to_dict()
+
+    return outcome("combine", run, payload)
+
+
+@bp.activity_trigger(input_name="payload")
+def join_partials(payload: Payload) -> dict[str, Any]:
+    """Spread combine: the store from the batches' partials (the answer of combine_store)."""
+
+    def run(settings: Settings) -> dict[str, Any]:
+        from shared.stages.spread import join_partials as join
+
+        given = JoinInput.from_dict(payload)
+        with heavy_slot("combine", settings.heavy_wait_seconds):
+            return join(
+                given.manifest_url, given.starts, given.request, given.run_id, settings
+            ).to_dict()
 
     return outcome("combine", run, payload)
 

@@ -82,6 +82,20 @@ def combine_store(payload: Payload) -> dict[str, Any]:
 
 
 @activities.activity_trigger(input_name="payload")
+def merge_batch(payload: Payload) -> dict[str, Any]:
+    files = payload["stop"] - payload["start"]
+    time.sleep(FIXED)
+    return {"ok": True, "partial_url": _url("partial"), "files": files, "partial_bytes": 0,
+            "seconds": FIXED, "peak_memory_bytes": 0}  # fmt: skip
+
+
+@activities.activity_trigger(input_name="payload")
+def join_partials(payload: Payload) -> dict[str, Any]:
+    time.sleep(FIXED)
+    return {"ok": True, "store_url": _url("store"), "reference_count": 10**6}
+
+
+@activities.activity_trigger(input_name="payload")
 def verify_files(payload: Payload) -> dict[str, Any]:
     start, stop = payload["start"], payload["stop"]
     time.sleep(PER_FILE * (stop - start))

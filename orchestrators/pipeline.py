@@ -6,7 +6,11 @@ clock but context.current_utc_datetime, no settings (everything arrives in the i
       waves of `pipeline_batch` sub-orchestrations  -> validate the files of each batch
       gate                                          -> stop with the report if a file is unsuitable
       waves of `pipeline_batch` sub-orchestrations  -> generate the references of each batch
-      combine                                       -> store URL
+      combine                                       -> store URL: one combine_store activity,
+                                                       or above combine_spread_files files
+                                                       `combine_wave` sub-orchestrations (each
+                                                       a wave of merge_batch activities, one
+                                                       partial per batch), then join_partials
       waves of `verify_batch` sub-orchestrations    -> compare the files of each batch
       verify_decide                                 -> the verdict on all of them
       register                                      -> STAC item URL
@@ -38,12 +42,16 @@ from shared.model.wire import (
     BatchSummary,
     CombineAnswer,
     CombineInput,
+    CombineWaveInput,
     DecideInput,
     ErrorInfo,
     FilesAnswer,
     FilesInput,
     GateAnswer,
     GateInput,
+    JoinInput,
+    MergeBatchInput,
+    PartialAnswer,
     PruneAnswer,
     PruneInput,
     RecordAnswer,
@@ -264,18 +272,19 @@ def gate(run: Run, plan: RunPlan) -> Step:
 
 
 def combine(run: Run, plan: RunPlan) -> Generator[Any, Any, CombineAnswer]:
+    """Every file into the run's store: one combine_store activity, or spread over
+    activities above ``combine_spread_files`` files (combine_spread); the same answer."""
     run.begin("combine")
-    combined = yield from call(
-        run,
-        "combine_store",
-        CombineInput(
-            manifest_url=plan.manifest_url,
-            request=run.request,
-            run_id=run.status.run_id,
-            **run.fields,
-        ),
-        CombineAnswer,
+    given = CombineInput(
+        manifest_url=plan.manifest_url,
+        request=run.request,
+        run_id=run.status.run_id,
+        **run.fields,
     )
+    if plan.file_count > run.policy.combine_spread_files:
+        combined = yield from combine_spread(run, plan, given)
+    else:
+        combined = yield from call(run, "combine_store", given, CombineAnswer)
     store: CombineAnswer = yield from succeeded(run, combined)
     run.status.outputs["store_url"] = store.store_url
     run.status.store = {
@@ -286,6 +295,38 @@ def combine(run: Run, plan: RunPlan) -> Generator[Any, Any, CombineAnswer]:
         "peak_memory_bytes": store.peak_memory_bytes,
     }
     return store
+
+
+def combine_spread(run: Run, plan: RunPlan, given: CombineInput) -> Step:
+    """Combine spread over activities (shared/stages/spread.py): merge_batch activities,
+    each merging ``combine_batch_files`` files into a partial in the work area, in waves of
+    ``parallel_batches`` (one combine_wave sub-orchestration per wave, named
+    ``<run id>:combine:NNNN``, so this history holds one child per wave); then
+    join_partials, which orders and checks all files and writes the store through combine
+    (so reusing a verified store and the Icechunk append behave as on one activity).
+    Answers the join's answer or the first error."""
+    context, policy, status = run.context, run.policy, run.status
+    ranges = batches(plan.file_count, policy.combine_batch_files)
+    rounds = waves(ranges, policy)
+    for index, wave in enumerate(rounds):
+        status.batch = {"stage": "combine", "current": index + 1, "total": len(rounds)}
+        run.show()
+        child = context.call_sub_orchestrator(
+            "combine_wave",
+            CombineWaveInput(
+                combine=given, ranges=[list(r) for r in wave], policy=policy
+            ).to_dict(),
+            batch_instance_id(context.instance_id, "combine", index),
+        )
+        try:
+            result = yield child
+        except Exception as exc:  # a merge ran out of retries
+            return retries_exhausted("the combine batches", policy, exc)
+        merged = answer(PartialAnswer, result)
+        if isinstance(merged, ErrorInfo):
+            return merged
+    joined = JoinInput.from_dict({**given.to_dict(), "starts": [start for start, _ in ranges]})
+    return (yield from call(run, "join_partials", joined, CombineAnswer))
 
 
 def verify(run: Run, plan: RunPlan, combined: CombineAnswer) -> Step:
@@ -549,3 +590,36 @@ def verify_batch(context: df.DurableOrchestrationContext) -> Generator[Any, Any,
         tally = part if tally is None else tally.fold(part)
     assert tally is not None  # a batch has at least one file
     return success(tally)
+
+
+@bp.orchestration_trigger(context_name="context")
+def combine_wave(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dict[str, Any]]:
+    """One wave of a spread combine: a merge_batch activity per batch, all at once. Answers
+    the wave's partials summed (files, bytes, the largest peak), or the first error."""
+    wave = CombineWaveInput.from_dict(context.get_input())
+    common = wave.combine.to_dict()
+    results = yield context.task_all(
+        [
+            context.call_activity_with_retry(
+                "merge_batch",
+                _retry(wave.policy),
+                MergeBatchInput.from_dict({**common, "start": start, "stop": stop}).to_dict(),
+            )
+            for start, stop in wave.ranges
+        ]
+    )
+    parts: list[PartialAnswer] = []
+    for result in results:
+        part = answer(PartialAnswer, result)
+        if isinstance(part, ErrorInfo):
+            return failure(part)
+        parts.append(part)
+    return success(
+        PartialAnswer(
+            partial_url=parts[0].partial_url,
+            files=sum(p.files for p in parts),
+            partial_bytes=sum(p.partial_bytes for p in parts),
+            seconds=max(p.seconds for p in parts),
+            peak_memory_bytes=max(p.peak_memory_bytes for p in parts),
+        )
+    )

@@ -110,6 +110,23 @@ def combine_store(payload: Payload) -> dict[str, Any]:
 
 
 @activities.activity_trigger(input_name="payload")
+def merge_batch(payload: Payload) -> dict[str, Any]:
+    return {
+        "ok": True,
+        "partial_url": _url("partial", payload["start"]),
+        "files": payload["stop"] - payload["start"],
+        "partial_bytes": 10**9,
+        "seconds": 10.0,
+        "peak_memory_bytes": 10**9,
+    }
+
+
+@activities.activity_trigger(input_name="payload")
+def join_partials(payload: Payload) -> dict[str, Any]:
+    return {"ok": True, "store_url": _url("store"), "reference_count": 10**6}
+
+
+@activities.activity_trigger(input_name="payload")
 def verify_files(payload: Payload) -> dict[str, Any]:
     """A tally at its largest: no two files of the batch hold touching steps (file i holds
     step i x 7919 modulo the file count), so no claim merges before the orchestrator's fold

@@ -85,6 +85,7 @@ def run_pipeline(
     *,
     batch_size: int | None = None,
     timeout: float = 300,
+    app_module: str = "function_app",
 ) -> Run:
     """One run through the real pipeline orchestrator (the Durable SDK's replay on devhost,
     activities on threads of this process), as the HTTP starter starts it. Returns the
@@ -97,7 +98,7 @@ def run_pipeline(
     with (
         tempfile.TemporaryDirectory(prefix="devhost-state-") as state,
         exported(settings),
-        DurableHost(state, in_process=True) as host,
+        DurableHost(state, app_module=app_module, in_process=True) as host,
     ):
         host.start_new("pipeline", instance_id, json.dumps(run.to_dict()))
         durable = host.wait_for(instance_id, timeout=timeout)

@@ -18,11 +18,21 @@ HISTORY_LIMIT = 1024 * 1024  # bytes of one instance's history
 HISTORY_EVENTS_LIMIT = 1500
 
 
+# The defaults (batches of 100, 10 files per call, one combine activity), and a spread
+# combine: 100 merge_batch activities in the pipeline's own history, as 1,000,000 files
+# make with the default PIPELINE_COMBINE_BATCH_FILES.
+SPREAD = RunPolicy(combine_spread_files=1_000, combine_batch_files=100)
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("files", [2_000, 10_000])
-def test_payloads_and_histories_stay_small_at_scale(tmp_path, files, capsys):
+@pytest.mark.parametrize(
+    ("files", "policy"),
+    [(2_000, RunPolicy()), (10_000, RunPolicy()), (10_000, SPREAD)],
+    ids=["2000", "10000", "10000-spread"],
+)
+def test_payloads_and_histories_stay_small_at_scale(tmp_path, files, policy, capsys):
     request = PipelineRequest.from_dict({"source": f"synthetic://{files}", "dataset_id": "big"})
-    run = PipelineInput(request, RunPolicy())  # the defaults: batches of 100, 10 files per call
+    run = PipelineInput(request, policy)
     with DurableHost(tmp_path / "state", app_module="tests.budget_app", workers=2) as host:
         host.start_new("pipeline", "pipeline-big", json.dumps(run.to_dict()))
         status = host.wait_for("pipeline-big", timeout=900)
@@ -30,10 +40,13 @@ def test_payloads_and_histories_stay_small_at_scale(tmp_path, files, capsys):
         instances = len(host.instances())
     assert status["runtimeStatus"] == "Completed", status
     assert status["output"]["files"]["validated"] == files
-    # The pipeline and one batch per 100 files per stage (validate, generate, verify).
-    assert instances == 1 + 3 * (files // 100)
+    # The pipeline and one batch per 100 files per stage (validate, generate, verify); a
+    # spread combine adds one combine_wave per wave of parallel_batches merge batches.
+    merges = -(-files // policy.combine_batch_files) if files > policy.combine_spread_files else 0
+    assert instances == 1 + 3 * (files // 100) + -(-merges // policy.parallel_batches)
     with capsys.disabled():  # the figures belong in the CI log
-        print(f"\npayload budget, {files} files (bytes): {json.dumps(sizes)}")
+        spread = " spread" if policy is SPREAD else ""
+        print(f"\npayload budget, {files} files{spread} (bytes): {json.dumps(sizes)}")
     for name in (
         "activity_input",
         "activity_output",

@@ -22,6 +22,10 @@ class RunPolicy:
     batch_size: int = 100  # files per sub-orchestration
     files_per_activity: int = 10  # files per validate/generate activity call
     parallel_batches: int = 8  # sub-orchestrations in flight at once (one wave)
+    # Combine: one activity up to this many files; above it merge_batch activities of
+    # combine_batch_files files each (in waves of parallel_batches), then join_partials.
+    combine_spread_files: int = 20_000
+    combine_batch_files: int = 10_000
     retry_first_interval_ms: int = 5000  # transient storage errors only
     retry_max_attempts: int = 5
     approval_timeout_seconds: int = 7 * 86400  # only runs with options.approval wait
@@ -39,6 +43,8 @@ class RunPolicy:
             batch_size=batch_size,
             files_per_activity=min(settings.files_per_activity, batch_size),
             parallel_batches=settings.parallel_batches,
+            combine_spread_files=settings.combine_spread_files,
+            combine_batch_files=settings.combine_batch_files,
             retry_first_interval_ms=settings.retry_first_interval_ms,
             retry_max_attempts=settings.retry_max_attempts,
             approval_timeout_seconds=settings.approval_timeout_seconds,

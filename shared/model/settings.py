@@ -172,6 +172,10 @@ class Settings:
     keep_versions: int = 3
     batch_size: int = 100
     files_per_activity: int = 10
+    # Above this many files combine is spread: merge_batch activities of combine_batch_files
+    # files each, then join_partials (shared/stages/spread.py; docs/settings.md says why).
+    combine_spread_files: int = 20_000
+    combine_batch_files: int = 10_000
     parallel_batches: int = 8
     retry_first_interval_ms: int = 5000
     retry_max_attempts: int = 5
@@ -247,6 +251,12 @@ class Settings:
                 env, "PIPELINE_FILES_PER_ACTIVITY", defaults.files_per_activity
             ),
             parallel_batches=_int(env, "PIPELINE_PARALLEL_BATCHES", defaults.parallel_batches),
+            combine_spread_files=_int(
+                env, "PIPELINE_COMBINE_SPREAD_FILES", defaults.combine_spread_files
+            ),
+            combine_batch_files=_int(
+                env, "PIPELINE_COMBINE_BATCH_FILES", defaults.combine_batch_files
+            ),
             retry_first_interval_ms=_int(
                 env, "PIPELINE_RETRY_FIRST_INTERVAL_MS", defaults.retry_first_interval_ms
             ),
@@ -298,6 +308,8 @@ class Settings:
             "PIPELINE_BATCH_SIZE": str(self.batch_size),
             "PIPELINE_FILES_PER_ACTIVITY": str(self.files_per_activity),
             "PIPELINE_PARALLEL_BATCHES": str(self.parallel_batches),
+            "PIPELINE_COMBINE_SPREAD_FILES": str(self.combine_spread_files),
+            "PIPELINE_COMBINE_BATCH_FILES": str(self.combine_batch_files),
             "PIPELINE_RETRY_FIRST_INTERVAL_MS": str(self.retry_first_interval_ms),
             "PIPELINE_RETRY_MAX_ATTEMPTS": str(self.retry_max_attempts),
             "PIPELINE_DATASETS": self.datasets,

@@ -16,6 +16,9 @@ later have defaults for the same reason.
     validate_files, generate_files   FilesInput      FilesAnswer
     gate_files                       GateInput       GateAnswer
     combine_store                    CombineInput    CombineAnswer
+    combine_wave (sub-orch.)         CombineWaveInput PartialAnswer (the wave's, summed)
+    merge_batch (spread combine)     MergeBatchInput PartialAnswer
+    join_partials (spread combine)   JoinInput       CombineAnswer
     verify_batch (sub-orch.)         VerifyBatchInput VerifyTally
     verify_files                     VerifyFilesInput VerifyTally
     verify_decide                    DecideInput     VerifyAnswer
@@ -54,6 +57,7 @@ __all__ = [
     "CleanupAnswer",
     "CombineAnswer",
     "CombineInput",
+    "CombineWaveInput",
     "DecideInput",
     "Done",
     "ErrorInfo",
@@ -62,6 +66,9 @@ __all__ = [
     "FinishInput",
     "GateAnswer",
     "GateInput",
+    "JoinInput",
+    "MergeBatchInput",
+    "PartialAnswer",
     "PruneAnswer",
     "PruneInput",
     "RecordAnswer",
@@ -275,6 +282,40 @@ class CombineAnswer(Wire):
     reference_count: int | None = None
     dims: dict[str, int] | None = None
     peak_memory_bytes: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class MergeBatchInput(CombineInput):
+    """Spread combine: merge the files [start, stop) of the manifest into one partial."""
+
+    start: int
+    stop: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class PartialAnswer(Wire):
+    partial_url: str
+    files: int
+    partial_bytes: int = 0
+    seconds: float = 0.0
+    peak_memory_bytes: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class CombineWaveInput(Wire):
+    """One wave of a spread combine (a sub-orchestration, so the pipeline's history holds
+    one child per wave, not one activity per batch): merge_batch for each [start, stop)."""
+
+    combine: CombineInput
+    ranges: list[list[int]]
+    policy: RunPolicy
+
+
+@dataclass(frozen=True, kw_only=True)
+class JoinInput(CombineInput):
+    """Spread combine: the store from the partials of the batches starting at ``starts``."""
+
+    starts: list[int]
 
 
 @dataclass(frozen=True, kw_only=True)
