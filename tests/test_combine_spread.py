@@ -5,6 +5,8 @@ spread.py). The threshold is set low here (3 files, batches of 2) so five files 
 
 from __future__ import annotations
 
+import json
+import logging
 from collections import Counter
 from pathlib import Path
 
@@ -54,15 +56,21 @@ def opened(store_url: str, fmt: str, manifest_url: str, settings: Settings) -> x
 
 @pytest.mark.slow
 @pytest.mark.parametrize("fmt", FORMATS)
-def test_a_spread_run_publishes_the_store_of_a_single_combine(tmp_path, local_settings, fmt):
+def test_a_spread_run_publishes_the_store_of_a_single_combine(
+    tmp_path, local_settings, fmt, caplog
+):
     paths = write_sample_files(tmp_path / "src", SPEC)
     settings = spread(local_settings)
-    report = run_pipeline(request(tmp_path / "src", fmt), settings, batch_size=2)
+    with caplog.at_level(logging.INFO, logger="shared.stages.spread"):
+        report = run_pipeline(request(tmp_path / "src", fmt), settings, batch_size=2)
     assert report.status == "succeeded"
     assert report.store["mode"] == "recombine" and report.store["dims"]["time"] == 10
+    said = "combine batch merged "
+    merged = [json.loads(r.getMessage().removeprefix(said)) for r in caplog.records
+              if r.getMessage().startswith(said)]  # fmt: skip
+    assert sorted(m["batch"][0] for m in merged) == [0, 2, 4]  # one partial a batch of 2 files
     layout, storage = Layout.from_settings(settings), Storage(settings)
-    for start in (0, 2, 4):  # the batches' partials: the join read them
-        assert storage.exists(layout.partial("tas", report.run_id, start))
+    assert not storage.count_below(layout.partials("tas"))  # read by the join, then pruned
     with open_item(report.item_url, settings) as published:
         xr.testing.assert_identical(published.load(), open_sources(paths))
 

@@ -235,7 +235,8 @@ def prune_versions(
     dataset_id: str, current_run: str, settings: Settings, storage: Storage
 ) -> list[str]:
     """Remove every run's store except the current one and the newest other verified ones,
-    up to settings.keep_versions in all. Returns the run ids removed."""
+    up to settings.keep_versions in all, and the dataset's combine partials. Returns the run
+    ids whose stores were removed."""
     folder = Layout.from_settings(settings).stores.join(dataset_id)
     objects: dict[str, list[ObjectInfo]] = defaultdict(list)
     verified: dict[str, str] = {}
@@ -255,6 +256,11 @@ def prune_versions(
         for v in read_versions(dataset_id, settings, storage)
         if v["state"] == "unpublished"
     }
+    # A spread combine's partials are read once, by its join: once a version is published
+    # they are never needed again (nor those a failed run left behind: one run at a time).
+    partials = Layout.from_settings(settings).partials(dataset_id)
+    if storage.count_below(partials, limit=1):
+        storage.delete_prefix(partials)
     removed = []
     for run, infos in sorted(objects.items()):
         if run in keep:

@@ -71,7 +71,11 @@ class Layout:
 
     def partial(self, dataset_id: str, run_id: str, start: int) -> Location:
         """The merged references of the manifest's files from ``start`` (one combine batch)."""
-        return self.work.join("partials", dataset_id, run_id, f"{start:09d}.npz")
+        return self.partials(dataset_id).join(run_id, f"{start:09d}.npz")
+
+    def partials(self, dataset_id: str) -> Location:
+        """Every run's combine partials of a dataset (removed by the prune step)."""
+        return self.work.join("partials", dataset_id)
 
     def gate_report(self, dataset_id: str, manifest_digest: str, suffix: str = "json") -> Location:
         """The gate's report on one listing: JSON for tools, "md" for a person."""
