@@ -46,7 +46,7 @@ def one_run(endpoint: str, source: str, work: str, stores: str, catalog: str, fm
 def run(quick: bool, endpoint: str | None = None, files: int | None = None) -> dict[str, Any]:
     from devhost.samples import SampleSpec, write_sample_files
 
-    count = files or (10 if quick else 200)
+    count = files or (10 if quick else 1000)
     folder = OUT / ("quick" if quick else "full") / "e2e" / f"files-{count}"
     paths = sorted(folder.glob("*.nc"))
     if len(paths) != count:
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> None:
         description="Part 5 of the benchmarks alone, printed (docs/benchmarks.md is written "
         "by bench.run_all)."
     )
-    parser.add_argument("--files", type=int, default=200, help="how many daily files")
+    parser.add_argument("--files", type=int, default=1000, help="how many daily files")
     parser.add_argument("--endpoint", default=None,
                         help="an Azurite blob endpoint (default: start one)")  # fmt: skip
     args = parser.parse_args(argv)
