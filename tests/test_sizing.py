@@ -66,7 +66,7 @@ def test_a_second_heavy_activity_on_the_instance_waits_for_the_first(tmp_path):
         with pytest.raises(HeavySlotBusy) as busy, heavy_slot("verify", 0.3, str(tmp_path)):
             pass
         assert busy.value.retryable and busy.value.code == "instance_busy"
-        assert "one combine or verify at a time per instance" in busy.value.message
+        assert "one combine activity at a time per instance" in busy.value.message
         (tmp_path / "release").write_text("")
         with heavy_slot("verify", 30, str(tmp_path)):
             assert holder.wait(timeout=30) == 0  # the holder has let go

@@ -119,7 +119,7 @@ def heavy_slot(stage: str, wait_seconds: float, folder: str | None = None) -> It
                 if time.monotonic() >= deadline:
                     raise HeavySlotBusy(
                         f"The {stage} activity waited {wait_seconds:.0f} s for this instance's "
-                        "memory-heavy slot (one combine or verify at a time per instance) and "
+                        "memory-heavy slot (one combine activity at a time per instance) and "
                         "gave up.",
                         stage=stage,
                         pid=os.getpid(),
