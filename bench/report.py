@@ -193,8 +193,9 @@ def _markdown(results: dict[str, Any], quick: bool, plot: str) -> str:
         TITLE,
         "",
         "What the pipeline costs an operator: bytes and requests read from storage, worker time "
-        "and memory (issue 9). Every figure below was produced by one command, on data the "
-        "scripts write themselves (deterministic: devhost/samples.py, sizes stated in each part):",
+        "and memory. The figures below come from this command (the parts it did not run, from "
+        "the last run that did: see the notes), on data the scripts write themselves "
+        "(deterministic: devhost/samples.py, sizes stated in each part):",
         "",
         f"    .venv/bin/{results['command']}",
         "",
@@ -254,41 +255,56 @@ def _doc(module: Any) -> str:
 NOTES = """
 ## What the figures say (notes on the run above)
 
-- **How these figures were made.** Parts 1 and 2 come from `python -m bench.per_file`
-  (2026-12-02 06:04 UTC, after the adaptive header reader of issue 18; the same tables as
-  `bench.run_all --parts per-file`); parts 3, 4 and 5 from the command above, rerun after two
-  bench fixes (peak memory is each child's own VmHWM; the many-chunk sample dates stay inside
-  datetime64[ns]). `bench.run_all` keeps the parts it does not run from
-  bench-output/full/results.json.
+- **How these figures were made.** One session, 2026-12-02, on the shared 2-core machine:
+  parts 3 and 5 from `python -m bench.run_all --parts combine end-to-end` (07:32 UTC), then
+  parts 1, 2 and 4 from `python -m bench.run_all --parts per-file orchestration` (07:50
+  UTC); `bench.run_all` merges the parts of both runs through bench-output/full/results.json.
+  MultiZarrToZarr is measured only where kerchunk's per-file references were written ahead
+  (`bench.combine.prewarm()`); the side-by-side figures below come from
+  `python -m bench.combine --files 1000 10000` (07:42 UTC).
 - **Per file:** generate reads 127 KB of the 50 MB file over the wire (0.25%, 1.6x the h5py
-  floor of 78 KB) in 21 requests; with fixed 64 KiB blocks it read 1,123 KB (14x the floor)
+  floor of 78 KB) in 20 requests; with fixed 64 KiB blocks it read 1,123 KB (14x the floor)
   in 19. The reader (shared/io/readers.py) fetches 8 KiB on a scattered miss instead of a
   64 KiB block, doubles its read-ahead while reads are sequential, fetches the nodes of a
   chunk index together (concurrently) when h5py reads their parent, and the inlined
   coordinates come from the header block it already holds. What remains above the floor is
   mostly that first 64 KiB block. Validate reads 74 KB (0.15%, was 131 KB), in 2 requests.
   On the 2 MB file both read 74 KB (3.7%): the header block is the minimum.
-- **Time per file:** ours is 0.19-0.70x kerchunk's (faster), from local disk and Azurite;
-  the machine was busy during this run (kerchunk and VirtualiZarr took 1.5x their earlier
-  times), so compare within a row. Over loopback Azurite a request costs about 2 ms; with
-  real storage latency, fetching a chunk index's nodes together is what saves time.
-- **Combine at 10,000 files: missed, 2.6-2.8x the 60 s target** (155-171 s), inside the
-  memory target (526 MB). Time grows linearly, about 16 ms a file. What limits it is opening
-  one virtual dataset per file (xarray/VirtualiZarr objects per file) and xr.concat over
-  10,000 datasets, not the number of references (2 per file). MultiZarrToZarr is about 2.4x
-  faster on the same files but peaks at 1.48 GB, and gives silently wrong results on the
-  collections the gate refuses (docs/correctness.md). Combining in batches of files, or
-  writing the references without building xarray datasets, is the way to the target.
-- **One million references: met** (1,000 files x 1,000 chunks: 22-35 s, 1.0-1.2 GB in every
-  format, under the 2 GB target). MultiZarrToZarr was skipped there: it did not finish the
-  smaller case in this run's budget.
+- **Time per file:** ours is 0.21-0.57x kerchunk's (faster), from local disk and Azurite.
+  Over loopback Azurite a request costs about 2 ms; with real storage latency, fetching a
+  chunk index's nodes together is what saves time (with 10 ms added per request, generate
+  on the large file took 165 ms against 337 ms with the fixed-block reader).
+- **Combine by merging manifests: met at 10,000 files.** Combine joins the files' chunk
+  manifests as numpy columns (shared/stages/merge.py) instead of opening one xarray dataset
+  per file and xr.concat'ing them: 10,000 one-step files in 4.3-6.7 s and 180-216 MB in the
+  three formats (before: 155-171 s, 526 MB). Against MultiZarrToZarr on the same files
+  (`python -m bench.combine --files 1000 10000`, kerchunk-json): 1,000 files 0.7 s / 152 MB
+  against 8.4 s / 196 MB (12.3x faster), 10,000 files 4.0 s / 181 MB against 76.1 s /
+  1,478 MB (19.2x faster). Reading each file's references document (one storage read and a
+  JSON parse, about 0.4 ms a file) is now most of the time.
+- **Combine spread over activities** (shared/stages/spread.py; above
+  `PIPELINE_COMBINE_SPREAD_FILES`, 20,000): `python -m bench.combine_spread --files 100000
+  --batch 25000 --single` (synthetic references, kerchunk-parquet): four merge_batch
+  activities of 25,000 files 9.7-11.3 s, 266-306 MB each, the join 6.4 s, 397 MB; the same
+  100,000 files in one activity 47.8 s, 797 MB (target: under 2 GB). At 1,000,000 files
+  (`--files 1000000 --batch 100000`): ten merge_batch activities of 49-68 s and 986-1,031 MB
+  (8 s and 711 MB of it loading the 1,000,000-file scan manifest), the join 99.7 s and
+  **2.47 GB: the 1 GB per activity target is missed** (kerchunk's reference dict and the
+  Parquet write hold all 2,000,002 references).
+- **One million references: met** (1,000 files x 1,000 chunks: 5-21 s, 0.9-1.1 GB in every
+  format, under the 2 GB target).
 - **Generate vs kerchunk, local: missed (0.6x).** On a local file kerchunk reads through the
   OS with no block size, so it touches only the floor (79 KB); ours reads a 64 KiB header
   block and 8 KiB at least per miss (130 KB). The target is about bytes over the wire, where
   ours reads 399x less than kerchunk over adlfs.
 - **Orchestration:** overhead is 2-4% of wall time at every size (target: under 20% at 1,000
   files), under 2 ms per activity; the largest payload stays under 4 KB and the largest
-  history under 0.5 MB (828 events) at 10,000 files.
-- **End to end on Azurite:** 200 files in 29 s, 6.8 files per second on 2 cores; verify is
-  half of it (14 s).
+  history under 0.65 MB (1,232 events) at 10,000 files, now that verify fans out in batches
+  too (it was 0.5 MB and 828 events with one verify activity).
+- **End to end on Azurite: missed, 8.3 files per second at 1,000 files** (120 s; target 25).
+  Verify takes 69 s of it, generate 27 s and validate 15 s. Verify compares every value of
+  a collection under `PIPELINE_VERIFY_FULL_MAX_BYTES` (256 MB), and fanned out in batches
+  it runs on both cores; about 70% of its time is h5netcdf opening each source (about 60 ms
+  a file, cProfile). Opening the sources with the netCDF-C engine, or once from memory in
+  full mode, and less per-activity overhead in validate and generate are the next steps.
 """
