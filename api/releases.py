@@ -50,7 +50,6 @@ from shared.model.request import identifier, read_body
 from shared.model.settings import Settings
 from shared.model.status import AWAITING_APPROVAL, release_view
 from shared.model.wire import ReleaseInput
-from shared.stages.release import check_cleanup, check_unpublish
 
 bp = df.Blueprint()
 
@@ -215,6 +214,8 @@ async def unpublish_version(
                 f"{dataset_id} shows it finished.",
             )
         settings = Settings.from_env()
+        from shared.stages.release import check_unpublish  # the STAC libraries: on first use
+
         check_unpublish(dataset_id, version, settings, Storage(settings))
         given = _release_input("unpublish", dataset_id, version, settings, by, reason)
         return await _run_release(req, client, given)
@@ -235,6 +236,8 @@ async def cleanup_version(
         dataset_id = _dataset_id(req)
         version = _version(req, dataset_id)
         settings = Settings.from_env()
+        from shared.stages.release import check_cleanup  # the STAC libraries: on first use
+
         check_cleanup(dataset_id, version, settings, Storage(settings))
         given = _release_input("cleanup", dataset_id, version, settings)
         return await _run_release(req, client, given)

@@ -1,9 +1,14 @@
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import azure.functions as func
 
 import function_app
 from devhost.durable import index_app
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_health_reports_every_library_it_needs():
@@ -30,3 +35,14 @@ def test_the_core_package_never_imports_azure_functions():
         or "from azure import functions" in p.read_text()
     ]
     assert offenders == []
+
+
+def test_loading_the_app_imports_none_of_the_heavy_libraries():
+    """The Functions worker imports function_app on every cold start (bench/cold_start.py:
+    under 0.5 s): the data libraries load in the activities that use them, never at import."""
+    heavy = ("xarray", "numpy", "pandas", "pystac", "h5py", "zarr", "virtualizarr", "icechunk")
+    code = f"import sys, function_app; print(' '.join(m for m in {heavy!r} if m in sys.modules))"
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True
+    ).stdout.split()
+    assert loaded == []

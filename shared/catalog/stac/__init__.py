@@ -32,9 +32,27 @@ The names other modules imported from the single module this package replaced ar
 re-exported here, so ``from shared.catalog.stac import ...`` keeps working.
 """
 
+from typing import Any
+
 from shared.catalog.stac.catalog import RegisterResult, StorageStacIO, register_item, remove_item
-from shared.catalog.stac.cf import coordinate_kind, normalize_longitudes, time_step
-from shared.catalog.stac.item import build_item
+
+# The item builder and the CF helpers need xarray: imported on first use, so importing the
+# catalog I/O (as the release operations do when the Function App starts) stays light.
+_LAZY = {
+    "build_item": "shared.catalog.stac.item",
+    "coordinate_kind": "shared.catalog.stac.cf",
+    "normalize_longitudes": "shared.catalog.stac.cf",
+    "time_step": "shared.catalog.stac.cf",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "RegisterResult",

@@ -31,7 +31,12 @@ from shared.catalog.stac.collection import (
     describe_items,
     template_for,
 )
-from shared.catalog.stac.item import check_id, collection_extent, new_catalog, new_collection
+from shared.catalog.stac.documents import (
+    check_id,
+    collection_extent,
+    new_catalog,
+    new_collection,
+)
 from shared.io.storage import Storage
 from shared.model.errors import BadRequest, CatalogError, PipelineError, StorageUnavailable
 from shared.model.layout import Layout

@@ -17,6 +17,7 @@ import pandas as pd
 import xarray as xr
 from pystac.utils import datetime_to_str
 
+from shared.catalog.stac.documents import to_utc
 from shared.model.jsonsafe import json_safe
 
 _LAT_UNITS = {"degrees_north", "degree_north", "degrees_n", "degree_n", "degreesn", "degreen"}
@@ -265,10 +266,6 @@ def _cftime_to_datetime(value: Any) -> datetime:
     month = int(value.month)
     day = min(int(value.day), calendar.monthrange(year, month)[1])
     return datetime(year, month, day, value.hour, value.minute, value.second, tzinfo=UTC)
-
-
-def to_utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def time_step(variable: xr.Variable | xr.DataArray) -> str | None:
