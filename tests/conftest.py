@@ -20,6 +20,8 @@ from devhost.samples import SampleSpec, write_sample_files
 from shared.model.settings import AZURITE_ACCOUNT, AZURITE_KEY, Settings, StorageAccount
 
 ROOT = Path(__file__).resolve().parent.parent
+# the `stac_api` fixture: a live stac-fastapi-pgstac on loopback (tests/stacapi.py)
+pytest_plugins = ["tests.stacapi"]
 SMALL = SampleSpec(files=4, lat=18, lon=36)
 
 
