@@ -3,9 +3,11 @@ Event Grid events to it, or run the demo.
 
     python -m devhost run SOURCE --dataset ID [--concat-dim time] [--format kerchunk-json]
                           [--work-area DIR] [--store-root DIR] [--catalog DIR] [--pattern GLOB]
+                          [--stac-api URL]
     python -m devhost validate FILE_OR_URL...
     python -m devhost demo [--out DIR] [--files 30] [--format kerchunk-json]
-    python -m devhost start [--port 7071] [--state .devhost] [--workers 2]
+    python -m devhost start [--port 7071] [--state .devhost] [--workers 2] [--stac-api URL]
+    python -m devhost stac-api [--port 8082]
     python -m devhost events SOURCE [--url http://127.0.0.1:7071] [--function blob_created]
                              [--pattern GLOB ...] [--shuffle] [--repeat N] [--seed S]
 
@@ -15,6 +17,8 @@ Event Grid events to it, or run the demo.
     python -m devhost cleanup DATASET VERSION [--url URL]
     python -m devhost tiles [--port 8080] [--store-root DIR] [--catalog DIR]
 
+`stac-api` starts a local STAC API (PostgreSQL + pgstac + stac-fastapi-pgstac on 127.0.0.1,
+devhost/stacapi.py) to publish into with `--stac-api URL`, until Ctrl-C.
 `events` posts a Microsoft.Storage.BlobCreated event per file of SOURCE to a running app's
 Event Grid function (`start` in another terminal), as Event Grid would deliver them. The
 release commands talk to a running app's HTTP API (devhost/releases.py).
@@ -37,11 +41,12 @@ from devhost.events import DEFAULT_FUNCTION, DEFAULT_URL, events_command
 from devhost.progress import quiet_stage_failures
 from devhost.releases import COMMANDS as RELEASE_COMMANDS
 from devhost.releases import add_release_parsers, release_command
-from devhost.start import add_start_parser, start_command
+from devhost.stacapi import add_stac_api_parser, stac_api_command
+from devhost.start import add_stac_api_option, add_start_parser, start_command
 from devhost.tiles import add_tiles_parser
 from shared.model.errors import PipelineError
 from shared.model.request import FORMATS
-from shared.model.settings import Settings
+from shared.model.settings import Settings, parse_stac_api_url
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -59,6 +64,8 @@ def _settings(args: argparse.Namespace) -> Settings:
         )
         if value
     }
+    if getattr(args, "stac_api", None):
+        changes["stac_api_url"] = parse_stac_api_url(args.stac_api)
     return settings.with_changes(**changes) if changes else settings
 
 
@@ -104,6 +111,7 @@ def _parser() -> argparse.ArgumentParser:
     add_start_parser(sub)
     add_release_parsers(sub)
     add_tiles_parser(sub)
+    add_stac_api_parser(sub)
 
     events = sub.add_parser(
         "events",
@@ -177,6 +185,7 @@ def _location_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--work-area", help="where manifests, reports and references go")
     parser.add_argument("--store-root", help="where combined stores go")
     parser.add_argument("--catalog", help="where the STAC catalog goes")
+    add_stac_api_option(parser)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -201,6 +210,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             return events_command(args, _settings(args))
         if args.command in RELEASE_COMMANDS:
             return release_command(args)
+        if args.command == "stac-api":
+            return stac_api_command(args)
         if args.command == "tiles":
             from devhost.tiles import tiles_command
 

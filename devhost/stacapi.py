@@ -11,20 +11,25 @@ root: as root the database runs as the `postgres` user the Debian packages creat
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import glob
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_ENV = "DEVHOST_STAC_API_VENV"  # where ./dev setup-stac-api put it (default .tools/stac-api)
@@ -34,7 +39,7 @@ USER = "postgres"
 PASSWORD = "pgstac-local"
 
 
-class StacApiUnavailable(RuntimeError):
+class LocalStacApiUnavailable(RuntimeError):
     """PostgreSQL, PostGIS or stac-fastapi-pgstac is not installed, or did not start."""
 
 
@@ -53,7 +58,7 @@ def postgres_bin() -> Path:
     if not found:
         on_path = shutil.which("initdb")
         if on_path is None:
-            raise StacApiUnavailable(
+            raise LocalStacApiUnavailable(
                 "PostgreSQL's server is not installed (no initdb): apt-get install "
                 "postgresql-15 postgresql-15-postgis-3 (.ci/run does)."
             )
@@ -62,7 +67,7 @@ def postgres_bin() -> Path:
 
 
 def check_installed() -> tuple[Path, Path]:
-    """(PostgreSQL's bin folder, the stac-api venv), or StacApiUnavailable saying what to
+    """(PostgreSQL's bin folder, the stac-api venv), or LocalStacApiUnavailable saying what to
     install."""
     bindir = postgres_bin()
     sharedir = (
@@ -72,13 +77,13 @@ def check_installed() -> tuple[Path, Path]:
         or f"/usr/share/postgresql/{bindir.parent.name}"
     )
     if not glob.glob(os.path.join(sharedir, "extension", "postgis*.control")):
-        raise StacApiUnavailable(
+        raise LocalStacApiUnavailable(
             f"PostGIS is not installed for PostgreSQL {bindir.parent.name}: apt-get install "
             f"postgresql-{bindir.parent.name}-postgis-3 (.ci/run does)."
         )
     tools = venv()
     if not (tools / "bin" / "uvicorn").exists() or not (tools / "bin" / "pypgstac").exists():
-        raise StacApiUnavailable(
+        raise LocalStacApiUnavailable(
             f"stac-fastapi-pgstac is not installed in {tools}: run `./dev setup-stac-api`."
         )
     return bindir, tools
@@ -98,7 +103,7 @@ def _as_database_user() -> tuple[list[str], int | None, int | None]:
     try:
         entry = pwd.getpwnam("postgres")
     except KeyError:
-        raise StacApiUnavailable(
+        raise LocalStacApiUnavailable(
             "Running as root and there is no `postgres` user to run PostgreSQL as "
             "(Debian's postgresql packages create it)."
         ) from None
@@ -134,7 +139,7 @@ class Postgres:
         if done.returncode != 0:
             tail = (done.stdout + done.stderr).strip()[-2000:]
             log = self.log.read_text(errors="replace")[-2000:] if self.log.exists() else ""
-            raise StacApiUnavailable(f"{Path(args[0]).name} failed: {tail}\n{log}".strip())
+            raise LocalStacApiUnavailable(f"{Path(args[0]).name} failed: {tail}\n{log}".strip())
 
     def init(self) -> None:
         _, uid, gid = _as_database_user()
@@ -173,12 +178,12 @@ class Postgres:
 class LocalStacApi:
     """A running stac-fastapi-pgstac over its own PostgreSQL: ``url`` is the API's root.
     ``stop_database``/``start_database`` take the database away and bring it back (the API
-    keeps running and answers 5xx meanwhile)."""
+    keeps running and answers 5xx meanwhile); ``another`` serves a second API, configured
+    otherwise, over the same database."""
 
     url: str
     postgres: Postgres
-    process: subprocess.Popen[bytes]
-    log: Path
+    tools: Path
 
     def stop_database(self) -> None:
         self.postgres.stop()
@@ -186,12 +191,17 @@ class LocalStacApi:
     def start_database(self) -> None:
         self.postgres.start()
 
+    def another(self, **settings: str) -> contextlib.AbstractContextManager[str]:
+        """A second stac-fastapi-pgstac on this database with these settings of its own
+        (its environment variables, e.g. INVALID_ID_CHARS), stopped on exit; yields its URL."""
+        return serving(self.postgres, self.tools, None, settings)
+
 
 def _wait_for(url: str, process: subprocess.Popen[bytes], log: Path, seconds: float) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise StacApiUnavailable(
+            raise LocalStacApiUnavailable(
                 f"stac-fastapi-pgstac exited ({process.returncode}): "
                 + log.read_text(errors="replace")[-3000:]
             )
@@ -202,7 +212,9 @@ def _wait_for(url: str, process: subprocess.Popen[bytes], log: Path, seconds: fl
         except (urllib.error.URLError, OSError):
             pass
         time.sleep(0.2)
-    raise StacApiUnavailable(f"stac-fastapi-pgstac did not answer at {url} within {seconds:.0f} s")
+    raise LocalStacApiUnavailable(
+        f"stac-fastapi-pgstac did not answer at {url} within {seconds:.0f} s"
+    )
 
 
 def api_environment(postgres: Postgres) -> dict[str, str]:
@@ -223,6 +235,35 @@ def api_environment(postgres: Postgres) -> dict[str, str]:
 
 
 @contextlib.contextmanager
+def serving(
+    postgres: Postgres, tools: Path, port: int | None, settings: dict[str, str] | None = None
+) -> Iterator[str]:
+    """stac-fastapi-pgstac under uvicorn on 127.0.0.1 over ``postgres``, until exit; yields
+    its URL."""
+    api_port = port or free_port()
+    log = postgres.folder.parent / f"stac-api-{api_port}.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [str(tools / "bin" / "uvicorn"), "stac_fastapi.pgstac.app:create_app",
+             "--factory", "--host", "127.0.0.1", "--port", str(api_port),
+             "--log-level", "warning"],
+            env={**api_environment(postgres), **(settings or {})},
+            stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{api_port}"
+        _wait_for(f"{url}/_mgmt/ping", process, log, 60)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+@contextlib.contextmanager
 def running_stac_api(port: int | None = None) -> Iterator[LocalStacApi]:
     """Start PostgreSQL, migrate pgstac into it, start stac-fastapi-pgstac on 127.0.0.1, and
     stop both (and remove the database) on exit."""
@@ -230,7 +271,6 @@ def running_stac_api(port: int | None = None) -> Iterator[LocalStacApi]:
     folder = Path(tempfile.mkdtemp(prefix="stac-api-"))
     folder.chmod(0o711)  # the database's user (postgres, when we are root) reaches its folder
     postgres = Postgres(bindir, folder / "pg")
-    process: subprocess.Popen[bytes] | None = None
     try:
         postgres.init()
         postgres.start()
@@ -239,27 +279,50 @@ def running_stac_api(port: int | None = None) -> Iterator[LocalStacApi]:
             capture_output=True, text=True, timeout=300, check=False,
         )  # fmt: skip
         if migrate.returncode != 0:
-            raise StacApiUnavailable(f"pypgstac migrate failed: {migrate.stderr[-3000:]}")
-        api_port = port or free_port()
-        log = folder / "stac-api.log"
-        with log.open("wb") as out:
-            process = subprocess.Popen(
-                [str(tools / "bin" / "uvicorn"), "stac_fastapi.pgstac.app:create_app",
-                 "--factory", "--host", "127.0.0.1", "--port", str(api_port),
-                 "--log-level", "warning"],
-                env=api_environment(postgres), stdout=out, stderr=subprocess.STDOUT,
-            )  # fmt: skip
-        url = f"http://127.0.0.1:{api_port}"
-        _wait_for(f"{url}/_mgmt/ping", process, log, 60)
-        yield LocalStacApi(url=url, postgres=postgres, process=process, log=log)
+            raise LocalStacApiUnavailable(f"pypgstac migrate failed: {migrate.stderr[-3000:]}")
+        with serving(postgres, tools, port) as url:
+            yield LocalStacApi(url=url, postgres=postgres, tools=tools)
     finally:
-        if process is not None:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
-        with contextlib.suppress(StacApiUnavailable, subprocess.TimeoutExpired):
+        with contextlib.suppress(LocalStacApiUnavailable, subprocess.TimeoutExpired):
             postgres.stop()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def add_stac_api_parser(subparsers: Any) -> None:
+    """Add `stac-api` to the CLI's subcommands."""
+    command = subparsers.add_parser(
+        "stac-api",
+        help="start a local STAC API (PostgreSQL + pgstac + stac-fastapi-pgstac) to publish into",
+        description="Start PostgreSQL with PostGIS in a temporary folder, migrate pgstac into "
+        "it and serve stac-fastapi-pgstac with the Transactions extension on 127.0.0.1, until "
+        "Ctrl-C; everything is removed when it stops. Needs `./dev setup-stac-api` and "
+        "Debian's postgresql-15-postgis-3.",
+    )
+    command.add_argument("--port", type=int, default=8082, help="the API's port (0: any free)")
+
+
+def stac_api_command(args: argparse.Namespace) -> int:
+    """Serve until Ctrl-C or SIGTERM; returns the exit code."""
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        with running_stac_api(port=args.port or None) as api:
+            print(
+                f"STAC API (stac-fastapi-pgstac, transactions on) at {api.url}\n"
+                f"  PostgreSQL on 127.0.0.1:{api.postgres.port} (data in {api.postgres.folder})\n"
+                f"publish into it:  python -m devhost run SOURCE --dataset ID --stac-api "
+                f"{api.url}\n"
+                f"search it:        {api.url}/search?collections=ID\n"
+                "Ctrl-C stops it and removes the database.",
+                flush=True,
+            )
+            try:
+                while not stop.wait(0.5):
+                    pass
+            except KeyboardInterrupt:
+                pass
+    except LocalStacApiUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print("stopped.", flush=True)
+    return 0

@@ -51,7 +51,19 @@ def add_start_parser(subparsers: Any) -> argparse.ArgumentParser:
     start.add_argument("--work-area", help="where manifests, reports and references go")
     start.add_argument("--store-root", help="where combined stores go")
     start.add_argument("--catalog", help="where the STAC catalog goes")
+    add_stac_api_option(start)
     return start
+
+
+def add_stac_api_option(parser: argparse.ArgumentParser) -> None:
+    """--stac-api URL (`run` and `start`): sets PIPELINE_STAC_API_URL for the host and its
+    workers (devhost.local.exported)."""
+    parser.add_argument(
+        "--stac-api",
+        metavar="URL",
+        help="also publish into this STAC API (Transactions extension; sets "
+        "PIPELINE_STAC_API_URL; docs/stac-api.md)",
+    )
 
 
 def start_command(args: argparse.Namespace, settings: Settings) -> int:
@@ -146,6 +158,11 @@ def banner(
         *([checked] if checked else []),
         f"  work area {settings.work_area}, stores {settings.store_root}, "
         f"catalog {settings.catalog}",
+        *(
+            [f"  also publishing into the STAC API {settings.stac_api_url}"]
+            if settings.stac_api_url
+            else []
+        ),
         "",
         "Functions:",
     ]

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from devhost.stacapi import LocalStacApi, StacApiUnavailable, running_stac_api
+from devhost.stacapi import LocalStacApi, LocalStacApiUnavailable, running_stac_api
 from tests.matrix_cases import REQUIRE_TOOLS
 
 
@@ -22,7 +22,7 @@ def stac_api() -> Iterator[LocalStacApi]:
     try:
         with running_stac_api() as api:
             yield api
-    except StacApiUnavailable as exc:
+    except LocalStacApiUnavailable as exc:
         message = f"{exc} (./dev setup-stac-api; .ci/run installs PostgreSQL and PostGIS)"
         if os.environ.get(REQUIRE_TOOLS):
             pytest.fail(message)

@@ -1,16 +1,226 @@
 """The STAC API target: the pipeline publishes into a live stac-fastapi-pgstac on PostgreSQL
-(started on loopback by the `stac_api` fixture, tests/stacapi.py) and pystac-client finds
-what it published."""
+(started on loopback by the `stac_api` fixture, tests/stacapi.py), pystac-client finds what
+it published, and register, a second run and unpublish keep the API and the static catalog
+consistent; an API that is down or refuses leaves the static catalog as it was."""
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
 from pystac_client import Client
 
+from devhost.cli import main
+from devhost.samples import SampleSpec, write_sample_files
 from devhost.stacapi import LocalStacApi
+from shared.catalog.stac.catalog import CatalogPaths
+from shared.io.storage import Storage
+from shared.model.errors import StacApiRejected
+from shared.model.layout import Layout
+from shared.model.request import PipelineRequest
+from shared.model.settings import Settings
+from shared.stages.release import unpublish
+from tests.helpers import call, run_pipeline
+
+SPEC = SampleSpec(files=3, lat=6, lon=10)
+# The sample grid covers the globe; 2024-01-01 .. 2024-01-03, one file a day.
+FIRST_DAYS = "2024-01-01T00:00:00Z/2024-01-03T23:59:59Z"
+
+
+def dataset() -> str:
+    """A dataset (and collection) id of its own per test: the API's database is shared."""
+    return f"tas-{uuid.uuid4().hex[:8]}"
+
+
+def found(api: str, collection: str, **search: object) -> list[dict]:
+    """What pystac-client's search finds in one collection."""
+    results = Client.open(api).search(collections=[collection], **search)
+    return [item.to_dict() for item in results.items()]
+
+
+def static_documents(settings: Settings, collection: str, item: str) -> dict[str, bytes | None]:
+    """The static catalog's catalog, collection and item documents as bytes (None: absent)."""
+    paths = CatalogPaths(Layout.from_settings(settings).catalog, collection, item)
+    documents: dict[str, bytes | None] = {}
+    for location in (paths.catalog, paths.collection, paths.item()):
+        path = Path(location.path)
+        documents[path.name] = path.read_bytes() if path.exists() else None
+    return documents
 
 
 def test_the_local_stac_api_answers_with_the_transactions_extension(stac_api: LocalStacApi):
-    client = Client.open(stac_api.url)
-    conforms = client.get_conforms_to()
+    conforms = Client.open(stac_api.url).get_conforms_to()
     assert "https://api.stacspec.org/v1.0.0/ogcapi-features/extensions/transaction" in conforms
     assert "https://api.stacspec.org/v1.0.0/collections/extensions/transaction" in conforms
+
+
+@pytest.mark.slow
+def test_devhost_run_with_stac_api_publishes_and_a_second_run_updates_the_item(
+    stac_api: LocalStacApi, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    for name, value in (
+        Settings(
+            work_area=str(tmp_path / "work"),
+            store_root=str(tmp_path / "stores"),
+            catalog=str(tmp_path / "catalog"),
+        )
+        .to_env()
+        .items()
+    ):
+        monkeypatch.setenv(name, value)
+    source = tmp_path / "src"
+    write_sample_files(source, SPEC)
+    name = dataset()
+    args = ["run", str(source), "--dataset", name, "--state", str(tmp_path / "state")]
+    assert main([*args, "--stac-api", stac_api.url]) == 0
+
+    hits = found(stac_api.url, name, bbox=[-10, -10, 10, 10], datetime=FIRST_DAYS)
+    assert [h["id"] for h in hits] == [name]
+    item = hits[0]
+    assert item["collection"] == name
+    assert item["properties"]["start_datetime"].startswith("2024-01-01")
+    assert item["properties"]["end_datetime"].startswith("2024-01-03")
+    first_run = item["properties"]["version"]
+    # the links into the static catalog are the API's own now; the pipeline's others survive
+    hrefs = {link["rel"]: link["href"] for link in item["links"]}
+    assert hrefs["self"] == f"{stac_api.url}/collections/{name}/items/{name}"
+    assert any(link["rel"] == "describedby" for link in item["links"])
+    assert item["assets"], "the item's assets (the store) are in the API"
+    assert not found(stac_api.url, name, datetime="2023-01-01T00:00:00Z/2023-12-31T00:00:00Z")
+    collection = Client.open(stac_api.url).get_collection(name).to_dict()
+    assert collection["extent"]["temporal"]["interval"][0][0].startswith("2024-01-01")
+
+    # A second run over one more day: the same item, updated (no second item appears).
+    write_sample_files(source, SampleSpec(files=1, lat=6, lon=10, first_index=3))
+    assert main([*args, "--stac-api", stac_api.url]) == 0
+    hits = found(stac_api.url, name, datetime="2024-01-04T00:00:00Z/2024-01-04T23:59:59Z")
+    assert [h["id"] for h in hits] == [name]
+    assert hits[0]["properties"]["version"] != first_run
+    assert hits[0]["properties"]["end_datetime"].startswith("2024-01-04")
+    assert len(found(stac_api.url, name)) == 1
+
+
+def test_unpublish_restores_the_previous_version_in_the_api_then_removes_the_item(
+    stac_api: LocalStacApi, tmp_path: Path
+):
+    settings = Settings(
+        allow_local_paths=True,
+        work_area=str(tmp_path / "work"),
+        store_root=str(tmp_path / "stores"),
+        catalog=str(tmp_path / "catalog"),
+        stac_api_url=stac_api.url,
+    )
+    source = tmp_path / "src"
+    write_sample_files(source, SPEC)
+    name = dataset()
+    request = PipelineRequest.from_dict({"source": str(source), "dataset_id": name})
+    first = run_pipeline(request, settings)
+    write_sample_files(source, SampleSpec(files=1, lat=6, lon=10, first_index=3))
+    second = run_pipeline(request, settings)
+    assert found(stac_api.url, name)[0]["properties"]["version"] == second.run_id
+
+    storage = Storage(settings)
+    back = unpublish(
+        dataset_id=name, version=second.run_id, by="gina", reason="bad day 4",
+        settings=settings, storage=storage,
+    )  # fmt: skip
+    assert back.current == first.run_id
+    hits = found(stac_api.url, name)
+    assert [h["properties"]["version"] for h in hits] == [first.run_id]
+    assert not found(stac_api.url, name, datetime="2024-01-04T00:00:00Z/2024-01-04T23:59:59Z")
+
+    gone = unpublish(
+        dataset_id=name, version=first.run_id, by="gina", reason="withdrawn",
+        settings=settings, storage=storage,
+    )  # fmt: skip
+    assert gone.current is None
+    assert found(stac_api.url, name) == []
+    assert call("GET", f"{stac_api.url}/collections/{name}/items/{name}").status == 404
+    assert static_documents(settings, name, name)[f"{name}.json"] is None
+
+
+def local(tmp_path: Path, api: str, **changes: object) -> Settings:
+    return Settings(
+        allow_local_paths=True,
+        work_area=str(tmp_path / "work"),
+        store_root=str(tmp_path / "stores"),
+        catalog=str(tmp_path / "catalog"),
+        stac_api_url=api,
+    ).with_changes(**changes)
+
+
+def test_an_api_that_refuses_the_item_fails_register_naming_it_and_leaves_the_catalog(
+    stac_api: LocalStacApi, tmp_path: Path
+):
+    source = tmp_path / "src"
+    write_sample_files(source, SPEC)
+    name = dataset()
+    collection = f"{name}.v1"  # a '.' the pipeline accepts, and the API below refuses
+    request = PipelineRequest.from_dict(
+        {"source": str(source), "dataset_id": name, "collection": collection}
+    )
+    first = run_pipeline(request, local(tmp_path, stac_api.url))
+    before = static_documents(local(tmp_path, ""), collection, name)
+    published = (Path(tmp_path / "work") / "datasets" / name / "current.json").read_bytes()
+
+    write_sample_files(source, SampleSpec(files=1, lat=6, lon=10, first_index=3))
+    # The same database behind an API configured to refuse ids with a '.': a real 400.
+    with (
+        stac_api.another(INVALID_ID_CHARS='[".", ":", "/"]') as strict,
+        pytest.raises(StacApiRejected) as refused,
+    ):
+        run_pipeline(request, local(tmp_path, strict))
+    error = refused.value
+    assert not error.retryable
+    assert f"collection {collection!r}" in error.message and strict in error.message
+    assert "400" in error.message and "cannot contain" in error.message  # the API's own words
+    assert static_documents(local(tmp_path, ""), collection, name) == before
+    assert (Path(tmp_path / "work") / "datasets" / name / "current.json").read_bytes() == published
+    assert [h["properties"]["version"] for h in found(stac_api.url, collection)] == [first.run_id]
+
+
+def test_a_stopped_database_fails_register_retryably_and_the_run_completes_when_it_is_back(
+    stac_api: LocalStacApi, tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    source = tmp_path / "src"
+    write_sample_files(source, SPEC)
+    name = dataset()
+    request = PipelineRequest.from_dict({"source": str(source), "dataset_id": name})
+    settings = local(tmp_path, stac_api.url)
+    caplog.set_level(logging.WARNING)
+
+    # Retries exhausted while the database is down: the run fails retryably, nothing is
+    # published, in the API or in the static catalog.
+    stac_api.stop_database()
+    try:
+        few = settings.with_changes(retry_first_interval_ms=200, retry_max_attempts=2)
+        with pytest.raises(Exception) as failed:
+            run_pipeline(request, few)
+        assert getattr(failed.value, "retryable", False), failed.value
+        assert "STAC API" in str(failed.value) and name in str(failed.value)
+        assert static_documents(settings, name, name)[f"{name}.json"] is None
+        assert not (tmp_path / "work" / "datasets" / name / "current.json").exists()
+
+        # The same run again: register fails while the database is down, and the run's
+        # retries complete it once the database is back.
+        caplog.clear()
+        patient = settings.with_changes(retry_first_interval_ms=300, retry_max_attempts=60)
+        outcome: dict[str, object] = {}
+        runner = threading.Thread(
+            target=lambda: outcome.update(run=run_pipeline(request, patient, timeout=120))
+        )
+        runner.start()
+        deadline = time.monotonic() + 90
+        while not any("stac_api_unavailable" in r.getMessage() for r in caplog.records):
+            assert runner.is_alive() and time.monotonic() < deadline, "register never failed"
+            time.sleep(0.05)
+    finally:
+        stac_api.start_database()
+    runner.join(timeout=120)
+    assert "run" in outcome, "the run did not complete after the database came back"
+    assert [h["id"] for h in found(stac_api.url, name, datetime=FIRST_DAYS)] == [name]
+    assert static_documents(settings, name, name)[f"{name}.json"] is not None

@@ -203,6 +203,31 @@ class CatalogError(PipelineError):
     default_remedy = "Check that the catalog location is writable; the store itself was verified."
 
 
+class StacApiUnavailable(PipelineError):
+    """The STAC API (PIPELINE_STAC_API_URL) could not be reached, timed out or answered 5xx
+    (or 408/429): trying again can help. Neither the API nor the static catalog changed."""
+
+    code = "stac_api_unavailable"
+    retryable = True
+    default_remedy = (
+        "The run retries it. If it persists, check that the STAC API and its database are up "
+        "(GET {url}/_mgmt/ping on stac-fastapi-pgstac), then resume or submit the run again."
+    )
+
+
+class StacApiRejected(PipelineError):
+    """The STAC API answered 4xx to a write: it refuses the collection or item (its id, its
+    geometry, its fields) or the pipeline's identity. Trying again as it is cannot help; the
+    static catalog was left as it was."""
+
+    code = "stac_api_rejected"
+    default_remedy = (
+        "Read the API's answer above: correct the collection id or the collection template "
+        "(PIPELINE_STAC_COLLECTION_TEMPLATE), or the API's configuration, then submit the run "
+        "again."
+    )
+
+
 def _class_of(code: str, base: type[PipelineError]) -> type[PipelineError]:
     for kind in base.__subclasses__():
         if kind.__dict__.get("code") == code:

@@ -132,6 +132,22 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise BadRequest(f"Setting {name}={raw!r} is not true or false.")
 
 
+def parse_stac_api_url(given: str) -> str:
+    """PIPELINE_STAC_API_URL (or `devhost run|start --stac-api`): an http(s) URL with a
+    host, without a trailing slash; empty for none."""
+    raw = given.strip().rstrip("/")
+    if not raw:
+        return ""
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise BadRequest(
+            f"Setting PIPELINE_STAC_API_URL={raw!r} is not an http(s) URL.",
+            remedy="Give the STAC API's root URL, e.g. https://stac.example.org or "
+            "http://127.0.0.1:8082, or leave it empty to write the static catalog only.",
+        )
+    return raw
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the stages need to know about where things are and how far to go."""
@@ -198,6 +214,12 @@ class Settings:
     # the location of a JSON document; shared/catalog/stac/collection.py).
     stac_license: str = "other"
     stac_collection_template: str = ""
+    # A STAC API to publish into beside the static catalog (docs/stac-api.md): its root URL
+    # (the Transactions extension must be on), the Entra ID scope of the bearer token to send
+    # (empty: no token), and how long one request may take.
+    stac_api_url: str = ""
+    stac_api_scope: str = ""
+    stac_api_timeout_seconds: int = 30
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -274,6 +296,11 @@ class Settings:
             stac_collection_template=env.get(
                 "PIPELINE_STAC_COLLECTION_TEMPLATE", defaults.stac_collection_template
             ).strip(),
+            stac_api_url=parse_stac_api_url(env.get("PIPELINE_STAC_API_URL", "")),
+            stac_api_scope=env.get("PIPELINE_STAC_API_SCOPE", defaults.stac_api_scope).strip(),
+            stac_api_timeout_seconds=_int(
+                env, "PIPELINE_STAC_API_TIMEOUT_SECONDS", defaults.stac_api_timeout_seconds
+            ),
             history_retention_days=_int(
                 env, "PIPELINE_HISTORY_RETENTION_DAYS", defaults.history_retention_days, 0
             ),
@@ -319,6 +346,9 @@ class Settings:
             "PIPELINE_STORE_URL": self.store_url,
             "PIPELINE_STAC_LICENSE": self.stac_license,
             "PIPELINE_STAC_COLLECTION_TEMPLATE": self.stac_collection_template,
+            "PIPELINE_STAC_API_URL": self.stac_api_url,
+            "PIPELINE_STAC_API_SCOPE": self.stac_api_scope,
+            "PIPELINE_STAC_API_TIMEOUT_SECONDS": str(self.stac_api_timeout_seconds),
             "PIPELINE_STORAGE_CONNECTION_STRING": "",
             "PIPELINE_STORAGE_ACCOUNT": "",
         }

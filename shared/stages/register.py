@@ -17,6 +17,7 @@ from shared.catalog.stac.catalog import (
 )
 from shared.catalog.stac.collection import collection_fields
 from shared.catalog.stac.item import build_item
+from shared.catalog.stac_api import published_in_api
 from shared.io.storage import Storage, storage_faults
 from shared.io.stores import open_store, virtual_container_prefix
 from shared.model.layout import Layout, digest, library_versions
@@ -106,13 +107,16 @@ def register(
         )
         fields = collection_fields(template, dataset.attrs, settings.stac_license)
     add_run_links(item, request.dataset_id, run_id, manifest.digest, settings)
-    result = register_item(
-        item,
-        collection_id=request.collection_id,
-        settings=settings,
-        storage=storage,
-        fields=fields,
-    )
+    # The static catalog, then the STAC API when one is set (put back as it was if the API
+    # fails: shared.catalog.stac_api), then the records that make the version current.
+    with published_in_api(request.collection_id, item.id, settings, storage):
+        result = register_item(
+            item,
+            collection_id=request.collection_id,
+            settings=settings,
+            storage=storage,
+            fields=fields,
+        )
     published = write_published(
         request=request,
         run_id=run_id,

@@ -27,6 +27,7 @@ from shared.catalog.ledger import (
     write_versions,
 )
 from shared.catalog.stac.catalog import remove_item
+from shared.catalog.stac_api import withdraw_from_api
 from shared.io.storage import Storage
 from shared.model.errors import Conflict, NotFound, SourceChanged
 from shared.model.layout import Layout
@@ -107,6 +108,7 @@ def withdraw_item(dataset_id: str, version: str, settings: Settings, storage: St
     published version."""
     found = _version(dataset_id, version, settings, storage)
     request = PipelineRequest.from_dict(found["request"])
+    withdraw_from_api(request.collection_id, dataset_id, settings)  # the API first: repeatable
     remove_item(dataset_id, collection_id=request.collection_id, settings=settings, storage=storage)
     storage.delete([Layout.from_settings(settings).published(dataset_id)])
     return Done()
