@@ -5,19 +5,24 @@ consistent; an API that is down or refuses leaves the static catalog as it was."
 
 from __future__ import annotations
 
+import http.server
 import logging
 import threading
 import time
 import uuid
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
+from azure.core.credentials import AccessToken
 from pystac_client import Client
 
+import shared.catalog.stac_api as stac_api_module
 from devhost.cli import main
 from devhost.samples import SampleSpec, write_sample_files
 from devhost.stacapi import LocalStacApi
 from shared.catalog.stac.catalog import CatalogPaths
+from shared.catalog.stac_api import StacApi
 from shared.io.storage import Storage
 from shared.model.errors import StacApiRejected
 from shared.model.layout import Layout
@@ -224,3 +229,54 @@ def test_a_stopped_database_fails_register_retryably_and_the_run_completes_when_
     assert "run" in outcome, "the run did not complete after the database came back"
     assert [h["id"] for h in found(stac_api.url, name, datetime=FIRST_DAYS)] == [name]
     assert static_documents(settings, name, name)[f"{name}.json"] is not None
+
+
+class Recorder(http.server.BaseHTTPRequestHandler):
+    """An API stand-in that records each request's headers and answers ``status``."""
+
+    seen: ClassVar[list[dict[str, str]]] = []
+    status: ClassVar[int] = 201
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        Recorder.seen.append(dict(self.headers))
+        self.send_response(Recorder.status)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(b'{"code": "Forbidden", "description": "not for you"}')
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_scope_sends_a_bearer_token_and_a_refusal_never_shows_it(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+):
+    """The token service (Entra ID) cannot be reached from here: a stand-in credential gives
+    the token, as a managed identity's would (azure.core's get_token protocol)."""
+    secret = "eyJ0eXAi.secret-token.sig"
+
+    class Credential:
+        def get_token(self, *scopes: str) -> AccessToken:
+            assert scopes == ("api://stac/.default",)
+            return AccessToken(secret, int(time.time()) + 3600)
+
+    monkeypatch.setattr(stac_api_module, "_credential", Credential())
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    api = StacApi(Settings(stac_api_url=url, stac_api_scope="api://stac/.default"))
+    try:
+        Recorder.seen, Recorder.status = [], 201
+        assert api.upsert_collection({"id": "c1", "links": []}) == "created"
+        assert Recorder.seen[-1]["Authorization"] == f"Bearer {secret}"
+        Recorder.status = 403
+        with pytest.raises(StacApiRejected) as refused:
+            api.upsert_item({"id": "i1", "collection": "c1", "links": []})
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert "'i1'" in refused.value.message and "403" in refused.value.message
+    assert "not for you" in refused.value.message
+    assert "PIPELINE_STAC_API_SCOPE" in refused.value.remedy
+    assert secret not in str(refused.value.to_dict()) and secret not in caplog.text

@@ -51,6 +51,8 @@ RETRY_LATER = (408, 425, 429)
 # writes its own self, parent, root and collection links.
 STATIC_RELS = (*HIERARCHY_RELS, "items", "child")
 MAX_BODY = 500  # characters of the API's answer quoted in an error
+# One credential per process: it caches its token until shortly before the token expires.
+_credential: Any = None
 
 
 @dataclass(frozen=True)
@@ -66,7 +68,6 @@ class StacApi:
         self.url = settings.stac_api_url.rstrip("/")
         self.scope = settings.stac_api_scope
         self.timeout = settings.stac_api_timeout_seconds
-        self._credential: Any = None
 
     def _token(self, what: str) -> str | None:
         if not self.scope:
@@ -75,10 +76,11 @@ class StacApi:
         from azure.core.exceptions import ClientAuthenticationError
         from azure.identity import DefaultAzureCredential
 
+        global _credential
         try:
-            if self._credential is None:
-                self._credential = DefaultAzureCredential()
-            return str(self._credential.get_token(self.scope).token)
+            if _credential is None:
+                _credential = DefaultAzureCredential()
+            return str(_credential.get_token(self.scope).token)
         except ClientAuthenticationError as exc:
             raise StacApiRejected(
                 f"No token for the STAC API ({self.scope}) to write {what}: "
