@@ -54,6 +54,7 @@ def test_connection_string_with_endpoint_suffix_builds_the_blob_endpoint():
         ({"PIPELINE_ALLOW_LOCAL_PATHS": "perhaps"}, "not true or false"),
         ({"PIPELINE_STORAGE_CONNECTION_STRING": "garbage"}, "malformed"),
         ({"PIPELINE_STORAGE_CONNECTION_STRING": "AccountKey=abc"}, "no AccountName"),
+        ({"PIPELINE_STAC_API_URL": "stac.example.org"}, "is not an http\\(s\\) URL"),
     ],
 )
 def test_bad_settings_are_named_in_the_error(env, message):
@@ -67,6 +68,11 @@ def test_bad_settings_are_named_in_the_error(env, message):
         Settings(allow_local_paths=True, work_area="/w", max_files=7, retry_first_interval_ms=10),
         Settings(account=parse_connection_string("UseDevelopmentStorage=true"), work_area="az://w"),
         Settings(account=StorageAccount("prod1"), allowed_containers=("a1a", "b2b")),
+        Settings(
+            stac_api_url="https://stac.example.org/api",
+            stac_api_scope="api://stac/.default",
+            stac_api_timeout_seconds=5,
+        ),
     ],
 )
 def test_settings_survive_the_trip_through_the_environment(settings):
