@@ -7,6 +7,10 @@ from __future__ import annotations
 
 import http.server
 import logging
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -31,6 +35,7 @@ from shared.model.settings import Settings
 from shared.stages.release import unpublish
 from tests.helpers import call, run_pipeline
 
+ROOT = Path(__file__).resolve().parent.parent
 SPEC = SampleSpec(files=3, lat=6, lon=10)
 # The sample grid covers the globe; 2024-01-01 .. 2024-01-03, one file a day.
 FIRST_DAYS = "2024-01-01T00:00:00Z/2024-01-03T23:59:59Z"
@@ -280,3 +285,66 @@ def test_a_scope_sends_a_bearer_token_and_a_refusal_never_shows_it(
     assert "not for you" in refused.value.message
     assert "PIPELINE_STAC_API_SCOPE" in refused.value.remedy
     assert secret not in str(refused.value.to_dict()) and secret not in caplog.text
+
+
+@pytest.mark.slow
+def test_devhost_start_with_stac_api_publishes_from_its_workers_and_unpublish_restores(
+    stac_api: LocalStacApi, tmp_path: Path
+):
+    """`devhost start --stac-api URL`: the activity worker processes publish into the API, and
+    an unpublish through the app's HTTP API (the release orchestration) restores the earlier
+    version there."""
+    source = tmp_path / "netcdf"
+    write_sample_files(source, SPEC)
+    env = {
+        **os.environ,
+        "PIPELINE_WORK_AREA": str(tmp_path / "work"),
+        "PIPELINE_STORE_ROOT": str(tmp_path / "stores"),
+        "PIPELINE_CATALOG": str(tmp_path / "catalog"),
+    }
+    env.pop("PIPELINE_STAC_API_URL", None)
+    host = subprocess.Popen(
+        [sys.executable, "-m", "devhost", "start", "--port", "0", "--state",
+         str(tmp_path / "state"), "--stac-api", stac_api.url],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    name = dataset()
+    try:
+        assert host.stdout is not None
+        base = host.stdout.readline().split(" on ", 1)[1].strip()
+        banner = "".join(host.stdout.readline() for _ in range(4))
+        assert f"also publishing into the STAC API {stac_api.url}" in banner
+
+        def run() -> dict:
+            body = {"source": str(source), "dataset_id": name}
+            started = call("POST", f"{base}/api/pipelines", body)
+            assert started.status == 202, started.json()
+            return finished(started.json()["status_url"])
+
+        def finished(status_url: str) -> dict:
+            deadline = time.monotonic() + 120
+            while True:
+                view = call("GET", status_url).json()
+                if view.get("runtime_status") in ("Completed", "Failed", "Terminated"):
+                    return view
+                assert time.monotonic() < deadline, view
+                time.sleep(0.2)
+
+        first = run()
+        assert first["runtime_status"] == "Completed", first
+        write_sample_files(source, SampleSpec(files=1, lat=6, lon=10, first_index=3))
+        second = run()
+        assert second["runtime_status"] == "Completed", second
+        assert found(stac_api.url, name)[0]["properties"]["version"] == second["run_id"]
+
+        answer = call(
+            "POST",
+            f"{base}/api/datasets/{name}/versions/{second['run_id']}/unpublish",
+            {"by": "gina", "reason": "bad day 4"},
+        )
+        assert answer.status == 200, answer.json()
+        assert [h["properties"]["version"] for h in found(stac_api.url, name)] == [first["run_id"]]
+    finally:
+        host.send_signal(signal.SIGTERM)
+        output, _ = host.communicate(timeout=60)
+    assert host.returncode == 0, output
