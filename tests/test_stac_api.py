@@ -55,10 +55,11 @@ def found(api: str, collection: str, **search: object) -> list[dict]:
 def static_documents(settings: Settings, collection: str, item: str) -> dict[str, bytes | None]:
     """The static catalog's catalog, collection and item documents as bytes (None: absent)."""
     paths = CatalogPaths(Layout.from_settings(settings).catalog, collection, item)
+    storage = Storage(settings)
     documents: dict[str, bytes | None] = {}
     for location in (paths.catalog, paths.collection, paths.item()):
-        path = Path(location.path)
-        documents[path.name] = path.read_bytes() if path.exists() else None
+        name = location.url.rsplit("/", 1)[-1]
+        documents[name] = storage.read(location) if storage.exists(location) else None
     return documents
 
 
@@ -163,8 +164,16 @@ def local(tmp_path: Path, api: str, **changes: object) -> Settings:
     ).with_changes(**changes)
 
 
+@pytest.fixture(params=["local", "blob"])
+def places(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    """The work area, stores and catalog on local disk, or in Azurite containers."""
+    if request.param == "blob":
+        return request.getfixturevalue("blob_settings").with_changes(allow_local_paths=True)
+    return local(tmp_path, "")
+
+
 def test_an_api_that_refuses_the_item_fails_register_naming_it_and_leaves_the_catalog(
-    stac_api: LocalStacApi, tmp_path: Path
+    stac_api: LocalStacApi, tmp_path: Path, places: Settings
 ):
     source = tmp_path / "src"
     write_sample_files(source, SPEC)
@@ -173,9 +182,10 @@ def test_an_api_that_refuses_the_item_fails_register_naming_it_and_leaves_the_ca
     request = PipelineRequest.from_dict(
         {"source": str(source), "dataset_id": name, "collection": collection}
     )
-    first = run_pipeline(request, local(tmp_path, stac_api.url))
-    before = static_documents(local(tmp_path, ""), collection, name)
-    published = (Path(tmp_path / "work") / "datasets" / name / "current.json").read_bytes()
+    current = Layout.from_settings(places).published(name)
+    first = run_pipeline(request, places.with_changes(stac_api_url=stac_api.url))
+    before = static_documents(places, collection, name)
+    published = Storage(places).read(current)
 
     write_sample_files(source, SampleSpec(files=1, lat=6, lon=10, first_index=3))
     # The same database behind an API configured to refuse ids with a '.': a real 400.
@@ -183,13 +193,13 @@ def test_an_api_that_refuses_the_item_fails_register_naming_it_and_leaves_the_ca
         stac_api.another(INVALID_ID_CHARS='[".", ":", "/"]') as strict,
         pytest.raises(StacApiRejected) as refused,
     ):
-        run_pipeline(request, local(tmp_path, strict))
+        run_pipeline(request, places.with_changes(stac_api_url=strict))
     error = refused.value
     assert not error.retryable
     assert f"collection {collection!r}" in error.message and strict in error.message
     assert "400" in error.message and "cannot contain" in error.message  # the API's own words
-    assert static_documents(local(tmp_path, ""), collection, name) == before
-    assert (Path(tmp_path / "work") / "datasets" / name / "current.json").read_bytes() == published
+    assert static_documents(places, collection, name) == before
+    assert Storage(places).read(current) == published
     assert [h["properties"]["version"] for h in found(stac_api.url, collection)] == [first.run_id]
 
 
