@@ -23,7 +23,7 @@ def stac_api() -> Iterator[LocalStacApi]:
         with running_stac_api() as api:
             yield api
     except LocalStacApiUnavailable as exc:
-        message = f"{exc} (./dev setup-stac-api; .ci/run installs PostgreSQL and PostGIS)"
+        message = f"{exc} (.ci/run installs PostgreSQL, PostGIS and .tools/stac-api)"
         if os.environ.get(REQUIRE_TOOLS):
             pytest.fail(message)
         pytest.skip(message)
