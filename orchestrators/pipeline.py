@@ -510,9 +510,11 @@ def retries_exhausted(what: str, policy: RunPolicy, exc: Exception) -> ErrorInfo
     return ErrorInfo(
         code="retries_exhausted",
         message=f"{what} failed {policy.retry_max_attempts} times with transient "
-        f"errors (storage unavailable or throttled, or a timeout); the last: {detail}",
-        remedy="Check the storage account's health and throttling (docs/runbooks/"
-        "stuck-run.md), then submit the run again: finished work is reused.",
+        f"errors (storage or the STAC API unavailable or throttled, or a timeout); the "
+        f"last: {detail}",
+        remedy="Check the health and throttling of what the last error names: the storage "
+        "account (docs/runbooks/stuck-run.md) or the STAC API (docs/stac-api.md); then submit "
+        "the run again: finished work is reused.",
         retryable=True,
     )
 

@@ -137,8 +137,9 @@ class _Release:
                 code="retries_exhausted",
                 message=f"{name} failed {self.given.retry_max_attempts} times with transient "
                 f"errors; the last: {detail}",
-                remedy="Check the storage account's health, then ask again: a step that was "
-                "done is not done twice.",
+                remedy="Check the health of what the last error names (the storage account, "
+                "or the STAC API: docs/stac-api.md), then ask again: a step that was done is "
+                "not done twice.",
                 retryable=True,
             )
         return answer(kind, result)

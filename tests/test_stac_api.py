@@ -222,7 +222,10 @@ def test_a_stopped_database_fails_register_retryably_and_the_run_completes_when_
             run_pipeline(request, few)
         assert getattr(failed.value, "retryable", False), failed.value
         assert "STAC API" in str(failed.value) and name in str(failed.value)
-        assert static_documents(settings, name, name)[f"{name}.json"] is None
+        assert static_documents(settings, name, name) == {
+            "catalog.json": None, "collection.json": None, f"{name}.json": None,
+        }  # fmt: skip
+        assert not (tmp_path / "catalog" / name).exists()  # nor the folders it wrote
         assert not (tmp_path / "work" / "datasets" / name / "current.json").exists()
 
         # The same run again: register fails while the database is down, and the run's

@@ -27,6 +27,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -223,14 +224,26 @@ class _Saved:
                 documents[location.url] = None
         return cls(documents)
 
-    def put_back(self, locations: list[Location], storage: Storage) -> None:
+    def put_back(self, locations: list[Location], storage: Storage, root: Location) -> None:
         for location in locations:
             before = self.documents[location.url]
             if before is None:
                 with contextlib.suppress(SourceNotFound):
                     storage.delete([location])
+                if location.is_local:  # and the folders the write made (blob has none)
+                    _remove_empty_folders(Path(location.path).parent, Path(root.path))
             else:
                 storage.write(location, before, "application/json")
+
+
+def _remove_empty_folders(folder: Path, root: Path) -> None:
+    """Remove ``folder`` and its parents up to ``root`` (not included) while they are empty."""
+    while folder != root and root in folder.parents:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (or gone): what is left was there before
+            return
+        folder = folder.parent
 
 
 @contextlib.contextmanager
@@ -256,7 +269,7 @@ def published_in_api(
         collection_done = api.upsert_collection(collection)
         item_done = api.upsert_item(item)
     except (StacApiUnavailable, StacApiRejected) as exc:
-        saved.put_back(rewritten, storage)
+        saved.put_back(rewritten, storage, paths.root)
         emit(
             log,
             f"STAC API write failed, static catalog put back: {exc.message}",

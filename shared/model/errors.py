@@ -210,8 +210,9 @@ class StacApiUnavailable(PipelineError):
     code = "stac_api_unavailable"
     retryable = True
     default_remedy = (
-        "The run retries it. If it persists, check that the STAC API and its database are up "
-        "(GET {url}/_mgmt/ping on stac-fastapi-pgstac), then resume or submit the run again."
+        "The run retries it. If it persists, check that the STAC API (PIPELINE_STAC_API_URL) "
+        "and its database are up (stac-fastapi-pgstac answers GET /_mgmt/ping), then submit "
+        "the run again."
     )
 
 
