@@ -196,7 +196,8 @@ def test_an_api_that_refuses_the_item_fails_register_naming_it_and_leaves_the_ca
         run_pipeline(request, places.with_changes(stac_api_url=strict))
     error = refused.value
     assert not error.retryable
-    assert f"collection {collection!r}" in error.message and strict in error.message
+    assert f"collection {collection!r} of the item {name!r}" in error.message
+    assert strict in error.message
     assert "400" in error.message and "cannot contain" in error.message  # the API's own words
     assert static_documents(places, collection, name) == before
     assert Storage(places).read(current) == published

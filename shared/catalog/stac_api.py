@@ -160,11 +160,12 @@ class StacApi:
             return "updated"
         raise self._refused("PUT", update_path, what, answer)
 
-    def upsert_collection(self, collection: dict[str, Any]) -> str:
+    def upsert_collection(self, collection: dict[str, Any], item_id: str | None = None) -> str:
+        """Create or replace the collection (``item_id``: the item it is written for, named
+        in errors)."""
         cid = collection["id"]
-        return self._upsert(
-            "/collections", f"/collections/{_id(cid)}", f"the collection {cid!r}", collection
-        )
+        what = f"the collection {cid!r}" + (f" of the item {item_id!r}" if item_id else "")
+        return self._upsert("/collections", f"/collections/{_id(cid)}", what, collection)
 
     def upsert_item(self, item: dict[str, Any]) -> str:
         cid, iid = item["collection"], item["id"]
@@ -266,7 +267,7 @@ def published_in_api(
         collection = for_api(storage.read_json(paths.collection))
         item = for_api(storage.read_json(paths.item()))
         item["collection"] = collection_id
-        collection_done = api.upsert_collection(collection)
+        collection_done = api.upsert_collection(collection, item_id)
         item_done = api.upsert_item(item)
     except (StacApiUnavailable, StacApiRejected) as exc:
         saved.put_back(rewritten, storage, paths.root)
