@@ -65,7 +65,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         if value
     }
     if getattr(args, "stac_api", None):
-        changes["stac_api_url"] = parse_stac_api_url(args.stac_api)
+        changes["stac_api_url"] = parse_stac_api_url(args.stac_api, "--stac-api ")
     return settings.with_changes(**changes) if changes else settings
 
 

@@ -362,3 +362,15 @@ def test_devhost_start_with_stac_api_publishes_from_its_workers_and_unpublish_re
         host.send_signal(signal.SIGTERM)
         output, _ = host.communicate(timeout=60)
     assert host.returncode == 0, output
+
+
+def test_devhost_run_with_a_stac_api_that_is_not_a_url_names_the_option_and_starts_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    state = tmp_path / "state"
+    args = ["run", str(tmp_path), "--dataset", "tas", "--state", str(state)]
+    assert main([*args, "--stac-api", "stac.example.org"]) == 1
+    err = capsys.readouterr().err
+    assert "--stac-api 'stac.example.org' is not an http(s) URL" in err
+    assert "https://stac.example.org" in err  # what to give instead
+    assert not state.exists()

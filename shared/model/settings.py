@@ -132,16 +132,16 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise BadRequest(f"Setting {name}={raw!r} is not true or false.")
 
 
-def parse_stac_api_url(given: str) -> str:
-    """PIPELINE_STAC_API_URL (or `devhost run|start --stac-api`): an http(s) URL with a
-    host, without a trailing slash; empty for none."""
+def parse_stac_api_url(given: str, name: str = "Setting PIPELINE_STAC_API_URL=") -> str:
+    """PIPELINE_STAC_API_URL (or `devhost run|start --stac-api`, ``name`` then says so): an
+    http(s) URL with a host, without a trailing slash; empty for none."""
     raw = given.strip().rstrip("/")
     if not raw:
         return ""
     parts = urlsplit(raw)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise BadRequest(
-            f"Setting PIPELINE_STAC_API_URL={raw!r} is not an http(s) URL.",
+            f"{name}{raw!r} is not an http(s) URL.",
             remedy="Give the STAC API's root URL, e.g. https://stac.example.org or "
             "http://127.0.0.1:8082, or leave it empty to write the static catalog only.",
         )
