@@ -25,6 +25,7 @@ from shared.model.request import PipelineRequest
 from shared.model.settings import Settings
 from shared.model.telemetry import emit
 from shared.stages.combine import source_root
+from shared.stages.preview import add_preview
 from shared.stages.runreport import summary_location
 from shared.stages.scan import check_unchanged, load_manifest
 
@@ -105,6 +106,14 @@ def register(
             },
         )
         fields = collection_fields(template, dataset.attrs, settings.stac_license)
+        add_preview(
+            item,
+            dataset,
+            run_id=run_id,
+            concat_dim=request.concat_dim,
+            settings=settings,
+            storage=storage,
+        )
     add_run_links(item, request.dataset_id, run_id, manifest.digest, settings)
     result = register_item(
         item,

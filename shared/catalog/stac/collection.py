@@ -31,6 +31,9 @@ from pystac.extensions.datacube import DatacubeExtension, Dimension, Variable
 
 from shared.model.errors import BadRequest
 
+THUMBNAIL_ASSET_KEY = "thumbnail"
+PNG = "image/png"
+
 # What the STAC collection schema accepts as a license: an SPDX id, or "other".
 _SPDX = re.compile(r"^[\w\-.+]+$")
 SPDX_URL = "https://spdx.org/licenses/{id}.html"
@@ -179,6 +182,7 @@ def describe_items(collection: pystac.Collection, items: Sequence[Mapping[str, A
         )
         for key, fields in _item_assets(items).items()
     }
+    _show_newest_thumbnail(collection, items)
     dimensions, variables = _cube(items)
     cube = DatacubeExtension.ext(collection, add_if_missing=bool(dimensions))
     if dimensions:
@@ -189,6 +193,23 @@ def describe_items(collection: pystac.Collection, items: Sequence[Mapping[str, A
     else:
         for key in ("cube:dimensions", "cube:variables"):
             collection.extra_fields.pop(key, None)
+
+
+def _show_newest_thumbnail(
+    collection: pystac.Collection, items: Sequence[Mapping[str, Any]]
+) -> None:
+    """The collection's ``thumbnail`` asset and ``preview`` link (STAC best practices): the
+    thumbnail of the item registered last; none when no item has one."""
+    collection.assets.pop(THUMBNAIL_ASSET_KEY, None)
+    collection.links = [link for link in collection.links if link.rel != "preview"]
+    shown = [i for i in items if THUMBNAIL_ASSET_KEY in (i.get("assets") or {})]
+    if not shown:
+        return
+    newest = max(shown, key=lambda i: (str(_props(i).get("updated") or ""), str(i.get("id"))))
+    thumbnail = pystac.Asset.from_dict(newest["assets"][THUMBNAIL_ASSET_KEY])
+    thumbnail.title = f"{newest.get('id')}: {thumbnail.title}" if thumbnail.title else None
+    collection.add_asset(THUMBNAIL_ASSET_KEY, thumbnail)
+    collection.add_link(pystac.Link("preview", thumbnail.href, PNG, thumbnail.title))
 
 
 def _summaries(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
