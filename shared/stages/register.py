@@ -9,7 +9,7 @@ from typing import Any
 
 import pystac
 
-from shared.catalog.ledger import record_version, write_published
+from shared.catalog.ledger import published_versions, record_version, write_published
 from shared.catalog.stac.catalog import (
     RegisterResult,
     load_collection_template,
@@ -121,6 +121,7 @@ def register(
         settings=settings,
         storage=storage,
         fields=fields,
+        versions=published_versions(request.dataset_id, settings, storage),
     )
     published = write_published(
         request=request,
