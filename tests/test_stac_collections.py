@@ -55,8 +55,8 @@ def test_without_a_template_the_data_and_the_settings_speak(tmp_path, local_sett
         {"name": "virtual-zarr-pipeline samples", "roles": ["producer"]}
     ]
     assert collection["license"] == "other"  # PIPELINE_STAC_LICENSE's default
-    assert set(collection["item_assets"]) == {"data", "sources"}
-    assert collection["item_assets"]["data"]["roles"] == ["data", "references"]
+    assert set(collection["item_assets"]) == {"data", "sources", "thumbnail"}
+    assert collection["item_assets"]["data"]["roles"] == ["data", "references", "virtual"]
     assert set(collection["cube:variables"]) >= {"tas", "pr"}
     assert "shape" not in collection["cube:variables"]["tas"]  # per item, not per collection
     assert collection["summaries"]["version"]

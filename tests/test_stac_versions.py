@@ -27,8 +27,20 @@ def _publish(source: Path, settings) -> str:
     return run_pipeline(request, settings).run_id
 
 
-def _add_day(source: Path, index: int) -> None:
+def _add_day(source: Path, index: int) -> Path:
     write_sample_files(source, SampleSpec(files=1, lat=6, lon=10, first_index=index))
+    return source
+
+
+def _three_versions(tmp_path: Path, settings) -> tuple[str, str, str]:
+    """Three published versions: the sample files, then one more day, then another."""
+    source = tmp_path / "src"
+    write_sample_files(source, SPEC)
+    first = _publish(source, settings)
+    _add_day(source, 2)
+    second = _publish(source, settings)
+    _add_day(source, 3)
+    return first, second, _publish(source, settings)
 
 
 def _folder(settings) -> Path:
@@ -62,10 +74,8 @@ def test_each_run_links_the_versions_and_unpublish_keeps_them_true(tmp_path, loc
     assert _publish(source, settings) == first  # the same files: the same version, no snapshot
     assert _snapshots(settings) == []
 
-    _add_day(source, 2)
-    second = _publish(source, settings)
-    _add_day(source, 3)
-    third = _publish(source, settings)
+    second = _publish(_add_day(source, 2), settings)
+    third = _publish(_add_day(source, 3), settings)
     item = _read(_folder(settings) / "tas.json")
     assert item["properties"]["version"] == third and "deprecated" not in item["properties"]
     assert _links(item) == {
@@ -138,13 +148,7 @@ def test_each_run_links_the_versions_and_unpublish_keeps_them_true(tmp_path, loc
 @pytest.mark.slow
 def test_pruned_versions_leave_the_version_links(tmp_path, local_settings):
     settings = local_settings.with_changes(keep_versions=2)
-    source = tmp_path / "src"
-    write_sample_files(source, SPEC)
-    first = _publish(source, settings)
-    _add_day(source, 2)
-    second = _publish(source, settings)
-    _add_day(source, 3)
-    third = _publish(source, settings)
+    first, second, third = _three_versions(tmp_path, settings)
     prune("tas", third, settings, Storage(settings))  # as the pipeline's step after register
     assert _snapshots(settings) == [second]
     assert first not in json.dumps(_read(_folder(settings) / "versions" / f"{second}.json"))
