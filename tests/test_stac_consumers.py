@@ -213,7 +213,7 @@ def test_an_icechunk_store_is_also_a_collection_asset_that_icechunk_opens(tmp_pa
     """VEDA's practice for virtual Icechunk stores (xpystac's reader follows it): a
     collection asset with role latest-version, its virtual chunk container named by
     vrt:hrefs; opened here the way Icechunk documents it. A kerchunk dataset in the same
-    collection gets no collection asset."""
+    collection gets its own, as the Planetary Computer's references assets."""
     for dataset_id, store_format in (("tas", "icechunk"), ("pr", "kerchunk-json")):
         paths = write_sample_files(tmp_path / dataset_id, SPEC)
         request = {
@@ -230,7 +230,9 @@ def test_an_icechunk_store_is_also_a_collection_asset_that_icechunk_opens(tmp_pa
     assert key == f"tas@{tas_run.run_id}"
     assert asset.media_type == "application/vnd.zarr+icechunk"
     assert asset.roles == ["data", "references", "virtual", "latest-version"]
-    assert [k for k in collection.assets if k.startswith("pr@")] == []
+    _, references = _latest_store(collection, "pr")
+    assert references.media_type == "application/json"
+    assert references.roles == ["data", "references", "virtual", "latest-version"]
 
     container = collection.assets[asset.extra_fields["vrt:hrefs"][0]["key"]].href
     repo = icechunk.Repository.open(

@@ -145,3 +145,11 @@ def test_xpystac_opens_a_published_kerchunk_item_with_one_xarray_call(
 
     opened = xr.open_dataset(asset)  # xpystac's engine: no other argument
     xr.testing.assert_identical(opened.load(), open_sources(paths))
+
+    # the same store as the collection's asset (as the Planetary Computer's references)
+    collection = item.get_collection()
+    assert collection is not None
+    (key,) = collection.get_assets(role="latest-version")
+    assert key == f"tas@{item.properties['version']}"
+    from_collection = xr.open_dataset(collection.assets[key])
+    xr.testing.assert_identical(from_collection.load(), open_sources(paths))

@@ -49,7 +49,6 @@ ITEM_ASSET_TITLES = {
     "sources": "Source NetCDF/HDF5 files",
     "thumbnail": "Preview of one time step",
 }
-ICECHUNK = "application/vnd.zarr+icechunk"
 LATEST_VERSION_ROLE = "latest-version"
 
 
@@ -191,7 +190,7 @@ def describe_items(collection: pystac.Collection, items: Sequence[Mapping[str, A
     }
     collection.assets = {}
     _show_newest_thumbnail(collection, items)
-    _show_icechunk_stores(collection, items)
+    _show_stores(collection, items)
     dimensions, variables = _cube(items)
     cube = DatacubeExtension.ext(collection, add_if_missing=bool(dimensions))
     if dimensions:
@@ -220,21 +219,20 @@ def _show_newest_thumbnail(
     collection.add_link(pystac.Link("preview", thumbnail.href, PNG, thumbnail.title))
 
 
-def _show_icechunk_stores(
-    collection: pystac.Collection, items: Sequence[Mapping[str, Any]]
-) -> None:
-    """Each Icechunk item's store as a collection asset too, as VEDA publishes virtual
-    Icechunk stores and xpystac reads them: keyed ``{dataset}@{version}`` (a collection holds
-    several datasets; '@' is in no dataset id, so no key collides), roles with
-    ``latest-version``, and its source files as the asset ``{dataset}@sources`` that its
-    ``vrt:hrefs`` names, with the items' storage schemes on the collection. The zarr fields
+def _show_stores(collection: pystac.Collection, items: Sequence[Mapping[str, Any]]) -> None:
+    """Each item's store as a collection asset too, as the Planetary Computer publishes
+    kerchunk references (NEX-GDDP-CMIP6: one ``references`` asset per model and scenario)
+    and VEDA virtual Icechunk stores (xpystac reads both): keyed ``{dataset}@{version}`` (a
+    collection holds several datasets; '@' is in no dataset id, so no key collides), roles
+    with ``latest-version``, its source files as the asset ``{dataset}@sources`` that its
+    ``vrt:hrefs`` names, and the items' storage schemes on the collection. The zarr fields
     stay on the item: the zarr extension v1.0.0, declared on a collection, requires them on
     every collection asset (the thumbnail and the sources have none)."""
     schemes: dict[str, Any] = {}
     for item in sorted(items, key=lambda i: str(i.get("id"))):
         assets = item.get("assets") or {}
         data, sources = assets.get("data"), assets.get("sources")
-        if not data or not sources or data.get("type") != ICECHUNK:
+        if not data or not sources:
             continue
         dataset, version = str(item.get("id")), str(_props(item).get("version") or "current")
         sources_key = f"{dataset}@sources"
