@@ -14,10 +14,11 @@ import xarray as xr
 from matplotlib.image import imread
 
 from devhost.samples import SampleSpec, write_sample_files
-from shared.catalog.stac.preview import draw_preview, main_variable
+from shared.catalog.stac.preview import NothingToDraw, draw_preview, main_variable
 from shared.model.request import PipelineRequest
 from tests.helpers import run_pipeline
 from tests.stac_schemas import validation_errors
+from tests.test_stac import write_station_files
 
 SPEC = SampleSpec(files=3, lat=18, lon=36)
 
@@ -80,8 +81,20 @@ def test_the_preview_draws_the_largest_variable_on_the_grid_at_the_middle_step()
     assert preview.png.startswith(b"\x89PNG")
 
 
-def test_data_with_nothing_to_map_has_no_preview():
+def test_data_with_nothing_to_map_has_no_preview_and_says_why():
     stations = xr.Dataset({"tas": (("time", "station"), np.ones((3, 4)))})
-    assert draw_preview(stations, "stations") is None
+    with pytest.raises(NothingToDraw, match="no numeric data variable on a latitude/longitude"):
+        draw_preview(stations, "stations")
     empty = _grid(tas=(("time", "lat", "lon"), np.full((3, 5, 8), np.nan), {}))
-    assert draw_preview(empty, "empty") is None
+    with pytest.raises(NothingToDraw, match="tas has no finite value at the step drawn"):
+        draw_preview(empty, "empty")
+
+
+def test_a_station_dataset_publishes_without_a_thumbnail(tmp_path, local_settings):
+    """Data with no latitude/longitude grid: the item is published, with no thumbnail."""
+    write_station_files(tmp_path / "stations")
+    request = {"source": str(tmp_path / "stations"), "dataset_id": "stations"}
+    run = run_pipeline(PipelineRequest.from_dict(request), local_settings)
+    item = pystac.Item.from_file(run.item_url.removeprefix("file://"))
+    assert "thumbnail" not in item.assets and not item.get_links("preview")
+    assert "data" in item.assets

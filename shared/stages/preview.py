@@ -16,6 +16,7 @@ import xarray as xr
 
 from shared.catalog.stac.preview import (
     THUMBNAIL_ASSET_KEY,
+    NothingToDraw,
     draw_preview,
     preview_link,
     thumbnail_asset,
@@ -46,16 +47,11 @@ def add_preview(
 ) -> str | None:
     """Draw the preview, write it beside the store, and give the item its ``thumbnail``
     asset and ``preview`` link; returns the picture's URL, or None (and says why in the
-    log) when the data has nothing to draw on a latitude/longitude grid."""
-    preview = draw_preview(dataset, item.id, concat_dim)
-    if preview is None:
-        emit(
-            log,
-            "no preview",
-            stage="register",
-            dataset=item.id,
-            why="no data variable with finite values on a latitude/longitude grid",
-        )
+    log, event ``no preview``) when there is nothing to draw (NothingToDraw)."""
+    try:
+        preview = draw_preview(dataset, item.id, concat_dim)
+    except NothingToDraw as nothing:
+        emit(log, "no preview", stage="register", dataset=item.id, why=str(nothing))
         return None
     location = preview_location(item.id, run_id, settings)
     storage.write(location, preview.png, "image/png")

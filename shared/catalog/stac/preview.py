@@ -30,6 +30,10 @@ FIGURE_INCHES = (7.2, 4.2)
 FIGURE_DPI = 100  # 720 x 420 pixels
 
 
+class NothingToDraw(Exception):
+    """Why the data gets no preview (the item is published without a thumbnail)."""
+
+
 @dataclass(frozen=True)
 class Preview:
     """The PNG and what it shows."""
@@ -93,17 +97,19 @@ def _slice(
     return array.isel(selection), when, others
 
 
-def draw_preview(dataset: xr.Dataset, dataset_id: str, concat_dim: str = "time") -> Preview | None:
-    """Draw one time step of the main data variable; None when the data has no variable on
-    a latitude/longitude grid, or the step drawn has no finite value (nothing to show)."""
+def draw_preview(dataset: xr.Dataset, dataset_id: str, concat_dim: str = "time") -> Preview:
+    """Draw one time step of the main data variable. NothingToDraw when the data has no
+    variable on a latitude/longitude grid, the step drawn has no finite value, or matplotlib
+    cannot draw its coordinates (a picture never stops a publication; reading the slice is
+    the store's, and its errors are the store's)."""
     found = main_variable(dataset)
     if found is None:
-        return None
+        raise NothingToDraw("no numeric data variable on a latitude/longitude grid")
     variable, lat, lon = found
     picked, when, others = _slice(dataset, variable, lat, lon, concat_dim)
     values = np.asarray(picked.values, dtype="float64")
     if not np.isfinite(values).any():
-        return None
+        raise NothingToDraw(f"{variable} has no finite value at the step drawn ({when})")
     lats = np.asarray(picked[lat].values, dtype="float64")
     lons = np.asarray(picked[lon].values, dtype="float64")
     if picked[lat].ndim == 1 and picked.dims.index(picked[lat].dims[0]) > picked.dims.index(
@@ -117,7 +123,10 @@ def draw_preview(dataset: xr.Dataset, dataset_id: str, concat_dim: str = "time")
     subtitle = f"{long_name} ({variable})" + (f", {when}" if when else "")
     if others:
         subtitle += f", {', '.join(others)}"
-    png = _draw(lons, lats, values, title=f"{name}\n{subtitle}", units=units, lat=lat, lon=lon)
+    try:
+        png = _draw(lons, lats, values, title=f"{name}\n{subtitle}", units=units, lat=lat, lon=lon)
+    except Exception as exc:  # e.g. coordinates with gaps: pcolormesh refuses NaN in x or y
+        raise NothingToDraw(f"matplotlib could not draw {variable}: {exc}") from exc
     return Preview(png=png, variable=variable, when=when, title=f"{name}: {subtitle}")
 
 
