@@ -21,6 +21,7 @@ from urllib.parse import urlencode
 
 import numpy as np
 
+from shared.model.errors import BadRequest
 from shared.model.settings import Settings
 
 DEFAULT_PORT = 8080
@@ -42,13 +43,15 @@ def add_tiles_parser(sub: Any) -> None:
 
 
 def preview_query(dataset: Any, item_url: str) -> dict[str, str]:
-    """Query parameters for a picture of ``dataset``: its first data variable with a time
-    axis, at the middle time step, stretched to the values of that step."""
-    variable = next(
-        name
-        for name, array in dataset.data_vars.items()
-        if {"time"} <= set(array.dims) and array.ndim == 3
-    )
+    """Query parameters for a picture of ``dataset``: the variable and time step the
+    pipeline's preview shows (shared.catalog.stac.preview: the main variable at the middle
+    time step), stretched to the values of that step."""
+    from shared.catalog.stac.preview import main_variable
+
+    found = main_variable(dataset)
+    if found is None or "time" not in dataset[found[0]].dims:
+        raise BadRequest(f"{item_url} has no variable on a latitude/longitude grid over time.")
+    variable = found[0]
     times = dataset["time"].values
     when = times[len(times) // 2]
     step = dataset[variable].sel(time=when).values

@@ -38,7 +38,7 @@ def test_the_item_and_collection_show_a_readable_preview_beside_the_store(
     item = pystac.Item.from_file(run.item_url.removeprefix("file://"))
     thumbnail = item.assets["thumbnail"]
     assert (thumbnail.media_type, thumbnail.roles) == ("image/png", ["thumbnail"])
-    assert "Near-Surface Air Temperature (tas), 2024-01-02" in (thumbnail.title or "")
+    assert "Daily precipitation (pr), 2024-01-02" in (thumbnail.title or "")
     picture = _path(thumbnail.href)
     assert picture.parent == Path(local_settings.store_root) / "tas"  # beside the store
     assert picture.name == f"{run.run_id}.preview.png"  # pruned with its run's store

@@ -104,7 +104,8 @@ def test_the_tile_server_opens_the_item_by_the_url_it_serves_it_at(tmp_path, loc
 def test_the_demo_tile_shows_the_middle_time_step_as_a_png(tmp_path, local_settings):
     _, report = publish(tmp_path, local_settings, "kerchunk-json")
     query = tile_query(report.item_url, local_settings)
-    assert query["variable"] == "tas" and query["sel"].startswith("time=2024-01-02")
+    # the variable and step the preview shows
+    assert query["variable"] == "pr" and query["sel"].startswith("time=2024-01-02")
     with open_item(report.item_url, local_settings) as dataset:
         assert preview_query(dataset, report.item_url) == query
     configure(local_settings)

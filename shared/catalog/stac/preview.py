@@ -46,7 +46,7 @@ class Preview:
 
 def main_variable(dataset: xr.Dataset) -> tuple[str, str, str] | None:
     """The data variable a map shows: the largest one over both horizontal coordinates (the
-    CF latitude and longitude; of equal ones, the first in the data), with those coordinates'
+    CF latitude and longitude; of equal ones, the first by name), with those coordinates'
     names; None when the data has no such variable."""
     footprint = describe_footprint(dataset)
     lat, lon = footprint.lat_name, footprint.lon_name
@@ -62,7 +62,9 @@ def main_variable(dataset: xr.Dataset) -> tuple[str, str, str] | None:
     ]
     if not candidates:
         return None
-    return max(candidates, key=lambda c: c[0])[1], lat, lon  # the first of the largest
+    # the largest; of equal ones the first by name (each store format lists variables in
+    # its own order, and every format's preview should show the same variable)
+    return min(candidates, key=lambda c: (-c[0], c[1]))[1], lat, lon
 
 
 def _step_text(value: Any) -> str:
