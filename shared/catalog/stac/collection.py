@@ -214,7 +214,9 @@ def _show_newest_thumbnail(
         return
     newest = max(shown, key=lambda i: (str(_props(i).get("updated") or ""), str(i.get("id"))))
     thumbnail = pystac.Asset.from_dict(newest["assets"][THUMBNAIL_ASSET_KEY])
-    thumbnail.title = f"{newest.get('id')}: {thumbnail.title}" if thumbnail.title else None
+    if thumbnail.title:  # "Preview: <what>" -> "Preview of <dataset>: <what>"
+        what = thumbnail.title.removeprefix("Preview: ")
+        thumbnail.title = f"Preview of {newest.get('id')}: {what}"
     collection.add_asset(THUMBNAIL_ASSET_KEY, thumbnail)
     collection.add_link(pystac.Link("preview", thumbnail.href, PNG, thumbnail.title))
 
