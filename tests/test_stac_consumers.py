@@ -38,6 +38,7 @@ def publish_in_azurite(tmp_path, settings, containers, store_format: str):
     return paths, run_pipeline(request, settings)
 
 
+@pytest.mark.slow
 @pytest.mark.azurite
 def test_a_signed_kerchunk_item_in_a_private_container_opens_with_the_xpystac_one_liner(
     tmp_path, blob_settings, containers
@@ -52,6 +53,13 @@ def test_a_signed_kerchunk_item_in_a_private_container_opens_with_the_xpystac_on
     opened = _open_in_own_process(signed, tmp_path)
     xr.testing.assert_identical(opened, open_sources(paths))
 
+    # the same store as the collection's asset (the Planetary Computer's shape), signed
+    collection = _fetch_collection(item, blob_settings)
+    key, _ = _latest_store(collection, "tas")
+    signed_collection = signer.sign(collection)
+    opened = _open_in_own_process(signed_collection, tmp_path, key)
+    xr.testing.assert_identical(opened, open_sources(paths))
+
     # as pystac-client's modifier: signs in place, also a raw item document
     document = item.to_dict(transform_hrefs=False)
     signer(document)
@@ -63,8 +71,8 @@ def test_a_signed_kerchunk_item_in_a_private_container_opens_with_the_xpystac_on
 ONE_LINER = """
 import pickle, sys
 import pystac, xarray as xr
-item = pystac.Item.from_file(sys.argv[1])
-opened = xr.open_dataset(item.assets["data"])  # xpystac's engine: no other argument
+stac_object = pystac.read_file(sys.argv[1])  # an item, or a collection
+opened = xr.open_dataset(stac_object.assets[sys.argv[3]])  # xpystac's engine: no other argument
 plain = {  # numpy arrays and attributes only: no file system travels with them
     "variables": {k: (v.dims, v.to_numpy(), dict(v.attrs)) for k, v in opened.variables.items()},
     "coords": list(opened.coords), "attrs": dict(opened.attrs),
@@ -73,7 +81,9 @@ pickle.dump(plain, open(sys.argv[2], "wb"))
 """
 
 
-def _open_in_own_process(item: pystac.Item, tmp_path: Path) -> xr.Dataset:
+def _open_in_own_process(
+    item: pystac.Item | pystac.Collection, tmp_path: Path, key: str = "data"
+) -> xr.Dataset:
     """The one-liner, run in a process of its own, as a user's notebook would. xpystac's
     kerchunk engine reads through adlfs, which closes its clients in a finalizer that holds
     the file system itself (``weakref.finalize(self, sync, self.loop, close_service_client,
@@ -82,7 +92,7 @@ def _open_in_own_process(item: pystac.Item, tmp_path: Path) -> xr.Dataset:
     document, loaded = tmp_path / "signed-item.json", tmp_path / "opened.pickle"
     document.write_text(json.dumps(item.to_dict(transform_hrefs=False)))
     child = subprocess.run(
-        [sys.executable, "-c", ONE_LINER, str(document), str(loaded)],
+        [sys.executable, "-c", ONE_LINER, str(document), str(loaded), key],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert child.returncode == 0, child.stderr[-3000:]
@@ -98,6 +108,13 @@ def _fetch_item(url: str, settings) -> pystac.Item:
     URL as its self link, so its relative links resolve)."""
     document = requests.get(_signed_url(url, settings)).json()
     return pystac.Item.from_dict(document, href=url)
+
+
+def _fetch_collection(item: pystac.Item, settings) -> pystac.Collection:
+    """The item's private collection, read with a SAS (as from its own URL)."""
+    url = item.get_single_link("collection").get_absolute_href()
+    document = requests.get(_signed_url(url, settings)).json()
+    return pystac.Collection.from_dict(document, href=url)
 
 
 def _signed_url(url: str, settings) -> str:
@@ -255,9 +272,7 @@ def test_xpystac_reads_the_collection_icechunk_asset_up_to_its_s3_only_check(
     a missing field."""
     _, report = publish_in_azurite(tmp_path, blob_settings, containers, "icechunk")
     item = _fetch_item(report.item_url, blob_settings)
-    collection_url = item.get_single_link("collection").get_absolute_href()
-    document = requests.get(_signed_url(collection_url, blob_settings)).json()
-    collection = pystac.Collection.from_dict(document, href=collection_url)
+    collection = _fetch_collection(item, blob_settings)
     assert collection.extra_fields["storage:schemes"] == item.properties["storage:schemes"]
     _, asset = _latest_store(collection, "tas")
     with pytest.raises(ValueError, match="Only S3 buckets are currently supported"):
