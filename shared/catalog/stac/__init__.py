@@ -28,7 +28,8 @@ Pure builders apart from catalog I/O, as in stactools packages:
       {catalog}/{collection}/{item}/{item}.json
       {catalog}/{collection}/{item}/versions/{version}.json
 
-All links are relative, so the folder or container can be moved or served over HTTP as is.
+The catalog's own links are relative, so the folder or container can be moved or served over
+HTTP as is.
 The collection's item links and extent are rebuilt from the item files present below it on
 every registration: registering the same dataset again replaces its item (never a
 duplicate), and a collection.json that lost an update heals on the next registration.
