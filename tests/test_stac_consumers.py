@@ -264,19 +264,40 @@ def test_an_icechunk_store_is_also_a_collection_asset_that_icechunk_opens(tmp_pa
 
 
 @pytest.mark.azurite
-def test_xpystac_reads_the_collection_icechunk_asset_up_to_its_s3_only_check(
+def test_a_private_collection_icechunk_asset_opens_from_its_fields_where_xpystac_stops(
     tmp_path, blob_settings, containers
 ):
     """xpystac 0.5.0 reads a collection's Icechunk asset from the collection's storage
     schemes (ours are there) and then accepts aws-s3 only: it stops at that check, not at
-    a missing field."""
-    _, report = publish_in_azurite(tmp_path, blob_settings, containers, "icechunk")
+    a missing field. Icechunk opens it from the same fields, as its docs say: Azure storage
+    at the scheme's platform and account, the virtual chunk container the vrt:hrefs asset
+    names (the account key stands in for the reader's Azure identity on Azurite)."""
+    paths, report = publish_in_azurite(tmp_path, blob_settings, containers, "icechunk")
     item = _fetch_item(report.item_url, blob_settings)
     collection = _fetch_collection(item, blob_settings)
     assert collection.extra_fields["storage:schemes"] == item.properties["storage:schemes"]
     _, asset = _latest_store(collection, "tas")
     with pytest.raises(ValueError, match="Only S3 buckets are currently supported"):
         xr.open_dataset(asset)
+
+    (ref,) = asset.extra_fields["storage:refs"]
+    scheme = collection.extra_fields["storage:schemes"][ref]
+    endpoint = scheme["platform"].replace("{account}", scheme["account"])
+    container, prefix = asset.href.removeprefix(endpoint + "/").split("/", 1)
+    key = blob_settings.account.key
+    storage = icechunk.azure_storage(
+        account=scheme["account"], container=container, prefix=prefix, access_key=key,
+        config={"endpoint": endpoint, "allow_http": "true"},
+    )  # fmt: skip
+    sources = collection.assets[asset.extra_fields["vrt:hrefs"][0]["key"]].href
+    repo = icechunk.Repository.open(
+        storage,
+        authorize_virtual_chunk_access=icechunk.containers_credentials(
+            {sources: icechunk.azure_credentials(access_key=key)}
+        ),
+    )
+    opened = xr.open_zarr(repo.readonly_session(branch="main").store, consolidated=False)
+    xr.testing.assert_identical(opened.load(), open_sources(paths))
 
 
 @pytest.mark.azurite
