@@ -106,8 +106,8 @@ class Signer:
         elif isinstance(obj, pystac.Asset):
             owner = obj.owner
             schemes = _schemes(owner) if owner is not None else {}
-            assets = dict(owner.assets) if isinstance(owner, pystac.Item) else {}
-            self._sign_asset(obj, schemes, assets)
+            siblings = owner.assets if isinstance(owner, pystac.Item | pystac.Collection) else {}
+            self._sign_asset(obj, schemes, dict(siblings))
         elif isinstance(obj, dict):
             self._sign_dict(obj)
         return obj

@@ -19,10 +19,11 @@ import xarray as xr
 from consumer.reader import open_item
 from devhost.commands import print_summary, run_through_host
 from devhost.samples import SampleSpec, open_collection, write_sample_files
-from devhost.tiles import DEFAULT_PORT, map_url, store_url_for, tile_url, write_preview
+from devhost.tiles import DEFAULT_PORT, map_url, store_url_for, tile_query, tile_url
 from shared.model.errors import BadRequest, VerifyMismatch
 from shared.model.request import FORMATS
 from shared.model.settings import Settings
+from shared.stages.preview import PREVIEW_SUFFIX
 
 MARKER = ".virtual-zarr-demo"
 # 30 daily files of 3-hourly data on a 2-degree global grid: about 0.7 MB each.
@@ -93,12 +94,14 @@ def demo_command(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def show_the_map(view: dict[str, Any], settings: Settings, store_format: str) -> None:
-    """Write the preview PNG beside the run summary and say how to see the rest."""
+    """Say where the pipeline's preview is (the item's thumbnail asset, beside the run
+    summary) and how to see the rest."""
     summary = view.get("run_summary") or ""
-    target = Path(summary.removeprefix("file://").removesuffix(".report.md") + ".preview.png")
-    query = write_preview(view["item_url"], target, settings)
+    preview = Path(summary.removeprefix("file://").removesuffix(".report.md") + PREVIEW_SUFFIX)
+    query = tile_query(view["item_url"], settings)
     base = f"http://127.0.0.1:{DEFAULT_PORT}"
-    print(f"\npreview      {target}")
+    if preview.is_file():
+        print(f"\npreview      {preview}  (the item's thumbnail asset)")
     print(
         f"to see it    python -m devhost tiles --store-root {settings.store_root} "
         f"--catalog {settings.catalog}"

@@ -15,7 +15,6 @@ import argparse
 import json
 import socket
 import sys
-import warnings
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -44,13 +43,15 @@ def add_tiles_parser(sub: Any) -> None:
 
 
 def preview_query(dataset: Any, item_url: str) -> dict[str, str]:
-    """Query parameters for a picture of ``dataset``: its first data variable with a time
-    axis, at the middle time step, stretched to the values of that step."""
-    variable = next(
-        name
-        for name, array in dataset.data_vars.items()
-        if {"time"} <= set(array.dims) and array.ndim == 3
-    )
+    """Query parameters for a picture of ``dataset``: the variable and time step the
+    pipeline's preview shows (shared.catalog.stac.preview: the main variable at the middle
+    time step), stretched to the values of that step."""
+    from shared.catalog.stac.preview import main_variable
+
+    found = main_variable(dataset)
+    if found is None or "time" not in dataset[found[0]].dims:
+        raise BadRequest(f"{item_url} has no variable on a latitude/longitude grid over time.")
+    variable = found[0]
     times = dataset["time"].values
     when = times[len(times) // 2]
     step = dataset[variable].sel(time=when).values
@@ -72,28 +73,13 @@ def map_url(base: str, query: dict[str, str]) -> str:
     return f"{base}/WebMercatorQuad/map.html?{urlencode(query)}"
 
 
-def write_preview(item_url: str, target: Path, settings: Settings) -> dict[str, str]:
-    """Render the world tile (z=0) of the item through the real TiTiler app, in process,
-    and write it as a PNG; returns the query it used."""
-    from fastapi.testclient import TestClient
-
+def tile_query(item_url: str, settings: Settings) -> dict[str, str]:
+    """The query of a tile and map of the item (preview_query) for the URLs the demo prints.
+    The preview picture itself is the pipeline's: the item's ``thumbnail`` asset."""
     from consumer.reader import open_item
-    from consumer.tiles import configure, create_app
 
     with open_item(item_url, settings) as dataset:
-        query = preview_query(dataset, item_url)
-    configure(settings)
-    try:
-        with TestClient(create_app()) as client, warnings.catch_warnings():
-            # rio-tiler says it nudges latitudes of +-90 at the poles; nothing to act on
-            warnings.filterwarnings("ignore", message="Adjusting dataset latitudes")
-            answer = client.get("/tiles/WebMercatorQuad/0/0/0.png", params=query)
-    finally:
-        configure(None)
-    if answer.status_code != 200:
-        raise BadRequest(f"The preview tile of {item_url} failed: {answer.text[:300]}")
-    target.write_bytes(answer.content)
-    return query
+        return preview_query(dataset, item_url)
 
 
 def served_settings(

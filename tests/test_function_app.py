@@ -40,7 +40,17 @@ def test_the_core_package_never_imports_azure_functions():
 def test_loading_the_app_imports_none_of_the_heavy_libraries():
     """The Functions worker imports function_app on every cold start (bench/cold_start.py:
     under 0.5 s): the data libraries load in the activities that use them, never at import."""
-    heavy = ("xarray", "numpy", "pandas", "pystac", "h5py", "zarr", "virtualizarr", "icechunk")
+    heavy = (
+        "xarray",
+        "numpy",
+        "pandas",
+        "pystac",
+        "h5py",
+        "zarr",
+        "virtualizarr",
+        "icechunk",
+        "matplotlib",
+    )
     code = f"import sys, function_app; print(' '.join(m for m in {heavy!r} if m in sys.modules))"
     loaded = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True

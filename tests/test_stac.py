@@ -326,7 +326,7 @@ def test_kerchunk_json_asset_is_what_xpystac_and_xarray_recognise(sample_dataset
 
     assert asset["href"] == f"{endpoint}/{store.container}/tas-daily/run-1.json"
     assert asset["type"] == "application/json"
-    assert asset["roles"] == ["data", "references"]
+    assert asset["roles"] == ["data", "references", "virtual"]
     assert asset["zarr:zarr_format"] == 2 and asset["zarr:consolidated"] is False
     assert asset["storage:refs"] == [scheme]
     assert asset["vrt:hrefs"] == [{"key": "sources", "href": "#/assets/sources"}]
@@ -354,7 +354,7 @@ def test_kerchunk_parquet_and_local_sources_get_their_own_type_and_no_storage_sc
     asset = item.assets["data"]
 
     assert asset.media_type == "application/vnd.apache.parquet"
-    assert asset.roles == ["data", "references"]
+    assert asset.roles == ["data", "references", "virtual"]
     assert asset.href == f"file://{local_settings.store_root}/tas-daily/run-1.parq"
     assert "storage:refs" not in asset.extra_fields
     assert "storage:schemes" not in item.properties
@@ -519,7 +519,8 @@ def test_icechunk_asset_opens_from_its_published_fields(local_stores, local_sett
 
 # -- the catalog -----------------------------------------------------------------------------
 def _links(document: dict) -> list[str]:
-    return [link["href"] for link in document["links"]]
+    """The catalog's own links (the store link points at the store, outside the catalog)."""
+    return [link["href"] for link in document["links"] if link["rel"] != "store"]
 
 
 def test_local_catalog_rereads_with_pystac_and_walks_to_the_item(

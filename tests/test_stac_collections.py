@@ -55,8 +55,8 @@ def test_without_a_template_the_data_and_the_settings_speak(tmp_path, local_sett
         {"name": "virtual-zarr-pipeline samples", "roles": ["producer"]}
     ]
     assert collection["license"] == "other"  # PIPELINE_STAC_LICENSE's default
-    assert set(collection["item_assets"]) == {"data", "sources"}
-    assert collection["item_assets"]["data"]["roles"] == ["data", "references"]
+    assert set(collection["item_assets"]) == {"data", "sources", "thumbnail"}
+    assert collection["item_assets"]["data"]["roles"] == ["data", "references", "virtual"]
     assert set(collection["cube:variables"]) >= {"tas", "pr"}
     assert "shape" not in collection["cube:variables"]["tas"]  # per item, not per collection
     assert collection["summaries"]["version"]
@@ -92,3 +92,37 @@ def test_collection_fields_fall_back_from_template_to_attributes_to_settings():
 def test_a_bad_template_is_refused_with_what_is_wrong(template):
     with pytest.raises(BadRequest, match="STAC collection template"):
         template_for(template, "tas")
+
+
+@pytest.mark.parametrize("store_format", ["kerchunk-json", "icechunk"])
+def test_a_collection_of_azure_stores_carries_their_storage_schemes_and_validates(
+    tmp_path, store_format
+):
+    """Stores and sources in an Azure account (items built, not written: no I/O): the
+    collection's store assets refer to the items' storage schemes, which it carries."""
+    from devhost.samples import open_collection
+    from shared.catalog.stac import build_item
+    from shared.catalog.stac.collection import describe_items
+    from shared.catalog.stac.documents import new_collection
+    from shared.model.locations import parse_location
+    from shared.model.settings import Settings, StorageAccount
+
+    settings = Settings(account=StorageAccount(name="examplestore"))
+    suffix = {"kerchunk-json": ".json", "icechunk": ".icechunk"}[store_format]
+    with open_collection(write_sample_files(tmp_path / "src", SPEC)) as dataset:
+        item = build_item(
+            dataset=dataset, dataset_id="tas", collection_id="tas",
+            store=parse_location(f"az://stores/tas/run-1{suffix}", settings),
+            store_format=store_format, source_kind="blob", settings=settings,
+            concat_dim="time", source=parse_location("az://sources/tas/", settings),
+            virtual_chunk_prefix="az://sources/",
+            properties={"created": "2026-11-02T10:00:00+00:00", "version": "run-1"},
+        )  # fmt: skip
+    collection = new_collection("tas")
+    describe_items(collection, [item.to_dict(include_self_link=False)])
+    document = collection.to_dict(include_self_link=False)
+    store = document["assets"]["tas@run-1"]
+    assert store["storage:refs"] == ["ms-azure-examplestore"]
+    assert document["storage:schemes"] == item.properties["storage:schemes"]
+    assert document["assets"]["tas@sources"]["href"].startswith("az://sources/")
+    assert validation_errors(document) == {}

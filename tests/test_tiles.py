@@ -23,7 +23,7 @@ from devhost.tiles import (
     preview_query,
     served_settings,
     store_url_for,
-    write_preview,
+    tile_query,
 )
 from shared.model.request import FORMATS, PipelineRequest
 from tests.helpers import open_sources, run_pipeline
@@ -101,14 +101,21 @@ def test_the_tile_server_opens_the_item_by_the_url_it_serves_it_at(tmp_path, loc
         configure(None)
 
 
-def test_the_demo_preview_is_a_png_of_the_middle_time_step(tmp_path, local_settings):
+def test_the_demo_tile_shows_the_middle_time_step_as_a_png(tmp_path, local_settings):
     _, report = publish(tmp_path, local_settings, "kerchunk-json")
-    target = tmp_path / "preview.png"
-    query = write_preview(report.item_url, target, local_settings)
-    assert target.read_bytes().startswith(PNG)
-    assert query["variable"] == "tas" and query["sel"].startswith("time=2024-01-02")
+    query = tile_query(report.item_url, local_settings)
+    # the variable and step the preview shows
+    assert query["variable"] == "pr" and query["sel"].startswith("time=2024-01-02")
     with open_item(report.item_url, local_settings) as dataset:
         assert preview_query(dataset, report.item_url) == query
+    configure(local_settings)
+    try:
+        with TestClient(create_app()) as app:
+            tile = app.get("/tiles/WebMercatorQuad/0/0/0.png", params=query)
+    finally:
+        configure(None)
+    assert tile.status_code == 200, tile.text
+    assert tile.content.startswith(PNG)
 
 
 @pytest.fixture
@@ -139,3 +146,11 @@ def test_xpystac_opens_a_published_kerchunk_item_with_one_xarray_call(
 
     opened = xr.open_dataset(asset)  # xpystac's engine: no other argument
     xr.testing.assert_identical(opened.load(), open_sources(paths))
+
+    # the same store as the collection's asset (as the Planetary Computer's references)
+    collection = item.get_collection()
+    assert collection is not None
+    (key,) = collection.get_assets(role="latest-version")
+    assert key == f"tas@{item.properties['version']}"
+    from_collection = xr.open_dataset(collection.assets[key])
+    xr.testing.assert_identical(from_collection.load(), open_sources(paths))

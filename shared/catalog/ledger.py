@@ -98,6 +98,15 @@ def read_versions(dataset_id: str, settings: Settings, storage: Storage) -> list
     return list(document.get("versions") or [])
 
 
+def published_versions(dataset_id: str, settings: Settings, storage: Storage) -> list[str]:
+    """The versions that are published, in publication order (the STAC version links')."""
+    return [
+        v["version"]
+        for v in read_versions(dataset_id, settings, storage)
+        if v["state"] == "published"
+    ]
+
+
 def write_versions(
     dataset_id: str, versions: list[dict[str, Any]], settings: Settings, storage: Storage
 ) -> None:

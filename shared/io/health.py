@@ -13,7 +13,10 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-MODULES = ("virtualizarr", "kerchunk", "h5py", "icechunk", "zarr", "xarray", "obstore", "pystac")
+MODULES = (
+    "virtualizarr", "kerchunk", "h5py", "icechunk", "zarr", "xarray", "obstore", "pystac",
+    "matplotlib",  # the preview register draws
+)  # fmt: skip
 
 
 def dependency_report() -> dict[str, Any]:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pystac
 
-from shared.catalog.ledger import record_version, write_published
+from shared.catalog.ledger import published_versions, record_version, write_published
 from shared.catalog.stac.catalog import (
     RegisterResult,
     load_collection_template,
@@ -26,6 +26,7 @@ from shared.model.request import PipelineRequest
 from shared.model.settings import Settings
 from shared.model.telemetry import emit
 from shared.stages.combine import source_root
+from shared.stages.preview import add_preview
 from shared.stages.runreport import summary_location
 from shared.stages.scan import check_unchanged, load_manifest
 
@@ -106,6 +107,14 @@ def register(
             },
         )
         fields = collection_fields(template, dataset.attrs, settings.stac_license)
+        add_preview(
+            item,
+            dataset,
+            run_id=run_id,
+            concat_dim=request.concat_dim,
+            settings=settings,
+            storage=storage,
+        )
     add_run_links(item, request.dataset_id, run_id, manifest.digest, settings)
     # The static catalog, then the STAC API when one is set (put back as it was if the API
     # fails: shared.catalog.stac_api), then the records that make the version current.
@@ -116,6 +125,7 @@ def register(
             settings=settings,
             storage=storage,
             fields=fields,
+            versions=published_versions(request.dataset_id, settings, storage),
         )
     published = write_published(
         request=request,

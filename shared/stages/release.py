@@ -26,7 +26,7 @@ from shared.catalog.ledger import (
     remove_run_store,
     write_versions,
 )
-from shared.catalog.stac.catalog import remove_item
+from shared.catalog.stac.catalog import remove_item, withdraw_versions
 from shared.catalog.stac_api import withdraw_from_api
 from shared.io.storage import Storage
 from shared.model.errors import Conflict, NotFound, SourceChanged
@@ -132,6 +132,7 @@ def finish_unpublish(
     if found is None:
         raise NotFound(f"Dataset {dataset_id!r} has no version {version!r}.")
     if found["state"] != "unpublished":  # a repeated step keeps the first record
+        _unlink_versions(dataset_id, found, [version], versions, settings, storage)
         found["state"] = "unpublished"
         found["unpublished"] = {"by": by, "reason": reason, "at": now_text()}
         write_versions(dataset_id, versions, settings, storage)
@@ -142,6 +143,25 @@ def finish_unpublish(
         unpublished=found["unpublished"],
         current=current,
         skipped=skipped,
+    )
+
+
+def _unlink_versions(
+    dataset_id: str,
+    found: dict[str, Any],
+    drop: list[str],
+    versions: list[dict[str, Any]],
+    settings: Settings,
+    storage: Storage,
+) -> None:
+    """The catalog's version links stop showing ``drop`` (shared.catalog.stac.versions)."""
+    withdraw_versions(
+        dataset_id,
+        collection_id=PipelineRequest.from_dict(found["request"]).collection_id,
+        drop=drop,
+        versions=[v["version"] for v in versions if v["state"] == "published"],
+        settings=settings,
+        storage=storage,
     )
 
 
@@ -197,5 +217,12 @@ def cleanup(
 
 def prune(dataset_id: str, current_run: str, settings: Settings, storage: Storage) -> list[str]:
     """After a publication: remove the stores of versions beyond settings.keep_versions
-    (never the current one, never an unpublished one awaiting its cleanup)."""
-    return prune_versions(dataset_id, current_run, settings, storage)
+    (never the current one, never an unpublished one awaiting its cleanup); their version
+    snapshots leave the catalog with them."""
+    removed = prune_versions(dataset_id, current_run, settings, storage)
+    versions = read_versions(dataset_id, settings, storage)
+    current = next((v for v in versions if v["version"] == current_run), None)
+    if removed and current is not None:
+        kept = [v for v in versions if v["version"] not in removed]
+        _unlink_versions(dataset_id, current, removed, kept, settings, storage)
+    return removed

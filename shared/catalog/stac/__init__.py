@@ -15,6 +15,10 @@ Pure builders apart from catalog I/O, as in stactools packages:
 - ``collection``: what a collection says, pure: license and its link, providers, keywords,
   title and description (from the collection template, the data's global attributes, the
   settings), and summaries, item_assets and datacube fields from its items (docs/stac.md).
+- ``preview``: the picture a person reads (one time step of the main variable, titled, with
+  a colour bar and its units) and the ``thumbnail`` asset that shows it, pure.
+- ``versions``: the item's earlier published versions as snapshots beside it, linked by the
+  version extension (``latest-version``, ``predecessor-version``, ``successor-version``).
 - ``catalog``: ``register_item`` does the I/O: it adds (or replaces) the item in a
   self-contained static catalog that lives wherever the settings say (a local folder or a blob
   container), read and written through ``Storage`` by ``StorageStacIO``::
@@ -22,8 +26,10 @@ Pure builders apart from catalog I/O, as in stactools packages:
       {catalog}/catalog.json
       {catalog}/{collection}/collection.json
       {catalog}/{collection}/{item}/{item}.json
+      {catalog}/{collection}/{item}/versions/{version}.json
 
-All links are relative, so the folder or container can be moved or served over HTTP as is.
+The catalog's own links are relative, so the folder or container can be moved or served over
+HTTP as is.
 The collection's item links and extent are rebuilt from the item files present below it on
 every registration: registering the same dataset again replaces its item (never a
 duplicate), and a collection.json that lost an update heals on the next registration.

@@ -40,10 +40,13 @@ STORE_MEDIA_TYPES: dict[str, str] = {
     "kerchunk-parquet": pystac.MediaType.VND_APACHE_PARQUET,
     "icechunk": "application/vnd.zarr+icechunk",
 }
+# "references" is what xpystac opens a kerchunk JSON asset by (with "index", the Planetary
+# Computer's role for its kerchunk index files); "virtual" is the STAC best practices' role
+# for a virtual Zarr store (and VEDA's, on its Icechunk stores).
 STORE_ROLES: dict[str, list[str]] = {
-    "kerchunk-json": ["data", "references"],
-    "kerchunk-parquet": ["data", "references"],
-    "icechunk": ["data", "references", "virtual"],  # as VEDA publishes its Icechunk stores
+    "kerchunk-json": ["data", "references", "virtual"],
+    "kerchunk-parquet": ["data", "references", "virtual"],
+    "icechunk": ["data", "references", "virtual"],
 }
 # The Zarr hierarchy each store presents: kerchunk references are Zarr v2 without
 # consolidated metadata (.zmetadata is not written); Icechunk is Zarr v3.

@@ -6,8 +6,10 @@ item documents below it. The layout, relative to the settings' catalog location:
     {catalog}/catalog.json
     {catalog}/{collection}/collection.json
     {catalog}/{collection}/{item}/{item}.json
+    {catalog}/{collection}/{item}/versions/{version}.json   earlier published versions
 
-What the catalog, collections and items say is built in ``shared.catalog.stac.item``.
+(the version snapshots and their links: shared.catalog.stac.versions). What the catalog,
+collections and items say is built in ``shared.catalog.stac.item``.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -37,6 +39,7 @@ from shared.catalog.stac.documents import (
     new_catalog,
     new_collection,
 )
+from shared.catalog.stac.versions import VersionPaths, relink, remove_all, retire_current
 from shared.io.storage import Storage
 from shared.model.errors import BadRequest, CatalogError, PipelineError, StorageUnavailable
 from shared.model.layout import Layout
@@ -131,6 +134,10 @@ class CatalogPaths:
         item_id = item_id or self.item_id
         return self.collection_folder.join(item_id, f"{item_id}.json")
 
+    @property
+    def versions(self) -> VersionPaths:
+        return VersionPaths(self.collection_folder.join(self.item_id), self.item_id)
+
 
 def _href(location: Location) -> str:
     """The href pystac works with: a plain path locally (what its own I/O expects)."""
@@ -146,6 +153,7 @@ def register_item(
     collection_title: str | None = None,
     collection_description: str | None = None,
     fields: CollectionFields | None = None,
+    versions: Sequence[str] | None = None,
 ) -> RegisterResult:
     """Add (or replace) ``item`` in the static catalog at the settings' catalog location.
 
@@ -154,6 +162,11 @@ def register_item(
     item file below the collection, and puts ``fields`` (license, providers, keywords,
     title, description: shared.catalog.stac.collection) on it; then makes sure the catalog
     links to the collection. Safe to run twice (same files).
+
+    The version the item showed before, when it is another one, stays as a snapshot beside
+    it, and the version links of the item and its snapshots are rewritten
+    (shared.catalog.stac.versions); ``versions`` is the dataset's published versions in
+    publication order (the ledger's), None to order the snapshots by their creation.
     """
     storage = storage or Storage(settings)
     stac_io = StorageStacIO(storage)
@@ -181,7 +194,11 @@ def register_item(
     collection.add_item(item)
     item.set_self_href(_href(paths.item()))
 
+    with _catalog_errors(paths.item(), "keep the earlier version of"):
+        retire_current(paths.versions, item.properties.get("version"), storage)
     item.save_object(include_self_link=False, dest_href=_href(paths.item()), stac_io=stac_io)
+    with _catalog_errors(paths.versions.snapshots, "link the versions in"):
+        relink(paths.versions, versions, storage)
 
     others = _read_other_items(paths, storage)
     _link_items(collection, paths, others)
@@ -228,6 +245,7 @@ def remove_item(
         return False
     with _catalog_errors(paths.item(), "delete"):
         storage.delete([paths.item()])
+        remove_all(paths.versions, storage)
     if not _exists(paths.collection, storage):
         return True
     collection = _read_object(paths.collection, stac_io, pystac.Collection)
@@ -249,6 +267,28 @@ def remove_item(
         items_in_collection=len(others),
     )
     return True
+
+
+def withdraw_versions(
+    item_id: str,
+    *,
+    collection_id: str,
+    drop: Sequence[str],
+    versions: Sequence[str],
+    settings: Settings,
+    storage: Storage | None = None,
+) -> list[str]:
+    """Versions leave the catalog (unpublished, or their stores pruned): their snapshots are
+    removed and the version links of the item and the remaining snapshots rewritten;
+    ``versions`` is the published versions that remain, in publication order. Returns the
+    versions still linked, oldest first."""
+    storage = storage or Storage(settings)
+    root = Layout.from_settings(settings).catalog
+    check_id(item_id, "item id", root)
+    check_id(collection_id, "collection id", root)
+    paths = CatalogPaths(root, collection_id, item_id)
+    with _catalog_errors(paths.versions.snapshots, "link the versions in"):
+        return relink(paths.versions, versions, storage, drop=drop)
 
 
 MAX_TEMPLATE_BYTES = 1024 * 1024

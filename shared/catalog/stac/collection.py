@@ -29,7 +29,11 @@ from typing import Any
 import pystac
 from pystac.extensions.datacube import DatacubeExtension, Dimension, Variable
 
+from shared.catalog.stac.assets import STORAGE_EXTENSION, VIRTUAL_ASSETS_EXTENSION
 from shared.model.errors import BadRequest
+
+THUMBNAIL_ASSET_KEY = "thumbnail"
+PNG = "image/png"
 
 # What the STAC collection schema accepts as a license: an SPDX id, or "other".
 _SPDX = re.compile(r"^[\w\-.+]+$")
@@ -40,7 +44,12 @@ TEMPLATE_FIELDS = ("title", "description", "license", "license_href", "providers
 # Not the zarr: fields: the zarr extension v1.0.0 schema, once declared on a collection,
 # requires collection assets carrying them (the items say them).
 _ITEM_ASSET_FIELDS = ("type", "roles")
-ITEM_ASSET_TITLES = {"data": "Virtual Zarr store", "sources": "Source NetCDF/HDF5 files"}
+ITEM_ASSET_TITLES = {
+    "data": "Virtual Zarr store",
+    "sources": "Source NetCDF/HDF5 files",
+    "thumbnail": "Preview of one time step",
+}
+LATEST_VERSION_ROLE = "latest-version"
 
 
 @dataclass(frozen=True)
@@ -179,6 +188,9 @@ def describe_items(collection: pystac.Collection, items: Sequence[Mapping[str, A
         )
         for key, fields in _item_assets(items).items()
     }
+    collection.assets = {}
+    _show_newest_thumbnail(collection, items)
+    _show_stores(collection, items)
     dimensions, variables = _cube(items)
     cube = DatacubeExtension.ext(collection, add_if_missing=bool(dimensions))
     if dimensions:
@@ -189,6 +201,58 @@ def describe_items(collection: pystac.Collection, items: Sequence[Mapping[str, A
     else:
         for key in ("cube:dimensions", "cube:variables"):
             collection.extra_fields.pop(key, None)
+
+
+def _show_newest_thumbnail(
+    collection: pystac.Collection, items: Sequence[Mapping[str, Any]]
+) -> None:
+    """The collection's ``thumbnail`` asset and ``preview`` link (STAC best practices): the
+    thumbnail of the item registered last; none when no item has one."""
+    collection.links = [link for link in collection.links if link.rel != "preview"]
+    shown = [i for i in items if THUMBNAIL_ASSET_KEY in (i.get("assets") or {})]
+    if not shown:
+        return
+    newest = max(shown, key=lambda i: (str(_props(i).get("updated") or ""), str(i.get("id"))))
+    thumbnail = pystac.Asset.from_dict(newest["assets"][THUMBNAIL_ASSET_KEY])
+    if thumbnail.title:  # "Preview: <what>" -> "Preview of <dataset>: <what>"
+        what = thumbnail.title.removeprefix("Preview: ")
+        thumbnail.title = f"Preview of {newest.get('id')}: {what}"
+    collection.add_asset(THUMBNAIL_ASSET_KEY, thumbnail)
+    collection.add_link(pystac.Link("preview", thumbnail.href, PNG, thumbnail.title))
+
+
+def _show_stores(collection: pystac.Collection, items: Sequence[Mapping[str, Any]]) -> None:
+    """Each item's store as a collection asset too, as the Planetary Computer publishes
+    kerchunk references (NEX-GDDP-CMIP6: one ``references`` asset per model and scenario)
+    and VEDA virtual Icechunk stores (xpystac reads both): keyed ``{dataset}@{version}`` (a
+    collection holds several datasets; '@' is in no dataset id, so no key collides), roles
+    with ``latest-version``, its source files as the asset ``{dataset}@sources`` that its
+    ``vrt:hrefs`` names, and the items' storage schemes on the collection. The zarr fields
+    stay on the item: the zarr extension v1.0.0, declared on a collection, requires them on
+    every collection asset (the thumbnail and the sources have none)."""
+    schemes: dict[str, Any] = {}
+    for item in sorted(items, key=lambda i: str(i.get("id"))):
+        assets = item.get("assets") or {}
+        data, sources = assets.get("data"), assets.get("sources")
+        if not data or not sources:
+            continue
+        dataset, version = str(item.get("id")), str(_props(item).get("version") or "current")
+        sources_key = f"{dataset}@sources"
+        store = {k: v for k, v in data.items() if not k.startswith("zarr:")}
+        store["title"] = f"{dataset}: virtual Zarr store, version {version}"
+        store["roles"] = [*data.get("roles", []), LATEST_VERSION_ROLE]
+        store["vrt:hrefs"] = [{"key": sources_key, "href": f"#/assets/{sources_key}"}]
+        collection.add_asset(f"{dataset}@{version}", pystac.Asset.from_dict(store))
+        collection.add_asset(sources_key, pystac.Asset.from_dict(dict(sources)))
+        schemes.update(_props(item).get("storage:schemes") or {})
+    managed = (STORAGE_EXTENSION, VIRTUAL_ASSETS_EXTENSION)
+    collection.stac_extensions = [e for e in collection.stac_extensions if e not in managed]
+    collection.extra_fields.pop("storage:schemes", None)
+    if any(LATEST_VERSION_ROLE in (a.roles or []) for a in collection.assets.values()):
+        collection.stac_extensions.append(VIRTUAL_ASSETS_EXTENSION)
+    if schemes:
+        collection.extra_fields["storage:schemes"] = schemes
+        collection.stac_extensions.append(STORAGE_EXTENSION)
 
 
 def _summaries(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

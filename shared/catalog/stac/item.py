@@ -16,7 +16,12 @@ import xarray as xr
 from pystac.extensions.datacube import DatacubeExtension, Dimension, Variable
 from pystac.utils import datetime_to_str, str_to_datetime
 
-from shared.catalog.stac.assets import FORMAT_WORDS, asset_extensions, store_assets
+from shared.catalog.stac.assets import (
+    FORMAT_WORDS,
+    STORE_ASSET_KEY,
+    asset_extensions,
+    store_assets,
+)
 from shared.catalog.stac.cf import (
     cube_dimensions,
     cube_variables,
@@ -135,6 +140,8 @@ def build_item(
     )
     for key, asset in assets.items():
         item.add_asset(key, asset)
+    store_asset = assets[STORE_ASSET_KEY]  # the STAC best practices' link to a Zarr store
+    item.add_link(pystac.Link("store", store_asset.href, store_asset.media_type, store_asset.title))
     if schemes:
         item.properties["storage:schemes"] = schemes
     item.stac_extensions += [*asset_extensions(schemes), PROCESSING_EXTENSION]
