@@ -113,6 +113,12 @@ def test_devhost_run_with_stac_api_publishes_and_a_second_run_updates_the_item(
     assert hits[0]["properties"]["version"] != first_run
     assert hits[0]["properties"]["end_datetime"].startswith("2024-01-04")
     assert len(found(stac_api.url, name)) == 1
+    # The static item links its versions' snapshots by relative hrefs, which the API would
+    # resolve against its own URL to nothing: every link into the API is one of its own.
+    into_api = [link["href"] for link in hits[0]["links"] if link["href"].startswith(stac_api.url)]
+    assert all(
+        href == stac_api.url or href.startswith(f"{stac_api.url}/collections/") for href in into_api
+    ), into_api
 
 
 def test_unpublish_restores_the_previous_version_in_the_api_then_removes_the_item(

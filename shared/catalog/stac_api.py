@@ -199,13 +199,20 @@ def _excerpt(body: str) -> str:
 
 def for_api(document: dict[str, Any]) -> dict[str, Any]:
     """The static catalog's document as the API takes it: without the links into the static
-    catalog's files (the API adds its own); every other link (describedby, license, ...) and
-    every asset stays."""
+    catalog's files (the API adds its own hierarchy links, and a relative href, such as the
+    version links to the snapshots beside the item, would resolve against the API's URL to
+    nothing); every other link (describedby, license, ...) and every asset stays."""
     found = dict(document)
     found["links"] = [
-        link for link in document.get("links", []) if link.get("rel") not in STATIC_RELS
+        link
+        for link in document.get("links", [])
+        if link.get("rel") not in STATIC_RELS and not _relative(str(link.get("href", "")))
     ]
     return found
+
+
+def _relative(href: str) -> bool:
+    return not href.startswith("/") and "://" not in href
 
 
 # -- keeping the static catalog and the API together ---------------------------------------
