@@ -93,7 +93,7 @@ def _netcdf_c(location: Location, memory: bytes | None, group: str | None) -> It
             nc = netCDF4.Dataset(location.name, "r", memory=memory)
         try:
             store = xr.backends.NetCDF4DataStore(nc, group=group, lock=NETCDF_C)
-            ds = xr.open_dataset(store, chunks=None)
+            ds = xr.open_dataset(store, engine="store", chunks=None)  # no engine guessing
         except BaseException:
             nc.close()
             raise
