@@ -1,11 +1,12 @@
 """Reading sources and the store for verify, and saying what went wrong when bytes do not
 decode.
 
-Each source file is opened independently of the reference machinery (h5netcdf over a ranged
-reader for HDF5, the netCDF-C library for NetCDF3) with CF decoding on, exactly as a user
-would open it. Bytes that do not decode, read from a file or where the store points (zlib
-errors, HDF5 "filter returned failure", a truncated file), are ``corrupt_chunk`` naming the
-file, the variable and the chunk (found by reading the region one chunk at a time), never
+Each source file is opened independently of the reference machinery (read whole and opened
+from memory by the netCDF-C library; an HDF5 file over SMALL_SOURCE_BYTES in sample mode with
+h5netcdf over a ranged reader) with CF decoding on, exactly as a user would open it. Bytes
+that do not decode, read from a file or where the store points (zlib errors, HDF5 "filter
+returned failure", netCDF-C's "HDF error", a truncated file), are ``corrupt_chunk`` naming
+the file, the variable and the chunk (found by reading the region one chunk at a time), never
 retried; a file that changed meanwhile is ``source_changed`` (both ETags). The tile reader
 (consumer.tiles) explains its failed reads with the same helpers.
 """
