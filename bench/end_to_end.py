@@ -1,8 +1,10 @@
 """Part 5: end to end through devhost on Azurite: the real Function App (scan, validate, gate,
 generate, combine, verify, register) on N small daily NetCDF4 files (SampleSpec defaults:
 one time step, 90x180 grid, compressed) in an Azurite container, with the work area, stores
-and catalog in Azurite too; two activity worker processes. Files per second = N / wall time
-from the start request to the completed status."""
+and catalog in Azurite too; two activity worker processes, one per core (one Azure EP1
+instance runs four on its one core: FUNCTIONS_WORKER_PROCESS_COUNT=4, host.json's
+maxConcurrentActivityFunctions 4). Files per second = N / wall time from the start request
+to the completed status."""
 
 from __future__ import annotations
 
@@ -16,8 +18,15 @@ from typing import Any
 
 from bench.common import OUT, azurite, create_containers, run_child, table, upload
 
+# Activity worker processes: one per core of the 2-core bench machine. Fewer per core than
+# Azure runs (FUNCTIONS_WORKER_PROCESS_COUNT=4 on an EP1's one core; docs/host-settings.md);
+# on a loaded 2-core machine 4 measured the same wall time for more CPU (imports per process).
+WORKERS = 2
 
-def one_run(endpoint: str, source: str, work: str, stores: str, catalog: str, fmt: str) -> dict:
+
+def one_run(
+    endpoint: str, source: str, work: str, stores: str, catalog: str, fmt: str, workers: int
+) -> dict:
     """Child: the pipeline on ``source`` through devhost; wall seconds and stage seconds."""
     from bench.common import account
     from devhost.durable import DurableHost
@@ -31,7 +40,7 @@ def one_run(endpoint: str, source: str, work: str, stores: str, catalog: str, fm
         os.environ[name] = value
     request = PipelineRequest.from_dict({"source": source, "dataset_id": "bench", "format": fmt})
     instance = instance_id_for(request.dataset_id)
-    with DurableHost(tempfile.mkdtemp(prefix="bench-e2e-"), workers=2) as host:
+    with DurableHost(tempfile.mkdtemp(prefix="bench-e2e-"), workers=workers) as host:
         started = time.time()
         run = PipelineInput(request, RunPolicy.from_request(request, settings))
         host.start_new("pipeline", instance, json.dumps(run.to_dict()))
@@ -43,7 +52,9 @@ def one_run(endpoint: str, source: str, work: str, stores: str, catalog: str, fm
             "error": output.get("error")}  # fmt: skip
 
 
-def run(quick: bool, endpoint: str | None = None, files: int | None = None) -> dict[str, Any]:
+def run(
+    quick: bool, endpoint: str | None = None, files: int | None = None, workers: int = WORKERS
+) -> dict[str, Any]:
     from devhost.samples import SampleSpec, write_sample_files
 
     count = files or (10 if quick else 1000)
@@ -61,9 +72,9 @@ def run(quick: bool, endpoint: str | None = None, files: int | None = None) -> d
         got = run_child(
             "bench.end_to_end:one_run", endpoint=ep, source=f"az://{names[0]}/tas",
             work=f"az://{names[1]}/runs", stores=f"az://{names[2]}",
-            catalog=f"az://{names[3]}/stac", fmt="kerchunk-json",
+            catalog=f"az://{names[3]}/stac", fmt="kerchunk-json", workers=workers,
         )  # fmt: skip
-        rows.append({"files": count, "bytes": size, **got})
+        rows.append({"files": count, "bytes": size, "workers": workers, **got})
         print(f"  end to end {count} files: {got['wall']:.1f} s {got['status']}", flush=True)
     return {"rows": rows}
 
@@ -88,8 +99,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--files", type=int, default=1000, help="how many daily files")
     parser.add_argument("--endpoint", default=None,
                         help="an Azurite blob endpoint (default: start one)")  # fmt: skip
+    parser.add_argument("--workers", type=int, default=WORKERS,
+                        help=f"activity worker processes (default {WORKERS})")  # fmt: skip
     args = parser.parse_args(argv)
-    results = run(False, args.endpoint, files=args.files)
+    results = run(False, args.endpoint, files=args.files, workers=args.workers)
     print(render(results))
 
 

@@ -301,10 +301,23 @@ NOTES = """
   files), under 2 ms per activity; the largest payload stays under 4 KB and the largest
   history under 0.65 MB (1,232 events) at 10,000 files, now that verify fans out in batches
   too (it was 0.5 MB and 828 events with one verify activity).
-- **End to end on Azurite: missed, 8.3 files per second at 1,000 files** (120 s; target 25).
-  Verify takes 69 s of it, generate 27 s and validate 15 s. Verify compares every value of
-  a collection under `PIPELINE_VERIFY_FULL_MAX_BYTES` (256 MB), and fanned out in batches
-  it runs on both cores; about 70% of its time is h5netcdf opening each source (about 60 ms
-  a file, cProfile). Opening the sources with the netCDF-C engine, or once from memory in
-  full mode, and less per-activity overhead in validate and generate are the next steps.
+- **End to end on Azurite: missed, 18.5 files per second at 1,000 files** (54.0 s; target
+  25). Measured back to back against the code before (`python -m bench.end_to_end --files
+  1000`, a fresh Azurite each, 11:53-11:56 UTC, load average 6-9 from other work on the 2
+  cores): before 100.1 s (10.0 files/s; verify 57.4 s, generate 20.8 s, validate 12.2 s),
+  77.5 s of CPU in the pipeline's processes and 31.9 s in Azurite; after 54.0 s (verify
+  16.1 s, generate 17.2 s, validate 11.6 s), 40.8 s and 22.2 s of CPU. Verify opened every
+  source with h5netcdf (about 60 ms a file, 70% of verify); it now reads a file whose
+  values are all compared (full mode), or of at most 1 MiB, in one request and opens it
+  from memory with the netCDF-C library (about 7 ms; both openers give the same dataset on
+  every file of the correctness matrix, tests/test_verify.py). Each worker process keeps
+  one storage client per container for all its activity calls (6 ms to build one, and the
+  connections stay open) and reads the library versions once; validate and generate read a
+  file of up to two header blocks (this 88 KB one) in one request instead of two or three;
+  the Azurite the benches start keeps blobs in memory and logs no requests (a third of its
+  CPU). What limits it now is CPU: about 63 s for 1,000 files between the pipeline and
+  Azurite, so about 32 s (31 files/s) on two idle cores. Generate (VirtualiZarr's HDF5
+  parser) and validate (h5py) read each header separately (docs/limits.md; issue 9);
+  verify's remaining time is xarray's decoding and index building at each open and the
+  store's reads.
 """

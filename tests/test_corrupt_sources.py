@@ -28,7 +28,7 @@ from shared.stages.gate import gate
 from shared.stages.references import generate_batch
 from shared.stages.scan import load_manifest, scan
 from shared.stages.validate import validate_batch
-from shared.stages.verify import decode_failure, verify
+from shared.stages.verify import decode_failure, reading, verify
 from tests.helpers import run_pipeline
 
 SPEC = SampleSpec(files=3, lat=18, lon=36)
@@ -170,12 +170,34 @@ def test_a_chunk_damaged_in_place_after_generate_is_corrupt_chunk_naming_file_va
     error = corrupt.value
     assert error.context["url"].endswith(paths[1].name)
     assert f"{paths[1].name}: variable 'tas', chunk (0, 0, 0)" in error.message
-    assert "filter returned failure" in error.message
+    # The library's words: the netCDF-C library's (verify reads a small file whole and opens
+    # it with netCDF-C) or HDF5's through h5py (a large file, opened with h5netcdf).
+    assert "NetCDF: HDF error" in error.message or "filter returned failure" in error.message
     assert error.context["chunk"] == [0, 0, 0] and error.context["side"] == "source file"
     assert describe(error)["code"] == "corrupt_chunk" and not describe(error)["retryable"]
     assert "Replace the named file with a good copy" in error.remedy
     assert "Nothing was published" in error.remedy
     assert not verified_marker(local_settings, store_url).exists()
+
+
+def test_a_chunk_damaged_in_a_sampled_file_read_through_ranges_names_file_variable_chunk(
+    tmp_path, local_settings, monkeypatch
+):
+    """A large file sampled (here: the small-file threshold set to 0) is opened with h5netcdf
+    over ranged reads instead of read whole: its damaged chunk is found alike, in HDF5's
+    words."""
+    monkeypatch.setattr(reading, "SMALL_SOURCE_BYTES", 0)
+    settings = local_settings.with_changes(verify_full_max_bytes=0)
+    paths = write_sample_files(tmp_path / "src", SPEC)
+    manifest_url, store_url = combined_store(
+        tmp_path / "src", settings, "kerchunk-json", before_combine=lambda: damage_chunk(paths[1])
+    )
+    with pytest.raises(CorruptChunk) as corrupt:
+        verify(manifest_url, store_url, "kerchunk-json", "time", settings)
+    error = corrupt.value
+    assert f"{paths[1].name}: variable 'tas', chunk (0, 0, 0)" in error.message
+    assert "filter returned failure" in error.message
+    assert error.context["chunk"] == [0, 0, 0] and error.context["side"] == "source file"
 
 
 @pytest.mark.parametrize("store_format", FORMATS)

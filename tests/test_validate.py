@@ -118,6 +118,23 @@ def test_good_netcdf4_file_is_suitable_with_its_variables_dimensions_chunks_filt
     assert report.bytes_read == path.stat().st_size and report.requests == 1  # one 64 KiB block
 
 
+def test_a_file_of_up_to_two_header_blocks_is_read_in_one_request_by_validate_and_generate(
+    tmp_path, local_settings
+):
+    """The bench's daily file (90x180, about 88 KB: more than one 64 KiB block, less than
+    two) is read whole in the first request, instead of a block and then the rest."""
+    path = write_sample_files(tmp_path / "src", SampleSpec(files=1))[0]
+    size = path.stat().st_size
+    assert local_settings.read_block_size < size <= 2 * local_settings.read_block_size
+    report = validate(path, local_settings)
+    assert (report.bytes_read, report.requests) == (size, 1)
+    _, result = scanned(str(tmp_path / "src"), local_settings)
+    generated = generate_batch(result.manifest_url, 0, 1, local_settings)
+    manifest = Path(result.manifest_url.removeprefix("file://")).stat().st_size
+    # the batch reads the scan manifest too
+    assert (generated.bytes_read, generated.requests) == (manifest + size, 2)
+
+
 @pytest.mark.parametrize(
     ("netcdf_format", "detail"),
     [

@@ -4,17 +4,21 @@ from dataclasses import replace
 from pathlib import Path
 
 import netCDF4
+import numpy as np
 import pytest
 import xarray as xr
 
 from consumer.reader import open_item
 from devhost.samples import SampleSpec, write_sample_files
+from shared.io.storage import Storage
 from shared.model.errors import SourceChanged, VerifyMismatch
+from shared.model.locations import parse_location
 from shared.model.request import PipelineRequest
 from shared.stages.combine import combine
 from shared.stages.references import generate_batch
-from shared.stages.verify import compare_files, decide, verify
+from shared.stages.verify import compare_files, decide, open_source, reading, verify
 from tests.helpers import durable_host, open_sources, run_pipeline, scanned, submit
+from tests.matrix_cases import CASES, Case
 
 
 def edit_refs(store_url, change):
@@ -59,7 +63,15 @@ def test_swapped_chunk_references_are_caught_naming_file_and_variable(sample_fil
     assert "Nothing was published" in error.value.remedy
 
 
-def test_sample_mode_also_catches_a_wrong_chunk(sample_files, local_settings):
+@pytest.mark.parametrize(
+    "small_source_bytes", [reading.SMALL_SOURCE_BYTES, 0], ids=["read-whole", "ranged"]
+)
+def test_sample_mode_also_catches_a_wrong_chunk(
+    sample_files, local_settings, monkeypatch, small_source_bytes
+):
+    """Small files are read whole even when sampled; with the threshold at 0 the same files
+    are opened with h5netcdf, as a large file is."""
+    monkeypatch.setattr(reading, "SMALL_SOURCE_BYTES", small_source_bytes)
     settings = local_settings.with_changes(verify_full_max_bytes=0, verify_sample_chunks=1)
     manifest_url, store_url = build(sample_files[0].parent, settings)
     edit_refs(store_url, lambda refs: refs["refs"].update({"pr/3.0.0": refs["refs"]["pr/0.0.0"]}))
@@ -237,3 +249,55 @@ def test_two_files_in_different_verify_batches_claiming_the_same_steps_fail_the_
         r"also held by .*tas_day_20240101\.nc",
         custom["error"]["message"],
     ), custom["error"]
+
+
+def _attrs_alike(found: dict, expected: dict) -> bool:
+    """The same names, and values of the same shape, kind and content (NaN equals NaN)."""
+    if set(found) != set(expected):
+        return False
+    for name, value in expected.items():
+        a, b = np.asarray(found[name]), np.asarray(value)
+        if a.shape != b.shape or a.dtype.kind != b.dtype.kind:
+            return False
+        if not np.array_equal(a, b, equal_nan=a.dtype.kind in "fc"):
+            return False
+    return True
+
+
+def _opened_by(ds: xr.Dataset) -> str:
+    """The xarray store a dataset was opened through (its close method's owner)."""
+    return type(ds._close.__self__).__name__  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    "case", [c for c in CASES if c.outcome == "equal"], ids=lambda c: c.name.replace(" ", "-")
+)
+def test_a_source_read_whole_opens_as_it_does_through_ranges(
+    tmp_path, local_settings, monkeypatch, case: Case
+):
+    """Verify reads a small file (or every file, in full mode) whole and opens it with the
+    netCDF-C library, a large sampled one with h5netcdf over ranged reads: for every file of
+    the correctness matrix that publishes, both give the same variables, dtypes, attributes
+    (down to their shapes), chunk shapes and values. (The threshold is set to 0 so that these
+    small files take the ranged path too.)"""
+    monkeypatch.setattr(reading, "SMALL_SOURCE_BYTES", 0)
+    paths = case.build(tmp_path / "src")
+    group = case.options.get("group")
+    assert group is None or isinstance(group, str)
+    storage = Storage(local_settings)
+    for path in paths:
+        info = storage.head(parse_location(str(path), local_settings, what="source file"))
+        with (
+            open_source(info, local_settings, storage, group, whole=True) as whole,
+            open_source(info, local_settings, storage, group) as ranged,
+        ):
+            assert _opened_by(whole) == "NetCDF4DataStore"
+            if _opened_by(ranged) != "H5NetCDFStore":  # NetCDF3: read whole either way
+                continue
+            xr.testing.assert_identical(whole.load(), ranged.load())
+            assert _attrs_alike(whole.attrs, ranged.attrs)
+            for name, variable in ranged.variables.items():
+                alike = whole.variables[name]
+                assert alike.dtype == variable.dtype, name
+                assert _attrs_alike(alike.attrs, variable.attrs), name
+                assert reading.chunk_shape(alike) == reading.chunk_shape(variable), name

@@ -18,9 +18,10 @@ This one fetches what is asked, with an adaptive read-ahead:
   chunk index above the leaves fetches all its children at once, concurrently, instead of
   one request after another as h5py asks for them.
 
-The first read of a file is the callers' own: the stages read one block (``block_size``) to
-recognise the format, which also holds the superblock and the root group's headers (and,
-in a NetCDF4 file, usually the small coordinates too: generate inlines them from here).
+The first read of a file is the callers' own (first_read): the stages read one block
+(``block_size``) to recognise the format, which also holds the superblock and the root
+group's headers (and, in a NetCDF4 file, usually the small coordinates too: generate inlines
+them from here); a file of at most two blocks is read whole at once.
 """
 
 from __future__ import annotations
@@ -36,6 +37,13 @@ PREFETCH_REQUESTS = 8
 # What is kept of a file's fetched bytes, in blocks (64 x 64 KiB = 4 MiB with the defaults:
 # as much as the block reader this replaces kept).
 CACHED_BLOCKS = 64
+
+
+def first_read(size: int, block_size: int) -> int:
+    """How much of a ``size``-byte file a stage reads first: one block, or the whole file
+    when it is at most two blocks (h5py would ask for most of the rest anyway, one or two
+    requests later: an 88 KB daily file took three requests, now one)."""
+    return size if size <= 2 * block_size else block_size
 
 
 class AdaptiveReader:

@@ -31,7 +31,7 @@ from zarr.core.buffer import default_buffer_prototype
 from zarr.core.metadata import ArrayV3Metadata
 
 from shared.io.formats import describe_magic, sniff
-from shared.io.readers import AdaptiveReader
+from shared.io.readers import AdaptiveReader, first_read
 from shared.io.storage import ObjectInfo, Storage
 from shared.model.errors import PipelineError, ReferencesFailed
 from shared.model.jsonsafe import json_safe
@@ -62,7 +62,7 @@ def build_references(
     if info.size == 0:
         raise ReferencesFailed(f"{info.url} is empty (0 bytes); it has no variables to reference.")
     reader = storage.reader(location, size=info.size, prefetch_index=True)
-    head = reader.read(min(info.size, settings.read_block_size))
+    head = reader.read(first_read(info.size, settings.read_block_size))
     reader.seek(0)
     file_format = sniff(head)
     if file_format is None:

@@ -11,6 +11,7 @@ from shared.io.formats import (
     describe_magic,
     sniff,
 )
+from shared.io.readers import first_read
 from shared.io.storage import ObjectInfo, Storage
 from shared.model.locations import Location, parse_location
 from shared.model.settings import Settings
@@ -64,7 +65,7 @@ def _read_header(
         return None, [_empty_file(info.url)], None, ""
     reader = GuardedReader(storage.reader(location, size=info.size), location, info.size)
     try:
-        head = reader.read(min(info.size, storage.settings.read_block_size))
+        head = reader.read(first_read(info.size, storage.settings.read_block_size))
         fmt = _sniff(reader, head, info.size)
         if fmt is None:
             return None, [_not_netcdf(info.url, head)], None, ""

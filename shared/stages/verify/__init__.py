@@ -1,10 +1,10 @@
 """Verify: reopen the combined store with xarray and compare it with the source files.
 
 Nothing is registered unless this passes. Each source file is opened independently of the
-reference machinery (h5netcdf over a ranged reader for HDF5, the netCDF-C library for
-NetCDF3) with CF decoding on, exactly as a user would open it, and compared with the slice of
-the store it should have become: same variables, dtypes, attributes and values (NaN equals
-NaN), same decoded times.
+reference machinery (read whole and opened from memory by the netCDF-C library; an HDF5 file
+over 1 MiB in sample mode with h5netcdf over a ranged reader) with CF decoding on, exactly
+as a user would open it, and compared with the slice of the store it should have become:
+same variables, dtypes, attributes and values (NaN equals NaN), same decoded times.
 
 Small collections (total size up to PIPELINE_VERIFY_FULL_MAX_BYTES) are compared in full.
 Larger ones are compared on a deterministic sample: for every file, every variable along the

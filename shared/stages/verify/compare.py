@@ -210,6 +210,7 @@ def compare_files(
     stop = len(manifest.files) if stop is None else min(stop, len(manifest.files))
     files = manifest.files[start:stop]
     mode = verify_mode(manifest.total_bytes, settings)
+    whole = mode == "full"  # every value is compared: each file is read in one request
     store: Location = parse_location(store_url, settings, what="store")
     check_unchanged(manifest.subset(files), settings, storage, "it was scanned")
     with (
@@ -230,8 +231,8 @@ def compare_files(
     try:
         for position, info in enumerate(files, start=start):
             with (
-                source_opens(info, manifest, settings, storage),
-                open_source(info, settings, storage, manifest.group) as source,
+                source_opens(info, manifest, settings, storage, whole=whole),
+                open_source(info, settings, storage, manifest.group, whole=whole) as source,
             ):
                 positions = index.get_indexer(source[concat_dim].values)
                 if (positions < 0).any():

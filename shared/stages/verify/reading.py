@@ -1,11 +1,12 @@
 """Reading sources and the store for verify, and saying what went wrong when bytes do not
 decode.
 
-Each source file is opened independently of the reference machinery (h5netcdf over a ranged
-reader for HDF5, the netCDF-C library for NetCDF3) with CF decoding on, exactly as a user
-would open it. Bytes that do not decode, read from a file or where the store points (zlib
-errors, HDF5 "filter returned failure", a truncated file), are ``corrupt_chunk`` naming the
-file, the variable and the chunk (found by reading the region one chunk at a time), never
+Each source file is opened independently of the reference machinery (read whole and opened
+from memory by the netCDF-C library; an HDF5 file over SMALL_SOURCE_BYTES in sample mode with
+h5netcdf over a ranged reader) with CF decoding on, exactly as a user would open it. Bytes
+that do not decode, read from a file or where the store points (zlib errors, HDF5 "filter
+returned failure", netCDF-C's "HDF error", a truncated file), are ``corrupt_chunk`` naming
+the file, the variable and the chunk (found by reading the region one chunk at a time), never
 retried; a file that changed meanwhile is ``source_changed`` (both ETags). The tile reader
 (consumer.tiles) explains its failed reads with the same helpers.
 """
@@ -18,10 +19,10 @@ import logging
 import re
 import threading
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import xarray as xr
@@ -39,37 +40,69 @@ from shared.stages.scan import ScanManifest, ensure_unchanged
 log = logging.getLogger(__name__)
 
 # The netCDF-C library is not thread-safe, and verify's batches run side by side on the
-# threads of a worker process: one NetCDF3 source open at a time per process. (HDF5 sources
-# are read with h5py, which holds its own process-wide lock.)
-NETCDF_C = threading.Lock()
+# threads of a worker process: every call into it (opening, each read, closing) holds this
+# lock, re-entrant because xarray reads the coordinates while the file is being opened. (HDF5
+# sources read through h5netcdf use h5py, which holds its own process-wide lock.)
+NETCDF_C = threading.RLock()
+
+# A source file up to this size is always read whole (one request) and opened from memory:
+# sampling a file this small reads most of its bytes anyway. Larger HDF5 files are read whole
+# only when every value is compared (verify's full mode), else through the ranged reader.
+SMALL_SOURCE_BYTES = 1 << 20
 
 
 @contextmanager
 def open_source(
-    info: ObjectInfo, settings: Settings, storage: Storage, group: str | None = None
+    info: ObjectInfo,
+    settings: Settings,
+    storage: Storage,
+    group: str | None = None,
+    *,
+    whole: bool = False,
 ) -> Iterator[xr.Dataset]:
     """Open one source file (one group of it) with xarray, CF decoding on, without the
-    reference machinery."""
+    reference machinery. With ``whole`` (or for a file of at most SMALL_SOURCE_BYTES, or
+    NetCDF3) the file is read in one request and opened from memory by the netCDF-C library
+    (about 10x faster than h5netcdf for a small file, and the values decode alike: xarray
+    does the CF decoding for both); else an HDF5 file is opened with h5netcdf over a ranged
+    reader, which reads only the header and the chunks asked for."""
     location = parse_location(info.url, settings, what="source file")
-    head = storage.read_range(location, 0, min(info.size, 8))
-    file_format = sniff(head)
-    if file_format == "hdf5":
-        target: Any = (
-            location.path if location.is_local else storage.reader(location, size=info.size)
-        )
-        with xr.open_dataset(target, engine="h5netcdf", chunks=None, group=group) as ds:
-            yield ds
-        return
+    if not whole and info.size > SMALL_SOURCE_BYTES:
+        head = storage.read_range(location, 0, min(info.size, 8))
+        if sniff(head) == "hdf5":
+            target: Any = (
+                location.path if location.is_local else storage.reader(location, size=info.size)
+            )
+            with xr.open_dataset(target, engine="h5netcdf", chunks=None, group=group) as ds:
+                yield ds
+            return
+    memory = None if location.is_local else storage.read(location)
+    with _netcdf_c(location, memory, group) as ds:
+        yield ds
+
+
+@contextmanager
+def _netcdf_c(location: Location, memory: bytes | None, group: str | None) -> Iterator[xr.Dataset]:
+    """A file opened by the netCDF-C library (from ``memory`` when given), every call into
+    the library under NETCDF_C, so the lock is not held while the caller does other work."""
     import netCDF4
 
-    memory = None if location.is_local else storage.read(location)
     with NETCDF_C:
         if memory is None:
             nc = netCDF4.Dataset(location.path, "r")
         else:
             nc = netCDF4.Dataset(location.name, "r", memory=memory)
-        with xr.open_dataset(xr.backends.NetCDF4DataStore(nc), chunks=None) as ds:
-            yield ds
+        try:
+            store = xr.backends.NetCDF4DataStore(nc, group=group, lock=NETCDF_C)
+            ds = xr.open_dataset(store, engine="store", chunks=None)  # no engine guessing
+        except BaseException:
+            nc.close()
+            raise
+    try:
+        yield ds
+    finally:
+        with NETCDF_C:
+            ds.close()
 
 
 # -- bytes that do not decode ----------------------------------------------------------------
@@ -267,12 +300,10 @@ def _region_words(region: Mapping[str, slice]) -> str:
 
 
 @contextmanager
-def source_opens(
-    info: ObjectInfo, manifest: ScanManifest, settings: Settings, storage: Storage
-) -> Iterator[None]:
-    """Opening a source file (its header and coordinates): bytes that do not decode, again
-    when it is opened a second time, are CorruptChunk naming the file (SourceChanged if it
-    changed meanwhile)."""
+def _undecodable(explain: Callable[[Exception, str], NoReturn]) -> Iterator[None]:
+    """Bytes that do not decode in the block (decode_failure's words): ``explain(exc,
+    words)`` raises what they mean (CorruptChunk, SourceChanged, or StorageUnavailable when
+    they decode once read again). Any other error passes through unchanged."""
     try:
         yield
     except PipelineError:
@@ -281,21 +312,52 @@ def source_opens(
         words = decode_failure(exc)
         if words is None:
             raise
+        explain(exc, words)
+
+
+def _fails_again(reopen: Callable[[], None]) -> bool:
+    """Whether opening once more fails on bytes that do not decode too (so the damage is in
+    what is stored, not in transit). Any other error is raised."""
+    try:
+        reopen()
+    except Exception as again:
+        if decode_failure(again) is None:
+            raise
+        return True
+    return False
+
+
+@contextmanager
+def source_opens(
+    info: ObjectInfo,
+    manifest: ScanManifest,
+    settings: Settings,
+    storage: Storage,
+    *,
+    whole: bool = False,
+) -> Iterator[None]:
+    """Opening a source file (its header and coordinates; ``whole`` as open_source's): bytes
+    that do not decode, again when it is opened a second time, are CorruptChunk naming the
+    file (SourceChanged if it changed meanwhile)."""
+
+    def reopen() -> None:
+        with open_source(info, settings, storage, manifest.group, whole=whole):
+            pass
+
+    def explain(exc: Exception, words: str) -> NoReturn:
         _still_as_scanned(info.url, manifest, settings, storage)
-        try:
-            with open_source(info, settings, storage, manifest.group):
-                pass
-        except Exception as again:
-            if decode_failure(again) is None:
-                raise
-            raise CorruptChunk(
-                f"{info.url} cannot be opened: {words}. Its ETag and size are those scanned, so "
-                "it was damaged in place (or replaced keeping its size and modification time).",
-                url=info.url,
-                side="source file",
-                error=words,
-            ) from exc
-        raise _not_reproduced(f"Opening {info.url}", words) from exc
+        if not _fails_again(reopen):
+            raise _not_reproduced(f"Opening {info.url}", words) from exc
+        raise CorruptChunk(
+            f"{info.url} cannot be opened: {words}. Its ETag and size are those scanned, so "
+            "it was damaged in place (or replaced keeping its size and modification time).",
+            url=info.url,
+            side="source file",
+            error=words,
+        ) from exc
+
+    with _undecodable(explain):
+        yield
 
 
 @contextmanager
@@ -311,14 +373,8 @@ def source_decodes(
     """Reading one variable's region of a source file: bytes that do not decode are
     CorruptChunk naming the file, the variable and the chunk (found by reading the region one
     chunk at a time); SourceChanged if the file changed meanwhile."""
-    try:
-        yield
-    except PipelineError:
-        raise
-    except Exception as exc:
-        words = decode_failure(exc)
-        if words is None:
-            raise
+
+    def explain(exc: Exception, words: str) -> NoReturn:
         _still_as_scanned(info.url, manifest, settings, storage)
         bad = first_bad_chunk(variable, region, limit=None)
         if bad is None:
@@ -334,6 +390,9 @@ def source_decodes(
             error=bad.error,
             **bad.context(),
         ) from exc
+
+    with _undecodable(explain):
+        yield
 
 
 @contextmanager
@@ -351,14 +410,8 @@ def store_decodes(
     """Reading one variable's region of the store, just after the same values were read from
     ``info``'s file: bytes that do not decode are CorruptChunk naming the chunk and the file
     (and byte range) it refers to; SourceChanged if that file changed meanwhile."""
-    try:
-        yield
-    except PipelineError:
-        raise
-    except Exception as exc:
-        words = decode_failure(exc)
-        if words is None:
-            raise
+
+    def explain(exc: Exception, words: str) -> NoReturn:
         changed = changed_in_icechunk(str(exc))
         if changed:
             _still_as_scanned(changed, manifest, settings, storage)
@@ -396,6 +449,9 @@ def store_decodes(
             **offsets,
         ) from exc
 
+    with _undecodable(explain):
+        yield
+
 
 @contextmanager
 def store_opens(
@@ -404,28 +460,23 @@ def store_opens(
     """Opening the store (it reads its coordinates from the sources): bytes that do not
     decode, again when it is opened a second time, are CorruptChunk naming the store (and the
     file, when Icechunk names it)."""
-    try:
+
+    def reopen() -> None:
+        open_store(store, store_format, source_root(manifest, settings), settings).close()
+
+    def explain(exc: Exception, words: str) -> NoReturn:
+        if not _fails_again(reopen):
+            raise _not_reproduced(f"Opening the store {store.url}", words) from exc
+        raise CorruptChunk(
+            f"The store {store.url} cannot be opened: a chunk of a coordinate it refers to "
+            f"does not decode ({words}). Every source file's ETag and size are those "
+            "scanned, so one of them was damaged in place (or replaced keeping its size "
+            "and modification time).",
+            url=changed_in_icechunk(str(exc)) or store.url,
+            side="store",
+            store_url=store.url,
+            error=words,
+        ) from exc
+
+    with _undecodable(explain):
         yield
-    except PipelineError:
-        raise
-    except Exception as exc:
-        words = decode_failure(exc)
-        if words is None:
-            raise
-        changed = changed_in_icechunk(str(exc))
-        try:
-            open_store(store, store_format, source_root(manifest, settings), settings).close()
-        except Exception as again:
-            if decode_failure(again) is None:
-                raise
-            raise CorruptChunk(
-                f"The store {store.url} cannot be opened: a chunk of a coordinate it refers to "
-                f"does not decode ({words}). Every source file's ETag and size are those "
-                "scanned, so one of them was damaged in place (or replaced keeping its size "
-                "and modification time).",
-                url=changed or store.url,
-                side="store",
-                store_url=store.url,
-                error=words,
-            ) from exc
-        raise _not_reproduced(f"Opening the store {store.url}", words) from exc
