@@ -118,6 +118,8 @@ def main() -> None:
                         choices=["kerchunk-json", "kerchunk-parquet", "icechunk"])  # fmt: skip
     parser.add_argument("--single", action="store_true", help="also combine in one activity")
     parser.add_argument("--out", default=str(OUT / "combine-spread"))
+    parser.add_argument("--joins-of", metavar="RUN_ID",
+                        help="only the joins, over the partials an earlier run left")  # fmt: skip
     args = parser.parse_args()
     work = Path(args.out).resolve() / f"{args.files}"
     done = work / "prepared.json"
@@ -127,11 +129,11 @@ def main() -> None:
         done.write_text(json.dumps(answer))
         print(f"wrote {args.files:,} documents in {time.perf_counter() - started:.0f} s")
     manifest_url = json.loads(done.read_text())["manifest_url"]
-    run_id = f"spread{int(time.time() * 1000)}"
+    run_id = args.joins_of or f"spread{int(time.time() * 1000)}"
     starts = list(range(0, args.files, args.batch))
-    print(f"{'activity':<28} {'seconds':>8} {'peak MB':>8}")
+    print(f"{'activity':<28} {'seconds':>8} {'peak MB':>8}   (run {run_id})")
     rows = []
-    for start in starts:
+    for start in [] if args.joins_of else starts:
         stop = min(start + args.batch, args.files)
         got = run_child("bench.combine_spread:batch_one", work=str(work),
                         manifest_url=manifest_url, start=start, stop=stop, run_id=run_id)  # fmt: skip
@@ -147,7 +149,8 @@ def main() -> None:
               f"   {got['references']:,} references, {got['store_bytes'] / 1e6:,.0f} MB written",
               flush=True)  # fmt: skip
     joins = ", ".join(f"{name} {g['seconds']:.1f} s" for name, g in rows[len(batches) :])
-    print(f"spread: {len(batches)} batch(es), slowest {max(g['seconds'] for g in batches):.1f} s,"
+    slowest = max((g["seconds"] for g in batches), default=0)
+    print(f"spread: {len(batches)} batch(es), slowest {slowest:.1f} s,"
           f" sum {sum(g['seconds'] for g in batches):.1f} s; {joins};"
           f" largest peak {max(g['peak_rss_bytes'] for _, g in rows) / 1e6:.0f} MB")  # fmt: skip
     if args.single:

@@ -296,22 +296,26 @@ def write_store(
     if store_format == "icechunk":
         if _has_objects(storage, target):
             storage.delete_prefix(target)
-        repo = create_icechunk_repository(target, virtual_container_prefix(source), settings)
-        session = repo.writable_session("main")
+        prefix = virtual_container_prefix(source)
         if chunks is None:
+            repo = create_icechunk_repository(target, prefix, settings)
+            session = repo.writable_session("main")
             combined.vz.to_icechunk(session.store)
             session.commit(ICECHUNK_MESSAGE)
         else:
-            chunkrefs.icechunk(combined, chunks, session, lambda: session.commit(ICECHUNK_MESSAGE))
+            create_icechunk_repository(target, prefix, settings, split=chunkrefs.PIECE)
+            repo = open_icechunk_repository(target, settings, cache=False)
+            chunkrefs.icechunk(combined, chunks, repo, ICECHUNK_MESSAGE)
         return 0
     refs = fix_kerchunk_refs(combined.vz.to_kerchunk(format="dict"))
     if store_format == "kerchunk-json":
         if chunks is None:
             data = json.dumps(refs, separators=(",", ":")).encode()
-        else:
-            data = chunkrefs.kerchunk_json(refs, chunks)
-        storage.write(target, data, "application/json")
-        return len(data)
+            storage.write(target, data, "application/json")
+            return len(data)
+        pieces = chunkrefs.kerchunk_json(refs, chunks)
+        storage.write(target, pieces, "application/json")
+        return sum(len(p) for p in pieces)
     if _has_objects(storage, target):
         storage.delete_prefix(target)
     # Parquet is written to a temporary folder by kerchunk, then copied with our own client,
