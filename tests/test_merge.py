@@ -235,15 +235,21 @@ def test_columns_written_and_read_back_merge_the_same(tmp_path, local_settings):
             assert np.array_equal(np.concatenate(a), np.concatenate(b))
 
 
-@pytest.mark.parametrize("fmt", ["kerchunk-json", "kerchunk-parquet", "icechunk"])
-def test_a_combine_spread_over_batches_writes_the_same_store(tmp_path, local_settings, fmt):
-    # names out of time order: the batches interleave, the join orders the files
+def _interleaved(tmp_path: Path, fmt: str, settings: Settings) -> tuple[PipelineRequest, Any]:
+    """Five files whose names are out of time order (batches interleave, the join orders
+    the files), with per-file time units; scanned and their references generated."""
     paths = write_sample_files(tmp_path / "src", replace(BASE, files=5, per_file_time_units=True))
     for i, p in enumerate(paths):
         p.rename(p.with_name(f"{(i * 3) % 5}_{p.name}"))
     request = _request(tmp_path / "src", EXTRA[0], fmt)
-    scanned = scan(request, local_settings)
-    generate_batch(scanned.manifest_url, 0, scanned.file_count, local_settings)
+    scanned = scan(request, settings)
+    generate_batch(scanned.manifest_url, 0, scanned.file_count, settings)
+    return request, scanned
+
+
+@pytest.mark.parametrize("fmt", ["kerchunk-json", "kerchunk-parquet", "icechunk"])
+def test_a_combine_spread_over_batches_writes_the_same_store(tmp_path, local_settings, fmt):
+    request, scanned = _interleaved(tmp_path, fmt, local_settings)
     single = combine(scanned.manifest_url, request, "single", local_settings)
     starts = [0, 2, 4]
     for start in starts:
@@ -274,12 +280,7 @@ def test_a_store_written_in_many_pieces_reads_as_the_store_written_whole(
     record_size is the Parquet oracle (write_store uses its default, 100,000)."""
     monkeypatch.setattr(chunkrefs, "PIECE", 3)
     monkeypatch.setattr(chunkrefs, "RECORD_SIZE", 3)
-    paths = write_sample_files(tmp_path / "src", replace(BASE, files=5, per_file_time_units=True))
-    for i, p in enumerate(paths):
-        p.rename(p.with_name(f"{(i * 3) % 5}_{p.name}"))
-    request = _request(tmp_path / "src", EXTRA[0], fmt)
-    scanned = scan(request, local_settings)
-    generate_batch(scanned.manifest_url, 0, scanned.file_count, local_settings)
+    request, scanned = _interleaved(tmp_path, fmt, local_settings)
     storage, layout = Storage(local_settings), Layout.from_settings(local_settings)
     manifest = load_manifest(scanned.manifest_url, local_settings, storage)
     source = source_root(manifest, local_settings)
