@@ -258,10 +258,10 @@ def _doc(module: Any) -> str:
 SPREAD_TARGETS = [
     ["combine 1,000,000 files spread over activities (kerchunk-parquet, icechunk, "
      "kerchunk-json): no activity over 1 GB",
-     "10 merge_batch of 100,000 files: 29-51 s, 490-547 MB; join: kerchunk-parquet 23.0 s / "
-     "592 MB, icechunk 19.3 s / 699 MB, kerchunk-json 12.6 s / 685 MB", "met"],
+     "10 merge_batch of 100,000 files: 29-61 s, 485-654 MB; join: kerchunk-parquet 27.5 s / "
+     "584 MB, icechunk 15.7 s / 673 MB, kerchunk-json 14.4 s / 684 MB", "met"],
     ["combine 2,000,002 references (the 1,000,000-file join): < 60 s",
-     "12.6-23.0 s in the three formats", "met"],
+     "14.4-27.5 s in the three formats", "met"],
     ["combine 100,000 files in one activity (kerchunk-parquet): < 2 GB",
      "635 MB, 52.3 s", "met"],
 ]  # fmt: skip
@@ -300,16 +300,17 @@ NOTES = """
 - **Combine spread over activities: met at 1,000,000 files** (shared/stages/spread.py;
   above `PIPELINE_COMBINE_SPREAD_FILES`, 20,000). `python -m bench.combine_spread --files
   1000000 --batch 100000 --format kerchunk-parquet icechunk kerchunk-json` (synthetic
-  references, 11:04-11:37 UTC, with other sessions' tests running: load average 5-15 on the
-  2 cores, so the times are high): ten merge_batch activities of 100,000 files 29-51 s and
-  490-547 MB each (they read only their slice of the scan manifest: 2.8 s and a few MB for
+  references, 11:42-11:51 UTC, with other sessions' tests running: load average 4-15 on the
+  2 cores, so the times are high): ten merge_batch activities of 100,000 files 29-61 s and
+  485-654 MB each (they read only their slice of the scan manifest: 2.8 s and a few MB for
   the last 100,000 of 1,000,000 entries, where loading it whole took 8 s and 711 MB), and
-  the join that writes the 2,000,002 references 23.0 s / 592 MB in kerchunk-parquet,
-  19.3 s / 699 MB in icechunk, 12.6 s / 685 MB in kerchunk-json (before: 99.7 s and 2.47
+  the join that writes the 2,000,002 references 27.5 s / 584 MB in kerchunk-parquet,
+  15.7 s / 673 MB in icechunk, 14.4 s / 684 MB in kerchunk-json (before: 99.7 s and 2.47
   GB in kerchunk-parquet). The join keeps every file's chunks as flat columns and writes
   them a piece of 100,000 at a time (shared/stages/chunkrefs.py): kerchunk's Parquet
   record files one by one, the JSON document in pieces, Icechunk references committed a
-  piece at a time (one session of 2,000,000 references took 3.5 GB and 200 s). The same
+  piece at a time (written in one session, with the time coordinate in one chunk per
+  file as a single combine stores it, the join took 202 s and 3.48 GB). The same
   bench at 100,000 files (`--files 100000 --batch 25000 --single`): four batches of
   25,000 files 11-20 s, 276-439 MB, the joins 1.3-1.9 s and 242-296 MB, and the whole
   100,000 files in one activity 52.3 s, 635 MB (target: under 2 GB; was 797 MB).

@@ -431,13 +431,6 @@ class Decoded:
     sizes: dict[str, np.ndarray] = field(default_factory=dict)
     per_file: list[dict[str, np.ndarray]] | None = None
 
-    def first(self, name: str, file: int) -> np.ndarray:
-        if self.joined is None:
-            assert self.per_file is not None
-            return self.per_file[file][name]
-        start = int(self.sizes[name][:file].sum())
-        return self.joined[name][start : start + int(self.sizes[name][file])]
-
     def in_order(self, name: str, order: np.ndarray) -> np.ndarray:
         """The name's values of every file, files in ``order``."""
         if self.joined is None:
@@ -577,9 +570,10 @@ class Chunks:
         if self.explicit is not None:
             given = self.explicit[rows]
             paths = np.where(given != None, given, paths)  # noqa: E711 (element-wise)
-        for at in self.inlined:
-            if start <= at < stop:
-                paths[at - start] = INLINED_CHUNK_PATH
+        if self.inlined:
+            at = np.fromiter(self.inlined, dtype="int64", count=len(self.inlined))
+            at = at[(at >= start) & (at < stop)]
+            paths[at - start] = INLINED_CHUNK_PATH
         return paths, offsets, lengths
 
     def manifest(self) -> ChunkManifest:
