@@ -5,9 +5,10 @@ only for a retryable failure (StorageUnavailable), so the orchestrator's retry o
 to transient storage errors and to nothing else (see activities/outcome.py).
 
 Combine and verify (memory grows with the number of files) run one at a time per instance,
-as do the spread combine's merge_batch and join_partials (each loads the whole manifest),
-under a ceiling derived from the plan (shared/model/sizing.py). Verify's batches (a store
-opened, then its files one at a time) are not memory-heavy: they run side by side.
+as do the spread combine's merge_batch and join_partials (each reads only its slice of
+the manifest, but a batch's or every file's references), under a ceiling derived from the
+plan (shared/model/sizing.py). Verify's batches (a store opened, then its files one at a
+time) are not memory-heavy: they run side by side.
 
 The stage modules are imported inside each activity, not when the app loads: if a heavy
 dependency (virtualizarr, kerchunk, h5py, icechunk) is broken, the app still loads, the

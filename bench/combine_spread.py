@@ -1,14 +1,15 @@
 """Combine spread over activities, on a synthetic collection of per-file references.
 
     .venv/bin/python -m bench.combine_spread [--files 10000] [--batch 10000] [--single]
-        [--format kerchunk-parquet] [--out bench-output/combine-spread]
+        [--format kerchunk-parquet [icechunk ...]] [--out bench-output/combine-spread]
 
 Writes --files references documents in our format (shared.stages.references), one time
 step per file, a 4x8 grid, two variables, as generate writes them for bench.combine's
 files but with no source file behind them, and a scan manifest over them; both are kept
 in --out and reused. Then runs, each in a fresh process (bench/_child.py): one
-merge_batch activity per --batch files, and the join that writes the store; with
---single also the single-activity combine over all files. Prints each activity's seconds
+merge_batch activity per --batch files, and the join that writes the store (one join per
+--format, over the same partials); with --single also the single-activity combine over all
+files (in the first format). Prints each activity's seconds
 and peak resident memory (imports included).
 """
 
@@ -113,10 +114,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=10_000)
     parser.add_argument("--batch", type=int, default=10_000)
-    parser.add_argument("--format", default="kerchunk-parquet",
+    parser.add_argument("--format", nargs="+", default=["kerchunk-parquet"],
                         choices=["kerchunk-json", "kerchunk-parquet", "icechunk"])  # fmt: skip
     parser.add_argument("--single", action="store_true", help="also combine in one activity")
     parser.add_argument("--out", default=str(OUT / "combine-spread"))
+    parser.add_argument("--joins-of", metavar="RUN_ID",
+                        help="only the joins, over the partials an earlier run left")  # fmt: skip
     args = parser.parse_args()
     work = Path(args.out).resolve() / f"{args.files}"
     done = work / "prepared.json"
@@ -126,29 +129,33 @@ def main() -> None:
         done.write_text(json.dumps(answer))
         print(f"wrote {args.files:,} documents in {time.perf_counter() - started:.0f} s")
     manifest_url = json.loads(done.read_text())["manifest_url"]
-    run_id = f"spread{int(time.time() * 1000)}"
+    run_id = args.joins_of or f"spread{int(time.time() * 1000)}"
     starts = list(range(0, args.files, args.batch))
-    print(f"{'activity':<28} {'seconds':>8} {'peak MB':>8}")
+    print(f"{'activity':<28} {'seconds':>8} {'peak MB':>8}   (run {run_id})")
     rows = []
-    for start in starts:
+    for start in [] if args.joins_of else starts:
         stop = min(start + args.batch, args.files)
         got = run_child("bench.combine_spread:batch_one", work=str(work),
                         manifest_url=manifest_url, start=start, stop=stop, run_id=run_id)  # fmt: skip
         rows.append((f"merge_batch {start:,}-{stop:,}", got))
         print(f"{rows[-1][0]:<28} {got['seconds']:>8.1f} {got['peak_rss_bytes'] / 1e6:>8.0f}",
               flush=True)  # fmt: skip
-    got = run_child("bench.combine_spread:join_one", work=str(work), manifest_url=manifest_url,
-                    starts=starts, run_id=run_id, fmt=args.format)  # fmt: skip
-    rows.append((f"join ({args.format})", got))
-    print(f"{rows[-1][0]:<28} {got['seconds']:>8.1f} {got['peak_rss_bytes'] / 1e6:>8.0f}"
-          f"   {got['references']:,} references")  # fmt: skip
-    batches = [g for name, g in rows if name.startswith("merge_batch")]
-    print(f"spread: {len(batches)} batch(es), slowest {max(g['seconds'] for g in batches):.1f} s,"
-          f" sum {sum(g['seconds'] for g in batches):.1f} s; join {got['seconds']:.1f} s;"
+    batches = [g for _, g in rows]
+    for fmt in args.format:
+        got = run_child("bench.combine_spread:join_one", work=str(work),
+                        manifest_url=manifest_url, starts=starts, run_id=run_id, fmt=fmt)  # fmt: skip
+        rows.append((f"join ({fmt})", got))
+        print(f"{rows[-1][0]:<28} {got['seconds']:>8.1f} {got['peak_rss_bytes'] / 1e6:>8.0f}"
+              f"   {got['references']:,} references, {got['store_bytes'] / 1e6:,.0f} MB written",
+              flush=True)  # fmt: skip
+    joins = ", ".join(f"{name} {g['seconds']:.1f} s" for name, g in rows[len(batches) :])
+    slowest = max((g["seconds"] for g in batches), default=0)
+    print(f"spread: {len(batches)} batch(es), slowest {slowest:.1f} s,"
+          f" sum {sum(g['seconds'] for g in batches):.1f} s; {joins};"
           f" largest peak {max(g['peak_rss_bytes'] for _, g in rows) / 1e6:.0f} MB")  # fmt: skip
     if args.single:
         got = run_child("bench.combine_spread:single_one", work=str(work),
-                        manifest_url=manifest_url, run_id=run_id + "s", fmt=args.format)  # fmt: skip
+                        manifest_url=manifest_url, run_id=run_id + "s", fmt=args.format[0])  # fmt: skip
         print(f"{'single combine':<28} {got['seconds']:>8.1f} {got['peak_rss_bytes'] / 1e6:>8.0f}")
 
 

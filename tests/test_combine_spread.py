@@ -139,3 +139,17 @@ def test_a_host_killed_during_the_spread_combine_resumes(tmp_path, local_setting
     runs = Counter((e[0], e[1]) for e in host.executions() if e[2] == "merge_batch")
     assert all(runs[task] == 1 for task in done_before_kill), "a finished merge ran again"
     assert len(runs) == 8 and status["output"]["store"]["dims"]["time"] == 8
+
+
+@pytest.mark.azurite
+def test_a_store_document_written_in_pieces_reads_back_whole_from_blob_storage(
+    blob_settings, containers
+):
+    """A spread join uploads a kerchunk JSON document as its pieces (Storage.write with a
+    list): over 5 MB, obstore sends them as a multipart upload."""
+    container = containers.new("stores")
+    pieces = [bytes([65 + i]) * 3_000_000 for i in range(4)]
+    target = parse_location(f"abfs://{container}/tas/refs.json", blob_settings)
+    storage = Storage(blob_settings)
+    storage.write(target, pieces, "application/json")
+    assert storage.read(target) == b"".join(pieces)

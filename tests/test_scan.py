@@ -6,7 +6,8 @@ from devhost.samples import write_bytes
 from shared.model.errors import EmptySource, SourceNotFound, TooManyFiles
 from shared.model.request import PipelineRequest
 from shared.model.settings import Settings
-from shared.stages.scan import load_manifest, scan
+from shared.stages import scan as scan_module
+from shared.stages.scan import load_manifest, load_manifest_slice, scan
 
 
 def request(source: str, **extra) -> PipelineRequest:
@@ -89,6 +90,37 @@ def test_scan_of_a_blob_prefix_records_etags(sample_files, blob_settings, contai
     assert manifest.files[0].url == f"az://{container}/daily/tas/{sample_files[0].name}"
     assert all(f.etag and '"' not in f.etag for f in manifest.files)
     assert result.manifest_url.startswith(blob_settings.work_area)
+
+
+def _every_slice_reads_as_the_whole_manifest_sliced(url: str, settings: Settings) -> None:
+    whole = load_manifest(url, settings)
+    count = len(whole.files)
+    for start in range(count + 1):
+        for stop in range(start, count + 1):
+            got, total = load_manifest_slice(url, start, stop, settings)
+            assert total == count
+            assert got == whole.subset(whole.files[start:stop]), (start, stop)
+
+
+def test_a_slice_of_the_manifest_read_in_small_pieces_is_the_slice_of_the_whole(
+    sample_files, local_settings, monkeypatch
+):
+    """load_manifest_slice reads the manifest a piece at a time: pieces of 7 bytes cut
+    every key, string and number of it somewhere."""
+    monkeypatch.setattr(scan_module, "MANIFEST_PIECE", 7)
+    result = scan(request(str(sample_files[0].parent)), local_settings)
+    _every_slice_reads_as_the_whole_manifest_sliced(result.manifest_url, local_settings)
+
+
+@pytest.mark.azurite
+def test_a_slice_of_a_blob_manifest_is_read_in_ranges(
+    sample_files, blob_settings, containers, monkeypatch
+):
+    monkeypatch.setattr(scan_module, "MANIFEST_PIECE", 64)
+    container = containers.new("src")
+    containers.upload(container, "daily/tas", sample_files)
+    result = scan(request(f"abfs://{container}/daily/tas"), blob_settings)
+    _every_slice_reads_as_the_whole_manifest_sliced(result.manifest_url, blob_settings)
 
 
 @pytest.mark.azurite

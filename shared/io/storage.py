@@ -399,8 +399,13 @@ class Storage:
 
     # -- writing ----------------------------------------------------------------------
     def write(
-        self, location: Location, data: bytes, content_type: str = "application/octet-stream"
+        self,
+        location: Location,
+        data: bytes | builtins.list[bytes],
+        content_type: str = "application/octet-stream",
     ) -> None:
+        """Write ``data``: bytes, or pieces written one after the other (a large document
+        need not be joined in memory; obstore uploads them in parts)."""
         with storage_errors(location, "write"):
             store = self._raw_store(location)
             if location.is_local:

@@ -133,12 +133,22 @@ def icechunk_credentials(prefixes: list[str], settings: Settings) -> dict[str, A
 
 
 def create_icechunk_repository(
-    location: Location, source_prefix: str, settings: Settings
+    location: Location, source_prefix: str, settings: Settings, split: int | None = None
 ) -> icechunk.Repository:
+    """A new repository; ``split``: its manifests split every ``split`` chunks along each
+    array's first axis (a spread combine writes and commits its references a piece at a
+    time, and each commit then rewrites only the manifests of the pieces it touched)."""
     config = icechunk.RepositoryConfig.default()
     config.set_virtual_chunk_container(_virtual_chunk_container(source_prefix, settings))
     if not location.is_local:
         config.storage = _azure_retries()
+    if split:
+        config.manifest = icechunk.ManifestConfig(
+            splitting=icechunk.ManifestSplittingConfig.from_dict(
+                {icechunk.ManifestSplitCondition.AnyArray(): {
+                    icechunk.ManifestSplitDimCondition.Axis(0): split}}
+            )
+        )  # fmt: skip
     return icechunk.Repository.create(
         icechunk_storage(location, settings),
         config,
@@ -146,13 +156,23 @@ def create_icechunk_repository(
     )
 
 
-def open_icechunk_repository(location: Location, settings: Settings) -> icechunk.Repository:
+def open_icechunk_repository(
+    location: Location, settings: Settings, cache: bool = True
+) -> icechunk.Repository:
+    """An existing repository; ``cache=False``: this instance keeps no manifests, snapshots
+    or changes in memory once written (for a writer of millions of references)."""
     storage = icechunk_storage(location, settings)
     config = icechunk.Repository.fetch_config(storage)
     prefixes = list(config.virtual_chunk_containers or {}) if config is not None else []
+    override = None if location.is_local else icechunk.RepositoryConfig(storage=_azure_retries())
+    if not cache:
+        override = override or icechunk.RepositoryConfig()
+        override.caching = icechunk.CachingConfig(
+            num_snapshot_nodes=0, num_chunk_refs=0, num_transaction_changes=0
+        )
     return icechunk.Repository.open(
         storage,
-        config=None if location.is_local else icechunk.RepositoryConfig(storage=_azure_retries()),
+        config=override,
         authorize_virtual_chunk_access=icechunk_credentials(prefixes, settings),
     )
 

@@ -43,13 +43,26 @@ from shared.model.locations import Location, parse_location
 from shared.model.request import PipelineRequest, StoreFormat
 from shared.model.settings import Settings
 from shared.model.telemetry import emit
-from shared.stages.merge import Columns, concat_failed, merge, no_coordinate, order_files
+from shared.stages import chunkrefs
+from shared.stages.merge import (
+    Chunks,
+    Columns,
+    concat_failed,
+    merge,
+    no_coordinate,
+    order_files,
+)
 from shared.stages.references import concat_bounds, load_references, manifest_group
-from shared.stages.scan import ScanManifest, load_manifest
+from shared.stages.scan import ScanManifest, load_manifest, load_manifest_slice
 
 log = logging.getLogger(__name__)
 
 READ_WORKERS = 16
+ICECHUNK_MESSAGE = "virtual-zarr-pipeline: combined references"
+
+
+# A spread combine's dataset and, where it left the manifests empty, the chunks (merge).
+Joined = tuple[xr.Dataset, dict[str, Chunks] | None]
 
 
 @dataclass(frozen=True)
@@ -161,12 +174,14 @@ def merge_columns(
     settings: Settings,
     storage: Storage,
     template: Callable[[int], dict[str, Any]] | None = None,
+    chunks: dict[str, Chunks] | None = None,
 ) -> xr.Dataset:
-    """The merged dataset; ``template(i)``: file i's references document (default: read)."""
+    """The merged dataset; ``template(i)``: file i's references document (default: read);
+    ``chunks``: the virtual variables' chunks go there, not into manifests (merge)."""
     registry = storage.registry([source_root(manifest, settings)])
     load = template or (lambda i: reference_loader(manifest, settings, storage)(manifest.files[i]))
     dim, drop = request.concat_dim, tuple(request.drop_variables)
-    combined = merge(columns, lambda i: open_virtual(load(i), registry, dim, drop))
+    combined = merge(columns, lambda i: open_virtual(load(i), registry, dim, drop), chunks)
     return encodable_times(combined, dim)
 
 
@@ -273,21 +288,34 @@ def write_store(
     source: Location,
     settings: Settings,
     storage: Storage,
+    chunks: dict[str, Chunks] | None = None,
 ) -> int:
-    """Write the store (replacing a previous write of the same run); returns bytes written."""
+    """Write the store (replacing a previous write of the same run); returns bytes written.
+    ``chunks``: the virtual variables' chunks, written piece by piece (shared.stages.
+    chunkrefs) where the dataset's manifests are left empty."""
     if store_format == "icechunk":
         if _has_objects(storage, target):
             storage.delete_prefix(target)
-        repo = create_icechunk_repository(target, virtual_container_prefix(source), settings)
-        session = repo.writable_session("main")
-        combined.vz.to_icechunk(session.store)
-        session.commit("virtual-zarr-pipeline: combined references")
+        prefix = virtual_container_prefix(source)
+        if chunks is None:
+            repo = create_icechunk_repository(target, prefix, settings)
+            session = repo.writable_session("main")
+            combined.vz.to_icechunk(session.store)
+            session.commit(ICECHUNK_MESSAGE)
+        else:
+            create_icechunk_repository(target, prefix, settings, split=chunkrefs.PIECE)
+            repo = open_icechunk_repository(target, settings, cache=False)
+            chunkrefs.icechunk(combined, chunks, repo, ICECHUNK_MESSAGE)
         return 0
     refs = fix_kerchunk_refs(combined.vz.to_kerchunk(format="dict"))
     if store_format == "kerchunk-json":
-        data = json.dumps(refs, separators=(",", ":")).encode()
-        storage.write(target, data, "application/json")
-        return len(data)
+        if chunks is None:
+            data = json.dumps(refs, separators=(",", ":")).encode()
+            storage.write(target, data, "application/json")
+            return len(data)
+        pieces = chunkrefs.kerchunk_json(refs, chunks)
+        storage.write(target, pieces, "application/json")
+        return sum(len(p) for p in pieces)
     if _has_objects(storage, target):
         storage.delete_prefix(target)
     # Parquet is written to a temporary folder by kerchunk, then copied with our own client,
@@ -295,7 +323,10 @@ def write_store(
     with tempfile.TemporaryDirectory(prefix="refs-") as folder:
         root = Path(folder) / "refs.parq"
         root.mkdir()
-        refs_to_dataframe(refs, str(root))
+        if chunks is None:
+            refs_to_dataframe(refs, str(root))
+        else:
+            chunkrefs.kerchunk_parquet(refs, chunks, root)
         written = 0
         for path in sorted(p for p in root.rglob("*") if p.is_file()):
             data = path.read_bytes()
@@ -305,7 +336,7 @@ def write_store(
 
 
 def append_icechunk(
-    manifest: ScanManifest,
+    full_manifest: Callable[[], ScanManifest],
     request: PipelineRequest,
     target: Location,
     settings: Settings,
@@ -317,7 +348,9 @@ def append_icechunk(
     version is Icechunk along the same dimension, none of its files changed or went away,
     and every new file comes after its last step. Returns the references appended, or None
     (recombine). The published repository is copied, never written: each version stays its
-    own store, so a failed run leaves the published one untouched."""
+    own store, so a failed run leaves the published one untouched. ``full_manifest()``: the
+    run's manifest, loaded only when the published version is Icechunk along the same
+    dimension."""
     if request.format != "icechunk" or request.options.get("full"):
         return None
     record = read_published(request.dataset_id, settings, storage)
@@ -329,6 +362,7 @@ def append_icechunk(
     published = {
         f.url: f.etag for f in load_manifest(record["manifest_url"], settings, storage).files
     }
+    manifest = full_manifest()
     current = {f.url: f.etag for f in manifest.files}
     if any(current.get(url) != etag for url, etag in published.items()):
         return None  # a file changed or went away: only a recombined store is right
@@ -389,13 +423,28 @@ def combine(
     run_id: str,
     settings: Settings,
     storage: Storage | None = None,
-    joined: Callable[[ScanManifest, MemoryWatch], xr.Dataset] | None = None,
+    joined: Callable[[ScanManifest, MemoryWatch], Joined] | None = None,
 ) -> CombineResult:
     """Combine every file of the manifest into the run's store (``joined``: the dataset is
-    built otherwise, from partials that combine batches wrote; shared.stages.spread)."""
+    built otherwise, from partials that combine batches wrote; shared.stages.spread: it gets
+    the manifest's header and first file only, and gives the dataset with the virtual
+    variables' chunks beside it, written piece by piece)."""
     started = time.perf_counter()
     storage = storage or Storage(settings)
-    manifest = load_manifest(manifest_url, settings, storage)
+    if joined is None:
+        manifest = load_manifest(manifest_url, settings, storage)
+        file_count = len(manifest.files)
+    else:  # the whole manifest is 700 MB at 1,000,000 files: its header and first file
+        manifest, file_count = load_manifest_slice(manifest_url, 0, 1, settings, storage)
+    whole: list[ScanManifest] = []
+
+    def full_manifest() -> ScanManifest:
+        if joined is None:
+            return manifest
+        if not whole:
+            whole.append(load_manifest(manifest_url, settings, storage))
+        return whole[0]
+
     memory = MemoryWatch(settings.memory_limit_bytes, "combine")
     layout = Layout.from_settings(settings)
     target = layout.store(request.dataset_id, run_id, request.format)
@@ -404,7 +453,7 @@ def combine(
     appended = None
     if not reused:  # a store verified before (and maybe published) is never written again
         with storage_faults(f"appending to the published store for {target.url}"):
-            appended = append_icechunk(manifest, request, target, settings, storage, memory)
+            appended = append_icechunk(full_manifest, request, target, settings, storage, memory)
     store_bytes = 0
     if appended is not None:
         with (
@@ -415,24 +464,27 @@ def combine(
             values = opened[request.concat_dim].values
             reference_count = appended
     else:
+        chunks: dict[str, Chunks] | None = None
         if joined is not None:
-            combined = joined(manifest, memory)
+            combined, chunks = joined(manifest, memory)
         else:
             combined = concatenate(manifest, request, settings, storage, memory)
         memory.check("after concatenating")
         if not reused:
             with storage_faults(f"writing the store {target.url}"):
                 store_bytes = write_store(
-                    combined, target, request.format, source, settings, storage
+                    combined, target, request.format, source, settings, storage, chunks
                 )
         memory.check("after writing the store")
         values = combined[request.concat_dim].values
         reference_count = int(combined.vz.nrefs())
+        if chunks:  # their manifests were left with one (missing) chunk each
+            reference_count += sum(len(c) - 1 for c in chunks.values())
     result = CombineResult(
         store_url=target.url,
         format=request.format,
         run_id=run_id,
-        file_count=len(manifest.files),
+        file_count=file_count,
         concat_dim=request.concat_dim,
         dims={str(k): int(v) for k, v in combined.sizes.items()},
         variables=sorted(str(v) for v in combined.data_vars),

@@ -151,7 +151,7 @@ class Virtual:
     same: tuple[Any, ...]
     rest: tuple[int, ...]  # the chunk grid after the concat axis
     counts: list[int] = field(default_factory=list)  # chunks along the concat axis per file
-    offsets: list[np.ndarray] = field(default_factory=list)
+    offsets: list[np.ndarray] = field(default_factory=list)  # pieces (a file's, a batch's)
     lengths: list[np.ndarray] = field(default_factory=list)
     paths: dict[int, list[str]] = field(default_factory=dict)  # file -> explicit paths
     inline: dict[tuple[int, int], bytes] = field(default_factory=dict)  # (file, flat) -> data
@@ -164,7 +164,8 @@ class Decoding:
     coordinate: dict[str, Any]  # zarr metadata without shape and grid
     bounds: dict[str, dict[str, Any]]
     files: list[int] = field(default_factory=list)
-    raw: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    raw: dict[str, list[np.ndarray]] = field(default_factory=dict)  # pieces, files in order
+    sizes: dict[str, list[int]] = field(default_factory=dict)  # per file, rows of each name
 
 
 def _decode_key(zarr: Mapping[str, Any]) -> dict[str, Any]:
@@ -220,7 +221,9 @@ class Columns:
         if decoding is None:
             decoding = self.decodings[key] = Decoding(described, bounds_described)
         for name, entry in loaded.items():
-            decoding.raw.setdefault(name, []).append(raw_values(entry))
+            values = raw_values(entry)
+            decoding.raw.setdefault(name, []).append(values)
+            decoding.sizes.setdefault(name, []).append(len(values))
         decoding.files.append(index)
         for name in names:
             entry = arrays[name]
@@ -296,6 +299,7 @@ class Columns:
                 target_d.files += [base + i for i in decoding.files]
                 for name, raw in decoding.raw.items():
                     target_d.raw.setdefault(name, []).extend(raw)
+                    target_d.sizes.setdefault(name, []).extend(decoding.sizes[name])
         return out
 
     # -- a partial, in the work area -------------------------------------------------------
@@ -332,7 +336,7 @@ class Columns:
             }
             for k, (name, raw) in enumerate(decoding.raw.items()):
                 arrays[f"r{j}_{k}"] = np.concatenate(raw)
-                arrays[f"n{j}_{k}"] = np.asarray([len(r) for r in raw], dtype="int64")
+                arrays[f"n{j}_{k}"] = np.asarray(decoding.sizes[name], dtype="int64")
                 entry["raw"][name] = k
             header["decodings"].append(entry)
         buffer = io.BytesIO()
@@ -349,24 +353,21 @@ class Columns:
                   header["names"])  # fmt: skip
         out.templates = {int(i): d for i, d in header.get("templates", {}).items()}
         for i, (name, entry) in enumerate(header["virtual"].items()):
-            counts = entry["counts"]
-            per_file = [c * int(np.prod(entry["rest"], dtype="int64")) for c in counts]
-            splits = np.cumsum(per_file)[:-1]
-            out.virtual[name] = Virtual(
+            out.virtual[name] = Virtual(  # one flat piece: not an array per file (memory)
                 entry["zarr"],
                 _same(entry["zarr"]),
                 tuple(entry["rest"]),
-                counts,
-                list(np.split(stored[f"o{i}"], splits)),
-                list(np.split(stored[f"l{i}"], splits)),
+                entry["counts"],
+                [stored[f"o{i}"]],
+                [stored[f"l{i}"]],
                 {int(k): v for k, v in entry["paths"].items()},
                 {(f, c): base64.b64decode(d) for f, c, d in entry["inline"]},
             )
         for j, entry in enumerate(header["decodings"]):
             decoding = Decoding(entry["coordinate"], entry["bounds"], entry["files"])
             for name, k in entry["raw"].items():
-                raw, sizes = stored[f"r{j}_{k}"], stored[f"n{j}_{k}"]
-                decoding.raw[name] = list(np.split(raw, np.cumsum(sizes)[:-1]))
+                decoding.raw[name] = [stored[f"r{j}_{k}"]]
+                decoding.sizes[name] = stored[f"n{j}_{k}"].tolist()
             out.decodings[_decoding_key(decoding.coordinate, decoding.bounds)] = decoding
         return out
 
@@ -406,68 +407,191 @@ def _decode(
     return {name: decoded.variables[name].values for name in raw}
 
 
-def decoded_values(columns: Columns) -> tuple[list[dict[str, np.ndarray]], bool]:
-    """Per file, its decoded coordinate and bounds; and whether all share one dtype."""
+def segments(starts: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """The indices of the ranges [starts[i], starts[i] + sizes[i]), one after the other."""
+    sizes = np.asarray(sizes, dtype="int64")
+    before = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype("int64")
+    return np.arange(int(sizes.sum()), dtype="int64") + np.repeat(
+        np.asarray(starts, dtype="int64") - before, sizes
+    )
+
+
+def _starts(sizes: np.ndarray) -> np.ndarray:
+    return np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype("int64")
+
+
+@dataclass
+class Decoded:
+    """The decoded concat coordinate and bounds of every file: ``joined`` holds each name's
+    values of all files in one array (files in index order, ``sizes`` rows each) when every
+    file decodes to one numpy dtype; else ``per_file`` holds each file's own arrays."""
+
+    names: list[str]
+    joined: dict[str, np.ndarray] | None = None
+    sizes: dict[str, np.ndarray] = field(default_factory=dict)
+    per_file: list[dict[str, np.ndarray]] | None = None
+
+    def in_order(self, name: str, order: np.ndarray) -> np.ndarray:
+        """The name's values of every file, files in ``order``."""
+        if self.joined is None:
+            assert self.per_file is not None
+            parts = [self.per_file[i][name] for i in order]
+            if len({p.dtype for p in parts}) != 1:
+                raise Irregular(f"{name} decodes to different dtypes")
+            return np.concatenate(parts)
+        values = self.joined[name]
+        if np.array_equal(order, np.arange(len(order))):
+            return values
+        sizes = self.sizes[name]
+        return values[segments(_starts(sizes)[order], sizes[order])]
+
+
+def decoded_values(columns: Columns) -> tuple[Decoded, bool]:
+    """Every file's decoded coordinate and bounds; and whether all share one dtype."""
     dim = columns.concat_dim
-    per_file: list[dict[str, np.ndarray]] = [{} for _ in columns.urls]
+    count = len(columns.urls)
+    groups: list[tuple[Decoding, dict[str, np.ndarray]]] = []
+    per_file_needed = False
     for decoding in columns.decodings.values():
-        sizes = [len(r) for r in decoding.raw[dim]]
         joined = {name: np.concatenate(raw) for name, raw in decoding.raw.items()}
         values = _decode(decoding, dim, joined)
         calendar = str((decoding.coordinate.get("attributes") or {}).get("calendar", "standard"))
-        if values[dim].dtype == object and calendar.lower() in _NUMPY_CALENDARS and len(sizes) > 1:
-            for i, file in enumerate(decoding.files):
-                per_file[file] = _decode(decoding, dim, {n: r[i] for n, r in decoding.raw.items()})
+        if (
+            values[dim].dtype == object
+            and calendar.lower() in _NUMPY_CALENDARS
+            and (len(decoding.files) > 1)
+        ):
+            per_file_needed = True  # decoded again file by file (see _NUMPY_CALENDARS)
+        groups.append((decoding, values))
+    names = list(groups[0][1]) if groups else [dim]
+    dtypes = {name: {v[name].dtype for _, v in groups} for name in names}
+    if per_file_needed or any(len(d) != 1 or next(iter(d)).kind == "O" for d in dtypes.values()):
+        return _per_file(columns, groups, count)
+    decoded = Decoded(names, {})
+    assert decoded.joined is not None
+    for name in names:
+        sizes = np.zeros(count, dtype="int64")
+        for decoding, _ in groups:
+            sizes[decoding.files] = decoding.sizes[name]
+        decoded.sizes[name] = sizes
+        if len(groups) == 1 and np.array_equal(groups[0][0].files, np.arange(count)):
+            decoded.joined[name] = groups[0][1][name]
             continue
-        splits = np.cumsum(sizes)[:-1]
+        first = groups[0][1][name]
+        out = np.empty((int(sizes.sum()), *first.shape[1:]), dtype=first.dtype)
+        starts = _starts(sizes)
+        for decoding, values in groups:
+            files = np.asarray(decoding.files, dtype="int64")
+            out[segments(starts[files], sizes[files])] = values[name]
+        decoded.joined[name] = out
+    return decoded, True
+
+
+def _per_file(
+    columns: Columns, groups: list[tuple[Decoding, dict[str, np.ndarray]]], count: int
+) -> tuple[Decoded, bool]:
+    """decoded_values, file by file: files whose values decode to different dtypes."""
+    dim = columns.concat_dim
+    per_file: list[dict[str, np.ndarray]] = [{} for _ in range(count)]
+    for decoding, values in groups:
+        calendar = str((decoding.coordinate.get("attributes") or {}).get("calendar", "standard"))
+        raw = {name: _pieces(decoding, name) for name in decoding.raw}
+        if (
+            values[dim].dtype == object
+            and calendar.lower() in _NUMPY_CALENDARS
+            and (len(decoding.files) > 1)
+        ):
+            for i, file in enumerate(decoding.files):
+                per_file[file] = _decode(decoding, dim, {n: r[i] for n, r in raw.items()})
+            continue
         for name, array in values.items():
+            splits = np.cumsum(decoding.sizes[name])[:-1]
             for file, part in zip(decoding.files, np.split(array, splits), strict=True):
                 per_file[file][name] = part
     dtypes = {v.dtype for f in per_file for v in f.values() if v.ndim == 1}
-    return per_file, len(dtypes) == 1 and next(iter(dtypes)).kind != "O"
+    names = list(per_file[0]) if per_file else [dim]
+    return Decoded(names, per_file=per_file), len(dtypes) == 1 and next(iter(dtypes)).kind != "O"
+
+
+def _pieces(decoding: Decoding, name: str) -> list[np.ndarray]:
+    """A name's raw values, file by file."""
+    raw = np.concatenate(decoding.raw[name])
+    return list(np.split(raw, np.cumsum(decoding.sizes[name])[:-1]))
 
 
 # -- the merged store ---------------------------------------------------------------------
+@dataclass
+class Chunks:
+    """One virtual variable's chunks in the files' merged order, read piece by piece
+    (``piece``: a range of its chunks, flat in C order) or whole (``manifest``)."""
+
+    grid: tuple[int, ...]
+    offsets: np.ndarray  # flat, files in index order
+    lengths: np.ndarray
+    files: np.ndarray  # each chunk's file
+    urls: np.ndarray  # object array: each file's URL
+    gather: np.ndarray | None  # merged position -> position in the files' order
+    explicit: np.ndarray | None  # object array of paths, where a file gives its own
+    inlined: dict[int, bytes]  # merged position -> data
+
+    @classmethod
+    def of(cls, column: Virtual, urls: np.ndarray, order: np.ndarray) -> Chunks:
+        per_chunk = int(np.prod(column.rest, dtype="int64"))
+        sizes = np.asarray(column.counts, dtype="int64") * per_chunk
+        starts = _starts(sizes)
+        files = np.repeat(np.arange(len(sizes), dtype="int32"), sizes)
+        explicit = None
+        if column.paths:
+            explicit = np.full(int(sizes.sum()), None, dtype=object)
+            for file, paths in column.paths.items():
+                explicit[starts[file] : starts[file] + sizes[file]] = paths
+        gather = position = None
+        if not np.array_equal(order, np.arange(len(order))):
+            gather = segments(starts[order], sizes[order])
+            position = np.empty_like(gather)
+            position[gather] = np.arange(len(gather))
+        inlined = {}
+        for (file, flat), data in column.inline.items():
+            at = int(starts[file] + flat)
+            inlined[int(position[at]) if position is not None else at] = data
+        grid = (int(np.asarray(column.counts, dtype="int64")[order].sum()), *column.rest)
+        return cls(grid, _flat(column.offsets), _flat(column.lengths), files, urls, gather,
+                   explicit, inlined)  # fmt: skip
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def piece(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Paths (object array; MISSING_CHUNK_PATH, INLINED_CHUNK_PATH), offsets and lengths
+        of the merged chunks [start, stop)."""
+        rows = self.gather[start:stop] if self.gather is not None else slice(start, stop)
+        offsets, lengths = self.offsets[rows], self.lengths[rows]
+        paths = np.where(lengths > 0, self.urls[self.files[rows]], MISSING_CHUNK_PATH)
+        if self.explicit is not None:
+            given = self.explicit[rows]
+            paths = np.where(given != None, given, paths)  # noqa: E711 (element-wise)
+        if self.inlined:
+            at = np.fromiter(self.inlined, dtype="int64", count=len(self.inlined))
+            at = at[(at >= start) & (at < stop)]
+            paths[at - start] = INLINED_CHUNK_PATH
+        return paths, offsets, lengths
+
+    def manifest(self) -> ChunkManifest:
+        paths, offsets, lengths = self.piece(0, len(self))
+        inlined = {tuple(int(i) for i in np.unravel_index(at, self.grid)): data
+                   for at, data in self.inlined.items()}  # fmt: skip
+        return ChunkManifest.from_arrays(
+            paths=cast(Any, paths.astype(np.dtypes.StringDType())).reshape(self.grid),
+            offsets=offsets.reshape(self.grid),
+            lengths=lengths.reshape(self.grid),
+            validate_paths=False,
+            inlined=inlined or None,
+        )
+
+
 def merged_manifest(column: Virtual, urls: list[str], order: np.ndarray) -> ChunkManifest:
     """The column's chunks in the files' order, as one manifest along the concat axis."""
-    per_chunk = int(np.prod(column.rest, dtype="int64"))
-    sizes = np.asarray(column.counts, dtype="int64") * per_chunk
-    offsets = _flat(column.offsets)
-    lengths = _flat(column.lengths)
-    files = np.repeat(np.arange(len(sizes)), sizes)
-    url_array = np.asarray(urls, dtype=np.dtypes.StringDType())
-    paths = np.where(lengths > 0, url_array[files], MISSING_CHUNK_PATH).astype(
-        np.dtypes.StringDType()
-    )
-    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype("int64")
-    for file, explicit in column.paths.items():
-        paths[starts[file] : starts[file] + sizes[file]] = explicit
-    for file, flat in column.inline:
-        paths[starts[file] + flat] = INLINED_CHUNK_PATH
-    if not np.array_equal(order, np.arange(len(order))):
-        ordered_sizes = sizes[order]
-        before = np.concatenate([[0], np.cumsum(ordered_sizes)[:-1]]).astype("int64")
-        gather = np.arange(int(ordered_sizes.sum())) + np.repeat(
-            starts[order] - before, ordered_sizes
-        )
-        paths, offsets, lengths = paths[gather], offsets[gather], lengths[gather]
-        position = np.empty_like(gather)
-        position[gather] = np.arange(len(gather))
-    else:
-        position = None
-    grid = (int(np.asarray(column.counts)[order].sum()), *column.rest)
-    inlined = {}
-    for (file, flat), data in column.inline.items():
-        at = starts[file] + flat
-        at = int(position[at]) if position is not None else int(at)
-        inlined[tuple(int(i) for i in np.unravel_index(at, grid))] = data
-    return ChunkManifest.from_arrays(
-        paths=cast(Any, paths).reshape(grid),
-        offsets=offsets.reshape(grid),
-        lengths=lengths.reshape(grid),
-        validate_paths=False,
-        inlined=inlined or None,
-    )
+    return Chunks.of(column, np.asarray(urls, dtype=object), order).manifest()
 
 
 # -- ordering ---------------------------------------------------------------------------------
@@ -518,10 +642,13 @@ def order_joined(
     firsts = values[np.minimum(starts, len(values) - 1)] if len(values) else values
     if bad or (firsts != firsts).any():  # also NaN/NaT: the file-by-file rules decide
         return np.asarray(order_files(np.split(values, starts[1:]), urls, concat_dim))
-    by_url = np.argsort(np.asarray(urls), kind="stable")
-    rank = np.empty_like(by_url)
-    rank[by_url] = np.arange(len(by_url))
-    order = np.lexsort((rank, firsts))
+    order = np.argsort(firsts, kind="stable")
+    if bool(np.any(firsts[order][1:] == firsts[order][:-1])):  # ties: by URL, as order_files
+        # (not a fixed-width array of every URL: 320 MB at 1,000,000 files)
+        by_url = np.argsort(np.asarray(urls, dtype=np.dtypes.StringDType()), kind="stable")
+        rank = np.empty_like(by_url)
+        rank[by_url] = np.arange(len(by_url))
+        order = np.lexsort((rank, firsts))
     lasts = values[ends - 1]
     ok = lasts[order[:-1]] < firsts[order[1:]]
     if not ok.all():
@@ -535,54 +662,88 @@ def order_joined(
     return order
 
 
-def ordered(columns: Columns) -> tuple[list[dict[str, np.ndarray]], np.ndarray]:
-    """Per file, its decoded coordinate and bounds; and the files' order (checked)."""
+def ordered(columns: Columns) -> tuple[Decoded, np.ndarray]:
+    """Every file's decoded coordinate and bounds; and the files' order (checked)."""
     dim = columns.concat_dim
-    per_file, joinable = decoded_values(columns)
+    decoded, joinable = decoded_values(columns)
     steps = np.asarray(columns.steps, dtype="int64")
+    if decoded.joined is not None:
+        return decoded, order_joined(decoded.joined[dim], steps, columns.urls, dim)
+    assert decoded.per_file is not None
+    values = [f[dim] for f in decoded.per_file]
     if joinable:
-        joined = np.concatenate([f[dim] for f in per_file])
-        return per_file, order_joined(joined, steps, columns.urls, dim)
-    return per_file, np.asarray(order_files([f[dim] for f in per_file], columns.urls, dim))
+        return decoded, order_joined(np.concatenate(values), steps, columns.urls, dim)
+    return decoded, np.asarray(order_files(values, columns.urls, dim))
 
 
-def merge(columns: Columns, open_file: Callable[[int], xr.Dataset]) -> xr.Dataset:
+def _no_partial_chunks(steps: np.ndarray, chunk: int, concat_dim: str) -> None:
+    """check_no_partial_chunks_on_concat_axis, vectorised (its lists are large)."""
+    if len(steps) > 1 and bool(np.any(steps[:-1] % chunk)):
+        try:
+            check_no_partial_chunks_on_concat_axis(
+                [(int(s),) for s in steps], [(chunk,)] * len(steps), 0
+            )
+        except ValueError as exc:
+            raise concat_failed(len(steps), concat_dim, exc) from exc
+
+
+def merge(
+    columns: Columns,
+    open_file: Callable[[int], xr.Dataset],
+    chunks: dict[str, Chunks] | None = None,
+) -> xr.Dataset:
     """The combined dataset: ``open_file(i)`` opens file i as combine's old path does (its
     variables without the concat dimension, attributes and encodings are kept, as
-    xr.concat with compat="override" keeps the first file's)."""
+    xr.concat with compat="override" keeps the first file's).
+
+    With ``chunks``, the virtual variables' manifests are left empty and their chunks put
+    there instead, to be written piece by piece (shared.stages.chunkrefs): a manifest of
+    every chunk is what a million of them cannot afford."""
     dim = columns.concat_dim
-    per_file, order = ordered(columns)
+    decoded, order = ordered(columns)
     steps = np.asarray(columns.steps, dtype="int64")
     template = open_file(int(order[0]))
     names = [n for n, v in template.variables.items() if dim in v.dims]
+    urls = np.asarray(columns.urls, dtype=object)
     new: dict[Hashable, xr.Variable] = {}
     for name in names:
         variable = template.variables[name]
-        if name in per_file[0]:
-            parts = [per_file[i][str(name)] for i in order]
-            dtypes = {p.dtype for p in parts}
-            if len(dtypes) != 1:
-                raise Irregular(f"{name} decodes to different dtypes")
-            data: Any = np.concatenate(parts)
+        if name in decoded.names:
+            data: Any = decoded.in_order(str(name), order)
         else:
             column = columns.virtual.get(str(name))
             if column is None or not isinstance(variable.data, ManifestArray):
                 raise Irregular(f"{name} is not a virtual variable in every file")
             chunk = variable.data.metadata.chunk_grid.chunk_shape[0]  # type: ignore[union-attr]
-            try:
-                check_no_partial_chunks_on_concat_axis(
-                    [(int(steps[i]),) for i in order], [(chunk,)] * len(order), 0
-                )
-            except ValueError as exc:
-                raise concat_failed(len(order), dim, exc) from exc
-            manifest = merged_manifest(column, columns.urls, order)
+            _no_partial_chunks(steps[order], chunk, dim)
+            merged = Chunks.of(column, urls, order)
+            if chunks is None:
+                manifest = merged.manifest()
+            else:
+                chunks[str(name)] = merged
+                manifest = _EMPTY.get(len(merged.grid)) or _empty(len(merged.grid))
             shape = [int(steps.sum()), *variable.shape[1:]]
             metadata = copy_and_replace_metadata(variable.data.metadata, new_shape=shape)
             data = ManifestArray(metadata=metadata, chunkmanifest=manifest)
         kind = xr.IndexVariable if name == dim else xr.Variable
         new[name] = kind(variable.dims, data, dict(variable.attrs), dict(variable.encoding))
     coords = [n for n in names if n in template.coords]
-    merged = template.drop_vars(names)
-    merged = merged.assign_coords({n: new[n] for n in coords})
-    merged = merged.assign({n: new[n] for n in names if n not in coords})
-    return merged
+    merged_ds = template.drop_vars(names)
+    merged_ds = merged_ds.assign_coords({n: new[n] for n in coords})
+    merged_ds = merged_ds.assign({n: new[n] for n in names if n not in coords})
+    return merged_ds
+
+
+_EMPTY: dict[int, ChunkManifest] = {}
+
+
+def _empty(ndim: int) -> ChunkManifest:
+    """A manifest of one missing chunk: writes no reference."""
+    shape = (1,) * ndim
+    _EMPTY[ndim] = ChunkManifest.from_arrays(
+        paths=cast(Any, np.full(shape, MISSING_CHUNK_PATH, dtype=np.dtypes.StringDType())),
+        offsets=np.zeros(shape, dtype="uint64"),
+        lengths=np.zeros(shape, dtype="uint64"),
+        validate_paths=False,
+    )
+    return _EMPTY[ndim]

@@ -6,6 +6,8 @@ exactly these ETags, and it travels between stages as a URL, never inline.
 
 from __future__ import annotations
 
+import codecs
+import json
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -167,6 +169,111 @@ def scan(
 def load_manifest(url: str, settings: Settings, storage: Storage | None = None) -> ScanManifest:
     storage = storage or Storage(settings)
     return ScanManifest.from_dict(storage.read_json(parse_location(url, settings, what="manifest")))
+
+
+MANIFEST_PIECE = 8 << 20  # bytes read at a time by load_manifest_slice
+_DECODER = json.JSONDecoder()
+
+
+def load_manifest_slice(
+    url: str, start: int, stop: int, settings: Settings, storage: Storage | None = None
+) -> tuple[ScanManifest, int]:
+    """The manifest with only its files [start, stop), and how many files it has in all.
+
+    Read piece by piece (MANIFEST_PIECE bytes) and parsed one file entry at a time, keeping
+    only the slice: at 1,000,000 files the whole manifest takes about 700 MB once loaded,
+    a slice of it a few MB. ``stop=start`` reads only the header (what a join needs)."""
+    storage = storage or Storage(settings)
+    location = parse_location(url, settings, what="manifest")
+    reader = _JsonPieces(storage, location)
+    header: dict[str, Any] = {}
+    kept: list[ObjectInfo] = []
+    reader.expect("{")
+    while not reader.take("}"):
+        key = reader.value()
+        reader.expect(":")
+        if key == "files":
+            count = _files_slice(reader, start, stop, kept, header.get("file_count"))
+            header.setdefault("file_count", count)
+            if count is None:  # stopped early: nothing after the slice is needed
+                break
+        else:
+            header[key] = reader.value()
+        reader.take(",")
+    manifest = ScanManifest.from_dict({**header, "files": []})
+    return manifest.subset(tuple(kept)), int(header["file_count"])
+
+
+def _files_slice(
+    reader: _JsonPieces, start: int, stop: int, kept: list[ObjectInfo], known: int | None
+) -> int | None:
+    """Walk the manifest's list of files, keeping [start, stop); returns the files counted,
+    or None when it stopped after the slice because the header already gave the count."""
+    reader.expect("[")
+    index = 0
+    while not reader.take("]"):
+        if index >= stop and known is not None:
+            return None
+        entry = reader.value()
+        if start <= index:
+            kept.append(ObjectInfo.from_dict(entry))
+        index += 1
+        reader.take(",")
+    return index
+
+
+class _JsonPieces:
+    """A JSON document read from storage piece by piece, one value at a time."""
+
+    def __init__(self, storage: Storage, location: Location) -> None:
+        self.storage, self.location = storage, location
+        self.size = storage.head(location).size
+        self.read = 0
+        self.text = ""
+        self.at = 0
+        self.decoder = codecs.getincrementaldecoder("utf-8")()
+
+    def _more(self) -> bool:
+        if self.read >= self.size:
+            return False
+        length = min(MANIFEST_PIECE, self.size - self.read)
+        data = self.storage.read_range(self.location, self.read, length)
+        self.read += length
+        self.text = self.text[self.at :] + self.decoder.decode(data, self.read >= self.size)
+        self.at = 0
+        return True
+
+    def _skip(self) -> None:
+        while True:
+            while self.at < len(self.text) and self.text[self.at] in " \t\r\n":
+                self.at += 1
+            if self.at < len(self.text) or not self._more():
+                return
+
+    def take(self, char: str) -> bool:
+        """Consume ``char`` if it comes next."""
+        self._skip()
+        if self.text[self.at : self.at + 1] == char:
+            self.at += 1
+            return True
+        return False
+
+    def expect(self, char: str) -> None:
+        if not self.take(char):
+            raise ValueError(f"{self.location.url}: expected {char!r} at byte {self.read}")
+
+    def value(self) -> Any:
+        self._skip()
+        while True:
+            try:
+                found, end = _DECODER.raw_decode(self.text, self.at)
+            except json.JSONDecodeError:
+                if self._more():
+                    continue
+                raise
+            if end < len(self.text) or not self._more():  # a number may go on in the next piece
+                self.at = end
+                return found
 
 
 def ensure_unchanged(scanned: ObjectInfo, current: ObjectInfo, since: str) -> None:
