@@ -270,22 +270,22 @@ SPREAD_TARGETS = [
 NOTES = """
 ## What the figures say (notes on the run above)
 
-- **How these figures were made.** One session, 2026-12-02, on the shared 2-core machine:
-  parts 3 and 5 from `python -m bench.run_all --parts combine end-to-end` (07:32 UTC), then
-  parts 1, 2 and 4 from `python -m bench.run_all --parts per-file orchestration` (07:50
-  UTC); `bench.run_all` merges the parts of both runs through bench-output/full/results.json.
+- **How these figures were made.** `python -m bench.run_all` on 2026-12-02 at 12:38 UTC,
+  all five parts in one run, with nothing else running on the 2-core machine.
   MultiZarrToZarr is measured only where kerchunk's per-file references were written ahead
-  (`bench.combine.prewarm()`); the side-by-side figures below come from
-  `python -m bench.combine --files 1000 10000` (07:42 UTC).
-- **Per file:** generate reads 127 KB of the 50 MB file over the wire (0.25%, 1.6x the h5py
-  floor of 78 KB) in 20 requests; with fixed 64 KiB blocks it read 1,123 KB (14x the floor)
+  (`bench.combine.prewarm()`, which this run had not); the side-by-side figures below come
+  from `python -m bench.combine --files 1000 10000` (07:42 UTC, before the last changes to
+  combine, which made ours faster still: 2.6 s at 10,000 files in this run). The spread
+  figures come from `bench.combine_spread`, run separately (its own command below).
+- **Per file:** generate reads 130 KB of the 50 MB file over the wire (0.26%, 1.7x the h5py
+  floor of 78 KB) in 22 requests; with fixed 64 KiB blocks it read 1,123 KB (14x the floor)
   in 19. The reader (shared/io/readers.py) fetches 8 KiB on a scattered miss instead of a
   64 KiB block, doubles its read-ahead while reads are sequential, fetches the nodes of a
   chunk index together (concurrently) when h5py reads their parent, and the inlined
   coordinates come from the header block it already holds. What remains above the floor is
   mostly that first 64 KiB block. Validate reads 74 KB (0.15%, was 131 KB), in 2 requests.
   On the 2 MB file both read 74 KB (3.7%): the header block is the minimum.
-- **Time per file:** ours is 0.21-0.57x kerchunk's (faster), from local disk and Azurite.
+- **Time per file:** ours is 0.30-0.61x kerchunk's (faster), from local disk and Azurite.
   Over loopback Azurite a request costs about 2 ms; with real storage latency, fetching a
   chunk index's nodes together is what saves time (with 10 ms added per request, generate
   on the large file took 165 ms against 337 ms with the fixed-block reader).
@@ -327,10 +327,11 @@ NOTES = """
   files), under 2 ms per activity; the largest payload stays under 4 KB and the largest
   history under 0.65 MB (1,232 events) at 10,000 files, now that verify fans out in batches
   too (it was 0.5 MB and 828 events with one verify activity).
-- **End to end on Azurite: missed, 18.5 files per second at 1,000 files** (54.0 s; target
-  25). Measured back to back against the code before (`python -m bench.end_to_end --files
-  1000`, a fresh Azurite each, 11:53-11:56 UTC, load average 6-9 from other work on the 2
-  cores): before 100.1 s (10.0 files/s; verify 57.4 s, generate 20.8 s, validate 12.2 s),
+- **End to end on Azurite: met, 27.6 files per second at 1,000 files** (36.2 s in this run,
+  on a quiet machine; target 25): validate 7.6 s, generate 11.5 s, combine 1.5 s, verify
+  11.5 s, register 1.4 s. Measured back to back against the code before (`python -m
+  bench.end_to_end --files 1000`, a fresh Azurite each, 11:53-11:56 UTC, load average 6-9
+  from other work on the 2 cores, so both slower than above): before 100.1 s (10.0 files/s; verify 57.4 s, generate 20.8 s, validate 12.2 s),
   77.5 s of CPU in the pipeline's processes and 31.9 s in Azurite; after 54.0 s (verify
   16.1 s, generate 17.2 s, validate 11.6 s), 40.8 s and 22.2 s of CPU. Verify opened every
   source with h5netcdf (about 60 ms a file, 70% of verify); it now reads a file whose
@@ -342,7 +343,8 @@ NOTES = """
   file of up to two header blocks (this 88 KB one) in one request instead of two or three;
   the Azurite the benches start keeps blobs in memory and logs no requests (a third of its
   CPU). What limits it now is CPU: about 63 s for 1,000 files between the pipeline and
-  Azurite, so about 32 s (31 files/s) on two idle cores. Generate (VirtualiZarr's HDF5
+  Azurite (measured under load), so about 32 s (31 files/s) on two idle cores; this run's
+  36 s is close to that. Generate (VirtualiZarr's HDF5
   parser) and validate (h5py) read each header separately (docs/limits.md; issue 9);
   verify's remaining time is xarray's decoding and index building at each open and the
   store's reads.
