@@ -17,6 +17,10 @@ class CountingProxy:
         self.requests: Counter[str] = Counter()
         self.body_bytes: Counter[str] = Counter()
         self._lock = threading.Lock()
+        # Requests read but not yet counted: a client has its whole response (Content-Length)
+        # before the handler sees the upstream's end and counts it, so snapshot() waits.
+        self._in_flight = 0
+        self._counted = threading.Condition(self._lock)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._server: asyncio.Server | None = None
@@ -46,8 +50,10 @@ class CountingProxy:
             self.body_bytes.clear()
 
     def snapshot(self) -> dict[str, int]:
-        """Reads (GET, HEAD): requests and response body bytes; all requests of any method."""
+        """Reads (GET, HEAD): requests and response body bytes; all requests of any method.
+        Waits (up to 10 s) for the requests already answered to be counted."""
         with self._lock:
+            self._counted.wait_for(lambda: self._in_flight == 0, timeout=10)
             return {
                 "requests": sum(self.requests.values()),
                 "read_requests": self.requests["GET"] + self.requests["HEAD"],
@@ -56,8 +62,12 @@ class CountingProxy:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         upstream_writer = None
+        started = False
         try:
             head = await reader.readuntil(b"\r\n\r\n")
+            with self._lock:
+                self._in_flight += 1
+                started = True
             lines = head.decode("latin-1").split("\r\n")
             method = lines[0].split(" ", 1)[0]
             headers = [line.split(":", 1) for line in lines[1:] if ":" in line]
@@ -84,6 +94,10 @@ class CountingProxy:
         except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
             pass
         finally:
+            if started:
+                with self._lock:
+                    self._in_flight -= 1
+                    self._counted.notify_all()
             for w in (writer, upstream_writer):
                 if w is not None:
                     w.close()
