@@ -264,7 +264,8 @@ def test_an_unpublish_longer_than_the_wait_answers_202_and_its_status_has_the_re
     answer = host.unpublish("tas-slow", second["run_id"], by="ida", reason="slow")
     assert answer.status == 202, answer.json()
     assert answer.json()["status_url"].endswith("/api/pipelines/release-tas-slow")
-    view = host.wait("release-tas-slow", lambda v: v.get("phase") != "running")
+    # Until the orchestration first runs its status has no phase yet (Pending): wait for an end.
+    view = host.wait("release-tas-slow", lambda v: v.get("phase") not in (None, "running"))
     assert view["operation"] == "unpublish" and view["phase"] == "succeeded", view
     assert view["result"]["current"] == first["run_id"]
 
