@@ -35,6 +35,7 @@ class SampleSpec:
     calendar: str = "standard"
     netcdf_format: str = "NETCDF4"  # or NETCDF4_CLASSIC, NETCDF3_CLASSIC, NETCDF3_64BIT_OFFSET
     compression: bool = True
+    complevel: int = 4  # the deflate level (decoding does not depend on it)
     with_crs: bool = True
     seed: int = 0
     prefix: str = "tas_day"
@@ -76,7 +77,9 @@ def _write_one(
     rng = np.random.default_rng(spec.seed * 100_003 + index)
     classic = spec.netcdf_format.startswith("NETCDF3")
     compress: dict[str, Any] = (
-        {} if classic or not spec.compression else {"zlib": True, "complevel": 4, "shuffle": True}
+        {}
+        if classic or not spec.compression
+        else {"zlib": True, "complevel": spec.complevel, "shuffle": True}
     )
     chunking: dict[str, Any] = (
         {} if classic else {"chunksizes": (spec.time_chunk, spec.lat, spec.lon)}

@@ -197,8 +197,9 @@ def plain_hdf5(folder: Path) -> list[Path]:
 
 
 def large_unchunked(folder: Path) -> list[Path]:
-    # the limits are lowered for this case: classic files store each variable in one piece
-    return write_sample_files(folder, replace(BASE, netcdf_format="NETCDF3_CLASSIC"))
+    # the limits are lowered for this case: each file stores tas compressed in one chunk
+    # (plain variables, contiguous ones included, are cut into sub-chunks instead)
+    return write_sample_files(folder, replace(BASE, time_chunk=BASE.steps_per_file))
 
 
 def many_references(folder: Path) -> list[Path]:
@@ -926,12 +927,12 @@ CASES = [
     ),
     Case("HDF5 without netCDF dimensions", plain_hdf5, "gate", "not_netcdf_hdf5", "plain_0", None),
     Case(
-        "a variable stored in one piece above the limit",
+        "a compressed variable stored in one chunk above the limit",
         large_unchunked,
         "gate",
         "unchunked_variable_too_large",
         "tas_day_20240101",
-        "lat",
+        "tas",
         settings={"unchunked_warn_bytes": 16, "unchunked_max_bytes": 20},
     ),
     Case(

@@ -180,14 +180,20 @@ def error_codes() -> set[str]:
 
 
 def finding_codes() -> set[str]:
-    """Finding codes: the first argument of every Finding / CollectionFinding the validate
-    and gate rules build, a code chosen just before its severity, and the codes table of
+    """Finding codes: the first argument of every Finding / CollectionFinding / NoGrid the
+    validate and gate rules build, a code chosen just before its severity, and the codes table of
     docs/findings.md."""
     codes: set[str] = set()
-    built = re.compile(r'(?:\bFinding|CollectionFinding|_disagreement)\(\s*"([a-z][a-z0-9_]*)"')
+    built = re.compile(
+        r'(?:\bFinding|CollectionFinding|_disagreement|NoGrid)\(\s*"([a-z][a-z0-9_]*)"'
+    )
     chosen = re.compile(r'"([a-z][a-z0-9_]*)",\s*\n\s*"(?:error|warning)"')
     stages = ROOT / "shared" / "stages"
-    for path in [*sorted((stages / "validate").glob("*.py")), stages / "gate.py"]:
+    for path in [
+        *sorted((stages / "validate").glob("*.py")),
+        stages / "gate.py",
+        stages / "grid.py",
+    ]:
         text = read(path)
         codes.update(built.findall(text))
         codes.update(chosen.findall(text))

@@ -15,6 +15,7 @@ from consumer.reader import open_item
 from devhost.samples import open_collection
 from shared.model.errors import UnsuitableCollection
 from shared.model.request import FORMATS, PipelineRequest
+from tests.archive_cases import ARCHIVE_CASES
 from tests.helpers import run_pipeline, stores_written
 from tests.matrix_cases import CASES, Case
 
@@ -31,7 +32,7 @@ FORMAT_PARAMS = [FORMATS[0], *(pytest.param(f, marks=pytest.mark.slow) for f in 
 
 
 @pytest.mark.parametrize("fmt", FORMAT_PARAMS)
-@pytest.mark.parametrize("case", CASES, ids=_id)
+@pytest.mark.parametrize("case", CASES + ARCHIVE_CASES, ids=_id)
 def test_case(tmp_path, local_settings, case: Case, fmt: str):
     local_settings = local_settings.with_changes(**case.settings)
     paths = case.build(tmp_path / "src")
@@ -79,7 +80,7 @@ def test_case(tmp_path, local_settings, case: Case, fmt: str):
 
 def test_the_docs_table_lists_every_case():
     table = (ROOT / "docs" / "correctness.md").read_text()
-    for case in CASES:
+    for case in CASES + ARCHIVE_CASES:
         row = f"| {case.name} |"
         assert row in table, f"docs/correctness.md has no row for {case.name!r}"
         line = next(line for line in table.splitlines() if line.startswith(row))

@@ -40,6 +40,7 @@ from shared.stages.combine import combine, source_root
 from shared.stages.references import generate_batch
 from shared.stages.scan import load_manifest, scan
 from shared.stages.validate import (
+    REPORT_VERSION,
     VLEN_STRING_FORMATS,
     FileReport,
     ValidationBatch,
@@ -499,7 +500,7 @@ def test_a_coordinate_above_the_read_limit_is_summarised_from_its_two_ends(
 
 
 # -- variables stored in one piece ---------------------------------------------------------------
-def test_variables_stored_in_one_piece_warn_above_one_size_and_are_unsuitable_above_another(
+def test_compressed_variables_in_one_chunk_warn_above_one_size_and_are_unsuitable_above_another(
     tmp_path, local_settings
 ):
     settings = local_settings.with_changes(unchunked_warn_bytes=1000, unchunked_max_bytes=5000)
@@ -507,24 +508,23 @@ def test_variables_stored_in_one_piece_warn_above_one_size_and_are_unsuitable_ab
     with netCDF4.Dataset(path, "w") as ds:
         ds.createDimension("y", 20)
         ds.createDimension("x", 40)
-        ds.createVariable("small", "f4", ("x",), contiguous=True)  # 160 bytes
-        ds.createVariable("medium", "f4", ("y", "x"), contiguous=True)  # 3,200 bytes
-        ds.createVariable("big", "f8", ("y", "x"), contiguous=True)  # 6,400 bytes
-        ds.createVariable("single", "f4", ("y", "x"), chunksizes=(20, 40))  # one chunk
-        ds.createVariable("tiled", "f8", ("y", "x"), chunksizes=(5, 40))  # four chunks
+        zlib = {"zlib": True}
+        ds.createVariable("small", "f4", ("x",), chunksizes=(40,), **zlib)  # 160 bytes
+        ds.createVariable("medium", "f4", ("y", "x"), chunksizes=(20, 40), **zlib)  # 3,200
+        ds.createVariable("big", "f8", ("y", "x"), chunksizes=(20, 40), **zlib)  # 6,400
+        ds.createVariable("tiled", "f8", ("y", "x"), chunksizes=(5, 40), **zlib)  # 4 chunks
     report = validate(path, settings)
 
     found = {(f.code, f.severity, f.variable) for f in report.findings}
     assert found == {
         ("large_unchunked_variable", "warning", "medium"),
         ("unchunked_variable_too_large", "error", "big"),
-        ("large_unchunked_variable", "warning", "single"),
     }
     assert report.verdict == "unsuitable"
     big = next(f for f in report.findings if f.variable == "big")
     assert big.details == {
         "bytes": 6400,
-        "layout": "contiguous",
+        "layout": "chunked",
         "limit": 5000,
         "suggested_chunks": [1, 40],  # at most half the warning size per read
     }
@@ -532,31 +532,33 @@ def test_variables_stored_in_one_piece_warn_above_one_size_and_are_unsuitable_ab
         assert text in big.message
     assert "nccopy -c y/1,x/40 IN.nc OUT.nc" in big.message
     assert "h5repack -l big:CHUNK=1x40" in big.message
-    single = next(f for f in report.findings if f.variable == "single")
-    assert "single chunk" in single.message and "PIPELINE_UNCHUNKED_WARN_BYTES" in single.message
+    medium = next(f for f in report.findings if f.variable == "medium")
+    assert "single chunk" in medium.message and "PIPELINE_UNCHUNKED_WARN_BYTES" in medium.message
     assert validate(path, local_settings).verdict == "suitable"  # the defaults: 256 MB and 2 GB
 
 
-def test_a_netcdf3_record_variable_is_judged_by_one_record_not_the_whole_variable(
-    tmp_path, local_settings
-):
+def test_plain_variables_are_never_judged_as_one_piece_combine_cuts_them(tmp_path, local_settings):
+    """Contiguous, chunked without filters, NetCDF3 (records and the rest): the stored bytes
+    are the values, so combine cuts them into chunks of at most PIPELINE_SUBCHUNK_MAX_BYTES
+    (tests/archive_cases.py publishes such files); no size finding, whatever the limits."""
     settings = local_settings.with_changes(unchunked_warn_bytes=1000, unchunked_max_bytes=5000)
-    path = tmp_path / "classic.nc"
-    with netCDF4.Dataset(path, "w", format="NETCDF3_CLASSIC") as ds:
+    netcdf4 = tmp_path / "plain.nc"
+    with netCDF4.Dataset(netcdf4, "w") as ds:
+        ds.createDimension("y", 20)
+        ds.createDimension("x", 40)
+        ds.createVariable("big", "f8", ("y", "x"), contiguous=True)[:] = 1.0  # 6,400 bytes
+        ds.createVariable("single", "f8", ("y", "x"), chunksizes=(20, 40))[:] = 1.0
+    classic = tmp_path / "classic.nc"
+    with netCDF4.Dataset(classic, "w", format="NETCDF3_CLASSIC") as ds:
         ds.createDimension("time", None)
         ds.createDimension("y", 20)
         ds.createDimension("x", 40)
-        ds.createVariable("tas", "f4", ("time", "y", "x"))[:] = np.zeros((3, 20, 40))  # 3 x 3.2 KB
-        ds.createVariable("mask", "f8", ("y", "x"))[:] = np.zeros((20, 40))  # 6.4 KB, contiguous
-    report = validate(path, settings)
-    found = {(f.code, f.variable, f.details["bytes"]) for f in report.findings}
-    assert found == {
-        ("large_unchunked_variable", "tas", 3200),  # one record, though the variable is 9.6 KB
-        ("unchunked_variable_too_large", "mask", 6400),
-    }
-    tas = next(f for f in report.findings if f.variable == "tas")
-    assert "every step along time is one piece" in tas.message
-    assert "nccopy -k nc4 -c time/1,y/3,x/40 IN.nc OUT.nc" in tas.message  # 480 B per read
+        ds.createVariable("tas", "f4", ("time", "y", "x"))[:] = np.zeros((3, 20, 40))
+        ds.createVariable("mask", "f8", ("y", "x"))[:] = np.zeros((20, 40))  # 6.4 KB
+    for path in (netcdf4, classic):
+        report = validate(path, settings)
+        assert report.verdict == "suitable", [f.message for f in report.findings]
+        assert not report.findings
 
 
 # -- decided end to end: what the pipeline publishes ---------------------------------------------
@@ -742,7 +744,7 @@ def test_report_round_trips_exactly_through_strict_json(tmp_path, local_settings
     assert FileReport.from_dict(json.loads(text)) == report
     assert report.findings  # the round trip covered findings too
     assert report.coordinates["time"].first == "NaN"  # and coordinates
-    assert json.loads(text)["version"] == 3
+    assert json.loads(text)["version"] == REPORT_VERSION
 
 
 def test_render_report_puts_the_verdict_first_then_findings_then_variables(

@@ -173,8 +173,13 @@ class Settings:
     inline_max_bytes: int = 64 * 1024
     verify_full_max_bytes: int = 256 * 1024 * 1024
     verify_sample_chunks: int = 2
-    # A variable stored in one piece (contiguous, or a single chunk) is read whole by every
-    # reader: a warning above the first size, unsuitable above the second.
+    # The largest chunk of a variable stored without filters (contiguous, or chunked
+    # uncompressed) in the combined store: combine cuts such variables into sub-chunks at
+    # computed offsets when the files' own chunks do not form one grid or pass this size
+    # (shared/stages/grid.py).
+    subchunk_max_bytes: int = 16 * 1024 * 1024
+    # A compressed variable stored in one chunk is read whole by every reader: a warning
+    # above the first size, unsuitable above the second.
     unchunked_warn_bytes: int = 256 * 1024 * 1024
     unchunked_max_bytes: int = 2 * 1024 * 1024 * 1024
     # Above this many references a kerchunk JSON store is slow to open: recommend another format.
@@ -254,6 +259,9 @@ class Settings:
             verify_sample_chunks=_int(
                 env, "PIPELINE_VERIFY_SAMPLE_CHUNKS", defaults.verify_sample_chunks
             ),
+            subchunk_max_bytes=_int(
+                env, "PIPELINE_SUBCHUNK_MAX_BYTES", defaults.subchunk_max_bytes, 1
+            ),
             unchunked_warn_bytes=_int(
                 env, "PIPELINE_UNCHUNKED_WARN_BYTES", defaults.unchunked_warn_bytes
             ),
@@ -325,6 +333,7 @@ class Settings:
             "PIPELINE_INLINE_MAX_BYTES": str(self.inline_max_bytes),
             "PIPELINE_VERIFY_FULL_MAX_BYTES": str(self.verify_full_max_bytes),
             "PIPELINE_VERIFY_SAMPLE_CHUNKS": str(self.verify_sample_chunks),
+            "PIPELINE_SUBCHUNK_MAX_BYTES": str(self.subchunk_max_bytes),
             "PIPELINE_UNCHUNKED_WARN_BYTES": str(self.unchunked_warn_bytes),
             "PIPELINE_UNCHUNKED_MAX_BYTES": str(self.unchunked_max_bytes),
             "PIPELINE_JSON_MAX_REFERENCES": str(self.json_max_references),

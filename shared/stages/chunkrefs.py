@@ -35,7 +35,7 @@ import numpy as np
 import xarray as xr
 from virtualizarr.manifests.manifest import INLINED_CHUNK_PATH, MISSING_CHUNK_PATH
 
-from shared.stages.merge import Chunks
+from shared.stages.chunks import Chunks
 
 PIECE = 100_000  # chunks in memory at a time
 RECORD_SIZE = 100_000  # references per Parquet record file: refs_to_dataframe's default
@@ -129,7 +129,7 @@ def coarse(dataset: xr.Dataset, chunks: dict[str, Chunks]) -> xr.Dataset:
     its bounds) stored in chunks of PIECE steps, not in the files' own chunks (one step a
     file: 1,000,000 native chunks of 8 bytes took minutes and 2.9 GB in one Icechunk
     session, and as many reads for a reader of the coordinate). Their values are the same."""
-    dims = {dataset[name].dims[0] for name in chunks}
+    dims = {dataset[name].dims[column.axis] for name, column in chunks.items()}
     out = dataset.copy()
     for name, variable in out.variables.items():
         if name in chunks or not variable.dims or variable.dims[0] not in dims:

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 from kerchunk.df import refs_to_dataframe
-from virtualizarr.manifests import ManifestStore
+from virtualizarr.manifests import ManifestArray, ManifestStore
 
 from shared.catalog.ledger import read_published
 from shared.io.memory import MemoryWatch
@@ -44,14 +44,8 @@ from shared.model.request import PipelineRequest, StoreFormat
 from shared.model.settings import Settings
 from shared.model.telemetry import emit
 from shared.stages import chunkrefs
-from shared.stages.merge import (
-    Chunks,
-    Columns,
-    concat_failed,
-    merge,
-    no_coordinate,
-    order_files,
-)
+from shared.stages.chunks import Chunks
+from shared.stages.merge import Columns, merge, no_coordinate
 from shared.stages.references import concat_bounds, load_references, manifest_group
 from shared.stages.scan import ScanManifest, load_manifest, load_manifest_slice
 
@@ -181,7 +175,11 @@ def merge_columns(
     registry = storage.registry([source_root(manifest, settings)])
     load = template or (lambda i: reference_loader(manifest, settings, storage)(manifest.files[i]))
     dim, drop = request.concat_dim, tuple(request.drop_variables)
-    combined = merge(columns, lambda i: open_virtual(load(i), registry, dim, drop), chunks)
+
+    def opened(i: int) -> xr.Dataset:
+        return open_virtual(load(i), registry, dim, drop)
+
+    combined = merge(columns, opened, settings.subchunk_max_bytes, chunks)
     return encodable_times(combined, dim)
 
 
@@ -192,71 +190,11 @@ def concatenate(
     storage: Storage,
     memory: MemoryWatch | None = None,
 ) -> xr.Dataset:
-    """Every file's references merged into one dataset (shared.stages.merge); collections
-    the merge does not cover take the xr.concat path (concatenate_opened)."""
+    """Every file's references merged into one dataset (shared.stages.merge)."""
     memory = memory or MemoryWatch(settings.memory_limit_bytes, "combine")
-    try:
-        columns = read_columns(manifest, request, settings, storage, memory)
-        memory.check(f"before merging {len(manifest.files):,} files")
-        return merge_columns(columns, manifest, request, settings, storage)
-    except PipelineError:
-        raise
-    except Exception as exc:  # Irregular, or anything unexpected: the old path decides
-        irregular(manifest, exc)
-    return concatenate_opened(manifest, request, settings, storage, memory)
-
-
-def irregular(manifest: ScanManifest, exc: Exception) -> None:
-    emit(
-        log,
-        "merging manifests does not cover this collection: concatenating",
-        stage="combine",
-        dataset=manifest.dataset_id,
-        reason=f"{type(exc).__name__}: {exc}",
-    )
-
-
-def concatenate_opened(
-    manifest: ScanManifest,
-    request: PipelineRequest,
-    settings: Settings,
-    storage: Storage,
-    memory: MemoryWatch | None = None,
-) -> xr.Dataset:
-    """Every file opened as a virtual dataset, then xr.concat: the path before merging
-    manifests, kept for what the merge does not cover (and as the tests' reference)."""
-    registry = storage.registry([source_root(manifest, settings)])
-    load = reference_loader(manifest, settings, storage)
-    memory = memory or MemoryWatch(settings.memory_limit_bytes, "combine")
-    datasets = []
-    with ThreadPoolExecutor(READ_WORKERS) as pool:  # documents are read ahead, opened one by one
-        for count, document in enumerate(pool.map(load, manifest.files), start=1):
-            datasets.append(
-                open_virtual(document, registry, request.concat_dim, request.drop_variables)
-            )
-            if count % 100 == 0:
-                memory.check(
-                    f"after opening {count:,} of {len(manifest.files):,} files' references"
-                )
-    urls = [info.url for info in manifest.files]
-    values = [ds[request.concat_dim].values for ds in datasets]
-    order = order_files(values, urls, request.concat_dim)
-    memory.check(f"before concatenating {len(datasets):,} files")
-    try:
-        combined = xr.concat(
-            [datasets[i] for i in order],
-            dim=request.concat_dim,
-            data_vars="minimal",
-            coords="minimal",
-            compat="override",
-            combine_attrs="override",
-            join="exact",
-        )
-        return encodable_times(combined, request.concat_dim)
-    except PipelineError:
-        raise
-    except Exception as exc:
-        raise concat_failed(len(datasets), request.concat_dim, exc) from exc
+    columns = read_columns(manifest, request, settings, storage, memory)
+    memory.check(f"before merging {len(manifest.files):,} files")
+    return merge_columns(columns, manifest, request, settings, storage)
 
 
 _CALENDAR_MONTHS = re.compile(
@@ -380,15 +318,19 @@ def append_icechunk(
     )
     with open_store(base, "icechunk", source, settings) as existing:
         last = existing[request.concat_dim].values[-1]
+        misfit = _does_not_fit(existing, added, request.concat_dim)
+        # the store keeps the first file's global attributes, as a recombine does (per-file
+        # ones such as CMIP6's tracking_id would otherwise become the last new file's)
+        added.attrs = dict(existing.attrs)
     first = added[request.concat_dim].values[0]
     try:
         extends = bool(first > last)
     except TypeError:
         extends = False
-    if not extends:
+    if not extends or misfit:
         emit(
             log,
-            "new files do not extend the published store: recombining",
+            f"new files {misfit or 'do not extend the published store'}: recombining",
             stage="combine",
             dataset=request.dataset_id,
             first_new=str(first),
@@ -411,6 +353,27 @@ def append_icechunk(
         files_appended=len(new),
     )
     return int(added.vz.nrefs())
+
+
+def _does_not_fit(existing: xr.Dataset, added: xr.Dataset, dim: str) -> str | None:
+    """Why the new files' store cannot be appended to the published one (None: it can):
+    each virtual variable must have the same chunk shape in both (the new files' lengths may
+    give another grid, shared.stages.grid), and the published store must end on a whole
+    chunk (Icechunk appends after a partial last chunk silently wrong)."""
+    for name, variable in added.variables.items():
+        if not isinstance(variable.data, ManifestArray) or dim not in variable.dims:
+            continue
+        grid: Any = variable.data.metadata.chunk_grid
+        chunks = tuple(int(c) for c in grid.chunk_shape)
+        published = tuple(existing[name].encoding.get("chunks") or ())
+        if published != chunks:
+            return (
+                f"store {name} in chunks of {list(chunks)}, the published store in "
+                f"{list(published)}"
+            )
+        if existing.sizes[dim] % chunks[variable.dims.index(dim)]:
+            return f"follow a partial last chunk of {name} in the published store"
+    return None
 
 
 def _has_objects(storage: Storage, prefix: Location) -> bool:

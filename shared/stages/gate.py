@@ -27,12 +27,16 @@ from functools import partial
 from itertools import pairwise
 from typing import Any
 
+import numpy as np
+
 from shared.io.storage import ObjectInfo, Storage
 from shared.model.errors import ArtifactMissing, SourceNotFound, UnsuitableCollection
 from shared.model.layout import Layout
 from shared.model.request import StoreFormat
 from shared.model.settings import Settings
 from shared.model.telemetry import emit
+from shared.stages.gatereport import headline, render_markdown
+from shared.stages.grid import NoGrid, Stored, plan
 from shared.stages.scan import load_manifest
 
 log = logging.getLogger(__name__)
@@ -306,17 +310,27 @@ def same_dtypes(c: Collection) -> Iterable[CollectionFinding]:
 
 
 @collection_rule
-def same_chunks(c: Collection) -> Iterable[CollectionFinding]:
-    for name, values in _per_variable(c, lambda v: v.get("chunks")).items():
+def same_dimensions(c: Collection) -> Iterable[CollectionFinding]:
+    """A variable has the same dimensions in every file, and the same length along each but
+    the concat dimension: the store holds one shape per variable."""
+    for name, values in _per_variable(c, _shape_without(c.concat_dim)).items():
         yield from _disagreement(
-            "chunks_differ",
+            "dimensions_differ",
             name,
-            "the chunk shape",
+            "the dimensions (and lengths but along the concat dimension)",
             values,
-            "one store holds one chunk shape per variable (variable-length chunks, ZEP003, do "
-            "not exist yet).",
-            "Rechunk the odd file to the majority's shape (nccopy -c or h5repack -l).",
+            "one store holds one shape per variable.",
+            "Fix or remove the odd file, or publish it as its own dataset.",
         )
+
+
+def _shape_without(concat_dim: str) -> Callable[[dict[str, Any]], Any]:
+    def shape(info: dict[str, Any]) -> Any:
+        dims = list(info.get("dimensions") or [])
+        return [f"{d}={n}" if d != concat_dim else d
+                for d, n in zip(dims, info.get("shape") or [], strict=False)]  # fmt: skip
+
+    return shape
 
 
 @collection_rule
@@ -546,9 +560,12 @@ def _span(summary: dict[str, Any]) -> str:
 
 
 @collection_rule
-def whole_chunks(c: Collection) -> Iterable[CollectionFinding]:
-    """Every file but the last (in concat order) must hold a whole number of chunks along the
-    concat dimension: Zarr has one regular chunk grid, where only the final chunk may be short."""
+def chunk_grid(c: Collection) -> Iterable[CollectionFinding]:
+    """Every variable along the concat dimension gets one regular chunk grid in the store,
+    decided as combine decides it (shared.stages.grid.plan, from the reports here, from the
+    references there): plain bytes are cut into one; compressed chunks that do not form one
+    (shapes that differ, or a file other than the last that ends inside a chunk) stop the
+    collection, naming the files, their lengths and chunks, and a fix."""
     ordered = sorted(
         c.readable,
         key=lambda r: (
@@ -556,26 +573,42 @@ def whole_chunks(c: Collection) -> Iterable[CollectionFinding]:
             r["url"],
         ),
     )
-    for report in ordered[:-1]:
+    table: dict[str, list[tuple[Stored, dict[str, Any]]]] = {}
+    for report in ordered:
         for name, info in _along(report, c.concat_dim).items():
-            chunks = info.get("chunks")
-            if not chunks or name == c.concat_dim:
-                continue
-            axis = list(info["dimensions"]).index(c.concat_dim)
-            length, chunk = info["shape"][axis], chunks[axis]
-            if chunk and length % chunk:
-                yield CollectionFinding(
-                    "partial_chunks",
-                    "error",
-                    f"{name}: {_name(report['url'])} has {length} steps along {c.concat_dim} "
-                    f"in chunks of {chunk}, so its last chunk is partial and the combined "
-                    "store's chunk grid would be wrong after it (kerchunk combines this silently "
-                    f"wrong). Rechunk to a chunk size that divides {length} (e.g. "
-                    f"nccopy -c {c.concat_dim}/1), or use files with whole chunks.",
-                    name,
-                    (report["url"],),
-                    {"length": length, "chunk": chunk},
-                )
+            if name != c.concat_dim and info.get("shape"):
+                table.setdefault(name, []).append((_stored(report["url"], info), info))
+    for name, files in table.items():
+        dims = list(files[0][1]["dimensions"])
+        if len({tuple(i["dimensions"]) for _, i in files}) != 1:
+            continue  # dimensions_differ says so
+        itemsize = np.dtype(files[0][1]["dtype"]).itemsize
+        found = plan([f for f, _ in files], dims.index(c.concat_dim), itemsize,
+                     c.settings.subchunk_max_bytes)  # fmt: skip
+        if isinstance(found, NoGrid):
+            yield CollectionFinding(
+                found.code,
+                "error",
+                found.sentence(name, dims),
+                name,
+                tuple(f.url for f in found.odd),
+                {
+                    "files": [
+                        {"url": f.url, "length": f.shape[found.axis], "chunk": f.chunks[found.axis]}
+                        for f in found.odd[:20]
+                    ],
+                    "usual_chunks": list(found.usual),
+                    "fix": found.fix(dims),
+                },
+            )
+
+
+def _stored(url: str, info: dict[str, Any]) -> Stored:
+    """How a report says the file stores a variable (contiguous and NetCDF3 non-record
+    variables: one chunk as long as the variable)."""
+    shape = tuple(int(n) for n in info["shape"])
+    chunks = tuple(int(n) for n in info.get("chunks") or shape)
+    return Stored(url, shape, tuple(max(n, 1) for n in chunks), not info.get("filters"))
 
 
 @collection_rule
@@ -728,49 +761,3 @@ def gate(
             gate=result.to_dict(),
         )
     return result
-
-
-def headline(
-    unsuitable: int, collection_errors: int, files: int, errors: list[dict[str, Any]]
-) -> str:
-    """One line: what is wrong and where (the first problem, and how many more)."""
-    parts = []
-    if unsuitable:
-        parts.append(f"{unsuitable} of {files} files cannot be combined")
-    if collection_errors:
-        parts.append(f"{collection_errors} problem(s) across the files")
-    first = errors[0]
-    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-    return f"{'; '.join(parts)}: {first['message'].rstrip('.')}{more}."
-
-
-def render_markdown(document: dict[str, Any]) -> str:
-    """The gate report for a person: counts, findings grouped by code, the odd files."""
-    lines = [
-        f"# Validation report: {document['dataset_id']}",
-        "",
-        f"- files: {document['files']} (suitable {document['suitable']}, with warnings "
-        f"{document['with_warnings']}, unsuitable {document['unsuitable']})",
-        f"- concat dimension: `{document['concat_dim']}`, format: `{document['store_format']}`",
-        f"- verdict: **{'passed' if not document['first_errors'] else 'refused'}**",
-        f"- manifest: {document['manifest_url']}",
-        "",
-    ]
-    grouped: dict[str, list[tuple[str, dict[str, Any]]]] = {}
-    for finding in document["collection_findings"]:
-        grouped.setdefault(finding["code"], []).append(("collection", finding))
-    for entry in document["unsuitable_files"] + document["files_with_warnings"]:
-        for finding in entry["findings"]:
-            grouped.setdefault(finding["code"], []).append((entry["url"], finding))
-    if not grouped:
-        lines.append("No findings.")
-    for code in sorted(
-        grouped, key=lambda k: (not any(f["severity"] == "error" for _, f in grouped[k]), k)
-    ):
-        entries = grouped[code]
-        lines += ["", f"## `{code}` ({entries[0][1]['severity']}, {len(entries)})", ""]
-        for _, finding in entries[:50]:
-            lines.append(f"- {finding['message']}")
-        if len(entries) > 50:
-            lines.append(f"- ... and {len(entries) - 50} more in the JSON report")
-    return "\n".join(lines) + "\n"

@@ -1,18 +1,22 @@
 """Combine by merging chunk manifests: the per-file references are joined column by column.
 
 Each file's references document is read once into compact columns (``Columns``): per
-variable along the concat dimension, the chunks' offsets and lengths in one flat array, the
-chunks per file along that dimension, explicit paths and inlined chunks where a file has
-them; and the concat coordinate and its CF bounds as raw values, grouped by the attributes
-they decode with. ``merge`` then decodes each group once (decoding is element by element,
-so one call over many files gives what one call per file gives), orders the files, checks
-them, and gathers every variable's chunks into one ManifestArray in that order.
+variable along the concat dimension, the chunks' offsets and lengths in one flat array, each
+file's stored chunk shape and its chunks along that dimension, explicit paths and inlined
+chunks where a file has them; and the concat coordinate and its CF bounds as raw values,
+grouped by the attributes they decode with. ``merge`` then decodes each group once (decoding
+is element by element, so one call over many files gives what one call per file gives),
+orders the files, checks them, asks shared.stages.grid for each variable's chunk grid (the
+files' own chunks, or sub-chunks cut from plain bytes: shared.stages.chunks) and gathers
+every variable's chunks into one ManifestArray in that order.
 
-What the columns do not cover - a variable whose chunk layout, dimensions or codecs differ
-between files, a concat dimension that is not a variable's first, chunks of the coordinate
-that are not inlined, anything unexpected - raises ``Irregular``: combine then takes the
-xr.concat path, which gives the same store or the same error as before. The gate refuses
-most such collections before they get here.
+This is combine's one path. It covers every collection the gate lets through: files whose
+chunk shapes differ (plain bytes are cut into one grid; compressed chunks that do not form
+one are stopped at the gate), codecs that differ only where decoding does not look (a
+compression level), a concat dimension in any position of a variable's dimensions, and
+variables never written. What it cannot join raises ``Irregular`` naming the file, the
+variable and what differs; the gate has a rule for each such case, so reaching it is a gap
+in the gate (tests/test_gate_predicts_combine.py holds the gate to that).
 
 Columns of a batch of files can be written to the work area (``to_bytes``) and joined
 later (``Columns.join``): the combine of a large collection is spread over activities.
@@ -30,12 +34,8 @@ from typing import Any, cast
 
 import numpy as np
 import xarray as xr
-from virtualizarr.manifests import ChunkManifest, ManifestArray
-from virtualizarr.manifests.manifest import INLINED_CHUNK_PATH, MISSING_CHUNK_PATH
-from virtualizarr.manifests.utils import (
-    check_no_partial_chunks_on_concat_axis,
-    copy_and_replace_metadata,
-)
+from virtualizarr.manifests import ManifestArray
+from virtualizarr.manifests.utils import copy_and_replace_metadata
 from xarray.backends.zarr import FillValueCoder
 from zarr.core.array import create_codec_pipeline
 from zarr.core.array_spec import ArrayConfig, ArraySpec
@@ -44,6 +44,20 @@ from zarr.core.metadata import ArrayV3Metadata
 from zarr.core.sync import sync
 
 from shared.model.errors import CombineFailed
+from shared.stages.chunks import (
+    Chunks,
+    Virtual,
+    cut,
+    cut_array,
+    empty_manifest,
+    flat,
+    is_plain,
+    itemsize,
+    native_grid,
+    segments,
+    starts_of,
+)
+from shared.stages.grid import Grid, NoGrid, Stored, plan
 
 # Calendars xarray decodes to numpy datetimes when the dates fit (else to cftime objects,
 # a choice made over the whole array): such groups whose values came out as objects are
@@ -51,8 +65,15 @@ from shared.model.errors import CombineFailed
 _NUMPY_CALENDARS = {"standard", "gregorian", "proleptic_gregorian"}
 
 
-class Irregular(Exception):
-    """The merge does not cover this collection; xr.concat of the opened files decides."""
+class Irregular(CombineFailed):
+    """Files the merge cannot join into one store. The gate stops every such collection (a
+    rule in shared.stages.gate for each reason), so this names a gap in the gate."""
+
+    default_remedy = (
+        "Nothing was written. Run `python -m devhost validate` on the source files to see them "
+        "side by side, fix or remove the named file, and report this to the maintainers: the "
+        "gate should have stopped the collection."
+    )
 
 
 def no_coordinate(url: str, concat_dim: str, dims: Iterable[Any]) -> CombineFailed:
@@ -64,13 +85,6 @@ def no_coordinate(url: str, concat_dim: str, dims: Iterable[Any]) -> CombineFail
     )
 
 
-def concat_failed(files: int, concat_dim: str, exc: Exception) -> CombineFailed:
-    return CombineFailed(
-        f"Concatenating {files} files along {concat_dim!r} failed: {type(exc).__name__}: {exc}",
-        remedy="Run `python -m devhost validate` on the source to find the odd file.",
-    )
-
-
 def _bounds_names(arrays: Mapping[str, Any], concat_dim: str) -> list[str]:
     """As references.concat_bounds, on a document's arrays."""
     attributes = arrays[concat_dim]["zarr"].get("attributes") or {}
@@ -78,14 +92,35 @@ def _bounds_names(arrays: Mapping[str, Any], concat_dim: str) -> list[str]:
     return [n for n in names if isinstance(n, str) and n in arrays]
 
 
-def _same(zarr: Mapping[str, Any]) -> tuple[Any, ...]:
-    """What must be equal in every file for a variable's manifests to be joined."""
+# Codec settings that only the writer uses: a chunk decodes the same whatever they were
+# (the compression level; Blosc keeps its compressor and shuffle in each chunk's header).
+_WRITER_ONLY = {"numcodecs.zlib": {"level"}, "numcodecs.gzip": {"level"},
+                "numcodecs.zstd": {"level", "checksum"}, "numcodecs.blosc": {"clevel", "cname",
+                "shuffle", "blocksize"}}  # fmt: skip
+
+
+def decoding_codecs(codecs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The codecs as decoding sees them: the gate compares the filters' names, so files
+    whose compression differs only in level are joined, with the first file's codecs."""
+    out = []
+    for codec in codecs:
+        ignored = _WRITER_ONLY.get(str(codec.get("name")), set())
+        configuration = {k: v for k, v in (codec.get("configuration") or {}).items()
+                         if k not in ignored}  # fmt: skip
+        out.append({"name": codec.get("name"), "configuration": configuration})
+    return out
+
+
+def _same(zarr: Mapping[str, Any], axis: int) -> tuple[Any, ...]:
+    """What must be equal in every file for a variable's chunks to be joined (the chunk
+    shape may differ: shared.stages.grid decides the store's)."""
+    shape = list(zarr["shape"])
+    del shape[axis]
     return (
         zarr["data_type"],
-        zarr["codecs"],
-        zarr["chunk_grid"],
+        decoding_codecs(zarr["codecs"]),
         zarr.get("dimension_names"),
-        zarr["shape"][1:],
+        shape,
         zarr.get("storage_transformers") or [],
     )
 
@@ -93,7 +128,7 @@ def _same(zarr: Mapping[str, Any]) -> tuple[Any, ...]:
 _DECODERS: dict[str, tuple[np.dtype[Any], Any, ArraySpec | None]] = {}
 
 
-def _decoder(zarr: Mapping[str, Any]) -> tuple[np.dtype[Any], Any, ArraySpec | None]:
+def _decoder(zarr: Mapping[str, Any], where: str) -> tuple[np.dtype[Any], Any, ArraySpec | None]:
     """(native dtype, byte-order dtype or a codec pipeline, chunk spec) for raw chunks."""
     key = json.dumps([zarr["data_type"], zarr["codecs"], zarr["chunk_grid"], zarr["fill_value"]])
     found = _DECODERS.get(key)
@@ -101,7 +136,7 @@ def _decoder(zarr: Mapping[str, Any]) -> tuple[np.dtype[Any], Any, ArraySpec | N
         metadata = ArrayV3Metadata.from_dict({**zarr, "attributes": {}})
         native = metadata.dtype.to_native_dtype()
         if native.kind not in "biufcmM":
-            raise Irregular(f"a coordinate of dtype {native}")
+            raise Irregular(f"{where} has the dtype {native}, which is no number or time.")
         codecs = zarr["codecs"]
         if len(codecs) == 1 and codecs[0]["name"] == "bytes":
             endian = (codecs[0].get("configuration") or {}).get("endian", "little")
@@ -120,19 +155,24 @@ def _decoder(zarr: Mapping[str, Any]) -> tuple[np.dtype[Any], Any, ArraySpec | N
     return found
 
 
-def raw_values(entry: Mapping[str, Any]) -> np.ndarray:
+def _dims(entry: Mapping[str, Any]) -> list[str]:
+    return list(entry["zarr"].get("dimension_names") or [])
+
+
+def raw_values(entry: Mapping[str, Any], where: str) -> np.ndarray:
     """The stored values of an array whose every chunk is inlined, undecoded (no CF)."""
     zarr = entry["zarr"]
     shape = tuple(zarr["shape"])
     grid = tuple(entry["grid"])
     chunks = tuple(zarr["chunk_grid"]["configuration"]["chunk_shape"])
     if len(grid) not in (1, 2) or (len(grid) == 2 and grid[1] != 1):
-        raise Irregular("a coordinate chunked along a second dimension")
+        raise Irregular(f"{where} is chunked along its second dimension.")
     keys = [str(i) if len(grid) == 1 else f"{i}.0" for i in range(grid[0])]
     inline = entry["inline"]
     if any(k not in inline for k in keys):
-        raise Irregular("a coordinate chunk that is not inlined")
-    native, how, spec = _decoder(zarr)
+        raise Irregular(f"{where} has chunks that were not read with the references "
+                        "(stored in another file, or never written).")  # fmt: skip
+    native, how, spec = _decoder(zarr, where)
     data = [base64.b64decode(inline[k]) for k in keys]
     if spec is None:
         blocks = [np.frombuffer(b, dtype=how).reshape(chunks) for b in data]
@@ -141,20 +181,6 @@ def raw_values(entry: Mapping[str, Any]) -> np.ndarray:
         blocks = [d.as_numpy_array().reshape(chunks) for d in decoded]
     values = np.concatenate(blocks) if len(blocks) != 1 else blocks[0]
     return np.ascontiguousarray(values[tuple(slice(0, n) for n in shape)], dtype=native)
-
-
-@dataclass
-class Virtual:
-    """One virtual variable along the concat dimension: its chunks, file after file."""
-
-    zarr: dict[str, Any]  # the first file's metadata
-    same: tuple[Any, ...]
-    rest: tuple[int, ...]  # the chunk grid after the concat axis
-    counts: list[int] = field(default_factory=list)  # chunks along the concat axis per file
-    offsets: list[np.ndarray] = field(default_factory=list)  # pieces (a file's, a batch's)
-    lengths: list[np.ndarray] = field(default_factory=list)
-    paths: dict[int, list[str]] = field(default_factory=dict)  # file -> explicit paths
-    inline: dict[tuple[int, int], bytes] = field(default_factory=dict)  # (file, flat) -> data
 
 
 @dataclass
@@ -207,13 +233,18 @@ class Columns:
         if self.names is None:
             self.names = names
         elif sorted(names) != sorted(self.names):
-            raise Irregular("the variables differ between files")
+            theirs, ours = set(names), set(self.names)
+            raise Irregular(
+                f"{url} has the variables {sorted(theirs - ours) or 'none'} that the first "
+                f"file lacks and lacks {sorted(ours - theirs) or 'none'} (gate rule "
+                "variables_differ)."
+            )
         index = len(self.urls)
         steps = int(coordinate["zarr"]["shape"][0])
         loaded = {dim: coordinate, **{b: arrays[b] for b in bounds}}
         for name, entry in loaded.items():
             if (entry["zarr"].get("dimension_names") or [None])[0] != dim:
-                raise Irregular(f"{name} is not along {dim} first")
+                raise Irregular(f"{url}: {name} is not along {dim} first.")
         described = _decode_key(coordinate["zarr"])
         bounds_described = {b: _decode_key(arrays[b]["zarr"]) for b in bounds}
         key = _decoding_key(described, bounds_described)
@@ -221,46 +252,61 @@ class Columns:
         if decoding is None:
             decoding = self.decodings[key] = Decoding(described, bounds_described)
         for name, entry in loaded.items():
-            values = raw_values(entry)
+            values = raw_values(entry, f"{url}: {name}")
             decoding.raw.setdefault(name, []).append(values)
             decoding.sizes.setdefault(name, []).append(len(values))
         decoding.files.append(index)
-        for name in names:
+        along = [n for n in names if n not in loaded and dim in _dims(arrays[n])]
+        if index and sorted(along) != sorted(self.virtual):
+            raise Irregular(
+                f"{url}: the variables along {dim} are {sorted(along)}, in the first file "
+                f"{sorted(self.virtual)} (gate rule dimensions_differ)."
+            )
+        for name in along:
             entry = arrays[name]
             zarr = entry["zarr"]
-            dims = zarr.get("dimension_names") or []
-            if name in loaded or dim not in dims:
-                continue
-            if dims[0] != dim or zarr["shape"][0] != steps:
-                raise Irregular(f"{name} is not along {dim} first")
+            axis = _dims(entry).index(dim)
+            if zarr["shape"][axis] != steps:
+                raise Irregular(
+                    f"{url}: {name} has {zarr['shape'][axis]} steps along {dim} but the "
+                    f"coordinate {steps} (gate rule dimensions_differ)."
+                )
             column = self.virtual.get(name)
             if column is None:
-                if index:
-                    raise Irregular(f"{name} is not along {dim} in every file")
-                column = self.virtual[name] = Virtual(zarr, _same(zarr), tuple(entry["grid"][1:]))
-            elif _same(zarr) != column.same:
-                raise Irregular(f"{name}'s chunks, codecs or shape differ between files")
-            self._chunks(column, index, entry)
-        if len(self.virtual) != sum(
-            1
-            for n in names
-            if n not in loaded and dim in (arrays[n]["zarr"].get("dimension_names") or ())
-        ):
-            raise Irregular("a variable along the concat dimension is missing in a file")
+                column = self.virtual[name] = Virtual(zarr, _same(zarr, axis), axis)
+            elif _same(zarr, axis) != column.same:
+                raise Irregular(
+                    f"{url}: {name}'s dtype, codecs, dimensions or shape along the other "
+                    "dimensions differ from the first file's (gate rules dtype_differs, "
+                    "codecs_differ, dimensions_differ)."
+                )
+            self._chunks(column, index, entry, url)
         self.urls.append(url)
         self.steps.append(steps)
 
     @staticmethod
-    def _chunks(column: Virtual, index: int, entry: Mapping[str, Any]) -> None:
-        grid = tuple(entry["grid"])
-        column.counts.append(grid[0])
-        column.offsets.append(np.asarray(entry["offsets"], dtype="uint64"))
-        column.lengths.append(np.asarray(entry["lengths"], dtype="uint64"))
+    def _chunks(column: Virtual, index: int, entry: Mapping[str, Any], url: str) -> None:
+        zarr = entry["zarr"]
+        stored = tuple(int(c) for c in zarr["chunk_grid"]["configuration"]["chunk_shape"])
+        grid = native_grid(zarr["shape"], stored)
+        offsets = np.asarray(entry["offsets"], dtype="uint64")
+        lengths = np.asarray(entry["lengths"], dtype="uint64")
+        if tuple(entry["grid"]) != grid:
+            # VirtualiZarr gives a variable never written a grid as large as its shape, all
+            # missing: the same, on the grid its chunk shape gives (it reads as fill)
+            if lengths.any():
+                raise Irregular(f"{url}: the chunk grid of {zarr.get('dimension_names')} "
+                                "does not match its shape and chunks.")  # fmt: skip
+            offsets = lengths = np.zeros(int(np.prod(grid, dtype="int64")), dtype="uint64")
+        column.kind.append(column.kind_of(stored))
+        column.counts.append(grid[column.axis])
+        column.offsets.append(offsets)
+        column.lengths.append(lengths)
         if entry["paths"] is not None:
             column.paths[index] = list(entry["paths"])
         for key, value in entry["inline"].items():
-            flat = int(np.ravel_multi_index(tuple(int(i) for i in key.split(".")), grid))
-            column.inline[(index, flat)] = base64.b64decode(value)
+            flat_index = int(np.ravel_multi_index(tuple(int(i) for i in key.split(".")), grid))
+            column.inline[(index, flat_index)] = base64.b64decode(value)
 
     # -- joining ---------------------------------------------------------------------------
     @classmethod
@@ -276,7 +322,10 @@ class Columns:
             if sorted(part.names) != sorted(out.names) or set(part.virtual) != set(
                 out.virtual or part.virtual
             ):
-                raise Irregular("the variables differ between batches")
+                raise Irregular(
+                    f"the variables of the batch from {part.urls[0]} differ from the first "
+                    "batch's (gate rule variables_differ)."
+                )
             base = len(out.urls)
             out.templates.update({base + i: d for i, d in part.templates.items()})
             out.urls += part.urls
@@ -284,9 +333,14 @@ class Columns:
             for name, column in part.virtual.items():
                 target = out.virtual.get(name)
                 if target is None:
-                    target = out.virtual[name] = Virtual(column.zarr, column.same, column.rest)
+                    target = out.virtual[name] = Virtual(column.zarr, column.same, column.axis)
                 elif column.same != target.same:
-                    raise Irregular(f"{name}'s chunks, codecs or shape differ between files")
+                    raise Irregular(
+                        f"{name}'s dtype, codecs, dimensions or shape along the other "
+                        f"dimensions differ between the batches from {out.urls[0]} and "
+                        f"{part.urls[0]}."
+                    )
+                target.kind += [target.kind_of(column.kinds[k]) for k in column.kind]
                 target.counts += column.counts
                 target.offsets += column.offsets
                 target.lengths += column.lengths
@@ -318,15 +372,17 @@ class Columns:
         for i, (name, column) in enumerate(self.virtual.items()):
             header["virtual"][name] = {
                 "zarr": column.zarr,
-                "rest": list(column.rest),
+                "axis": column.axis,
+                "kinds": [list(k) for k in column.kinds],
                 "counts": column.counts,
                 "paths": {str(k): v for k, v in column.paths.items()},
                 "inline": [
                     [f, c, base64.b64encode(d).decode()] for (f, c), d in column.inline.items()
                 ],
             }
-            arrays[f"o{i}"] = _flat(column.offsets)
-            arrays[f"l{i}"] = _flat(column.lengths)
+            arrays[f"k{i}"] = np.asarray(column.kind, dtype="int32")
+            arrays[f"o{i}"] = flat(column.offsets)
+            arrays[f"l{i}"] = flat(column.lengths)
         for j, decoding in enumerate(self.decodings.values()):
             entry: dict[str, Any] = {
                 "coordinate": decoding.coordinate,
@@ -355,8 +411,10 @@ class Columns:
         for i, (name, entry) in enumerate(header["virtual"].items()):
             out.virtual[name] = Virtual(  # one flat piece: not an array per file (memory)
                 entry["zarr"],
-                _same(entry["zarr"]),
-                tuple(entry["rest"]),
+                _same(entry["zarr"], entry["axis"]),
+                entry["axis"],
+                [tuple(k) for k in entry["kinds"]],
+                stored[f"k{i}"].tolist(),
                 entry["counts"],
                 [stored[f"o{i}"]],
                 [stored[f"l{i}"]],
@@ -370,10 +428,6 @@ class Columns:
                 decoding.sizes[name] = stored[f"n{j}_{k}"].tolist()
             out.decodings[_decoding_key(decoding.coordinate, decoding.bounds)] = decoding
         return out
-
-
-def _flat(parts: list[np.ndarray]) -> np.ndarray:
-    return np.concatenate([p.ravel() for p in parts]) if parts else np.zeros(0, "uint64")
 
 
 # -- decoding the coordinate -------------------------------------------------------------
@@ -407,19 +461,6 @@ def _decode(
     return {name: decoded.variables[name].values for name in raw}
 
 
-def segments(starts: np.ndarray, sizes: np.ndarray) -> np.ndarray:
-    """The indices of the ranges [starts[i], starts[i] + sizes[i]), one after the other."""
-    sizes = np.asarray(sizes, dtype="int64")
-    before = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype("int64")
-    return np.arange(int(sizes.sum()), dtype="int64") + np.repeat(
-        np.asarray(starts, dtype="int64") - before, sizes
-    )
-
-
-def _starts(sizes: np.ndarray) -> np.ndarray:
-    return np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype("int64")
-
-
 @dataclass
 class Decoded:
     """The decoded concat coordinate and bounds of every file: ``joined`` holds each name's
@@ -443,7 +484,7 @@ class Decoded:
         if np.array_equal(order, np.arange(len(order))):
             return values
         sizes = self.sizes[name]
-        return values[segments(_starts(sizes)[order], sizes[order])]
+        return values[segments(starts_of(sizes)[order], sizes[order])]
 
 
 def decoded_values(columns: Columns) -> tuple[Decoded, bool]:
@@ -479,7 +520,7 @@ def decoded_values(columns: Columns) -> tuple[Decoded, bool]:
             continue
         first = groups[0][1][name]
         out = np.empty((int(sizes.sum()), *first.shape[1:]), dtype=first.dtype)
-        starts = _starts(sizes)
+        starts = starts_of(sizes)
         for decoding, values in groups:
             files = np.asarray(decoding.files, dtype="int64")
             out[segments(starts[files], sizes[files])] = values[name]
@@ -517,81 +558,6 @@ def _pieces(decoding: Decoding, name: str) -> list[np.ndarray]:
     """A name's raw values, file by file."""
     raw = np.concatenate(decoding.raw[name])
     return list(np.split(raw, np.cumsum(decoding.sizes[name])[:-1]))
-
-
-# -- the merged store ---------------------------------------------------------------------
-@dataclass
-class Chunks:
-    """One virtual variable's chunks in the files' merged order, read piece by piece
-    (``piece``: a range of its chunks, flat in C order) or whole (``manifest``)."""
-
-    grid: tuple[int, ...]
-    offsets: np.ndarray  # flat, files in index order
-    lengths: np.ndarray
-    files: np.ndarray  # each chunk's file
-    urls: np.ndarray  # object array: each file's URL
-    gather: np.ndarray | None  # merged position -> position in the files' order
-    explicit: np.ndarray | None  # object array of paths, where a file gives its own
-    inlined: dict[int, bytes]  # merged position -> data
-
-    @classmethod
-    def of(cls, column: Virtual, urls: np.ndarray, order: np.ndarray) -> Chunks:
-        per_chunk = int(np.prod(column.rest, dtype="int64"))
-        sizes = np.asarray(column.counts, dtype="int64") * per_chunk
-        starts = _starts(sizes)
-        files = np.repeat(np.arange(len(sizes), dtype="int32"), sizes)
-        explicit = None
-        if column.paths:
-            explicit = np.full(int(sizes.sum()), None, dtype=object)
-            for file, paths in column.paths.items():
-                explicit[starts[file] : starts[file] + sizes[file]] = paths
-        gather = position = None
-        if not np.array_equal(order, np.arange(len(order))):
-            gather = segments(starts[order], sizes[order])
-            position = np.empty_like(gather)
-            position[gather] = np.arange(len(gather))
-        inlined = {}
-        for (file, flat), data in column.inline.items():
-            at = int(starts[file] + flat)
-            inlined[int(position[at]) if position is not None else at] = data
-        grid = (int(np.asarray(column.counts, dtype="int64")[order].sum()), *column.rest)
-        return cls(grid, _flat(column.offsets), _flat(column.lengths), files, urls, gather,
-                   explicit, inlined)  # fmt: skip
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def piece(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Paths (object array; MISSING_CHUNK_PATH, INLINED_CHUNK_PATH), offsets and lengths
-        of the merged chunks [start, stop)."""
-        rows = self.gather[start:stop] if self.gather is not None else slice(start, stop)
-        offsets, lengths = self.offsets[rows], self.lengths[rows]
-        paths = np.where(lengths > 0, self.urls[self.files[rows]], MISSING_CHUNK_PATH)
-        if self.explicit is not None:
-            given = self.explicit[rows]
-            paths = np.where(given != None, given, paths)  # noqa: E711 (element-wise)
-        if self.inlined:
-            at = np.fromiter(self.inlined, dtype="int64", count=len(self.inlined))
-            at = at[(at >= start) & (at < stop)]
-            paths[at - start] = INLINED_CHUNK_PATH
-        return paths, offsets, lengths
-
-    def manifest(self) -> ChunkManifest:
-        paths, offsets, lengths = self.piece(0, len(self))
-        inlined = {tuple(int(i) for i in np.unravel_index(at, self.grid)): data
-                   for at, data in self.inlined.items()}  # fmt: skip
-        return ChunkManifest.from_arrays(
-            paths=cast(Any, paths.astype(np.dtypes.StringDType())).reshape(self.grid),
-            offsets=offsets.reshape(self.grid),
-            lengths=lengths.reshape(self.grid),
-            validate_paths=False,
-            inlined=inlined or None,
-        )
-
-
-def merged_manifest(column: Virtual, urls: list[str], order: np.ndarray) -> ChunkManifest:
-    """The column's chunks in the files' order, as one manifest along the concat axis."""
-    return Chunks.of(column, np.asarray(urls, dtype=object), order).manifest()
 
 
 # -- ordering ---------------------------------------------------------------------------------
@@ -676,25 +642,49 @@ def ordered(columns: Columns) -> tuple[Decoded, np.ndarray]:
     return decoded, np.asarray(order_files(values, columns.urls, dim))
 
 
-def _no_partial_chunks(steps: np.ndarray, chunk: int, concat_dim: str) -> None:
-    """check_no_partial_chunks_on_concat_axis, vectorised (its lists are large)."""
-    if len(steps) > 1 and bool(np.any(steps[:-1] % chunk)):
-        try:
-            check_no_partial_chunks_on_concat_axis(
-                [(int(s),) for s in steps], [(chunk,)] * len(steps), 0
-            )
-        except ValueError as exc:
-            raise concat_failed(len(steps), concat_dim, exc) from exc
+def store_grid(
+    name: str, column: Virtual, steps: np.ndarray, order: np.ndarray, urls: list[str],
+    max_bytes: int,
+) -> Grid:  # fmt: skip
+    """The variable's grid in the store (shared.stages.grid), from one file of each way of
+    storing it (length and chunk shape) among all files but the last, and the last."""
+    kinds = np.asarray(column.kind, dtype="int64")[order]
+    pairs = steps[order][:-1] * len(column.kinds) + kinds[:-1]
+    first = np.sort(np.unique(pairs, return_index=True)[1])
+    picked = [*order[first].tolist(), int(order[-1])]
+    files = [column.stored(urls[f], int(steps[f]), int(column.kind[f])) for f in picked]
+    found = plan(files, column.axis, itemsize(column.zarr), max_bytes)
+    if isinstance(found, NoGrid):
+        dims = [str(d) for d in column.zarr.get("dimension_names") or ()]
+        raise Irregular(f"{found.sentence(name, dims)} (gate rule {found.code})")
+    return found
+
+
+def _one_copy(name: str, variable: xr.Variable, url: str, max_bytes: int) -> xr.Variable:
+    """A variable without the concat dimension (the first file's): cut when it is plain and
+    one of its chunks would pass ``max_bytes`` (shared.stages.grid)."""
+    data = variable.data
+    if not isinstance(data, ManifestArray) or not data.ndim or data.manifest._inlined:
+        return variable
+    metadata = data.metadata
+    stored = Stored(url, tuple(data.shape), tuple(metadata.chunk_grid.chunk_shape),  # type: ignore[union-attr]
+                    is_plain(cast(Any, metadata.to_dict()["codecs"])))  # fmt: skip
+    grid = plan([stored], None, int(metadata.dtype.to_native_dtype().itemsize), max_bytes)
+    if not isinstance(grid, Grid) or not grid.cut:
+        return variable
+    return variable.copy(data=cast(Any, cut_array(data, grid.chunks, url)))
 
 
 def merge(
     columns: Columns,
     open_file: Callable[[int], xr.Dataset],
+    max_bytes: int,
     chunks: dict[str, Chunks] | None = None,
 ) -> xr.Dataset:
-    """The combined dataset: ``open_file(i)`` opens file i as combine's old path does (its
+    """The combined dataset: ``open_file(i)`` opens file i as a virtual dataset (its
     variables without the concat dimension, attributes and encodings are kept, as
-    xr.concat with compat="override" keeps the first file's).
+    xr.concat with compat="override" keeps the first file's). ``max_bytes``: the largest
+    chunk of a plain variable (shared.stages.grid).
 
     With ``chunks``, the virtual variables' manifests are left empty and their chunks put
     there instead, to be written piece by piece (shared.stages.chunkrefs): a manifest of
@@ -703,6 +693,7 @@ def merge(
     decoded, order = ordered(columns)
     steps = np.asarray(columns.steps, dtype="int64")
     template = open_file(int(order[0]))
+    first_url = columns.urls[int(order[0])]
     names = [n for n, v in template.variables.items() if dim in v.dims]
     urls = np.asarray(columns.urls, dtype=object)
     new: dict[Hashable, xr.Variable] = {}
@@ -713,37 +704,31 @@ def merge(
         else:
             column = columns.virtual.get(str(name))
             if column is None or not isinstance(variable.data, ManifestArray):
-                raise Irregular(f"{name} is not a virtual variable in every file")
-            chunk = variable.data.metadata.chunk_grid.chunk_shape[0]  # type: ignore[union-attr]
-            _no_partial_chunks(steps[order], chunk, dim)
+                raise Irregular(f"{first_url}: {name} has no chunk references in every file.")
+            grid = store_grid(str(name), column, steps, order, columns.urls, max_bytes)
+            if grid.cut:
+                column = cut(column, grid.chunks, steps, columns.urls)
             merged = Chunks.of(column, urls, order)
             if chunks is None:
                 manifest = merged.manifest()
             else:
                 chunks[str(name)] = merged
-                manifest = _EMPTY.get(len(merged.grid)) or _empty(len(merged.grid))
-            shape = [int(steps.sum()), *variable.shape[1:]]
-            metadata = copy_and_replace_metadata(variable.data.metadata, new_shape=shape)
+                manifest = empty_manifest(len(merged.grid))
+            shape = list(variable.shape)
+            shape[column.axis] = int(steps.sum())
+            metadata = copy_and_replace_metadata(
+                variable.data.metadata, new_shape=shape, new_chunks=list(grid.chunks)
+            )
             data = ManifestArray(metadata=metadata, chunkmanifest=manifest)
         kind = xr.IndexVariable if name == dim else xr.Variable
         new[name] = kind(variable.dims, data, dict(variable.attrs), dict(variable.encoding))
     coords = [n for n in names if n in template.coords]
     merged_ds = template.drop_vars(names)
+    for name, variable in list(merged_ds.variables.items()):
+        copy = _one_copy(str(name), variable, first_url, max_bytes)
+        if copy is not variable:
+            new[name] = copy
+            (coords if name in merged_ds.coords else names).append(name)
     merged_ds = merged_ds.assign_coords({n: new[n] for n in coords})
     merged_ds = merged_ds.assign({n: new[n] for n in names if n not in coords})
     return merged_ds
-
-
-_EMPTY: dict[int, ChunkManifest] = {}
-
-
-def _empty(ndim: int) -> ChunkManifest:
-    """A manifest of one missing chunk: writes no reference."""
-    shape = (1,) * ndim
-    _EMPTY[ndim] = ChunkManifest.from_arrays(
-        paths=cast(Any, np.full(shape, MISSING_CHUNK_PATH, dtype=np.dtypes.StringDType())),
-        offsets=np.zeros(shape, dtype="uint64"),
-        lengths=np.zeros(shape, dtype="uint64"),
-        validate_paths=False,
-    )
-    return _EMPTY[ndim]

@@ -4,10 +4,8 @@ ordered within the batch) written to the work area; the join reads the partials,
 all files, checks the boundaries between them and writes the store a piece at a time
 (shared.stages.chunkrefs). Neither reads the whole scan manifest: a batch reads its
 slice, the join its header (load_manifest_slice). At 1,000,000 files no activity
-exceeds 700 MB (docs/benchmarks.md).
-
-A batch the merge does not cover writes a marker instead; the join then combines every
-file in one activity the old way (the same store or the same error as combine).
+exceeds 700 MB (docs/benchmarks.md). The join decides each variable's chunk grid from
+every file (shared.stages.grid): a batch keeps its files' own chunks, as they are stored.
 """
 
 from __future__ import annotations
@@ -19,27 +17,23 @@ from typing import Any
 
 from shared.io.memory import MemoryWatch
 from shared.io.storage import Storage, storage_faults
-from shared.model.errors import PipelineError
 from shared.model.layout import Layout
 from shared.model.request import PipelineRequest
 from shared.model.settings import Settings
 from shared.model.telemetry import emit
+from shared.stages.chunks import Chunks
 from shared.stages.combine import (
     CombineResult,
     Joined,
     combine,
-    concatenate_opened,
-    irregular,
     merge_columns,
     read_columns,
     reference_loader,
 )
-from shared.stages.merge import Chunks, Columns, ordered
-from shared.stages.scan import ScanManifest, load_manifest, load_manifest_slice
+from shared.stages.merge import Columns, ordered
+from shared.stages.scan import ScanManifest, load_manifest_slice
 
 log = logging.getLogger(__name__)
-
-IRREGULAR = b"irregular"
 
 
 @dataclass(frozen=True)
@@ -70,16 +64,10 @@ def merge_batch(
     batch, _ = load_manifest_slice(manifest_url, start, stop, settings, storage)
     memory = MemoryWatch(settings.memory_limit_bytes, "combine")
     target = Layout.from_settings(settings).partial(request.dataset_id, run_id, start)
-    try:
-        columns = read_columns(batch, request, settings, storage, memory)
-        first = int(ordered(columns)[1][0])  # also checks order and overlaps in the batch
-        columns.templates = {first: reference_loader(batch, settings, storage)(batch.files[first])}
-        data = columns.to_bytes()
-    except PipelineError:
-        raise
-    except Exception as exc:  # Irregular, or anything unexpected: the join decides
-        irregular(batch, exc)
-        data = IRREGULAR
+    columns = read_columns(batch, request, settings, storage, memory)
+    first = int(ordered(columns)[1][0])  # also checks order and overlaps in the batch
+    columns.templates = {first: reference_loader(batch, settings, storage)(batch.files[first])}
+    data = columns.to_bytes()
     memory.check("after merging the batch")
     with storage_faults(f"writing the partial {target.url}"):
         storage.write(target, data, "application/octet-stream")
@@ -104,11 +92,6 @@ def join_partials(
     layout = Layout.from_settings(settings)
     given = storage
 
-    def opened(_header: ScanManifest, memory: MemoryWatch) -> Joined:
-        """The old path, on every file (the whole manifest is read for it)."""
-        whole = load_manifest(manifest_url, settings, given)
-        return concatenate_opened(whole, request, settings, given, memory), None
-
     def joined(manifest: ScanManifest, memory: MemoryWatch) -> Joined:
         """The partials joined; the virtual variables' chunks beside the dataset, to be
         written piece by piece (shared.stages.chunkrefs)."""
@@ -116,22 +99,14 @@ def join_partials(
         for start in starts:
             with storage_faults(f"reading the partial of batch {start}"):
                 data = given.read(layout.partial(request.dataset_id, run_id, start))
-            if data == IRREGULAR:
-                return opened(manifest, memory)
             parts.append(Columns.from_bytes(data))
             del data
             memory.check(f"after reading {len(parts):,} of {len(starts):,} partials")
         columns = Columns.join(parts)
         del parts
         chunks: dict[str, Chunks] = {}
-        try:
-            template = columns.templates.__getitem__
-            dataset = merge_columns(columns, manifest, request, settings, given, template, chunks)
-            return dataset, chunks
-        except PipelineError:
-            raise
-        except Exception as exc:
-            irregular(manifest, exc)
-        return opened(manifest, memory)
+        template = columns.templates.__getitem__
+        dataset = merge_columns(columns, manifest, request, settings, given, template, chunks)
+        return dataset, chunks
 
     return combine(manifest_url, request, run_id, settings, storage, joined=joined)

@@ -108,11 +108,16 @@ def unsupported_layout(header: FileHeader, settings: Settings) -> Iterator[Findi
 
 @rule
 def unchunked_variable(header: FileHeader, settings: Settings) -> Iterator[Finding]:
-    """A variable stored in one piece is read whole: a warning above unchunked_warn_bytes,
-    unsuitable above unchunked_max_bytes. Data variables and coordinates alike."""
+    """A compressed variable stored in one chunk is read whole: a warning above
+    unchunked_warn_bytes, unsuitable above unchunked_max_bytes. Data variables and
+    coordinates alike. Variables stored without filters (contiguous, chunked uncompressed,
+    NetCDF3) are not read whole: combine cuts them into chunks of at most
+    PIPELINE_SUBCHUNK_MAX_BYTES at computed offsets (shared/stages/grid.py)."""
     for var in header.variables:
         if var.name in header.special_dtypes or var.layout in ("compact", "virtual"):
             continue  # other rules refuse these; a vlen size says nothing about the strings
+        if not var.filters:
+            continue  # plain bytes: cut into sub-chunks
         piece = _one_piece(var)
         if piece is None:
             continue
@@ -160,27 +165,12 @@ def unchunked_variable(header: FileHeader, settings: Settings) -> Iterator[Findi
 
 
 def _one_piece(var: VariableInfo) -> tuple[int, str] | None:
-    """(bytes, how) of the piece every read of ``var`` fetches whole, when that piece is all
-    of the variable (or, for a NetCDF3 record variable, all of one record); else None."""
-    if var.nbytes == 0:
+    """(bytes, how) of a compressed variable stored in one chunk, which every read fetches
+    and decompresses whole; else None."""
+    if var.nbytes == 0 or var.layout != "chunked" or var.chunks is None:
         return None
-    if var.layout == "contiguous":
-        return var.nbytes, "stored contiguously (unchunked), one piece"
-    if var.layout == "chunked" and var.chunks is not None:
-        if all(c >= n for c, n in zip(var.chunks, var.shape, strict=True)):
-            return var.nbytes, "stored as a single chunk"
-        return None
-    if var.layout == "classic" and var.chunks is None:
-        return var.nbytes, "a NetCDF3 variable, stored in one piece"
-    if var.layout == "classic":
-        # A NetCDF3 record variable is never read whole: its values are interleaved record by
-        # record with the other record variables, and the references point at one record of
-        # it per chunk. What every read fetches whole is one record (one step along the
-        # unlimited dimension), so the thresholds apply to that; with one record it is all of
-        # the variable.
-        return var.nbytes // var.shape[0], (
-            f"a NetCDF3 record variable whose every step along {var.dimensions[0]} is one piece"
-        )
+    if all(c >= n for c, n in zip(var.chunks, var.shape, strict=True)):
+        return var.nbytes, "stored compressed as a single chunk"
     return None
 
 
