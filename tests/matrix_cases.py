@@ -376,6 +376,61 @@ def unsigned_bytes_single(folder: Path) -> list[Path]:
     return _unsigned_bytes(folder, np.float32)
 
 
+def _satellite_packed(folder: Path, name: str, signed: str, fill: int, pack: tuple[float, float]):
+    """As satellite producers write it: netCDF4, chunked, deflate with shuffle; unsigned
+    values stored in a signed type flagged _Unsigned, packed with float32 scale_factor and
+    add_offset, a _FillValue (unsigned) and a valid_range. Every file holds both ends of the
+    unsigned range and values next to them, the fill value, and random values."""
+    unsigned = np.dtype(signed.replace("i", "u"))
+    top = int(np.iinfo(unsigned).max)
+    rng = np.random.default_rng(7)
+
+    def granule(index: int) -> Callable[[netCDF4.Dataset], None]:
+        def build(ds: netCDF4.Dataset) -> None:
+            ds.createDimension("time", None)
+            ds.createDimension("lat", 3)
+            ds.createDimension("lon", 4)
+            time = ds.createVariable("time", "f8", ("time",))
+            time.units = "days since 2024-01-01"
+            time[:] = [2 * index, 2 * index + 1]
+            ds.createVariable("lat", "f4", ("lat",))[:] = [-10.0, 0.0, 10.0]
+            ds.createVariable("lon", "f4", ("lon",))[:] = [0.0, 90.0, 180.0, 270.0]
+            var = ds.createVariable(
+                name,
+                signed,
+                ("time", "lat", "lon"),
+                fill_value=np.array(fill, unsigned).view(signed),
+                zlib=True,
+                complevel=4,
+                shuffle=True,
+                chunksizes=(1, 3, 4),
+            )
+            var._Unsigned = "true"
+            var.scale_factor = np.float32(pack[0])
+            var.add_offset = np.float32(pack[1])
+            valid = [1, top] if fill == 0 else [0, top - 1]
+            var.valid_range = np.array(valid, unsigned).view(signed)
+            var.set_auto_maskandscale(False)
+            raw = rng.integers(0, top + 1, (2, 3, 4)).astype(unsigned)
+            raw.flat[:5] = [0, 1, top - 1, top, fill]
+            var[:] = raw.view(signed)
+
+        return build
+
+    return [_netcdf(folder / f"{name}_{i}.nc", granule(i)) for i in range(3)]
+
+
+def satellite_bytes_float32_packed(folder: Path) -> list[Path]:
+    """Sea surface temperature in unsigned bytes, the fill value at the top of the range."""
+    return _satellite_packed(folder, "sst", "i1", 255, (0.15, 271.15))
+
+
+def satellite_shorts_float32_packed(folder: Path) -> list[Path]:
+    """Land surface temperature in unsigned shorts, the fill value at the bottom (MODIS's
+    habit)."""
+    return _satellite_packed(folder, "lst", "i2", 0, (0.002, 250.0))
+
+
 def missing_values_and_valid_range(folder: Path) -> list[Path]:
     """Two missing values (a list), valid_min/valid_max and a valid_range: xarray masks the
     missing values and leaves the valid_* as attributes, from the files and from the store."""
