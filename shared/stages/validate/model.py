@@ -286,6 +286,16 @@ class FileReport:
     def warnings(self) -> tuple[Finding, ...]:
         return tuple(f for f in self.findings if f.severity == "warning")
 
+    def decoded_dtypes(self) -> dict[str, tuple[str, str]]:
+        """Variables a store decodes to another dtype than the file does, with (the file's,
+        the store's): those packed with float32 scale_factor/add_offset (the warning
+        packed_single_precision), float32 from the file and float64 from the store."""
+        return {
+            f.variable: (str(f.details["file_dtype"]), str(f.details["store_dtype"]))
+            for f in self.warnings
+            if f.code == "packed_single_precision" and f.variable
+        }
+
     def variable(self, name: str) -> VariableInfo:
         for info in self.variables:
             if info.name == name:
