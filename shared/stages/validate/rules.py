@@ -385,10 +385,10 @@ def packed_single_precision(header: FileHeader, settings: Settings) -> Iterator[
                 f"{var.name} in {header.url} is packed ({stored}) with {described}: netCDF4 "
                 "and xarray decode it as float32, but a virtual store keeps attributes as JSON "
                 "numbers, so the store decodes it as float64. The two agree within float32 "
-                "rounding (one float32 ulp), and verify holds every value it compares to that, "
-                "with the same missing values; nothing is published otherwise. For a store that "
-                f"decodes exactly as the files, store the packing attributes as double (ncatted "
-                f"{fix} FILE).",
+                "rounding (one float32 ulp at |value| + |add_offset|), and verify holds every "
+                "value it compares to that, with the same missing values; nothing is published "
+                "otherwise. For a store that decodes exactly as the files, store the packing "
+                f"attributes as double (ncatted {fix} FILE).",
                 variable=var.name,
                 details={**details, "tolerance": "float32 rounding"},
             )
