@@ -240,6 +240,13 @@ def record_run(payload: Payload) -> dict[str, Any]:
         from shared.stages.runreport import record_run as record
 
         given = RecordInput.from_dict(payload)
-        return record(given.dataset_id, given.run_id, given.status, settings, Storage(settings))
+        return record(
+            given.dataset_id,
+            given.run_id,
+            given.status,
+            settings,
+            Storage(settings),
+            drop_variables=given.drop_variables,
+        )
 
     return outcome("record", run, payload)

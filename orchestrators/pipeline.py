@@ -470,6 +470,7 @@ def record(run: Run) -> Step:
             dataset_id=run.request.dataset_id,
             run_id=status.run_id,
             status=status.to_dict(),
+            drop_variables=run.request.drop_variables,
             **run.fields,
         ),
         RecordAnswer,

@@ -1,13 +1,15 @@
 """The correctness matrix (docs/correctness.md): for every case the whole pipeline either
 stops at the gate with the expected code, naming the odd file and the variable, with nothing
 written to the catalog or the stores; or publishes, in every output format, a store that
-reads back exactly equal to xarray.open_mfdataset of the sources."""
+reads back exactly equal to xarray.open_mfdataset of the sources (a variable the files pack
+with float32 scale_factor/add_offset: float64, within float32 rounding, Case.float32_packed)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import xarray as xr
 
@@ -15,6 +17,7 @@ from consumer.reader import open_item
 from devhost.samples import open_collection
 from shared.model.errors import UnsuitableCollection
 from shared.model.request import FORMATS, PipelineRequest
+from shared.stages.verify.compare import float32_rounding
 from tests.archive_cases import ARCHIVE_CASES
 from tests.helpers import run_pipeline, stores_written
 from tests.matrix_cases import CASES, Case
@@ -47,9 +50,13 @@ def test_case(tmp_path, local_settings, case: Case, fmt: str):
     if case.outcome == "equal":
         report = run_pipeline(request, local_settings)
         expected = open_collection(paths, group=request.group)
-        expected = expected.drop_vars(request.drop_variables).load()
+        expected = expected.drop_vars(request.drop_variables).load().sortby("time")
         with open_item(report.item_url, local_settings) as published:
-            xr.testing.assert_identical(published.load(), expected.sortby("time"))
+            found = published.load()
+        packed = list(case.float32_packed)
+        xr.testing.assert_identical(found.drop_vars(packed), expected.drop_vars(packed))
+        for name in packed:
+            assert_within_float32_rounding(found[name].variable, expected[name].variable)
         if case.code and fmt == "kerchunk-json":  # a warning that does not stop the run
             gated = json.loads(Path(report.gate_report_url.removeprefix("file://")).read_text())
             assert case.code in gated["findings_by_code"]
@@ -76,6 +83,22 @@ def test_case(tmp_path, local_settings, case: Case, fmt: str):
     )
     assert not Path(local_settings.catalog).exists(), "nothing may reach the catalog"
     assert not stores_written(local_settings.store_root), "no store may be written"
+
+
+def assert_within_float32_rounding(found: xr.Variable, expected: xr.Variable) -> None:
+    """A variable the files pack with float32 scale_factor/add_offset: float64 in the store,
+    float32 from the files, each value within one float32 ulp at |value| + |add_offset| of
+    the files' (NaN in the same places), the same dimensions and attributes."""
+    packing = [v for k, v in expected.encoding.items() if k in ("scale_factor", "add_offset")]
+    assert packing and all(isinstance(v, np.float32) for v in packing), expected.encoding
+    assert (found.dtype, expected.dtype) == (np.float64, np.float32)
+    assert (found.dims, found.shape) == (expected.dims, expected.shape)
+    xr.testing.assert_identical(found.copy(data=expected.values), expected)  # the attributes
+    a, b = expected.values, found.values
+    assert np.array_equal(np.isnan(a), np.isnan(b)), "the missing values differ"
+    offset = abs(float(expected.encoding.get("add_offset", 0.0)))
+    apart = np.abs(b - a.astype(np.float64))[~np.isnan(a)]
+    assert (apart <= float32_rounding(a, offset)[~np.isnan(a)]).all()
 
 
 def test_the_docs_table_lists_every_case():

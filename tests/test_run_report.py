@@ -19,6 +19,7 @@ from shared.model.request import PipelineRequest
 from shared.stages.runreport import FileVerdict, render_run_report
 from shared.stages.scan import ScanManifest
 from tests.helpers import run_pipeline
+from tests.matrix_cases import packed_single_precision, satellite_shorts_float32_packed
 
 SPEC = SampleSpec(files=3, lat=6, lon=10)
 STAGES = ("scan", "validate", "gate", "generate", "combine", "verify", "register")
@@ -71,6 +72,8 @@ def test_a_successful_run_writes_a_report_beside_the_store_naming_every_file(
     assert "| store format | kerchunk-json |" in text
     assert "| store mode | recombine |" in text
     assert "| bytes read to validate |" in text
+    assert "Decoded dtypes" not in text  # every variable decodes as in the files
+    assert "decoded_dtypes" not in json.loads(read(report.report_url))
 
 
 def test_a_run_stopped_by_the_gate_writes_a_report_naming_the_bad_file_as_unsuitable(
@@ -200,6 +203,44 @@ def test_the_record_run_activity_writes_both_reports_and_returns_their_urls(
     for path in paths:
         assert cells(row_of(text, path.name))[4:6] == ["suitable", "processed"]
     assert f"- STAC item: {report.item_url}" in text
+
+
+def test_both_reports_say_which_variables_the_store_decodes_to_float64(tmp_path, local_settings):
+    """Shorts packed with float32 attributes (tests/matrix_cases.py): float32 from the files,
+    float64 from the store."""
+    satellite_shorts_float32_packed(tmp_path / "src")
+    request = PipelineRequest.from_dict({"source": str(tmp_path / "src"), "dataset_id": "lst"})
+    report = run_pipeline(request, local_settings)
+    record = json.loads(read(report.report_url))
+    assert record["decoded_dtypes"] == {
+        "lst": {
+            "store": "float64",
+            "files": "float32",
+            "file_count": 3,
+            "code": "packed_single_precision",
+        }
+    }
+    text = read(report.summary_url)
+    assert "## Decoded dtypes\n\nThe store decodes `lst` to float64, where netCDF4" in text
+    assert "within float32 rounding (one float32 ulp at |value| + |add_offset|)" in text
+    assert cells(row_of(text, "`lst`")) == ["`lst`", "float64", "float32", "3"]
+    for i in range(3):
+        row = cells(row_of(text, f"lst_{i}.nc"))
+        assert row[4:6] == ["suitable-with-warnings", "packed_single_precision"]
+
+
+def test_a_float32_packed_variable_the_request_drops_is_in_neither_report(tmp_path, local_settings):
+    packed_single_precision(tmp_path / "src")  # pr packed with float32 attributes, and tas
+    request = PipelineRequest.from_dict(
+        {
+            "source": str(tmp_path / "src"),
+            "dataset_id": "tas",
+            "options": {"drop_variables": ["pr"]},
+        }
+    )
+    report = run_pipeline(request, local_settings)
+    assert "decoded_dtypes" not in json.loads(read(report.report_url))
+    assert "Decoded dtypes" not in read(report.summary_url)
 
 
 def test_the_command_line_prints_where_the_run_summary_is(capsys):

@@ -36,6 +36,8 @@ from shared.model.locations import Location, parse_location
 from shared.model.request import PipelineRequest
 from shared.model.settings import AZURITE_KEY, Settings
 from tests.helpers import run_pipeline
+from tests.matrix_cases import packed_single_precision
+from tests.stac_schemas import validation_errors
 
 PROPERTIES = {
     "run_id": "run-1",
@@ -729,3 +731,28 @@ def test_the_item_links_its_run_summary_and_gate_report_which_exist(tmp_path, lo
     assert path(summary) == path(run.summary_url)  # written by the run's last step
     assert path(gate_json) == path(run.gate_report_url)
     assert [str(path(link)) for link in described.values() if not path(link).is_file()] == []
+
+
+def test_a_float32_packed_variable_says_in_cube_variables_that_the_store_decodes_float64(
+    tmp_path, local_settings
+):
+    """The files pack pr with float32 scale_factor/add_offset (tests/matrix_cases.py): the
+    store decodes it to float64, the files to float32, and the item says so where a reader
+    of cube:variables looks (datacube v2.2.0 has no data type field: the description)."""
+    packed_single_precision(tmp_path / "src")
+    request = PipelineRequest.from_dict({"source": str(tmp_path / "src"), "dataset_id": "pr"})
+    run = run_pipeline(request, local_settings)
+    item = read_item(run.item_url, local_settings)
+    variables = item.properties["cube:variables"]
+    assert variables["pr"]["description"] == (
+        "Daily precipitation. Decodes to float64 from this store; the source files, packed "
+        "with float32 scale_factor/add_offset, decode to float32 (netCDF4, xarray). The "
+        "values agree within float32 rounding, as verified before publishing."
+    )
+    assert variables["tas"]["description"] == "Near-Surface Air Temperature"  # float32 alike
+    assert validation_errors(item.to_dict()) == {}
+    link = item.get_single_link("collection")
+    assert link is not None
+    collection = json.loads(Path(str(link.get_absolute_href()).removeprefix("file://")).read_text())
+    assert collection["cube:variables"]["pr"]["description"] == variables["pr"]["description"]
+    assert validation_errors(collection) == {}

@@ -727,6 +727,56 @@ def test_hdf5_with_dimension_scales_attached_is_published_identically(
     xr.testing.assert_identical(published, open_collection(paths).load())
 
 
+# -- packing ----------------------------------------------------------------------------------
+def packed_file(path: Path, attribute_type: type, netcdf_format: str = "NETCDF4") -> Path:
+    """A short packed with scale_factor/add_offset of ``attribute_type``, with a _FillValue."""
+    with netCDF4.Dataset(path, "w", format=netcdf_format) as ds:
+        ds.createDimension("x", 4)
+        v = ds.createVariable("v", "i2", ("x",), fill_value=np.int16(-32768))
+        v.scale_factor = attribute_type(0.01)
+        v.add_offset = attribute_type(100)
+        v.set_auto_maskandscale(False)
+        v[:] = np.array([-32768, -32767, 0, 32767], "i2")
+    return path
+
+
+@pytest.mark.parametrize("netcdf_format", ["NETCDF4", "NETCDF3_CLASSIC"])
+def test_float32_packing_is_a_warning_that_says_the_store_decodes_float64(
+    tmp_path, local_settings, netcdf_format
+):
+    path = packed_file(tmp_path / "packed.nc", np.float32, netcdf_format)
+    report = validate(path, local_settings)
+    assert report.verdict == "suitable_with_warnings"
+    assert codes(report) == ["packed_single_precision"]
+    finding = report.findings[0]
+    assert (finding.severity, finding.variable) == ("warning", "v")
+    assert finding.details == {
+        "attribute_types": {"scale_factor": "float32", "add_offset": "float32"},
+        "file_dtype": "float32",
+        "store_dtype": "float64",
+        "tolerance": "float32 rounding",
+    }
+    for text in ("decode it as float32", "decodes it as float64", "float32 rounding", "verify"):
+        assert text in finding.message
+    with xr.open_dataset(path) as ds:  # what the finding says of the file is what xarray does
+        assert ds["v"].dtype == np.float32
+
+
+def test_double_packing_has_no_finding_and_other_packing_types_stay_an_error(
+    tmp_path, local_settings
+):
+    assert validate(packed_file(tmp_path / "d.nc", np.float64), local_settings).findings == ()
+    path = tmp_path / "int.nc"
+    with netCDF4.Dataset(path, "w") as ds:  # an integer scale_factor: xarray decodes int16
+        ds.createDimension("x", 2)
+        v = ds.createVariable("v", "i2", ("x",), fill_value=False)
+        v.scale_factor = np.int16(2)
+        v[:] = [1, 2]
+    report = validate(path, local_settings)
+    assert (report.verdict, codes(report)) == ("unsuitable", ["packed_single_precision"])
+    assert report.findings[0].details["file_dtype"] == "int16"  # no bound verify could hold
+
+
 # -- reports --------------------------------------------------------------------------------------
 def test_report_round_trips_exactly_through_strict_json(tmp_path, local_settings):
     path = tmp_path / "mixed.nc"

@@ -11,14 +11,16 @@ import xarray as xr
 from consumer.reader import open_item
 from devhost.samples import SampleSpec, write_sample_files
 from shared.io.storage import Storage
+from shared.io.stores import open_store
 from shared.model.errors import SourceChanged, VerifyMismatch
 from shared.model.locations import parse_location
 from shared.model.request import PipelineRequest
 from shared.stages.combine import combine
 from shared.stages.references import generate_batch
 from shared.stages.verify import compare_files, decide, open_source, reading, verify
+from shared.stages.verify.compare import _compare, float32_rounding
 from tests.helpers import durable_host, open_sources, run_pipeline, scanned, submit
-from tests.matrix_cases import CASES, Case
+from tests.matrix_cases import CASES, Case, satellite_shorts_float32_packed
 
 
 def edit_refs(store_url, change):
@@ -301,3 +303,125 @@ def test_a_source_read_whole_opens_as_it_does_through_ranges(
                 assert alike.dtype == variable.dtype, name
                 assert _attrs_alike(alike.attrs, variable.attrs), name
                 assert reading.chunk_shape(alike) == reading.chunk_shape(variable), name
+
+
+# -- float32-packed variables: float64 in the store, held to float32 rounding ----------------
+def _packed_store(tmp_path, settings):
+    """Shorts flagged _Unsigned, packed with float32 scale_factor/add_offset and a fill
+    value (tests/matrix_cases.py), combined without the gate: the manifest, the store."""
+    satellite_shorts_float32_packed(tmp_path / "src")
+    return build(tmp_path / "src", settings)
+
+
+@pytest.mark.parametrize(
+    "small_source_bytes", [reading.SMALL_SOURCE_BYTES, 0], ids=["read-whole", "ranged"]
+)
+@pytest.mark.parametrize("full_limit", [10**12, 0], ids=["full", "sample"])
+def test_a_float32_packed_variable_verifies_as_float64_within_float32_rounding(
+    tmp_path, local_settings, monkeypatch, full_limit, small_source_bytes
+):
+    monkeypatch.setattr(reading, "SMALL_SOURCE_BYTES", small_source_bytes)
+    settings = local_settings.with_changes(verify_full_max_bytes=full_limit)
+    manifest_url, store_url = _packed_store(tmp_path, settings)
+    result = verify(manifest_url, store_url, "kerchunk-json", "time", settings)
+    assert result.files_checked == 3 and result.values_compared > 0
+    # the difference verify let through is real: float64 values, not all the files' float32
+    files = open_sources(sorted((tmp_path / "src").glob("*.nc")))
+    store, source = parse_location(store_url, settings), parse_location(str(tmp_path), settings)
+    with open_store(store, "kerchunk-json", source, settings) as stored_dataset:
+        assert (stored_dataset["lst"].dtype, files["lst"].dtype) == (np.float64, np.float32)
+        stored, decoded = stored_dataset["lst"].values, files["lst"].values
+        assert np.array_equal(np.isnan(stored), np.isnan(decoded)) and np.isnan(decoded).any()
+        assert (stored != decoded)[~np.isnan(decoded)].any()
+
+
+def test_a_float32_packed_store_off_by_more_than_float32_rounding_is_refused(
+    tmp_path, local_settings
+):
+    manifest_url, store_url = _packed_store(tmp_path, local_settings)
+    largest = np.float32(np.iinfo("u2").max * np.float32(0.002) + 2 * np.float32(250.0))
+
+    def shift_add_offset(refs):  # by four ulps at the largest magnitude: every value moves
+        attrs = json.loads(refs["refs"]["lst/.zattrs"])
+        attrs["add_offset"] += 4 * float(np.spacing(largest))
+        refs["refs"]["lst/.zattrs"] = json.dumps(attrs)
+
+    edit_refs(store_url, shift_add_offset)
+    with pytest.raises(
+        VerifyMismatch,
+        match=r"lst_0\.nc, variable 'lst': 22 of 24 values differ by more than float32 "
+        r"rounding .* first at index \(0, 0, 1\)",
+    ):
+        verify(manifest_url, store_url, "kerchunk-json", "time", local_settings)
+
+
+def test_a_float32_packed_store_with_other_values_is_refused(tmp_path, local_settings):
+    manifest_url, store_url = _packed_store(tmp_path, local_settings)
+
+    def swap(refs):
+        chunks = refs["refs"]
+        chunks["lst/0.0.0"], chunks["lst/1.0.0"] = chunks["lst/1.0.0"], chunks["lst/0.0.0"]
+
+    edit_refs(store_url, swap)
+    with pytest.raises(
+        VerifyMismatch, match=r"lst_0\.nc, variable 'lst': .* differ by more than float32 rounding"
+    ):
+        verify(manifest_url, store_url, "kerchunk-json", "time", local_settings)
+
+
+def _one_variable(path: Path, dtype: str, values, **attributes) -> Path:
+    with netCDF4.Dataset(path, "w") as ds:
+        ds.createDimension("x", len(values))
+        var = ds.createVariable("v", dtype, ("x",), fill_value=False)
+        for name, value in attributes.items():
+            var.setncattr(name, value)
+        var.set_auto_maskandscale(False)
+        var[:] = values
+    return path
+
+
+def test_only_float32_packing_may_decode_as_float64_and_only_within_float32_rounding(tmp_path):
+    """_compare on variables read from real files, the second standing for the store."""
+    raw = np.array([-32767, -1, 0, 1, 12345, 32767], "i2")
+
+    def packed(name: str, attribute_type: type, offset: float = 100.0) -> xr.Variable:
+        path = _one_variable(
+            tmp_path / name,
+            "i2",
+            raw,
+            scale_factor=attribute_type(0.01),
+            add_offset=attribute_type(offset),
+        )
+        with xr.open_dataset(path) as ds:
+            return ds.variables["v"].load()
+
+    single, double = packed("f4.nc", np.float32), packed("f8.nc", np.float64)
+    assert (single.dtype, double.dtype) == (np.float32, np.float64)
+    assert not np.array_equal(single.values, double.values)
+    assert _compare(single, double) is None  # what a store of the first file holds
+    # add_offset four float32 ulps off at the largest |value| + |add_offset|: refused
+    ulp = float(np.spacing(np.float32(427.67 + 100)))
+    nudged = packed("nudged.nc", np.float64, 100.0 + 4 * ulp)
+    assert "6 of 6 values differ by more than float32 rounding" in str(_compare(single, nudged))
+    # no other dtype difference is accepted: plain float32 data stored as float64
+    values = raw.astype("f4") / 3
+    plain = _one_variable(tmp_path / "plain4.nc", "f4", values)
+    wide = _one_variable(tmp_path / "plain8.nc", "f8", values.astype("f8"))
+    with xr.open_dataset(plain) as a, xr.open_dataset(wide) as b:
+        assert a["v"].values.tolist() == b["v"].values.tolist()  # the same values
+        assert _compare(a.variables["v"], b.variables["v"]) == (
+            "dtype float64 in the store, float32 in the file"
+        )
+    # nor a float64-packed file against a store of other dtype
+    assert _compare(double, single) == "dtype float32 in the store, float64 in the file"
+
+
+def test_the_float32_rounding_bound_is_one_ulp_at_value_plus_offset_and_rounds_up():
+    values = np.array([1.0, -1.0, 300.0, np.nan], "f4")
+    assert float32_rounding(values, 0.0)[:3].tolist() == [2.0**-23, 2.0**-23, 2.0**-15]
+    assert float32_rounding(values, 270.0)[:3].tolist() == [2.0**-15] * 2 + [2.0**-14]
+    assert np.isnan(float32_rounding(values, 0.0)[3])
+    # |value| + |offset| just above the largest float32 below 256: the ulp above 256
+    below = np.nextafter(np.float32(256), np.float32(0))
+    assert float32_rounding(np.array([below]), 0.0)[0] == 2.0**-16
+    assert float32_rounding(np.array([below]), 2.0**-30)[0] == 2.0**-15

@@ -418,6 +418,7 @@ class RecordInput(ActivityInput):
     dataset_id: str
     run_id: str
     status: dict[str, Any]  # RunStatus.to_dict()
+    drop_variables: tuple[str, ...] = ()  # the request's: not in the store
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pystac
+import xarray as xr
 
 from shared.catalog.ledger import published_versions, record_version, write_published
 from shared.catalog.stac.catalog import (
@@ -20,6 +21,7 @@ from shared.catalog.stac.item import build_item
 from shared.catalog.stac_api import published_in_api
 from shared.io.storage import Storage, storage_faults
 from shared.io.stores import open_store, virtual_container_prefix
+from shared.model.errors import SourceNotFound
 from shared.model.layout import Layout, digest, library_versions
 from shared.model.locations import http_url, parse_location, public_store_url
 from shared.model.request import PipelineRequest
@@ -28,7 +30,8 @@ from shared.model.telemetry import emit
 from shared.stages.combine import source_root
 from shared.stages.preview import add_preview
 from shared.stages.runreport import summary_location
-from shared.stages.scan import check_unchanged, load_manifest
+from shared.stages.scan import ScanManifest, check_unchanged, load_manifest
+from shared.stages.validate.batch import load_report
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +51,31 @@ def add_run_links(
     ]
     for href, media_type, title in links:
         item.add_link(pystac.Link("describedby", href, media_type=media_type, title=title))
+
+
+def file_dtypes(
+    manifest: ScanManifest, dataset: xr.Dataset, settings: Settings, storage: Storage
+) -> dict[str, str]:
+    """The variables of the store that the source files decode to another dtype (packed
+    with float32 scale_factor/add_offset: float32 from the files, float64 from the store),
+    with the files' dtype, as the first file's validation report says (the gate made the
+    packing values of every file agree). Empty when that report is gone (an old version
+    registered again after its reports were pruned): the item then says nothing of it."""
+    if not manifest.files:
+        return {}
+    first = manifest.files[0]
+    try:
+        report = load_report(first.url, first.etag, settings, storage, group=manifest.group)
+    except (SourceNotFound, ValueError, KeyError, TypeError) as exc:
+        log.warning(
+            "no validation report of %s (%s): the item says no decoded dtypes", first.url, exc
+        )
+        return {}
+    return {
+        name: in_files
+        for name, (in_files, in_store) in report.decoded_dtypes().items()
+        if name in dataset.variables and str(dataset.variables[name].dtype) == in_store
+    }
 
 
 def register(
@@ -92,6 +120,7 @@ def register(
             virtual_chunk_prefix=(
                 virtual_container_prefix(source) if request.format == "icechunk" else None
             ),
+            file_dtypes=file_dtypes(manifest, dataset, settings, storage),
             properties={
                 "run_id": run_id,
                 "source": manifest.source,

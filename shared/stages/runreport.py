@@ -2,14 +2,16 @@
 
 The JSON run report (Layout.run_report) is the record a program reads; this page is what an
 operator opens after a run, or after a failure at 3am: the outcome and what to do, the counts,
-bytes read, the store, the time of every stage, links to every artifact, and a row for every
-file with its verdict and finding codes, so "which file, and why" needs no other document.
+bytes read, the store, the variables it decodes to another dtype than the files (float32-packed
+ones: float64 from the store; the JSON record's ``decoded_dtypes`` too), the time of every
+stage, links to every artifact, and a row for every file with its verdict and finding codes,
+so "which file, and why" needs no other document.
 
 It is built from the run's status (RunStatus.to_dict, the orchestrator's), the
 scan manifest and each file's stored validation report (keyed by URL and ETag, so files
 reused from the published version have theirs too). Of each report only the verdict, the
-finding codes and the first error are kept: 10,000 files make a page of about 1 MB, not the
-hundreds of MB the full reports would be.
+finding codes, the first error and the decoded dtypes are kept: 10,000 files make a page of
+about 1 MB, not the hundreds of MB the full reports would be.
 """
 
 from __future__ import annotations
@@ -53,6 +55,8 @@ class FileVerdict:
     verdict: str
     codes: tuple[str, ...] = ()
     first_error: str = ""
+    # (variable, the file's decoded dtype, the store's): FileReport.decoded_dtypes
+    decoded: tuple[tuple[str, str, str], ...] = ()
 
     @classmethod
     def of(cls, report: FileReport) -> FileVerdict:
@@ -61,6 +65,7 @@ class FileVerdict:
             verdict=report.verdict,
             codes=tuple(dict.fromkeys(f.code for f in report.findings)),
             first_error=errors[0].message[:MESSAGE_CHARS] if errors else "",
+            decoded=tuple((n, a, b) for n, (a, b) in report.decoded_dtypes().items()),
         )
 
 
@@ -101,21 +106,91 @@ def record_run(
     status: Mapping[str, Any],
     settings: Settings,
     storage: Storage,
+    drop_variables: Collection[str] = (),
 ) -> RecordAnswer:
     """Write the run report twice: JSON in the work area for programs (the record), then
-    the Markdown page beside the store for people. A page that cannot be written for a
-    reason trying again cannot fix is logged, not raised: the store root may be what the run
-    failed on, and the JSON record must not be lost for the page's sake."""
+    the Markdown page beside the store for people. Both say which variables the store
+    decodes to another dtype than the files (``decoded_dtypes``; the variables the request
+    dropped are not in the store). A page that cannot be written for a reason trying again
+    cannot fix is logged, not raised: the store root may be what the run failed on, and the
+    JSON record must not be lost for the page's sake."""
     location = Layout.from_settings(settings).run_report(dataset_id, run_id)
-    storage.write_json(location, {"kind": "run-report", **status})
+    record = {"kind": "run-report", **status}
+    files: RunFiles | None = None
+    try:
+        files = run_files(status, settings, storage)
+    except PipelineError as exc:
+        storage.write_json(location, record)  # the record, whatever becomes of the rest
+        if exc.retryable:
+            raise
+        log.warning("the run's files not read for its reports: %s", exc)
+    decoded = decoded_dtypes(status, files, drop_variables) if files else {}
+    if decoded:
+        record["decoded_dtypes"] = decoded
+    storage.write_json(location, record)
     summary = None
     try:
-        summary = write_run_report(dataset_id, run_id, status, settings, storage).url
+        summary = write_run_report(
+            dataset_id, run_id, status, settings, storage, files=files, decoded=decoded
+        ).url
     except PipelineError as exc:
         if exc.retryable:
             raise
         log.warning("run summary not written: %s", exc)
     return RecordAnswer(run_report=location.url, run_summary=summary)
+
+
+@dataclass(frozen=True)
+class RunFiles:
+    """The run's files as its reports show them: the manifest (None when the run stopped
+    before it, or it is gone), every file's verdict, and the files processed in this run
+    (None when not known)."""
+
+    manifest: ScanManifest | None
+    verdicts: Mapping[str, FileVerdict]
+    processed: Collection[str] | None = None
+
+
+def run_files(status: Mapping[str, Any], settings: Settings, storage: Storage) -> RunFiles:
+    """The manifest when the run got that far (outputs.manifest_url) and the verdict of each
+    of its files; when the status names the manifest of the files processed in this run
+    (outputs.work_manifest_url, for incremental runs), which those are."""
+    outputs = status.get("outputs") or {}
+    manifest = _manifest(outputs.get("manifest_url"), settings, storage)
+    verdicts = read_verdicts(manifest.files, settings, storage, manifest.group) if manifest else {}
+    processed = None
+    if manifest and outputs.get("work_manifest_url"):
+        work = _manifest(outputs["work_manifest_url"], settings, storage)
+        processed = {f.url for f in work.files} if work else None
+    return RunFiles(manifest, verdicts, processed)
+
+
+def decoded_dtypes(
+    status: Mapping[str, Any], files: RunFiles, drop_variables: Collection[str] = ()
+) -> dict[str, dict[str, Any]]:
+    """The variables the run's store decodes to another dtype than its files do (packed
+    with float32 attributes: the files float32, the store float64), by name: ``store``,
+    ``files``, ``file_count`` (how many files say so) and ``code``. Empty when the run made
+    no store."""
+    if not (status.get("outputs") or {}).get("store_url") or files.manifest is None:
+        return {}
+    decoded: dict[str, dict[str, Any]] = {}
+    for info in files.manifest.files:
+        verdict = files.verdicts.get(info.url)
+        for name, file_dtype, store_dtype in verdict.decoded if verdict else ():
+            if name in drop_variables:
+                continue
+            entry = decoded.setdefault(
+                name,
+                {
+                    "store": store_dtype,
+                    "files": file_dtype,
+                    "file_count": 0,
+                    "code": "packed_single_precision",
+                },
+            )
+            entry["file_count"] += 1
+    return decoded
 
 
 def write_run_report(
@@ -124,27 +199,25 @@ def write_run_report(
     status: Mapping[str, Any],
     settings: Settings,
     storage: Storage | None = None,
+    *,
+    files: RunFiles | None = None,
+    decoded: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Location:
-    """Render the run's page and write it beside the store; returns where it is.
-
-    The manifest is read when the run got that far (outputs.manifest_url). When the status
-    names the manifest of the files processed in this run (outputs.work_manifest_url, for
-    incremental runs), the page says per file whether it was reused or processed."""
+    """Render the run's page and write it beside the store; returns where it is. ``files``
+    (run_files) and ``decoded`` (decoded_dtypes) are read here when not given."""
     storage = storage or Storage(settings)
     layout = Layout.from_settings(settings)
     outputs = dict(status.get("outputs") or {})
     outputs.setdefault("run_report", layout.run_report(dataset_id, run_id).url)
-    manifest = _manifest(outputs.get("manifest_url"), settings, storage)
-    verdicts = read_verdicts(manifest.files, settings, storage, manifest.group) if manifest else {}
-    processed = None
-    if manifest and outputs.get("work_manifest_url"):
-        work = _manifest(outputs["work_manifest_url"], settings, storage)
-        processed = {f.url for f in work.files} if work else None
+    files = files or run_files(status, settings, storage)
+    if decoded is None:
+        decoded = decoded_dtypes(status, files)
     text = render_run_report(
         {**status, "dataset_id": dataset_id, "run_id": run_id, "outputs": outputs},
-        manifest,
-        verdicts,
-        processed=processed,
+        files.manifest,
+        files.verdicts,
+        processed=files.processed,
+        decoded=decoded,
     )
     location = summary_location(dataset_id, run_id, settings)
     storage.write(location, text.encode(), "text/markdown")
@@ -168,12 +241,15 @@ def render_run_report(
     verdicts: Mapping[str, FileVerdict],
     *,
     processed: Collection[str] | None = None,
+    decoded: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> str:
     """The Markdown page of one run. ``status`` has the shape of RunStatus.to_dict();
     ``verdicts`` maps file URLs to their verdicts (a file missing from it was not
     validated); ``processed`` names the files validated and generated in this run (the
-    others were reused), or is None when that is not known: the column is then left out."""
+    others were reused), or is None when that is not known: the column is then left out;
+    ``decoded`` the variables the store decodes to another dtype (decoded_dtypes)."""
     lines = [*_outcome(status), *_summary(status, manifest, verdicts)]
+    lines += _decoded(decoded or {})
     lines += _timings(status.get("stages") or {})
     lines += _links(status.get("outputs") or {})
     lines += _errors(status.get("errors") or [])
@@ -252,6 +328,31 @@ def _summary(
         if store.get("peak_memory_bytes") is not None:
             rows.append(("peak memory (combine)", _bytes(store["peak_memory_bytes"])))
     return ["## Summary", "", "| | |", "|---|---|", *(_row(k, v) for k, v in rows), ""]
+
+
+def _decoded(decoded: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    if not decoded:
+        return []
+    names = ", ".join(f"`{name}`" for name in decoded)
+    rows = [
+        _row(f"`{name}`", d.get("store"), d.get("files"), d.get("file_count"))
+        for name, d in decoded.items()
+    ]
+    return [
+        "## Decoded dtypes",
+        "",
+        f"The store decodes {names} to float64, where netCDF4 and xarray decode the files to "
+        "float32: the files pack them with float32 scale_factor/add_offset, and the store "
+        "keeps those attributes as JSON numbers, which carry no precision. The values agree "
+        "within float32 rounding (one float32 ulp at |value| + |add_offset|), with the same "
+        "missing values, which verify checks for every value it compares "
+        "(packed_single_precision in docs/findings.md).",
+        "",
+        "| variable | store | files | files packed so |",
+        "|---|---|---|---:|",
+        *rows,
+        "",
+    ]
 
 
 def _bytes(count: int) -> str:

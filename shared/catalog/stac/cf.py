@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import calendar
 import itertools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -404,10 +404,15 @@ def _description(variable: xr.Variable | xr.DataArray | None) -> str | None:
     return None
 
 
-def cube_variables(dataset: xr.Dataset) -> dict[str, dict[str, Any]]:
+def cube_variables(
+    dataset: xr.Dataset, file_dtypes: Mapping[str, str] | None = None
+) -> dict[str, dict[str, Any]]:
     """``cube:variables``: every variable that is not a dimension coordinate. Data variables
     are "data"; coordinates and what CF attributes point at (grid_mapping, bounds,
-    climatology) are "auxiliary"."""
+    climatology) are "auxiliary". ``file_dtypes`` names the variables the source files
+    decode to another dtype than the store does (packed with float32 attributes: float32
+    from the files, float64 from the store): their description says so (datacube v2.2.0 has
+    no field for a variable's data type; v2.3.0's ``data_type`` would hold it)."""
     auxiliary = _referenced_variables(dataset)
     variables: dict[str, dict[str, Any]] = {}
     for key, variable in dataset.variables.items():
@@ -424,11 +429,26 @@ def cube_variables(dataset: xr.Dataset) -> dict[str, dict[str, Any]]:
         description = variable.attrs.get("long_name")
         if isinstance(description, str) and description.strip():
             fields["description"] = description.strip()
+        in_files = (file_dtypes or {}).get(name)
+        if in_files and in_files != str(variable.dtype):
+            said = decoded_dtype_sentence(str(variable.dtype), in_files)
+            before = fields.get("description")
+            fields["description"] = f"{before.rstrip('.')}. {said}" if before else said
         units = variable.attrs.get("units")
         if isinstance(units, str) and units.strip() and not _is_time(variable):
             fields["unit"] = units.strip()
         variables[name] = fields
     return variables
+
+
+def decoded_dtype_sentence(in_store: str, in_files: str) -> str:
+    """What a variable's description says when the store decodes it to another dtype than
+    the source files (packed with float32 scale_factor/add_offset)."""
+    return (
+        f"Decodes to {in_store} from this store; the source files, packed with {in_files} "
+        f"scale_factor/add_offset, decode to {in_files} (netCDF4, xarray). The values agree "
+        f"within {in_files} rounding, as verified before publishing."
+    )
 
 
 def _referenced_variables(dataset: xr.Dataset) -> set[str]:

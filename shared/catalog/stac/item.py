@@ -60,6 +60,7 @@ def build_item(
     properties: Mapping[str, Any],
     virtual_chunk_prefix: str | None = None,
     source: Location | None = None,
+    file_dtypes: Mapping[str, str] | None = None,
 ) -> pystac.Item:
     """The STAC Item for one combined store (no I/O: ``dataset`` is already open).
 
@@ -69,7 +70,9 @@ def build_item(
     ``source`` is the folder the sources live in (the sources asset); without it, the
     ``source`` property's URL, else the store's folder. ``virtual_chunk_prefix`` is the URL
     prefix the Icechunk repository declares as its virtual chunk container
-    (``shared.io.stores.virtual_container_prefix``); Icechunk needs it.
+    (``shared.io.stores.virtual_container_prefix``); Icechunk needs it. ``file_dtypes``: the
+    variables the source files decode to another dtype than the store (float32-packed ones),
+    with the files' dtype, said in their ``cube:variables`` description.
     """
     check_id(dataset_id, "dataset id", store)
     check_id(collection_id, "collection id", store)
@@ -125,7 +128,9 @@ def build_item(
             name: Dimension.from_dict(fields)
             for name, fields in cube_dimensions(dataset, footprint, times).items()
         },
-        variables={name: Variable(fields) for name, fields in cube_variables(dataset).items()},
+        variables={
+            name: Variable(fields) for name, fields in cube_variables(dataset, file_dtypes).items()
+        },
     )
     if source is None:
         source = _source_of(properties, store, settings)

@@ -18,8 +18,10 @@ REPORT_KIND = "validation-report"
 # Bump when a rule is added or changed: stored reports of another version are redone.
 # 2: coordinate summaries; unchunked-size rules; variable-length strings and plain HDF5 are
 # errors.
-# 4: the unchunked-size rules apply to compressed variables only (plain ones are cut).
-REPORT_VERSION = 4
+# 4: packed_single_precision is a warning for float32-packed variables (published: the store
+# decodes float64, verify holds it to float32 rounding).
+# 5: the unchunked-size rules apply to compressed variables only (plain ones are cut).
+REPORT_VERSION = 5
 
 # CF attributes that change how stored values decode; kept per variable in the report.
 ENCODING_ATTRIBUTES = (
@@ -285,6 +287,16 @@ class FileReport:
     @property
     def warnings(self) -> tuple[Finding, ...]:
         return tuple(f for f in self.findings if f.severity == "warning")
+
+    def decoded_dtypes(self) -> dict[str, tuple[str, str]]:
+        """Variables a store decodes to another dtype than the file does, with (the file's,
+        the store's): those packed with float32 scale_factor/add_offset (the warning
+        packed_single_precision), float32 from the file and float64 from the store."""
+        return {
+            f.variable: (str(f.details["file_dtype"]), str(f.details["store_dtype"]))
+            for f in self.warnings
+            if f.code == "packed_single_precision" and f.variable
+        }
 
     def variable(self, name: str) -> VariableInfo:
         for info in self.variables:

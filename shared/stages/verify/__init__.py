@@ -4,7 +4,11 @@ Nothing is registered unless this passes. Each source file is opened independent
 reference machinery (read whole and opened from memory by the netCDF-C library; an HDF5 file
 over 1 MiB in sample mode with h5netcdf over a ranged reader) with CF decoding on, exactly
 as a user would open it, and compared with the slice of the store it should have become:
-same variables, dtypes, attributes and values (NaN equals NaN), same decoded times.
+same variables, dtypes, attributes and values (NaN equals NaN), same decoded times. One
+difference is accepted: a variable the file packs with float32 scale_factor/add_offset
+decodes as float32 from the file and as float64 from the store (which keeps attributes as
+JSON numbers); its values must agree within float32 rounding, one float32 ulp at
+|value| + |add_offset| (compare.float32_rounding), and be missing in the same places.
 
 Small collections (total size up to PIPELINE_VERIFY_FULL_MAX_BYTES) are compared in full.
 Larger ones are compared on a deterministic sample: for every file, every variable along the

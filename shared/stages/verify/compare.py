@@ -2,7 +2,8 @@
 
 Each file of the batch is opened as a user would (reading.open_source) and compared with the
 slice of the store it should have become: same variables, dtypes, attributes and values (NaN
-equals NaN), same decoded times. Small collections (total size up to
+equals NaN), same decoded times; a float32-packed variable float64 in the store, within
+float32 rounding (_compare). Small collections (total size up to
 PIPELINE_VERIFY_FULL_MAX_BYTES) are compared in full; larger ones on a deterministic sample
 (see the package's docstring). A batch answers a VerifyTally: the steps of the store its
 files hold (claims), what differs (at most MAX_REPORTED mismatches) and counts; the deciding
@@ -32,6 +33,7 @@ from shared.model.telemetry import emit
 from shared.model.wire import VerifyTally
 from shared.stages.combine import source_root
 from shared.stages.scan import check_unchanged, load_manifest
+from shared.stages.validate.model import PACKING_ATTRIBUTES
 from shared.stages.verify.reading import (
     open_source,
     source_decodes,
@@ -91,11 +93,19 @@ def _sample_regions(
 
 
 def _compare(expected: xr.Variable, found: xr.Variable) -> str | None:
-    """None if identical (dims, dtype, attrs, values with NaN == NaN), else why not."""
+    """None if identical (dims, dtype, attrs, values with NaN == NaN), else why not.
+
+    One difference is accepted, and only it: a variable the file packs with float32
+    scale_factor/add_offset decodes as float32 from the file and as float64 from the store
+    (float32_packing); its values must then agree within float32 rounding (float32_rounding)
+    and be missing in the same places."""
     if expected.dims != found.dims:
         return f"dimensions {found.dims} in the store, {expected.dims} in the file"
+    widened = False
     if expected.dtype != found.dtype:
-        return f"dtype {found.dtype} in the store, {expected.dtype} in the file"
+        widened = found.dtype == np.float64 and float32_packing(expected) is not None
+        if not widened:
+            return f"dtype {found.dtype} in the store, {expected.dtype} in the file"
     if expected.shape != found.shape:
         return f"shape {found.shape} in the store, {expected.shape} in the file"
     if not _attrs_equal(expected.attrs, found.attrs):
@@ -109,17 +119,64 @@ def _compare(expected: xr.Variable, found: xr.Variable) -> str | None:
             for k in differing[:3]
         )
     a, b = np.asarray(expected.values), np.asarray(found.values)
-    equal = a == b
-    if a.dtype.kind in "fc" or a.dtype.kind == "M":
-        equal |= _isnan(a) & _isnan(b)
+    if widened:
+        offset = float(np.abs(expected.encoding.get("add_offset", 0.0)))
+        bound = float32_rounding(a, offset)
+        equal = (a == b) | (np.abs(b - a.astype(np.float64)) <= bound) | (_isnan(a) & _isnan(b))
+    else:
+        equal = a == b
+        if a.dtype.kind in "fc" or a.dtype.kind == "M":
+            equal |= _isnan(a) & _isnan(b)
     if bool(np.all(equal)):
         return None
     where = tuple(int(i) for i in np.argwhere(~np.asarray(equal))[0])
     count = int(np.size(equal) - np.count_nonzero(equal))
+    if widened:
+        return (
+            f"{count} of {np.size(equal)} values differ by more than float32 rounding (the "
+            "file packs it with float32 scale_factor/add_offset and decodes float32, the "
+            f"store float64); first at index {where}: {_show(b[where])} in the store, "
+            f"{_show(a[where])} in the file, at most {_show(bound[where])} apart allowed"
+        )
     return (
         f"{count} of {np.size(equal)} values differ; first at index {where}: "
         f"{_show(b[where])} in the store, {_show(a[where])} in the file"
     )
+
+
+def float32_packing(variable: xr.Variable) -> dict[str, np.float32] | None:
+    """The packing attributes (scale_factor, add_offset) of a source variable that decodes as
+    float32 because they are stored as float32, read from the variable's encoding (where
+    xarray keeps them with their stored type); None for any other variable. Only such a
+    variable may decode as float64 from a store, which keeps attributes as JSON numbers."""
+    from xarray.coding.variables import _choose_float_dtype
+
+    if variable.dtype != np.float32 or "dtype" not in variable.encoding:
+        return None
+    packing = {k: variable.encoding[k] for k in PACKING_ATTRIBUTES if k in variable.encoding}
+    if not packing or not all(isinstance(v, np.float32) for v in packing.values()):
+        return None
+    if np.dtype(_choose_float_dtype(np.dtype(variable.encoding["dtype"]), packing)) != np.float32:
+        return None
+    return packing
+
+
+def float32_rounding(values: np.ndarray, add_offset: float) -> np.ndarray:
+    """How far apart a float64 decode of float32-packed data may be from the file's float32
+    decode, per value of the file's (``values``): one float32 ulp at |value| + |add_offset|.
+
+    The file computes r = fl32(fl32(x * s) + o) from the stored x: two float32 roundings, of
+    half an ulp each, of operands of magnitude at most about |r| + |o|; the store computes
+    x * s + o in float64, within 2**-52 of the exact value. The magnitude is rounded up to a
+    float32 (so a magnitude just below a power of two takes the ulp above it: x * s may round
+    up to that power), and np.spacing of a power of two is the ulp above it. NaN where the
+    file's value is NaN or infinite (compared for identity, not within a bound)."""
+    magnitude = np.abs(values.astype(np.float64)) + abs(add_offset)
+    with np.errstate(over="ignore", invalid="ignore"):
+        nearest = magnitude.astype(np.float32)
+        up = np.nextafter(nearest, np.float32(np.inf))
+        rounded = np.where(nearest.astype(np.float64) < magnitude, up, nearest)
+        return np.asarray(np.spacing(rounded), dtype=np.float64)
 
 
 def _load(variable: xr.Variable, region: Mapping[str, slice]) -> xr.Variable:
