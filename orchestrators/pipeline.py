@@ -293,6 +293,7 @@ def combine(run: Run, plan: RunPlan) -> Generator[Any, Any, CombineAnswer]:
         "references": store.reference_count,
         "dims": store.dims,
         "peak_memory_bytes": store.peak_memory_bytes,
+        "chunks": store.chunks,
     }
     return store
 

@@ -7,6 +7,7 @@ new file's length changes it."""
 from __future__ import annotations
 
 import json
+import logging
 import shlex
 from pathlib import Path
 
@@ -45,16 +46,25 @@ def published(run, settings) -> xr.Dataset:
         ([12, 12, 6], (1, 1, 1, 4), {"subchunk_max_bytes": 40}, (1, 2)),
     ],
 )
-def test_contiguous_files_get_the_grid_the_docs_describe(
-    tmp_path, local_settings, splits, chunks, settings, bounds
+def test_contiguous_files_get_the_grid_the_docs_describe_and_the_run_says_so(
+    tmp_path, local_settings, caplog, splits, chunks, settings, bounds
 ):
     paths = cmor_monthly(tmp_path / "src", splits)
     settings = local_settings.with_changes(**settings)
-    run = run_pipeline(request(tmp_path / "src"), settings)
+    with caplog.at_level(logging.INFO, logger="shared.stages.merge"):
+        run = run_pipeline(request(tmp_path / "src"), settings)
     store = published(run, settings)
     assert store["ta"].encoding["chunks"] == chunks
     assert store["lat_bnds"].encoding["chunks"] == bounds  # without time: cut only when large
     xr.testing.assert_identical(store, open_collection(paths).load())
+    # the operator sees it: the record of each cut, the run's status and its summary
+    cut = next(r for r in caplog.records if getattr(r, "variable", None) == "ta")
+    assert cut.getMessage().startswith("variable cut into sub-chunks")
+    assert (cut.chunks, cut.lengths) == (list(chunks), sorted(set(splits)))
+    assert cut.stored == sorted({f"{n}x4x3x4" for n in splits})
+    assert run.store["chunks"]["ta"] == list(chunks)
+    summary = Path(run.summary_url.removeprefix("file://")).read_text()
+    assert f"ta {'x'.join(map(str, chunks))}" in summary
 
 
 def test_daily_files_of_a_leap_and_two_common_years_take_one_reference_per_day(

@@ -59,7 +59,7 @@ class RunStatus:
     # {"started", "seconds"} and, on the stage that failed, "failed": true
     stages: dict[str, dict[str, Any]] = field(default_factory=dict)
     outputs: dict[str, str] = field(default_factory=dict)
-    # what combine built: {"mode", "bytes", "references", "dims", "peak_memory_bytes"}
+    # what combine built: {"mode", "bytes", "references", "dims", "peak_memory_bytes", "chunks"}
     store: dict[str, Any] = field(default_factory=dict)
     # {"stage_remaining_seconds", "run_remaining_seconds", "basis"}: see estimate()
     estimate: dict[str, Any] = field(default_factory=dict)

@@ -56,6 +56,7 @@ STAGE_RECORDS: dict[str, tuple[str, tuple[str, ...]]] = {
             "store_bytes",
             "peak_memory_bytes",
             "mode",
+            "chunks",
             "seconds",
         ),
     ),

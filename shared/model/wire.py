@@ -282,6 +282,7 @@ class CombineAnswer(Wire):
     reference_count: int | None = None
     dims: dict[str, int] | None = None
     peak_memory_bytes: int | None = None
+    chunks: dict[str, list[int]] | None = None  # each data variable's chunk shape
 
 
 @dataclass(frozen=True, kw_only=True)

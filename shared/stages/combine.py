@@ -78,6 +78,8 @@ class CombineResult:
     # "append": new files added to a copy of the published Icechunk repository as a new
     # commit (reference_count then counts the references added); "recombine": every file.
     mode: str = "recombine"
+    # each data variable's chunk shape in the store (shared.stages.grid decided it)
+    chunks: dict[str, list[int]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -459,6 +461,7 @@ def combine(
         peak_memory_bytes=memory.peak,
         libraries=library_versions(),
         mode="append" if appended is not None else "recombine",
+        chunks=store_chunks(combined),
     )
     emit(
         log,
@@ -473,5 +476,18 @@ def combine(
         seconds=round(result.seconds, 3),
         peak_memory_bytes=result.peak_memory_bytes,
         mode=result.mode,
+        chunks=result.chunks,
     )
     return result
+
+
+def store_chunks(dataset: xr.Dataset) -> dict[str, list[int]]:
+    """Each data variable's chunk shape in the store (virtual, or read from the store)."""
+    found = {}
+    for name, variable in dataset.data_vars.items():
+        if isinstance(variable.data, ManifestArray):
+            grid: Any = variable.data.metadata.chunk_grid
+            found[str(name)] = [int(c) for c in grid.chunk_shape]
+        elif variable.ndim and variable.encoding.get("chunks"):
+            found[str(name)] = [int(c) for c in variable.encoding["chunks"]]
+    return found

@@ -27,6 +27,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import logging
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from itertools import pairwise
@@ -44,6 +45,7 @@ from zarr.core.metadata import ArrayV3Metadata
 from zarr.core.sync import sync
 
 from shared.model.errors import CombineFailed
+from shared.model.telemetry import emit
 from shared.stages.chunks import (
     Chunks,
     Virtual,
@@ -58,6 +60,8 @@ from shared.stages.chunks import (
     starts_of,
 )
 from shared.stages.grid import Grid, NoGrid, Stored, plan
+
+log = logging.getLogger(__name__)
 
 # Calendars xarray decodes to numpy datetimes when the dates fit (else to cftime objects,
 # a choice made over the whole array): such groups whose values came out as objects are
@@ -657,7 +661,22 @@ def store_grid(
     if isinstance(found, NoGrid):
         dims = [str(d) for d in column.zarr.get("dimension_names") or ()]
         raise Irregular(f"{found.sentence(name, dims)} (gate rule {found.code})")
+    if found.cut:
+        _cut_record(name, found, files, column.axis)
     return found
+
+
+def _cut_record(name: str, grid: Grid, files: list[Stored], axis: int | None) -> None:
+    """One record per variable cut: what the files store, what the store gets."""
+    emit(
+        log,
+        "variable cut into sub-chunks",
+        stage="combine",
+        variable=name,
+        chunks=list(grid.chunks),
+        stored=sorted({"x".join(map(str, f.chunks)) for f in files}),
+        lengths=sorted({f.shape[axis] for f in files}) if axis is not None else [],
+    )
 
 
 def _one_copy(name: str, variable: xr.Variable, url: str, max_bytes: int) -> xr.Variable:
@@ -672,6 +691,7 @@ def _one_copy(name: str, variable: xr.Variable, url: str, max_bytes: int) -> xr.
     grid = plan([stored], None, int(metadata.dtype.to_native_dtype().itemsize), max_bytes)
     if not isinstance(grid, Grid) or not grid.cut:
         return variable
+    _cut_record(name, grid, [stored], None)
     return variable.copy(data=cast(Any, cut_array(data, grid.chunks, url)))
 
 

@@ -325,6 +325,9 @@ def _summary(
             rows.append(("references", f"{store['references']:,}"))
         if store.get("dims"):
             rows.append(("dims", ", ".join(f"{k}={v}" for k, v in store["dims"].items())))
+        if store.get("chunks"):
+            rows.append(("chunks", ", ".join(f"{k} {'x'.join(map(str, v))}"
+                                             for k, v in store["chunks"].items())))  # fmt: skip
         if store.get("peak_memory_bytes") is not None:
             rows.append(("peak memory (combine)", _bytes(store["peak_memory_bytes"])))
     return ["## Summary", "", "| | |", "|---|---|", *(_row(k, v) for k, v in rows), ""]
