@@ -5,6 +5,8 @@ each test. The matrix (tests/archive_cases.py) and the property test
 
 from __future__ import annotations
 
+import array
+
 import numpy as np
 import pytest
 
@@ -122,7 +124,7 @@ def test_cutting_computes_each_sub_chunk_offset_from_the_row_major_layout():
     # file 0: contiguous (6, 2) float32 at byte 1000; file 1: chunks of (4, 2) at 100 and
     # 500, 6 steps (the second chunk holds steps 4-5 and two padded rows)
     column = _column((6, 2), [(6, 2)])
-    column.kind = [column.kind_of((6, 2)), column.kind_of((4, 2))]
+    column.kind = array.array("i", [column.kind_of((6, 2)), column.kind_of((4, 2))])
     column.counts = [1, 2]
     column.offsets = [np.array([1000], "uint64"), np.array([100, 500], "uint64")]
     column.lengths = [np.array([48], "uint64"), np.array([32, 32], "uint64")]
@@ -136,7 +138,7 @@ def test_cutting_computes_each_sub_chunk_offset_from_the_row_major_layout():
 def test_cutting_along_a_later_axis_and_a_missing_chunk_stay_missing():
     # (3, 4) stored contiguous, cut into (1, 2); the second file never wrote it
     column = _column((3, 4), [(3, 4)], axis=1)
-    column.kind = [column.kind_of((3, 4)), column.kind_of((3, 4))]
+    column.kind = array.array("i", [column.kind_of((3, 4)), column.kind_of((3, 4))])
     column.counts = [1, 1]
     column.offsets = [np.array([200], "uint64"), np.array([0], "uint64")]
     column.lengths = [np.array([48], "uint64"), np.array([0], "uint64")]
@@ -147,7 +149,7 @@ def test_cutting_along_a_later_axis_and_a_missing_chunk_stay_missing():
 
 def test_a_stored_chunk_of_the_wrong_length_is_never_cut():
     column = _column((6, 2), [(6, 2)])
-    column.kind = [column.kind_of((6, 2))]
+    column.kind = array.array("i", [column.kind_of((6, 2))])
     column.counts = [1]
     column.offsets = [np.array([1000], "uint64")]
     column.lengths = [np.array([40], "uint64")]  # 48 expected: not the values row-major

@@ -28,6 +28,7 @@ import base64
 import io
 import json
 import logging
+from array import array as int_array
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from itertools import pairwise
@@ -344,7 +345,8 @@ class Columns:
                         f"dimensions differ between the batches from {out.urls[0]} and "
                         f"{part.urls[0]}."
                     )
-                target.kind += [target.kind_of(column.kinds[k]) for k in column.kind]
+                renumber = np.asarray([target.kind_of(k) for k in column.kinds], dtype="int32")
+                target.kind.frombytes(renumber[np.asarray(column.kind, dtype="int64")].tobytes())
                 target.counts += column.counts
                 target.offsets += column.offsets
                 target.lengths += column.lengths
@@ -418,7 +420,7 @@ class Columns:
                 _same(entry["zarr"], entry["axis"]),
                 entry["axis"],
                 [tuple(k) for k in entry["kinds"]],
-                stored[f"k{i}"].tolist(),
+                int_array("i", stored[f"k{i}"].astype("int32").tobytes()),
                 entry["counts"],
                 [stored[f"o{i}"]],
                 [stored[f"l{i}"]],
