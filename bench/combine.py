@@ -1,10 +1,13 @@
 """Part 3: combine time and peak memory as the file count grows, per output format, with
 kerchunk's MultiZarrToZarr (over per-file SingleHdf5ToZarr references) as the baseline.
 
-Two collections: one chunk per variable per file (a 4x8 grid, one time step per file: the
-references-heavy, data-light case) at 100, 1,000 and 10,000 files; and many chunks per file
+Three collections: one chunk per variable per file (a 4x8 grid, one time step per file: the
+references-heavy, data-light case) at 100, 1,000 and 10,000 files; many chunks per file
 (500 time steps of one step per chunk, two variables: 1,000 chunks per file) at 100 and 1,000
-files, about 1 million references at 1,000. Files and per-file references are written once
+files, about 1 million references at 1,000; and contiguous daily files as CMOR writes them,
+one a year of 365 or 366 days (1,000 years from 1850, a 3x4 grid, tests/archive_cases.py),
+which combine cuts into one sub-chunk per day and variable (365,242 references) and
+MultiZarrToZarr cannot combine at all (its failure is listed). Files and per-file references are written once
 into bench-output/ and reused by later runs (writing them is not measured). Each combine runs
 in a fresh process: its seconds and that process's peak resident memory (imports included).
 
@@ -23,16 +26,20 @@ from bench.common import OUT, local_settings, run_child, table
 
 FORMATS = ("kerchunk-json", "kerchunk-parquet", "icechunk")
 BASELINE = "MultiZarrToZarr"
+CONTIGUOUS = "contiguous years"  # daily files of 365/366 steps, stored contiguously
 
 
 def cases(quick: bool) -> list[dict[str, Any]]:
     if quick:
         return [{"case": "1 chunk/var", "files": n, "steps": 1} for n in (5, 20)] + [
-            {"case": "many chunks", "files": 5, "steps": 20}
+            {"case": "many chunks", "files": 5, "steps": 20},
+            {"case": CONTIGUOUS, "files": 5, "steps": 365},
         ]
-    return [{"case": "1 chunk/var", "files": n, "steps": 1} for n in (100, 1000, 10000)] + [
-        {"case": "many chunks", "files": n, "steps": 500} for n in (100, 1000)
-    ]
+    return (
+        [{"case": "1 chunk/var", "files": n, "steps": 1} for n in (100, 1000, 10000)]
+        + [{"case": "many chunks", "files": n, "steps": 500} for n in (100, 1000)]
+        + [{"case": CONTIGUOUS, "files": 1000, "steps": 365}]
+    )
 
 
 def _spec(files: int, steps: int) -> Any:
@@ -112,11 +119,18 @@ def ready(case: dict[str, Any], root: Path) -> tuple[str, Path, Path, str]:
     """Write the case's files and our per-file references unless they are there already."""
     from devhost.samples import write_sample_files
 
-    name = f"{case['files']}x{case['steps']}"
+    name = f"{case['files']}x{case['steps']}" + (
+        "-contiguous" if case["case"] == CONTIGUOUS else ""
+    )
     folder = root / "files" / name
     work = root / "work" / name
     if len(list(folder.glob("*.nc"))) != case["files"]:
-        write_sample_files(folder, _spec(case["files"], case["steps"]))
+        if case["case"] == CONTIGUOUS:
+            from tests.archive_cases import cmor_daily
+
+            cmor_daily(folder, range(1850, 1850 + case["files"]))
+        else:
+            write_sample_files(folder, _spec(case["files"], case["steps"]))
     done = work / "prepared.json"
     if not done.exists():
         done.parent.mkdir(parents=True, exist_ok=True)
@@ -154,7 +168,8 @@ def run(quick: bool, budget: float, formats: list[str] | None = None) -> dict[st
     last: dict[tuple[str, str], dict[str, Any]] = {}
     for case in cases(quick):
         name, folder, work, manifest_url = ready(case, root)
-        refs_per_file = 2 * case["steps"] + 3  # tas, pr, time; lat, lon (crs has none)
+        # tas, pr, time; lat, lon (crs has none); contiguous: tas a day, lat, lon and bounds
+        refs_per_file = 2 * case["steps"] + 3 if case["case"] != CONTIGUOUS else case["steps"] + 5
         for method in methods:
             previous = last.get((case["case"], method))
             projected = None
@@ -246,6 +261,27 @@ def side_by_side(files: list[int], fmt: str = "kerchunk-json") -> list[dict[str,
     return out
 
 
+def contiguous_years(files: int) -> list[dict[str, Any]]:
+    """Part 3's archive case alone: ``files`` contiguous daily files of a year each, combined
+    in every format, and MultiZarrToZarr on the same files (which cannot combine them)."""
+    root = OUT / "full" / "combine"
+    case = {"case": CONTIGUOUS, "files": files, "steps": 365}
+    _, folder, work, manifest_url = ready(case, root)
+    kerchunk_ready(folder, work)
+    rows = []
+    for method in (*FORMATS, BASELINE):
+        store = work / f"stores-{method}-{int(time.time() * 1000)}"
+        try:
+            got = _measure(method, folder, work, manifest_url, store)
+        except RuntimeError as exc:
+            print(f"{method:>17}: FAILED: {str(exc).strip().splitlines()[-1][:160]}", flush=True)
+            continue
+        rows.append({**case, "method": method, **got})
+        print(f"{method:>17}: {got['seconds']:6.1f} s {got['peak_rss_bytes'] / 1e6:7.0f} MB "
+              f"{got['references']:>9,} references", flush=True)  # fmt: skip
+    return rows
+
+
 def main() -> None:
     import argparse
 
@@ -256,7 +292,13 @@ def main() -> None:
     )
     parser.add_argument("--files", type=int, nargs="+", default=[1000, 10000])
     parser.add_argument("--format", default="kerchunk-json", choices=FORMATS)
+    parser.add_argument("--contiguous", type=int, metavar="FILES", default=None,
+                        help="instead: the contiguous daily files of part 3 (FILES years), "
+                        "every format and MultiZarrToZarr")  # fmt: skip
     args = parser.parse_args()
+    if args.contiguous:
+        contiguous_years(args.contiguous)
+        return
     print(f"{'files':>8} {'ours (' + args.format + ')':>23} {BASELINE:>23} {'faster':>8}")
     side_by_side(args.files, args.format)
 

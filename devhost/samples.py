@@ -179,10 +179,16 @@ def sample_paths(folder: Path | str, suffixes: Sequence[str] = (".nc",)) -> list
 
 
 def open_collection(
-    paths: Sequence[Path | str], concat_dim: str = "time", group: str | None = None
+    paths: Sequence[Path | str],
+    concat_dim: str = "time",
+    group: str | None = None,
+    cftime: bool = False,
 ) -> xr.Dataset:
     """The collection as xarray itself opens it (lazily, CF-decoded; one group of it): the
-    reference answer every published store must be identical to."""
+    reference answer every published store must be identical to. ``cftime``: times decoded
+    to cftime dates in every file (xarray otherwise decodes each file on its own, to numpy
+    datetimes where its dates fit and to cftime beyond 2262, and mixes the two)."""
+    times: Any = xr.coders.CFDatetimeCoder(use_cftime=True) if cftime else None
     return xr.open_mfdataset(
         sorted(paths),
         combine="nested",
@@ -191,4 +197,5 @@ def open_collection(
         coords="minimal",
         compat="override",
         group=group,
+        decode_times=times,
     )

@@ -255,6 +255,15 @@ ARCHIVE_CASES = [
         why="cut into sub-chunks of one day: one reference per step and variable",
     ),
     Case(
+        "contiguous daily files crossing the year 2262, standard calendar",
+        lambda f: cmor_daily(f, [2260, 2261, 2262, 2263]),
+        "equal",
+        why="numpy dates end in 2262: the files before decode to numpy, those after to cftime; "
+        "the store's coordinate is one array and decodes to cftime, the same instants (verify "
+        "compares them as such)",
+        cftime=True,
+    ),
+    Case(
         "NCO unchunked monthly files split 120+120+60",
         nco_unchunked,
         "equal",

@@ -38,6 +38,10 @@ class Case:
     # float32, the store (attributes as JSON numbers) as float64. Compared within float32
     # rounding (one float32 ulp at |value| + |add_offset|), every other variable identically.
     float32_packed: tuple[str, ...] = ()
+    # The files' times decode to numpy dates in some files and cftime in others (a standard
+    # calendar crossing 2262): the store's, one array, to cftime; compared with the files
+    # opened with cftime dates throughout.
+    cftime: bool = False
 
 
 def _base_then_odd(folder: Path, odd: SampleSpec, base: SampleSpec = BASE) -> list[Path]:

@@ -16,11 +16,12 @@ import xarray as xr
 
 from consumer.reader import open_item
 from devhost.samples import open_collection
+from shared.io.storage import Storage
 from shared.io.stores import open_store
 from shared.model.errors import UnsuitableCollection
 from shared.model.locations import parse_location
 from shared.model.request import PipelineRequest
-from shared.stages.combine import combine, source_root
+from shared.stages.combine import combine, concatenate, source_root
 from shared.stages.references import generate_batch
 from shared.stages.scan import load_manifest, scan
 from shared.stages.spread import join_partials, merge_batch
@@ -155,3 +156,34 @@ def test_icechunk_appends_a_file_that_keeps_the_grid_and_recombines_one_that_cha
     store = published(third, local_settings)
     assert store["ta"].encoding["chunks"] == (60, 4, 3, 4)
     xr.testing.assert_identical(store, open_collection(paths).load())
+
+
+@pytest.mark.parametrize(
+    ("years", "dtype"),
+    [
+        ([2000, 2001], "datetime64[ns]"),  # numpy's nanoseconds hold them: as xarray decodes
+        ([2260, 2261, 2262, 2263], "datetime64[us]"),  # beyond 2262: microseconds, not cftime
+        ([1581, 2263], "object"),  # the standard calendar before 1582 is cftime: all cftime
+    ],
+)
+def test_standard_calendar_times_are_decoded_once_in_the_type_that_holds_them_all(
+    tmp_path, local_settings, years, dtype
+):
+    """A run in the standard calendar is ordered and encoded from one type of date: numpy
+    nanoseconds where every date fits, numpy microseconds beyond 2262 (cftime dates would
+    take seconds more at 1,000 years: bench.combine --contiguous), cftime dates when some
+    need them (the Julian part of the standard calendar); and it publishes equal to the files
+    opened with cftime dates throughout."""
+    paths = cmor_daily(tmp_path / "src", years)
+    req = request(tmp_path / "src")
+    scanned = scan(req, local_settings)
+    generate_batch(scanned.manifest_url, 0, scanned.file_count, local_settings)
+    storage = Storage(local_settings)
+    manifest = load_manifest(scanned.manifest_url, local_settings, storage)
+    combined = concatenate(manifest, req, local_settings, storage)
+    assert str(combined["time"].dtype) == dtype
+    assert str(combined["time_bnds"].dtype) == dtype
+    settings = local_settings.with_changes(work_area=str(tmp_path / "work2"))
+    run = run_pipeline(req, settings)
+    expected = open_collection(paths, cftime=dtype != "datetime64[ns]").load()
+    xr.testing.assert_identical(published(run, settings), expected)

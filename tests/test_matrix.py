@@ -49,7 +49,7 @@ def test_case(tmp_path, local_settings, case: Case, fmt: str):
     )
     if case.outcome == "equal":
         report = run_pipeline(request, local_settings)
-        expected = open_collection(paths, group=request.group)
+        expected = open_collection(paths, group=request.group, cftime=case.cftime)
         expected = expected.drop_vars(request.drop_variables).load().sortby("time")
         with open_item(report.item_url, local_settings) as published:
             found = published.load()

@@ -425,3 +425,23 @@ def test_the_float32_rounding_bound_is_one_ulp_at_value_plus_offset_and_rounds_u
     below = np.nextafter(np.float32(256), np.float32(0))
     assert float32_rounding(np.array([below]), 0.0)[0] == 2.0**-16
     assert float32_rounding(np.array([below]), 2.0**-30)[0] == 2.0**-15
+
+
+def test_numpy_and_cftime_dates_compare_as_the_same_instants_and_nothing_looser():
+    """A standard-calendar collection crossing 2262: a file whose dates fit decodes to numpy
+    datetimes, the store's coordinate (one array) to cftime dates; verify compares the same
+    instants, in either direction, and still sees a second's difference."""
+    import cftime
+
+    days = np.array([0.5, 1.5, 2.5])
+    numpy_dates = xr.Variable(("time",), np.datetime64("2261-12-30", "ns") + (
+        days * 86400e9).astype("timedelta64[ns]"))  # fmt: skip
+    dates = cftime.num2date(days, "days since 2261-12-30", calendar="standard")
+    cftime_dates = xr.Variable(("time",), np.asarray(dates, dtype=object))
+    assert _compare(numpy_dates, cftime_dates) is None  # file numpy, store cftime
+    assert _compare(cftime_dates, numpy_dates) is None  # and the other way round
+    later = cftime.num2date(days + 1 / 86400, "days since 2261-12-30", calendar="standard")
+    off = xr.Variable(("time",), np.asarray(later, dtype=object))
+    assert "3 of 3 values differ" in str(_compare(numpy_dates, off))
+    strings = xr.Variable(("time",), np.array(["a", "b", "c"], dtype=object))
+    assert _compare(numpy_dates, strings) == "dtype object in the store, datetime64[ns] in the file"

@@ -28,6 +28,7 @@ import base64
 import io
 import json
 import logging
+import warnings
 from array import array as int_array
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -63,11 +64,6 @@ from shared.stages.chunks import (
 from shared.stages.grid import Grid, NoGrid, Stored, plan
 
 log = logging.getLogger(__name__)
-
-# Calendars xarray decodes to numpy datetimes when the dates fit (else to cftime objects,
-# a choice made over the whole array): such groups whose values came out as objects are
-# decoded again file by file, as opening each file did.
-_NUMPY_CALENDARS = {"standard", "gregorian", "proleptic_gregorian"}
 
 
 class Irregular(CombineFailed):
@@ -453,8 +449,19 @@ def _attributes(zarr: Mapping[str, Any]) -> dict[str, Any]:
     return attributes
 
 
+# How the times are decoded: as xarray does by default (numpy datetimes in nanoseconds where
+# the dates fit, else cftime dates), in microseconds (numpy dates from year -290,000 to
+# 294,000, cftime's own resolution; the standard calendar before 1582 stays cftime), or to
+# cftime dates throughout (decoded_values says when).
+TIMES: dict[str, Any] = {
+    "default": True,
+    "us": xr.coders.CFDatetimeCoder(time_unit="us"),
+    "cftime": xr.coders.CFDatetimeCoder(use_cftime=True),
+}
+
+
 def _decode(
-    decoding: Decoding, concat_dim: str, raw: dict[str, np.ndarray]
+    decoding: Decoding, concat_dim: str, raw: dict[str, np.ndarray], times: str = "default"
 ) -> dict[str, np.ndarray]:
     metas = {concat_dim: decoding.coordinate, **decoding.bounds}
     variables = {
@@ -463,7 +470,9 @@ def _decode(
         )
         for name, values in raw.items()
     }
-    decoded = xr.decode_cf(xr.Dataset(variables))
+    with warnings.catch_warnings():  # "dates out of range": what decoded_values is for
+        warnings.simplefilter("ignore", xr.SerializationWarning)
+        decoded = xr.decode_cf(xr.Dataset(variables), decode_times=TIMES[times])
     return {name: decoded.variables[name].values for name in raw}
 
 
@@ -493,26 +502,60 @@ class Decoded:
         return values[segments(starts_of(sizes)[order], sizes[order])]
 
 
-def decoded_values(columns: Columns) -> tuple[Decoded, bool]:
-    """Every file's decoded coordinate and bounds; and whether all share one dtype."""
+# Calendars that numpy datetimes can hold (xarray decodes the others to cftime dates).
+NUMPY_CALENDARS = {"standard", "gregorian", "proleptic_gregorian"}
+
+
+def _calendar(decoding: Decoding) -> str:
+    attributes = decoding.coordinate.get("attributes") or {}
+    return str(attributes.get("calendar") or "standard").lower()
+
+
+def _before_reform(decoding: Decoding, values: dict[str, np.ndarray]) -> bool:
+    """Numpy dates before 1582-10-15 in the standard calendar: xarray's microsecond decode
+    reads them as proleptic Gregorian when the units' reference date is later, where CF's
+    standard calendar is Julian before the reform (cftime's dates, ten days earlier)."""
+    if _calendar(decoding) not in ("standard", "gregorian"):
+        return False
+    for array in values.values():
+        if array.dtype.kind == "M":
+            known = array[~np.isnat(array)]
+            if known.size and known.min() < np.datetime64("1582-10-15"):
+                return True
+    return False
+
+
+def decoded_values(columns: Columns, times: str = "default") -> tuple[Decoded, bool]:
+    """Every file's decoded coordinate and bounds; and whether all share one dtype.
+
+    The files are decoded in groups (one call per way of encoding them), as xarray decodes
+    one array: numpy datetimes where every date of the group fits, else cftime dates. When a
+    group of a numpy calendar has dates beyond numpy's nanoseconds (after 2262: a long
+    standard-calendar run), every group is decoded again in microseconds (numpy dates that
+    reach far beyond: ordered, joined and encoded as fast as any; cftime's own resolution),
+    or, when that leaves numpy and cftime dates mixed or puts a date of the standard calendar
+    before its 1582 reform (Julian, which numpy cannot hold), to cftime dates throughout.
+    The store's coordinate is one array, which xarray decodes to cftime dates as a whole;
+    opening each file alone gives numpy datetimes where its own dates fit: verify compares
+    the two as the same instants."""
     dim = columns.concat_dim
     count = len(columns.urls)
     groups: list[tuple[Decoding, dict[str, np.ndarray]]] = []
-    per_file_needed = False
     for decoding in columns.decodings.values():
         joined = {name: np.concatenate(raw) for name, raw in decoding.raw.items()}
-        values = _decode(decoding, dim, joined)
-        calendar = str((decoding.coordinate.get("attributes") or {}).get("calendar", "standard"))
-        if (
-            values[dim].dtype == object
-            and calendar.lower() in _NUMPY_CALENDARS
-            and (len(decoding.files) > 1)
-        ):
-            per_file_needed = True  # decoded again file by file (see _NUMPY_CALENDARS)
-        groups.append((decoding, values))
+        groups.append((decoding, _decode(decoding, dim, joined, times)))
+    if times == "default" and any(
+        v[dim].dtype == object and _calendar(d) in NUMPY_CALENDARS for d, v in groups
+    ):
+        return decoded_values(columns, "us")  # beyond numpy's nanoseconds (2262)
+    if times == "us" and (
+        {"M", "O"} <= {v[dim].dtype.kind for _, v in groups}
+        or any(_before_reform(d, v) for d, v in groups)
+    ):
+        return decoded_values(columns, "cftime")
     names = list(groups[0][1]) if groups else [dim]
     dtypes = {name: {v[name].dtype for _, v in groups} for name in names}
-    if per_file_needed or any(len(d) != 1 or next(iter(d)).kind == "O" for d in dtypes.values()):
+    if any(len(d) != 1 or next(iter(d)).kind == "O" for d in dtypes.values()):
         return _per_file(columns, groups, count)
     decoded = Decoded(names, {})
     assert decoded.joined is not None
@@ -537,33 +580,16 @@ def decoded_values(columns: Columns) -> tuple[Decoded, bool]:
 def _per_file(
     columns: Columns, groups: list[tuple[Decoding, dict[str, np.ndarray]]], count: int
 ) -> tuple[Decoded, bool]:
-    """decoded_values, file by file: files whose values decode to different dtypes."""
-    dim = columns.concat_dim
+    """decoded_values, file by file: groups that decode to different dtypes, or objects."""
     per_file: list[dict[str, np.ndarray]] = [{} for _ in range(count)]
     for decoding, values in groups:
-        calendar = str((decoding.coordinate.get("attributes") or {}).get("calendar", "standard"))
-        raw = {name: _pieces(decoding, name) for name in decoding.raw}
-        if (
-            values[dim].dtype == object
-            and calendar.lower() in _NUMPY_CALENDARS
-            and (len(decoding.files) > 1)
-        ):
-            for i, file in enumerate(decoding.files):
-                per_file[file] = _decode(decoding, dim, {n: r[i] for n, r in raw.items()})
-            continue
         for name, array in values.items():
             splits = np.cumsum(decoding.sizes[name])[:-1]
             for file, part in zip(decoding.files, np.split(array, splits), strict=True):
                 per_file[file][name] = part
     dtypes = {v.dtype for f in per_file for v in f.values() if v.ndim == 1}
-    names = list(per_file[0]) if per_file else [dim]
+    names = list(per_file[0]) if per_file else [columns.concat_dim]
     return Decoded(names, per_file=per_file), len(dtypes) == 1 and next(iter(dtypes)).kind != "O"
-
-
-def _pieces(decoding: Decoding, name: str) -> list[np.ndarray]:
-    """A name's raw values, file by file."""
-    raw = np.concatenate(decoding.raw[name])
-    return list(np.split(raw, np.cumsum(decoding.sizes[name])[:-1]))
 
 
 # -- ordering ---------------------------------------------------------------------------------

@@ -101,6 +101,7 @@ def _compare(expected: xr.Variable, found: xr.Variable) -> str | None:
     and be missing in the same places."""
     if expected.dims != found.dims:
         return f"dimensions {found.dims} in the store, {expected.dims} in the file"
+    expected, found = _same_dates(expected, found)
     widened = False
     if expected.dtype != found.dtype:
         widened = found.dtype == np.float64 and float32_packing(expected) is not None
@@ -177,6 +178,35 @@ def float32_rounding(values: np.ndarray, add_offset: float) -> np.ndarray:
         up = np.nextafter(nearest, np.float32(np.inf))
         rounded = np.where(nearest.astype(np.float64) < magnitude, up, nearest)
         return np.asarray(np.spacing(rounded), dtype=np.float64)
+
+
+def as_dates_of(values: np.ndarray, like: Any) -> np.ndarray:
+    """Numpy datetimes as the cftime dates of ``like`` (an array or index), when ``like``
+    holds cftime dates; else ``values`` as they are. A standard-calendar collection that
+    crosses 2262 decodes to numpy datetimes from the files whose dates fit and to cftime
+    dates from the others, and from the store to either, by the range read (xarray decides
+    per array, and per slice when decoding lazily): the same instants either way."""
+    import cftime
+    from xarray.coding.calendar_ops import convert_times
+
+    dates = np.asarray(like)
+    if values.dtype.kind != "M" or dates.dtype != object or not dates.size:
+        return values
+    if not isinstance(dates.flat[0], cftime.datetime):
+        return values
+
+    flat = np.asarray(values).ravel()
+    return np.asarray(convert_times(flat, type(dates.flat[0]))).reshape(values.shape)
+
+
+def _same_dates(expected: xr.Variable, found: xr.Variable) -> tuple[xr.Variable, xr.Variable]:
+    """The two as the same type of dates, when one holds numpy datetimes and the other cftime
+    dates (as_dates_of); else as they are."""
+    if expected.dtype.kind == "M" and found.dtype == object:
+        return expected.copy(data=as_dates_of(expected.values, found.values)), found
+    if found.dtype.kind == "M" and expected.dtype == object:
+        return expected, found.copy(data=as_dates_of(found.values, expected.values))
+    return expected, found
 
 
 def _load(variable: xr.Variable, region: Mapping[str, slice]) -> xr.Variable:
@@ -291,7 +321,7 @@ def compare_files(
                 source_opens(info, manifest, settings, storage, whole=whole),
                 open_source(info, settings, storage, manifest.group, whole=whole) as source,
             ):
-                positions = index.get_indexer(source[concat_dim].values)
+                positions = index.get_indexer(as_dates_of(source[concat_dim].values, index))
                 if (positions < 0).any():
                     missing = source[concat_dim].values[positions < 0][:3]
                     mismatches.append(
