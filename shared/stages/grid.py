@@ -44,11 +44,6 @@ class Stored:
     chunks: tuple[int, ...]  # the stored chunk shape; contiguous: the shape
     plain: bool  # no filters: the stored bytes are the values, row-major
 
-    @property
-    def grid(self) -> tuple[int, ...]:
-        """Chunks along each axis."""
-        return tuple(-(-n // c) if c else 0 for n, c in zip(self.shape, self.chunks, strict=True))
-
 
 @dataclass(frozen=True)
 class Grid:
