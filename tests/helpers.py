@@ -15,6 +15,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -251,3 +252,35 @@ def stores_written(store_root: str | Path) -> list[Path]:
     failed run writes too): what "no store was written" checks."""
     root = Path(store_root)
     return [p for p in root.rglob("*") if p.is_file() and not p.name.endswith(".report.md")]
+
+
+@dataclass(frozen=True)
+class TimerLink:
+    """One durable timer in an instance's history: when it was asked to fire (FireAt), when
+    the episode that created it started (the orchestrator's current_utc_datetime then) and
+    when the episode that delivered its TimerFired started (None: not fired)."""
+
+    timer_id: int
+    fire_at: datetime
+    created_in: datetime
+    delivered_in: datetime | None
+
+
+def timer_links(history: list[dict[str, Any]]) -> list[TimerLink]:
+    """Every timer of a history, in the order they were created."""
+    created: dict[int, tuple[datetime, datetime]] = {}
+    delivered: dict[int, datetime] = {}
+    episode: datetime | None = None
+    for e in history:
+        if e["EventType"] == 12:  # OrchestratorStarted
+            episode = datetime.fromisoformat(e["Timestamp"])
+        elif e["EventType"] == 10:  # TimerCreated
+            assert episode is not None
+            created[e["EventId"]] = (datetime.fromisoformat(e["FireAt"]), episode)
+        elif e["EventType"] == 11:  # TimerFired
+            assert episode is not None
+            delivered[e["TimerId"]] = episode
+    return [
+        TimerLink(timer_id, fire_at, created_in, delivered.get(timer_id))
+        for timer_id, (fire_at, created_in) in created.items()
+    ]
