@@ -17,8 +17,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
+import pytest
 import xarray as xr
 
 from devhost.durable import DurableHost
@@ -29,6 +30,19 @@ from shared.model.plan import PipelineInput, RunPolicy, instance_id_for
 from shared.model.request import PipelineRequest
 from shared.model.settings import Settings
 from shared.stages.scan import ScanResult, scan
+
+# .ci/run installs every tool and library feature the suite needs, then sets this: there a
+# missing one fails its tests; elsewhere they are skipped, saying what to install.
+REQUIRE_TOOLS = "PIPELINE_TEST_REQUIRE_TOOLS"
+
+
+def missing_tool(message: str) -> NoReturn:
+    """What a test needs is not on this machine: a failure under PIPELINE_TEST_REQUIRE_TOOLS=1
+    (CI), a skip with ``message`` elsewhere. Every skip for a missing tool goes through here
+    (tests/test_skips.py holds the suite to it)."""
+    if os.environ.get(REQUIRE_TOOLS):
+        pytest.fail(f"{message} ({REQUIRE_TOOLS} is set: .ci/run installs it)")
+    pytest.skip(message)
 
 
 def open_sources(paths: list[Path]) -> xr.Dataset:
