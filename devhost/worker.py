@@ -77,8 +77,9 @@ PROTOS = SimpleNamespace(
 
 # -- finding and importing the worker ------------------------------------------------------
 def worker_dir() -> Path:
-    """Where ./dev setup installed the worker library (``pip install --target``)."""
-    return Path(os.environ.get(WORKER_DIR_ENV) or REPO / ".worker")
+    """Where ./dev setup installed the worker library (``pip install --target``), as an
+    absolute path: the processes it is handed to run in other folders."""
+    return Path(os.environ.get(WORKER_DIR_ENV) or REPO / ".worker").absolute()
 
 
 def worker_version() -> str:
@@ -189,7 +190,7 @@ def index_app_like_azure(
         capture_output=True,
         text=True,
         timeout=timeout,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        env={**os.environ, "PYTHONPATH": str(REPO), WORKER_DIR_ENV: str(worker_dir())},
     )
     if done.returncode != 0:
         message = done.stdout.strip() or done.stderr.strip().splitlines()[-1:]

@@ -15,9 +15,11 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
+import pytest
 import xarray as xr
 
 from devhost.durable import DurableHost
@@ -28,6 +30,19 @@ from shared.model.plan import PipelineInput, RunPolicy, instance_id_for
 from shared.model.request import PipelineRequest
 from shared.model.settings import Settings
 from shared.stages.scan import ScanResult, scan
+
+# .ci/run installs every tool and library feature the suite needs, then sets this: there a
+# missing one fails its tests; elsewhere they are skipped, saying what to install.
+REQUIRE_TOOLS = "PIPELINE_TEST_REQUIRE_TOOLS"
+
+
+def missing_tool(message: str) -> NoReturn:
+    """What a test needs is not on this machine: a failure under PIPELINE_TEST_REQUIRE_TOOLS=1
+    (CI), a skip with ``message`` elsewhere. Every skip for a missing tool goes through here
+    (tests/test_skips.py holds the suite to it)."""
+    if os.environ.get(REQUIRE_TOOLS):
+        pytest.fail(f"{message} ({REQUIRE_TOOLS} is set: .ci/run installs it)")
+    pytest.skip(message)
 
 
 def open_sources(paths: list[Path]) -> xr.Dataset:
@@ -251,3 +266,35 @@ def stores_written(store_root: str | Path) -> list[Path]:
     failed run writes too): what "no store was written" checks."""
     root = Path(store_root)
     return [p for p in root.rglob("*") if p.is_file() and not p.name.endswith(".report.md")]
+
+
+@dataclass(frozen=True)
+class TimerLink:
+    """One durable timer in an instance's history: when it was asked to fire (FireAt), when
+    the episode that created it started (the orchestrator's current_utc_datetime then) and
+    when the episode that delivered its TimerFired started (None: not fired)."""
+
+    timer_id: int
+    fire_at: datetime
+    created_in: datetime
+    delivered_in: datetime | None
+
+
+def timer_links(history: list[dict[str, Any]]) -> list[TimerLink]:
+    """Every timer of a history, in the order they were created."""
+    created: dict[int, tuple[datetime, datetime]] = {}
+    delivered: dict[int, datetime] = {}
+    episode: datetime | None = None
+    for e in history:
+        if e["EventType"] == 12:  # OrchestratorStarted
+            episode = datetime.fromisoformat(e["Timestamp"])
+        elif e["EventType"] == 10:  # TimerCreated
+            assert episode is not None
+            created[e["EventId"]] = (datetime.fromisoformat(e["FireAt"]), episode)
+        elif e["EventType"] == 11:  # TimerFired
+            assert episode is not None
+            delivered[e["TimerId"]] = episode
+    return [
+        TimerLink(timer_id, fire_at, created_in, delivered.get(timer_id))
+        for timer_id, (fire_at, created_in) in created.items()
+    ]

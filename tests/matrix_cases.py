@@ -5,7 +5,6 @@ the sources."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -16,9 +15,10 @@ from pathlib import Path
 import h5py
 import netCDF4
 import numpy as np
-import pytest
 
 from devhost.samples import SampleSpec, truncate_copy, write_bytes, write_sample_files
+from tests.helpers import REQUIRE_TOOLS as REQUIRE_TOOLS  # tests/stacapi.py reads it here
+from tests.helpers import missing_tool
 
 BASE = SampleSpec(files=3, steps_per_file=4, time_chunk=2, lat=6, lon=10)
 
@@ -522,17 +522,11 @@ def group_missing_in_one_file(folder: Path) -> list[Path]:
 
 
 # -- files written by the tools archives use (Debian packages cdo, nco, netcdf-bin) ---------
-REQUIRE_TOOLS = "PIPELINE_TEST_REQUIRE_TOOLS"  # .ci/run sets it: a missing tool fails there
-
-
 def tool(*command: str | Path, cwd: Path | None = None) -> None:
     """Run an archive tool; skip the case (fail, under CI) when the tool is not installed."""
     name = str(command[0])
     if shutil.which(name) is None:
-        message = f"{name} is not installed (Debian: apt-get install cdo nco netcdf-bin)"
-        if os.environ.get(REQUIRE_TOOLS):
-            pytest.fail(message)
-        pytest.skip(message)
+        missing_tool(f"{name} is not installed (Debian: apt-get install cdo nco netcdf-bin)")
     subprocess.run([str(c) for c in command], check=True, capture_output=True, cwd=cwd)
 
 

@@ -10,11 +10,9 @@ import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
-import pytest
-
 from devhost.durable import DurableHost
 from devhost.server import DevServer
-from tests.helpers import call
+from tests.helpers import call, missing_tool
 
 APP = "tests.durable_test_app"
 
@@ -39,13 +37,14 @@ def test_a_burst_of_simultaneous_connections_is_served_without_resets(tmp_path):
 
 def listen_backlog(port: int) -> int:
     """The listening socket's backlog as the kernel has it (ss: Send-Q of a LISTEN socket)."""
+    if shutil.which("ss") is None:
+        missing_tool("ss is not installed (Debian: apt-get install iproute2)")
     out = subprocess.run(
         ["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True, check=True
     ).stdout
     return int(out.split()[2])
 
 
-@pytest.mark.skipif(shutil.which("ss") is None, reason="needs ss (iproute2)")
 def test_the_listen_backlog_holds_a_burst(tmp_path):
     """socketserver's default backlog of 5 reset connections in a burst of 20 clients."""
     with (

@@ -5,10 +5,13 @@ any of them fails here, loudly."""
 from __future__ import annotations
 
 import json
+import time
+from datetime import timedelta
 
 import pytest
 
 from devhost.durable import DurableHost, InstanceExists, index_app
+from tests.helpers import timer_links
 
 APP = "tests.durable_test_app"
 
@@ -54,6 +57,17 @@ def layout(host: DurableHost, instance_id: str) -> list[tuple]:
 def run(host: DurableHost, name: str, instance_id: str, value) -> dict:
     host.start_new(name, instance_id, json.dumps(value))
     return host.wait_for(instance_id, timeout=60)
+
+
+def wait_until(host: DurableHost, instance_id: str, check, timeout: float = 10) -> dict:
+    """The instance's status once ``check`` holds for it; fails when it never does."""
+    deadline = time.monotonic() + timeout
+    status = host.get_status(instance_id)
+    while status is None or not check(status):
+        assert time.monotonic() < deadline, f"{instance_id} never got there: {status}"
+        time.sleep(0.05)
+        status = host.get_status(instance_id)
+    return status
 
 
 def without_episodes(events: list[tuple]) -> list[tuple]:
@@ -155,28 +169,34 @@ def test_after_the_last_attempt_there_is_one_more_timer_then_the_task_fails(host
     assert (tmp_path / "calls").read_text() == "2"
 
 
-def test_timers_fire_at_their_time(host):
+def test_a_timer_fires_at_its_time_never_before(host):
+    """Imitates: the Azure Storage backend sending a timer's TimerFired to the control queue
+    invisible until its FireAt (DTFx TaskHubQueue.GetVisibilityDelay: FireAt - UtcNow, never
+    less than zero), so the episode that delivers it starts at FireAt or later; FireAt is the
+    time the orchestrator asked for (with_timer: its current time + 200 ms)."""
+    started = time.monotonic()
     status = run(host, "with_timer", "timer", None)
+    elapsed = time.monotonic() - started
     assert status["output"] == "fired"
     history = host.history("timer")
     created, fired = history[2], history[5]
     assert created["EventType"] == 10 and fired["EventType"] == 11
     assert fired["TimerId"] == created["EventId"] == 0
     assert fired["FireAt"] == created["FireAt"]
+    (link,) = timer_links(history)
+    assert link.fire_at == link.created_in + timedelta(milliseconds=200)
+    assert link.delivered_in is not None and link.delivered_in >= link.fire_at
+    assert elapsed >= 0.2
 
 
 def test_an_external_event_completes_the_wait_and_custom_status_is_kept(host):
     host.start_new("with_event", "approval", "null")
-    import time
-
-    for _ in range(100):
-        status = host.get_status("approval")
-        if status["customStatus"] == "waiting for approval":
-            break
-        time.sleep(0.05)
-    assert status["runtimeStatus"] == "Running"
+    waiting = wait_until(host, "approval", lambda s: s["customStatus"] == "waiting for approval")
+    assert waiting["runtimeStatus"] == "Running"
     host.raise_event("approval", "approve", json.dumps("yes"))
-    assert host.wait_for("approval", timeout=30)["output"] == {"decision": "yes"}
+    done = host.wait_for("approval", timeout=30)
+    assert done["output"] == {"decision": "yes"}
+    assert done["customStatus"] == "waiting for approval"  # kept after the orchestration ends
     assert ("EventRaised", "approve") in layout(host, "approval")
 
 

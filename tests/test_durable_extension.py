@@ -4,6 +4,7 @@ in Azure/azure-functions-durable-extension and Azure/durabletask)."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from collections.abc import Iterator
@@ -13,7 +14,7 @@ import pytest
 
 from devhost.durable import DurableHost, iso, timespan
 from devhost.server import DevServer
-from tests.helpers import call
+from tests.helpers import call, timer_links
 
 APP = "tests.durable_test_app"
 
@@ -61,25 +62,42 @@ def test_timespan_is_the_format_the_extension_serialises():
 
 
 @pytest.mark.slow
-def test_a_timer_longer_than_the_maximum_short_timer_becomes_a_chain(tmp_path):
+def test_a_timer_longer_than_the_maximum_short_timer_is_a_chain_that_fires_at_its_time(tmp_path):
     """Imitates: the extension announcing maximumShortTimerDuration (6 days) and
-    longRunningTimerIntervalDuration (3 days) of the Azure Storage provider, and the SDK
-    turning a longer timer into a chain (LongTimerTask). Shortened here to 2 s and 1 s."""
+    longRunningTimerIntervalDuration (3 days) of the Azure Storage provider, the SDK turning a
+    longer timer into a chain (LongTimerTask: a timer of the interval while more than the
+    maximum remains, then one at the time asked for), and the backend delivering each link
+    no earlier than its FireAt (DTFx TaskHubQueue.GetVisibilityDelay). Shortened here to
+    2 s and 1 s, for a timer of 3.5 s."""
+    short, interval, asked = timedelta(seconds=2), timedelta(seconds=1), timedelta(seconds=3.5)
     with DurableHost(
         tmp_path / "state",
         app_module=APP,
         workers=1,
-        max_short_timer=timedelta(seconds=2),
-        long_timer_interval=timedelta(seconds=1),
+        max_short_timer=short,
+        long_timer_interval=interval,
     ) as host:
         started = time.monotonic()
-        host.start_new("with_long_timer", "long", json.dumps(3.5))
+        host.start_new("with_long_timer", "long", json.dumps(asked.total_seconds()))
         status = host.wait_for("long", timeout=30)
         elapsed = time.monotonic() - started
-        created = [e for e in host.history("long") if e["EventType"] == 10]
+        history = host.history("long")
     assert status["output"] == "fired"
-    assert elapsed >= 3.4
-    assert len(created) >= 3  # 1 s, 1 s, then the rest (at most 2 s): a chain, not one timer
+    links = timer_links(history)
+    assert len(links) >= 2  # a chain, not one timer (1 s, 1 s, then the rest here)
+    first_episode = datetime.fromisoformat(history[0]["Timestamp"])
+    assert links[0].created_in == first_episode
+    *chain, last = links
+    assert last.fire_at == first_episode + asked  # the last link fires at the time asked for
+    assert last.fire_at - last.created_in <= short
+    for link in chain:  # the others: one interval each, while more than `short` remained
+        assert link.fire_at == link.created_in + interval
+        assert first_episode + asked - link.created_in > short
+    for link, following in itertools.pairwise(links):
+        assert following.created_in == link.delivered_in  # made when the one before fired
+    for link in links:
+        assert link.delivered_in is not None and link.delivered_in >= link.fire_at, link
+    assert elapsed >= asked.total_seconds()
 
 
 def test_a_short_timer_stays_one_timer(host):
@@ -103,6 +121,8 @@ def test_the_timer_after_the_last_retry_attempt_fires_at_once(host, tmp_path):
     )
     assert between >= timedelta(milliseconds=50)  # the retry interval of with_retry
     assert last < timedelta(milliseconds=5)
+    for link in timer_links(host.history("exhausted")):  # neither is delivered before its time
+        assert link.delivered_in is not None and link.delivered_in >= link.fire_at, link
 
 
 def test_events_due_together_reach_the_instance_as_one_batch(host):

@@ -27,7 +27,7 @@ from shared.model.locations import parse_location
 from shared.model.request import DEFAULT_PATTERNS
 from shared.model.settings import Settings, StorageAccount
 from shared.model.sizing import PLAN_MEMORY, memory_limit
-from tests.matrix_cases import REQUIRE_TOOLS
+from tests.helpers import missing_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 INFRA = ROOT / "infra"
@@ -54,19 +54,12 @@ PLATFORM_SETTINGS = {
 NEVER_SET = {"PIPELINE_STORAGE_CONNECTION_STRING", "PIPELINE_LOCAL_ROOTS"}
 
 
-def missing(message: str) -> None:
-    """A tool ./dev setup installs is missing: a failure under CI, a skip elsewhere."""
-    if os.environ.get(REQUIRE_TOOLS):
-        pytest.fail(message)
-    pytest.skip(message)
-
-
 @cache
 def parse(path: Path) -> dict[str, Any]:
     try:
         from pycep import BicepParser
     except ImportError:
-        missing("pycep-parser is not installed (requirements-dev.txt; run ./dev setup)")
+        missing_tool("pycep-parser is not installed (requirements-dev.txt; run ./dev setup)")
     return BicepParser().parse(text=path.read_text())
 
 
@@ -212,7 +205,7 @@ def test_azure_yaml_deploys_this_folder_as_the_function_app_main_tags():
 @cache
 def checkov_report() -> dict[str, Any]:
     if not CHECKOV.is_file():
-        missing(f"checkov is not installed in {CHECKOV.parent.parent} (run ./dev setup)")
+        missing_tool(f"checkov is not installed in {CHECKOV.parent.parent} (run ./dev setup)")
     env = {**os.environ, "CKV_SKIP_PACKAGE_UPDATE_CHECK": "true", "BC_SKIP_MAPPING": "TRUE"}
     done = subprocess.run(
         [CHECKOV, "-d", INFRA, "--framework", "bicep", "--skip-download", "-o", "json"],

@@ -15,7 +15,14 @@ from pathlib import Path
 import pytest
 
 from devhost.durable import DurableHost
-from devhost.worker import AppRefused, check_functions, index_app_like_azure, worker_version
+from devhost.worker import (
+    WORKER_DIR_ENV,
+    AppRefused,
+    check_functions,
+    index_app_like_azure,
+    worker_dir,
+    worker_version,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -118,12 +125,14 @@ def test_the_durable_host_refuses_an_app_that_the_worker_refuses(tmp_path, monke
 
 def test_devhost_start_refuses_to_serve_an_app_the_worker_refuses(tmp_path):
     """`python -m devhost start` in the folder of an app that Azure would not load: it exits
-    1 with the worker's message and never starts serving."""
+    1 with the worker's message and never starts serving. The child gets a bare environment
+    but for where the worker is (a clone without .worker/ names it in DEVHOST_WORKER_DIR)."""
     app = write_app(tmp_path / "app", REFUSED_APP)
+    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", WORKER_DIR_ENV: str(worker_dir())}
     done = subprocess.run(
         [sys.executable, "-m", "devhost", "start", "--port", "0", "--state", str(tmp_path / "s")],
         cwd=app,
-        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+        env=env,
         capture_output=True,
         text=True,
         timeout=120,
