@@ -33,7 +33,7 @@ import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import pystac
 
@@ -116,24 +116,30 @@ class Signer:
     def _sign_asset(
         self, asset: pystac.Asset, schemes: dict[str, Any], assets: dict[str, pystac.Asset]
     ) -> None:
-        if "sig=" in asset.href:
+        if "sig=" in asset.href or "xarray:storage_options" in asset.extra_fields:
             return  # signed already
         container = _container(asset.href, asset.extra_fields, schemes)
         if container is None:
             return
+        options: dict[str, Any] = {}
         if asset.href.startswith(("http://", "https://")):
-            asset.href = _with_query(asset.href, self.token(container))
-        roles = set(asset.roles or [])
-        if asset.media_type == pystac.MediaType.JSON and roles & KERCHUNK_ROLES:
+            if is_kerchunk_folder(asset):
+                # the kerchunk engine reads record files below the href, so the SAS goes
+                # with every request (fsspec's HTTP file system passes these to aiohttp)
+                token = dict(parse_qsl(self.token(container)))
+                options["target_options"] = {"params": token}
+            else:
+                asset.href = _with_query(asset.href, self.token(container))
+        if is_kerchunk(asset):
             sources = _sources_container(asset, schemes, assets)
             if sources is not None:
-                asset.extra_fields["xarray:storage_options"] = {
-                    "remote_protocol": "az",
-                    "remote_options": {
-                        "connection_string": f"BlobEndpoint={sources.account_url};"
-                        f"SharedAccessSignature={self.token(sources)}"
-                    },
+                options["remote_protocol"] = "az"
+                options["remote_options"] = {
+                    "connection_string": f"BlobEndpoint={sources.account_url};"
+                    f"SharedAccessSignature={self.token(sources)}"
                 }
+        if options:
+            asset.extra_fields["xarray:storage_options"] = options
 
     def _sign_dict(self, document: dict[str, Any]) -> None:
         """A raw item or collection document (what pystac-client passes for some calls)."""
@@ -193,6 +199,22 @@ class Signer:
             start=start,
             expiry=expires,
         )
+
+
+def is_kerchunk(asset: pystac.Asset) -> bool:
+    """A kerchunk store asset: JSON references as xpystac opens them (application/json with
+    role references or index), or one opened with the kerchunk engine (Parquet:
+    ``xarray:open_kwargs``)."""
+    roles = set(asset.roles or [])
+    if asset.media_type == pystac.MediaType.JSON and roles & KERCHUNK_ROLES:
+        return True
+    open_kwargs = asset.extra_fields.get("xarray:open_kwargs") or {}
+    return isinstance(open_kwargs, dict) and open_kwargs.get("engine") == "kerchunk"
+
+
+def is_kerchunk_folder(asset: pystac.Asset) -> bool:
+    """A kerchunk Parquet store: a folder the kerchunk engine opens (``xarray:open_kwargs``)."""
+    return is_kerchunk(asset) and asset.media_type != pystac.MediaType.JSON
 
 
 def _schemes(obj: Any) -> dict[str, Any]:

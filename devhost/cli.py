@@ -5,7 +5,7 @@ Event Grid events to it, or run the demo.
                           [--work-area DIR] [--store-root DIR] [--catalog DIR] [--pattern GLOB]
                           [--stac-api URL]
     python -m devhost validate FILE_OR_URL...
-    python -m devhost demo [--out DIR] [--files 30] [--format kerchunk-json]
+    python -m devhost demo [--out DIR] [--files 30] [--format kerchunk-json] [--port 8080]
     python -m devhost start [--port 7071] [--state .devhost] [--workers 2] [--stac-api URL]
     python -m devhost stac-api [--port 8082]
     python -m devhost events SOURCE [--url http://127.0.0.1:7071] [--function blob_created]
@@ -154,6 +154,13 @@ def _parser() -> argparse.ArgumentParser:
         choices=[*FORMATS, "all"],
     )
     demo.add_argument("--workers", type=int, default=2, help="activity worker processes")
+    demo.add_argument(
+        "--port",
+        type=int,
+        default=8080,
+        help="the port `python -m devhost tiles` serves the stores and catalog on (their URLs "
+        "in the STAC documents)",
+    )
     return parser
 
 

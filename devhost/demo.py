@@ -19,7 +19,14 @@ import xarray as xr
 from consumer.reader import open_item
 from devhost.commands import print_summary, run_through_host
 from devhost.samples import SampleSpec, open_collection, write_sample_files
-from devhost.tiles import DEFAULT_PORT, map_url, store_url_for, tile_query, tile_url
+from devhost.tiles import (
+    DEFAULT_PORT,
+    catalog_url_for,
+    map_url,
+    store_url_for,
+    tile_query,
+    tile_url,
+)
 from shared.model.errors import BadRequest, VerifyMismatch
 from shared.model.request import FORMATS
 from shared.model.settings import Settings
@@ -46,14 +53,17 @@ def prepare_output(out: Path) -> None:
 def demo_command(args: argparse.Namespace, settings: Settings) -> int:
     out = Path(args.out).resolve()
     prepare_output(out)
+    port = getattr(args, "port", None) or DEFAULT_PORT
     settings = settings.with_changes(
         allow_local_paths=True,
         work_area=str(out / "work"),
         store_root=str(out / "stores"),
         catalog=str(out / "catalog"),
-        # `python -m devhost tiles` serves the stores there: the items' hrefs work in a
+        # `python -m devhost tiles` serves the stores and the catalog there: every link of
+        # the STAC documents is under it (one scheme), and the items' hrefs work in a
         # notebook (xpystac) once it runs.
-        store_url=store_url_for(DEFAULT_PORT),
+        store_url=store_url_for(port),
+        catalog_url=catalog_url_for(port),
     )
     spec = DEMO_SPEC if args.files == DEMO_SPEC.files else replace(DEMO_SPEC, files=args.files)
     paths = write_sample_files(out / "source", spec)
@@ -89,22 +99,26 @@ def demo_command(args: argparse.Namespace, settings: Settings) -> int:
             f"{actual.sizes['time']} time steps {str(actual.time.values[0])[:10]} .. "
             f"{str(actual.time.values[-1])[:10]}, values, decoded times and attributes."
         )
-        show_the_map(view, settings, store_format)
+        show_the_map(view, settings, store_format, port)
     return 0
 
 
-def show_the_map(view: dict[str, Any], settings: Settings, store_format: str) -> None:
+def show_the_map(
+    view: dict[str, Any], settings: Settings, store_format: str, port: int = DEFAULT_PORT
+) -> None:
     """Say where the pipeline's preview is (the item's thumbnail asset, beside the run
     summary) and how to see the rest."""
     summary = view.get("run_summary") or ""
     preview = Path(summary.removeprefix("file://").removesuffix(".report.md") + PREVIEW_SUFFIX)
     query = tile_query(view["item_url"], settings)
-    base = f"http://127.0.0.1:{DEFAULT_PORT}"
+    base = f"http://127.0.0.1:{port}"
     if preview.is_file():
         print(f"\npreview      {preview}  (the item's thumbnail asset)")
+    for warning in view.get("warnings") or []:
+        print(f"warning      {warning.get('code')}: {warning.get('message')}")
     print(
         f"to see it    python -m devhost tiles --store-root {settings.store_root} "
-        f"--catalog {settings.catalog}"
+        f"--catalog {settings.catalog}" + ("" if port == DEFAULT_PORT else f" --port {port}")
     )
     print(f"  then a tile  {tile_url(base, query)}")
     print(f"  and a map    {map_url(base, query)}")
@@ -115,10 +129,10 @@ def show_the_map(view: dict[str, Any], settings: Settings, store_format: str) ->
 
 def notebook_lines(store_format: str, item_url: str, settings: Settings) -> list[str]:
     """The lines that open the published item in a notebook: xpystac's one-liner where it
-    can (kerchunk JSON), else our reader (xpystac 0.5.0 opens no kerchunk Parquet and no
-    Icechunk outside S3: docs/tiles.md)."""
+    can (kerchunk JSON and Parquet), else our reader (xpystac 0.5.0 opens no Icechunk
+    outside S3: docs/tiles.md)."""
     item = item_url.removeprefix("file://")
-    if store_format == "kerchunk-json":
+    if store_format in ("kerchunk-json", "kerchunk-parquet"):
         return [
             "import pystac, xarray as xr",
             f"ds = xr.open_dataset(pystac.Item.from_file({item!r}).assets['data'])",

@@ -18,6 +18,13 @@ import netCDF4
 import numpy as np
 import xarray as xr
 
+# What CMIP6 files say in their ``license`` global attribute (here for CC BY 4.0): the
+# register stage maps it to the SPDX id CC-BY-4.0 (shared.catalog.stac.licenses).
+SAMPLE_LICENSE = (
+    "Sample data produced by virtual-zarr-pipeline is licensed under a Creative Commons "
+    "Attribution 4.0 International License (https://creativecommons.org/licenses/by/4.0/)."
+)
+
 
 @dataclass(frozen=True)
 class SampleSpec:
@@ -48,6 +55,7 @@ class SampleSpec:
     lat_offset: float = 0.0  # shifts the latitude grid
     with_pr: bool = True
     first_index: int = 0  # the first file's position in the collection (its dates)
+    license: str | None = SAMPLE_LICENSE  # the global attribute; None: no license attribute
 
 
 def write_sample_files(folder: Path | str, spec: SampleSpec | None = None) -> list[Path]:
@@ -95,6 +103,8 @@ def _write_one(
         ds.title = "Synthetic daily near-surface air temperature and precipitation"
         ds.institution = "virtual-zarr-pipeline samples"
         ds.source = "devhost/samples.py"
+        if spec.license is not None:
+            ds.license = spec.license
         ds.createDimension("time", None)
         ds.createDimension("lat", spec.lat)
         ds.createDimension("lon", spec.lon)

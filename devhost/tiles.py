@@ -33,6 +33,10 @@ def store_url_for(port: int) -> str:
     return f"http://127.0.0.1:{port}{STORE_PATH}"
 
 
+def catalog_url_for(port: int) -> str:
+    return f"http://127.0.0.1:{port}{CATALOG_PATH}"
+
+
 def add_tiles_parser(sub: Any) -> None:
     parser = sub.add_parser(
         "tiles", help="serve TiTiler-xarray with our reader over the local catalog"
@@ -88,21 +92,31 @@ def served_settings(
     """What the tile server reads with: local paths allowed, store hrefs under its /stores/,
     and the URLs it serves as files (/stores/, /catalog/) mapped to those files, so a
     request may name an item by the URL this server gives it."""
-    base = f"http://127.0.0.1:{port}"
     return (
         settings.with_changes(
             allow_local_paths=True,
             store_root=str(store_root),
             catalog=str(catalog),
             store_url=store_url_for(port),
+            catalog_url=catalog_url_for(port),
         ),
-        {store_url_for(port): str(store_root), base + CATALOG_PATH: str(catalog)},
+        {store_url_for(port): str(store_root), catalog_url_for(port): str(catalog)},
     )
+
+
+def mount_files(app: Any, store_root: Path, catalog: Path) -> None:
+    """Serve the store root at /stores/ and the catalog at /catalog/ as plain files (with
+    HTTP range requests, which Icechunk's HTTP storage needs)."""
+    from starlette.staticfiles import StaticFiles
+
+    if store_root.is_dir():
+        app.mount(STORE_PATH, StaticFiles(directory=store_root), name="stores")
+    if catalog.is_dir():
+        app.mount(CATALOG_PATH, StaticFiles(directory=catalog), name="catalog")
 
 
 def tiles_command(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
-    from fastapi.staticfiles import StaticFiles
 
     from consumer.tiles import configure, create_app
 
@@ -111,10 +125,7 @@ def tiles_command(args: argparse.Namespace, settings: Settings) -> int:
     base = f"http://127.0.0.1:{args.port}"
     configure(*served_settings(settings, store_root, catalog, args.port))
     app = create_app()
-    if store_root.is_dir():
-        app.mount(STORE_PATH, StaticFiles(directory=store_root), name="stores")
-    if catalog.is_dir():
-        app.mount(CATALOG_PATH, StaticFiles(directory=catalog), name="catalog")
+    mount_files(app, store_root, catalog)
     try:  # the port first: a busy one is said plainly, before anything else is printed
         listening = socket.create_server(("127.0.0.1", args.port))
     except OSError as exc:

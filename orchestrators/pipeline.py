@@ -433,6 +433,10 @@ def register(run: Run, plan: RunPlan, combined: CombineAnswer) -> Step:
     item: RegisterAnswer = yield from succeeded(run, registered)
     status.outputs["item_url"] = item.item_url
     status.outputs["catalog_url"] = item.catalog_url
+    for warning in item.warnings:
+        status.warnings.append(dict(warning))
+        run.note(f"warning: {warning.get('message')}", logging.WARNING, stage="register",
+                 code=warning.get("code"))  # fmt: skip
     status.succeed(run.context.current_utc_datetime)
     run.note(
         "run succeeded",

@@ -16,8 +16,10 @@ import time
 import uuid
 from pathlib import Path
 from typing import ClassVar
+from urllib.parse import urljoin
 
 import pytest
+import requests
 from azure.core.credentials import AccessToken
 from pystac_client import Client
 
@@ -34,6 +36,7 @@ from shared.model.request import PipelineRequest
 from shared.model.settings import Settings
 from shared.stages.release import unpublish
 from tests.helpers import call, run_pipeline
+from tests.stac_schemas import validation_errors
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = SampleSpec(files=3, lat=6, lon=10)
@@ -101,9 +104,15 @@ def test_devhost_run_with_stac_api_publishes_and_a_second_run_updates_the_item(
     assert hrefs["self"] == f"{stac_api.url}/collections/{name}/items/{name}"
     assert any(link["rel"] == "describedby" for link in item["links"])
     assert item["assets"], "the item's assets (the store) are in the API"
+    # its vrt:hrefs name the sources asset of the API's own document (no file name there)
+    (ref,) = item["assets"]["data"]["vrt:hrefs"]
+    assert urljoin(hrefs["self"], ref["href"]) == hrefs["self"] + "#/assets/sources"
+    assert validation_errors(item) == {}
     assert not found(stac_api.url, name, datetime="2023-01-01T00:00:00Z/2023-12-31T00:00:00Z")
     collection = Client.open(stac_api.url).get_collection(name).to_dict()
     assert collection["extent"]["temporal"]["interval"][0][0].startswith("2024-01-01")
+    served = requests.get(f"{stac_api.url}/collections/{name}", timeout=30).json()
+    assert validation_errors(served) == {}  # as the API serves it, against the released schemas
 
     # A second run over one more day: the same item, updated (no second item appears).
     write_sample_files(source, SampleSpec(files=1, lat=6, lon=10, first_index=3))

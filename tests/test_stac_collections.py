@@ -1,19 +1,23 @@
 """Collections a catalog operator would accept: license and its link, providers, keywords,
 title and description from the collection template or the data's global attributes;
 summaries, item_assets and datacube fields from the items; all valid offline against the
-schemas they declare."""
+schemas they declare. A collection whose license nothing names is published with a warning
+in the run report and status, never a silent "other"."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from devhost.samples import SampleSpec, write_sample_files
 from shared.catalog.stac.collection import collection_fields, template_for
+from shared.catalog.stac.licenses import resolve_license, spdx_of
 from shared.model.errors import BadRequest
 from shared.model.request import PipelineRequest
+from shared.model.status import pipeline_view
 from tests.helpers import run_pipeline
 from tests.stac_schemas import validation_errors
 
@@ -54,7 +58,15 @@ def test_without_a_template_the_data_and_the_settings_speak(tmp_path, local_sett
     assert collection["providers"] == [
         {"name": "virtual-zarr-pipeline samples", "roles": ["producer"]}
     ]
-    assert collection["license"] == "other"  # PIPELINE_STAC_LICENSE's default
+    # the files' license attribute names CC BY 4.0 in a sentence, as CMIP6 files do
+    assert collection["license"] == "CC-BY-4.0"
+    licenses = [link for link in collection["links"] if link["rel"] == "license"]
+    assert [link["href"] for link in licenses] == [
+        "https://spdx.org/licenses/CC-BY-4.0.html",
+        "https://creativecommons.org/licenses/by/4.0/",
+    ]
+    assert all(link.get("title") for link in collection["links"] if link["rel"] != "self")
+    assert collection["keywords"] == ["air_temperature", "precipitation_amount"]  # CF names
     assert set(collection["item_assets"]) == {"data", "sources", "thumbnail"}
     assert collection["item_assets"]["data"]["roles"] == ["data", "references", "virtual"]
     assert set(collection["cube:variables"]) >= {"tas", "pr"}
@@ -71,15 +83,21 @@ def test_collection_fields_fall_back_from_template_to_attributes_to_settings():
         "keywords": "air temperature, EARTH SCIENCE > ATMOSPHERE, air temperature",
         "license": "CC0-1.0",
     }
-    fields = collection_fields({}, attrs, "other")
+    fields = collection_fields({}, attrs, "MIT")
     assert (fields.title, fields.description) == ("A title", "What it is.")
-    assert fields.license == "CC0-1.0"
+    assert fields.license.license == "CC0-1.0"  # the data's own, before the setting
+    assert fields.license.origin == "data" and fields.license.warning is None
     assert fields.keywords == ["air temperature", "EARTH SCIENCE > ATMOSPHERE"]
     assert fields.providers == [{"name": "Met Office", "roles": ["producer"]}]
-    # an operator's setting wins over the data; free text is no SPDX id
-    assert collection_fields({}, attrs, "MIT").license == "MIT"
-    text = {"license": "https://example.org/terms"}
-    assert collection_fields({}, text, "other").license_href == "https://example.org/terms"
+    without = {k: v for k, v in attrs.items() if k != "license"}
+    assert collection_fields({}, without, "MIT").license.license == "MIT"  # then the setting
+    # free text naming a URL of its terms: "other", linked to it, no warning
+    text = collection_fields({}, {"license": "See https://example.org/terms."}, "")
+    assert (text.license.license, text.license.warning) == ("other", None)
+    assert [link.href for link in text.license.links] == ["https://example.org/terms"]
+    # a producer's web page, when the data gives one (ACDD creator_url)
+    linked = collection_fields({}, {**attrs, "creator_url": "https://www.metoffice.gov.uk"})
+    assert linked.providers[0]["url"] == "https://www.metoffice.gov.uk"
     own = template_for(TEMPLATE, "tas")
     assert own["title"] == "Daily air temperature" and own["license"] == "CC-BY-4.0"
     assert "title" not in template_for(TEMPLATE, "other-collection")
@@ -126,3 +144,95 @@ def test_a_collection_of_azure_stores_carries_their_storage_schemes_and_validate
     assert document["storage:schemes"] == item.properties["storage:schemes"]
     assert document["assets"]["tas@sources"]["href"].startswith("az://sources/")
     assert validation_errors(document) == {}
+
+
+def test_a_collection_with_no_license_anywhere_is_published_with_a_warning_not_silently(
+    tmp_path, local_settings
+):
+    """No template, no license attribute, no PIPELINE_STAC_LICENSE: the collection says
+    'other' (STAC requires a license), and the item, the run report (JSON and Markdown) and
+    the run's status say that no license is known."""
+    write_sample_files(tmp_path / "tas", replace(SPEC, license=None))
+    request = {"source": str(tmp_path / "tas"), "dataset_id": "tas"}
+    run = run_pipeline(PipelineRequest.from_dict(request), local_settings)
+
+    collection = json.loads((Path(local_settings.catalog) / "tas" / "collection.json").read_text())
+    assert collection["license"] == "other"
+    assert [link for link in collection["links"] if link["rel"] == "license"] == []
+    (warning,) = run.output["warnings"]  # the status the orchestrator ends with
+    assert warning["code"] == "license_unknown" and "no rights granted" in warning["message"]
+    assert "PIPELINE_STAC_COLLECTION_TEMPLATE" in warning["remedy"]
+    view = pipeline_view({"customStatus": run.output, "runtimeStatus": "Completed"})
+    assert view["warnings"] == [warning]  # GET /api/pipelines/{id}
+    record = json.loads(Path(run.report_url.removeprefix("file://")).read_text())
+    assert record["warnings"] == [warning]
+    page = Path(run.summary_url.removeprefix("file://")).read_text()
+    assert "## Warnings" in page and "**license_unknown**" in page
+    item = json.loads(Path(run.item_url.removeprefix("file://")).read_text())
+    assert "License unknown" in item["properties"]["description"]
+    assert validation_errors(item) == {} and validation_errors(collection) == {}
+
+
+def test_a_license_in_words_that_name_no_license_and_no_url_is_warned_as_unlinked(
+    tmp_path, local_settings
+):
+    spec = replace(SPEC, license="Free for research use; ask the authors otherwise.")
+    write_sample_files(tmp_path / "tas", spec)
+    request = {"source": str(tmp_path / "tas"), "dataset_id": "tas"}
+    run = run_pipeline(PipelineRequest.from_dict(request), local_settings)
+    (warning,) = run.output["warnings"]
+    assert warning["code"] == "license_unlinked" and "Free for research use" in warning["message"]
+    item = json.loads(Path(run.item_url.removeprefix("file://")).read_text())
+    assert "License not machine-readable" in item["properties"]["description"]
+
+
+@pytest.mark.parametrize(
+    ("text", "spdx"),
+    [
+        ("CC-BY-4.0", "CC-BY-4.0"),
+        ("cc0-1.0", "CC0-1.0"),
+        (
+            "CMIP6 model data produced by NCAR is licensed under a Creative Commons Attribution"
+            " 4.0 International License (https://creativecommons.org/licenses/by/4.0/).",
+            "CC-BY-4.0",
+        ),
+        (
+            "CMIP6 model data produced by MOHC is licensed under a Creative Commons "
+            "Attribution-ShareAlike 4.0 International License (https://creativecommons.org/"
+            "licenses). Consult https://pcmdi.llnl.gov/CMIP6/TermsOfUse for terms of use.",
+            "CC-BY-SA-4.0",
+        ),
+        ("Creative Commons Attribution-NonCommercial-ShareAlike 4.0", "CC-BY-NC-SA-4.0"),
+        ("CC BY-SA 3.0", "CC-BY-SA-3.0"),
+        ("https://creativecommons.org/licenses/by-nc-nd/4.0/", "CC-BY-NC-ND-4.0"),
+        ("Public domain (CC0)", "CC0-1.0"),
+        ("Open Data Commons ODbL-1.0", None),  # words around an id: not guessed
+        ("CC-BY 4.0 or CC-BY-SA 4.0", None),  # two licenses: not one
+        ("Proprietary", None),
+    ],
+)
+def test_a_license_attribute_maps_to_the_spdx_id_it_names(text, spdx):
+    assert spdx_of(text) == spdx
+
+
+def test_the_template_then_the_data_then_the_setting_give_the_license_and_its_links():
+    cmip6 = {
+        "license": "Licensed under a Creative Commons Attribution 4.0 International License "
+        "(https://creativecommons.org/licenses/by/4.0/). See https://pcmdi.llnl.gov/CMIP6/"
+        "TermsOfUse."
+    }
+    from_data = resolve_license({}, cmip6, "MIT")
+    assert (from_data.license, from_data.origin, from_data.warning) == ("CC-BY-4.0", "data", None)
+    assert [link.href for link in from_data.links] == [
+        "https://spdx.org/licenses/CC-BY-4.0.html",
+        "https://creativecommons.org/licenses/by/4.0/",
+        "https://pcmdi.llnl.gov/CMIP6/TermsOfUse",
+    ]
+    template = resolve_license({"license": "other", "license_href": "https://x.org/t"}, cmip6)
+    assert (template.license, [link.href for link in template.links]) == (
+        "other",
+        ["https://x.org/t"],
+    )
+    assert resolve_license({}, {}, "ODbL-1.0").license == "ODbL-1.0"
+    unlinked = resolve_license({"license": "other"}, cmip6)
+    assert unlinked.warning is not None and unlinked.warning["code"] == "license_unlinked"

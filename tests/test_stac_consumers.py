@@ -128,19 +128,36 @@ def _signed_url(url: str, settings) -> str:
     return f"{url}?{sas}"
 
 
+@pytest.mark.slow
 @pytest.mark.azurite
-@pytest.mark.parametrize("store_format", ["kerchunk-parquet", "icechunk"])
-def test_what_xpystac_cannot_open_says_why_and_the_reader_opens_it(
-    tmp_path, blob_settings, containers, store_format
+def test_a_signed_kerchunk_parquet_item_in_a_private_container_opens_with_the_one_liner(
+    tmp_path, blob_settings, containers
 ):
-    paths, report = publish_in_azurite(tmp_path, blob_settings, containers, store_format)
+    """The Parquet store is the Zarr group the kerchunk engine opens (xarray:open_kwargs);
+    signed, its SAS travels in xarray:storage_options (the engine reads the record files
+    below the href, which a SAS appended to the href would hide)."""
+    paths, report = publish_in_azurite(tmp_path, blob_settings, containers, "kerchunk-parquet")
+    item = _fetch_item(report.item_url, blob_settings)
+    assert requests.get(item.assets["data"].href + "/.zmetadata").status_code in (401, 403, 404)
+    signed = Signer(account_key=blob_settings.account.key).sign(item)
+    options = signed.assets["data"].extra_fields["xarray:storage_options"]
+    assert "sig" in options["target_options"]["params"] and "sig=" not in signed.assets["data"].href
+    opened = _open_in_own_process(signed, tmp_path)
+    xr.testing.assert_identical(opened, open_sources(paths))
+
+
+@pytest.mark.azurite
+def test_what_xpystac_cannot_open_says_why_and_the_reader_opens_it(
+    tmp_path, blob_settings, containers
+):
+    """Icechunk: xpystac 0.5.0 reads a collection's S3 storage schemes only; the asset's
+    description names the opener that works, and the reader opens it."""
+    paths, report = publish_in_azurite(tmp_path, blob_settings, containers, "icechunk")
     item = _fetch_item(report.item_url, blob_settings)
     signed = Signer(account_key=blob_settings.account.key).sign(item)
-    # xpystac 0.5.0: Parquet references fall through to a code path that never set its
-    # defaults; Icechunk is read from a collection's S3 storage schemes only.
-    expected = UnboundLocalError if store_format == "kerchunk-parquet" else KeyError
-    with pytest.raises(expected, match=r"default_kwargs|storage:schemes"):
+    with pytest.raises(KeyError, match=r"storage:schemes"):
         xr.open_dataset(signed.assets["data"])
+    assert "icechunk.Repository.open" in (item.assets["data"].description or "")
     with open_item(report.item_url, blob_settings) as opened:
         xr.testing.assert_identical(opened.load(), open_sources(paths))
 
@@ -154,9 +171,10 @@ def test_items_carry_only_standard_fields(tmp_path, local_settings, store_format
     document = item.to_dict(transform_hrefs=False)
     fields = [*document["properties"], *(k for a in document["assets"].values() for k in a)]
     prefixes = {f.split(":", 1)[0] for f in fields if ":" in f}
-    assert prefixes <= {"cube", "processing", "storage", "zarr", "vrt"}, prefixes
+    assert prefixes <= {"cube", "processing", "storage", "zarr", "vrt", "xarray"}, prefixes
     data = item.assets["data"]
-    assert data.extra_fields["vrt:hrefs"] == [{"key": "sources", "href": "#/assets/sources"}]
+    (ref,) = data.extra_fields["vrt:hrefs"]
+    assert ref == {"key": "sources", "href": "./tas.json#/assets/sources"}
     assert item.assets["sources"].href == f"file://{tmp_path / 'src'}/"
     with open_item(report.item_url, local_settings) as opened:
         xr.testing.assert_identical(opened.load(), open_sources(paths))

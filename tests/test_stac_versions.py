@@ -97,6 +97,10 @@ def test_each_run_links_the_versions_and_unpublish_keeps_them_true(tmp_path, loc
     }
     for document in (item, oldest, middle):
         assert validation_errors(document) == {}
+    # each names its own sources asset by its own file name (vrt:hrefs)
+    for document, name in ((item, "tas"), (oldest, first), (middle, second)):
+        (ref,) = document["assets"]["data"]["vrt:hrefs"]
+        assert ref == {"key": "sources", "href": f"./{name}.json#/assets/sources"}
 
     # a reader walks from the item to the oldest version and back, with pystac; the
     # snapshots' own links (collection, root) still resolve from one folder deeper

@@ -201,14 +201,40 @@ def for_api(document: dict[str, Any]) -> dict[str, Any]:
     """The static catalog's document as the API takes it: without the links into the static
     catalog's files (the API adds its own hierarchy links, and a relative href, such as the
     version links to the snapshots beside the item, would resolve against the API's URL to
-    nothing); every other link (describedby, license, ...) and every asset stays."""
+    nothing); every other link (describedby, license, ...) and every asset stays. The
+    ``vrt:hrefs`` that name the document's own assets by its file name
+    (``./{item}.json#/assets/sources``, ``./collection.json#/assets/...``) name them by
+    its last path segment in the API instead (``/collections/{id}`` and
+    ``/collections/{id}/items/{item}``: ``./{id}#/assets/...``)."""
     found = dict(document)
     found["links"] = [
         link
         for link in document.get("links", [])
         if link.get("rel") not in STATIC_RELS and not _relative(str(link.get("href", "")))
     ]
+    name = str(document.get("id"))
+    own = "./collection.json#" if document.get("type") == "Collection" else f"./{name}.json#"
+    if isinstance(document.get("assets"), dict):
+        found["assets"] = {
+            key: _own_refs(asset, own, f"./{quote(name, safe='')}#")
+            for key, asset in document["assets"].items()
+        }
     return found
+
+
+def _own_refs(asset: Any, own: str, api: str) -> Any:
+    refs = asset.get("vrt:hrefs") if isinstance(asset, dict) else None
+    if not isinstance(refs, list):
+        return asset
+    return {
+        **asset,
+        "vrt:hrefs": [
+            {**ref, "href": api + str(ref["href"])[len(own) :]}
+            if isinstance(ref, dict) and str(ref.get("href", "")).startswith(own)
+            else ref
+            for ref in refs
+        ],
+    }
 
 
 def _relative(href: str) -> bool:

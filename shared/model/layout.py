@@ -111,6 +111,32 @@ def _installed_versions() -> tuple[tuple[str, str], ...]:
     return tuple((name, version(name)) for name in LIBRARIES)
 
 
+# The libraries whose code writes a store's bytes, per format (processing:software):
+# VirtualiZarr builds the references from h5py's reading of the HDF5/NetCDF4 files (its
+# NetCDF3 parser is its own), in zarr's metadata and numcodecs' codec configurations, and
+# encodes attributes and fill values with xarray. kerchunk JSON is written by VirtualiZarr's
+# kerchunk writer (ujson for the attributes); Parquet by kerchunk's refs_to_dataframe with
+# fsspec's LazyReferenceMapper, pandas and fastparquet (shared.stages.combine, chunkrefs);
+# Icechunk by icechunk.
+WRITERS_ALL_FORMATS = ("virtualizarr", "xarray", "zarr", "numcodecs", "h5py")
+STORE_WRITERS: dict[str, tuple[str, ...]] = {
+    "kerchunk-json": ("ujson",),
+    "kerchunk-parquet": ("ujson", "kerchunk", "fsspec", "pandas", "fastparquet"),
+    "icechunk": ("icechunk",),
+}
+
+
+def writer_versions(store_format: str) -> dict[str, str]:
+    """Every library that wrote a store of this format, with its installed version."""
+    names = (*WRITERS_ALL_FORMATS, *STORE_WRITERS[store_format])
+    return {name: _version_of(name) for name in names}
+
+
+@cache
+def _version_of(name: str) -> str:
+    return version(name)
+
+
 def rebuild_salt() -> str:
     """What a full run adds to its run id: the library versions it builds with."""
     return ",".join(f"{name}={v}" for name, v in sorted(library_versions().items()))

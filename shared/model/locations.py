@@ -629,16 +629,26 @@ def public_store_url(store: Location, settings: Settings) -> str:
     """The URL a published store is given in its STAC asset: the https blob URL, or for a
     local store under the store root served at PIPELINE_STORE_URL, that URL; otherwise
     its file:// URL."""
-    if store.is_local and settings.store_url:
-        root = parse_location(settings.store_root, settings, what="store root")
+    return _served(store, settings.store_root, settings.store_url, "store root", settings)
+
+
+def public_catalog_url(document: Location, settings: Settings) -> str:
+    """The URL a catalog document gives as its self link: the https blob URL, or for a
+    local catalog served at PIPELINE_CATALOG_URL, that URL; otherwise its file:// URL."""
+    return _served(document, settings.catalog, settings.catalog_url, "catalog location", settings)
+
+
+def _served(location: Location, root_text: str, url: str, what: str, settings: Settings) -> str:
+    if location.is_local and url:
+        root = parse_location(root_text, settings, what=what)
         try:
-            relative = store.relative_to(root)
+            relative = location.relative_to(root)
         except ValueError:
-            return http_url(store, settings)
+            return http_url(location, settings)
         from urllib.parse import quote
 
-        return f"{settings.store_url}/{quote(relative)}"
-    return http_url(store, settings)
+        return f"{url}/{quote(relative)}"
+    return http_url(location, settings)
 
 
 def store_location(href: str, settings: Settings) -> Location:

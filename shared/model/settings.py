@@ -214,10 +214,15 @@ class Settings:
     # http://127.0.0.1:8080/stores): STAC assets of local stores then get http hrefs, which
     # xpystac needs. Blob stores always get their https blob URL.
     store_url: str = ""
-    # STAC collections: the license when the collection template does not give one (an SPDX
-    # id, or "other"), and the template of what the pipeline cannot infer (inline JSON, or
-    # the location of a JSON document; shared/catalog/stac/collection.py).
-    stac_license: str = "other"
+    # Where a local catalog is served over HTTP (`python -m devhost tiles` serves it at
+    # http://127.0.0.1:8080/catalog): the self links of its catalog and collections then
+    # use it, as the store's links use store_url (one scheme per document: docs/stac.md).
+    catalog_url: str = ""
+    # STAC collections: the license when neither the collection template nor the data's
+    # license attribute gives one (an SPDX id; empty: none, and the run warns), and the
+    # template of what the pipeline cannot infer (inline JSON, or the location of a JSON
+    # document; shared/catalog/stac/collection.py).
+    stac_license: str = ""
     stac_collection_template: str = ""
     # A STAC API to publish into beside the static catalog (docs/stac-api.md): its root URL
     # (the Transactions extension must be on), the Entra ID scope of the bearer token to send
@@ -300,6 +305,7 @@ class Settings:
                 env, "PIPELINE_APPROVAL_TIMEOUT_SECONDS", defaults.approval_timeout_seconds
             ),
             store_url=env.get("PIPELINE_STORE_URL", defaults.store_url).strip().rstrip("/"),
+            catalog_url=env.get("PIPELINE_CATALOG_URL", defaults.catalog_url).strip().rstrip("/"),
             stac_license=env.get("PIPELINE_STAC_LICENSE", "").strip() or defaults.stac_license,
             stac_collection_template=env.get(
                 "PIPELINE_STAC_COLLECTION_TEMPLATE", defaults.stac_collection_template
@@ -353,6 +359,7 @@ class Settings:
             "PIPELINE_MAX_WAIT_SECONDS": str(self.max_wait_seconds),
             "PIPELINE_APPROVAL_TIMEOUT_SECONDS": str(self.approval_timeout_seconds),
             "PIPELINE_STORE_URL": self.store_url,
+            "PIPELINE_CATALOG_URL": self.catalog_url,
             "PIPELINE_STAC_LICENSE": self.stac_license,
             "PIPELINE_STAC_COLLECTION_TEMPLATE": self.stac_collection_template,
             "PIPELINE_STAC_API_URL": self.stac_api_url,

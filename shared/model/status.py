@@ -65,6 +65,9 @@ class RunStatus:
     estimate: dict[str, Any] = field(default_factory=dict)
     # {"required", "state": awaiting/approved/rejected/expired, "deadline", "by", "reason", "at"}
     approval: dict[str, Any] = field(default_factory=dict)
+    # what a run that published must still tell its operator: [{"code", "message", "remedy"}]
+    # (an unknown license: shared.catalog.stac.licenses)
+    warnings: list[dict[str, str]] = field(default_factory=list)
     error: dict[str, Any] | None = None
 
     def begin(self, phase: str, now: datetime) -> None:
@@ -177,6 +180,7 @@ class RunStatus:
             "store": self.store,
             "estimate": self.estimate,
             "approval": self.approval,
+            "warnings": self.warnings,
             "error": self.error,
         }
 
@@ -254,6 +258,7 @@ def pipeline_view(durable: dict[str, Any]) -> dict[str, Any]:
         "store": custom.get("store") or {},
         "estimate": custom.get("estimate") or {},
         "approval": custom.get("approval") or {},
+        "warnings": custom.get("warnings") or [],
         "created": durable.get("createdTime"),
         "last_updated": durable.get("lastUpdatedTime"),
         **{key: outputs[key] for key in sorted(outputs)},

@@ -412,6 +412,8 @@ class RegisterInput(ActivityInput):
 class RegisterAnswer(Wire):
     item_url: str
     catalog_url: str
+    # what the run warns about: [{"code", "message", "remedy"}] (an unknown license)
+    warnings: list[dict[str, str]] = field(default_factory=list)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,14 +17,14 @@ from shared.catalog.stac.catalog import (
     load_collection_template,
     register_item,
 )
-from shared.catalog.stac.collection import collection_fields
+from shared.catalog.stac.collection import CollectionFields, collection_fields
 from shared.catalog.stac.item import build_item
 from shared.catalog.stac_api import published_in_api
 from shared.io.storage import Storage, storage_faults
 from shared.io.stores import open_store, virtual_container_prefix
 from shared.model.errors import SourceNotFound
-from shared.model.layout import Layout, digest, library_versions
-from shared.model.locations import http_url, parse_location, public_store_url
+from shared.model.layout import Layout, digest, writer_versions
+from shared.model.locations import Location, parse_location, public_store_url
 from shared.model.request import PipelineRequest
 from shared.model.settings import Settings
 from shared.model.telemetry import emit
@@ -36,20 +37,52 @@ from shared.stages.validate.batch import load_report
 log = logging.getLogger(__name__)
 
 
+# The gate's report as the item links it: a copy beside the store (the work area's own is
+# the gate's record), so every link of the item is under the store root's URL, served or not.
+GATE_COPIES = (
+    ("md", "text/markdown", "Gate report on the source files"),
+    ("json", "application/json", "Gate report (JSON)"),
+)
+
+
+def gate_report_copies(
+    dataset_id: str, run_id: str, manifest_digest: str, settings: Settings, storage: Storage
+) -> list[tuple[Location, str, str]]:
+    """Copy the gate's report on the run's files (Markdown and JSON) beside the store as
+    {stores}/{dataset}/{run id}.gate.{md,json} (pruned with the run's store); returns each
+    copy with its media type and title. A report no longer in the work area (an earlier
+    version registered again after its reports were pruned) is left out, and logged."""
+    layout = Layout.from_settings(settings)
+    copies = []
+    for suffix, media_type, title in GATE_COPIES:
+        original = layout.gate_report(dataset_id, manifest_digest, suffix)
+        try:
+            data = storage.read(original)
+        except SourceNotFound:
+            log.warning("no gate report %s: the item does not link it", original.url)
+            continue
+        copy = layout.stores.join(dataset_id, f"{run_id}.gate.{suffix}")
+        storage.write(copy, data, media_type)
+        copies.append((copy, media_type, title))
+    return copies
+
+
 def add_run_links(
-    item: pystac.Item, dataset_id: str, run_id: str, manifest_digest: str, settings: Settings
+    item: pystac.Item,
+    dataset_id: str,
+    run_id: str,
+    manifest_digest: str,
+    settings: Settings,
+    storage: Storage,
 ) -> None:
     """Where the item came from, for a person: the run's summary (every file, its verdict
-    and timings; beside the store) and the gate's report on the files (in the work area)."""
+    and timings) and the gate's report on the files, both beside the store, under the URL
+    the store has (one scheme for every link of the item: docs/stac.md)."""
     summary = summary_location(dataset_id, run_id, settings)
-    gate = Layout.from_settings(settings).gate_report
-    gate_md, gate_json = gate(dataset_id, manifest_digest, "md"), gate(dataset_id, manifest_digest)
-    links = [
-        (public_store_url(summary, settings), "text/markdown", "Run summary: every file"),
-        (http_url(gate_md, settings), "text/markdown", "Gate report on the source files"),
-        (http_url(gate_json, settings), "application/json", "Gate report (JSON)"),
-    ]
-    for href, media_type, title in links:
+    links = [(summary, "text/markdown", "Run summary: every file")]
+    links += gate_report_copies(dataset_id, run_id, manifest_digest, settings, storage)
+    for location, media_type, title in links:
+        href = public_store_url(location, settings)
         item.add_link(pystac.Link("describedby", href, media_type=media_type, title=title))
 
 
@@ -129,13 +162,18 @@ def register(
                 "source_etag_digest": etag_digest,
                 "store_format": request.format,
                 "concat_dim": request.concat_dim,
-                "libraries": library_versions(),
+                "libraries": writer_versions(request.format),
                 "created": now,
                 "updated": now,
                 "version": run_id,
             },
         )
-        fields = collection_fields(template, dataset.attrs, settings.stac_license)
+        fields = collection_fields(
+            template,
+            dataset.attrs,
+            settings.stac_license,
+            {str(name): dataset[name].attrs for name in dataset.data_vars},
+        )
         add_preview(
             item,
             dataset,
@@ -144,7 +182,8 @@ def register(
             settings=settings,
             storage=storage,
         )
-    add_run_links(item, request.dataset_id, run_id, manifest.digest, settings)
+    add_run_links(item, request.dataset_id, run_id, manifest.digest, settings, storage)
+    warnings = license_warnings(item, fields)
     # The static catalog, then the STAC API when one is set (put back as it was if the API
     # fails: shared.catalog.stac_api), then the records that make the version current.
     with published_in_api(request.collection_id, item.id, settings, storage):
@@ -189,4 +228,24 @@ def register(
         store_url=store_url,
         seconds=round(time.perf_counter() - started, 3),
     )
-    return result
+    return replace(result, warnings=warnings)
+
+
+def license_warnings(item: pystac.Item, fields: CollectionFields) -> list[dict[str, str]]:
+    """When no license a reader can act on is known (shared.catalog.stac.licenses): the
+    item's description says why, and the warning goes to the run report and status."""
+    resolved = fields.license
+    if resolved.warning is None:
+        return []
+    if resolved.note:
+        text = item.properties.get("description") or ""
+        item.properties["description"] = f"{text} {resolved.note}".strip()
+    emit(
+        log,
+        f"license warning: {resolved.warning['message']}",
+        logging.WARNING,
+        stage="register",
+        dataset=item.id,
+        code=resolved.warning["code"],
+    )
+    return [dict(resolved.warning)]

@@ -248,7 +248,8 @@ def render_run_report(
     validated); ``processed`` names the files validated and generated in this run (the
     others were reused), or is None when that is not known: the column is then left out;
     ``decoded`` the variables the store decodes to another dtype (decoded_dtypes)."""
-    lines = [*_outcome(status), *_summary(status, manifest, verdicts)]
+    lines = [*_outcome(status), *_warnings(status.get("warnings") or [])]
+    lines += _summary(status, manifest, verdicts)
     lines += _decoded(decoded or {})
     lines += _timings(status.get("stages") or {})
     lines += _links(status.get("outputs") or {})
@@ -282,6 +283,19 @@ def _outcome(status: Mapping[str, Any]) -> list[str]:
             lines += ["", f"What to do: {error['remedy']}"]
     else:
         lines.append(f"**Not finished** (phase {phase}).")
+    return [*lines, ""]
+
+
+def _warnings(warnings: list[Mapping[str, Any]]) -> list[str]:
+    """What a run that published must still tell its operator (an unknown license)."""
+    if not warnings:
+        return []
+    lines = ["## Warnings", ""]
+    for warning in warnings:
+        line = f"- **{warning.get('code')}**: {warning.get('message')}"
+        if warning.get("remedy"):
+            line += f" What to do: {warning['remedy']}"
+        lines.append(line)
     return [*lines, ""]
 
 

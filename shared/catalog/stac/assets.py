@@ -6,10 +6,18 @@ the community reads (no project-only field, no credential):
 - how to open them: the media type and roles (``application/json`` + ``references`` is what
   xpystac opens as kerchunk references, as on the Planetary Computer), and the zarr extension
   (``zarr:zarr_format``, ``zarr:consolidated``, ``zarr:node_type``) for the Zarr hierarchy the
-  store presents (the successor of the archived xarray-assets extension);
-- what the store's chunks point into: a ``sources`` asset, named by ``vrt:hrefs`` (the
-  virtual-assets extension) as VEDA and xpystac's virtual-Icechunk examples do. For Icechunk
-  its href is the virtual chunk container the repository declares.
+  store presents. A kerchunk Parquet store (a folder of Parquet record files, which no
+  ``application/vnd.apache.parquet`` reader opens as such) is the Zarr group
+  ``application/vnd.zarr`` that the ``kerchunk`` engine opens, said by
+  ``xarray:open_kwargs`` (xarray-assets extension), which xpystac passes to
+  ``xarray.open_dataset``; it carries no ``zarr:zarr_format``/``zarr:consolidated``, which
+  xpystac would pass too and the kerchunk engine sets itself (it refuses them twice). The
+  description of every store asset names the opener that works;
+- what the store's chunks point into: a ``sources`` asset (the folder, no file media type),
+  named by ``vrt:hrefs`` (the virtual-assets extension) as VEDA and xpystac's
+  virtual-Icechunk examples do, by the document's own file name and a fragment
+  (``./{item}.json#/assets/sources``: the released schema refuses a fragment alone). For
+  Icechunk its href is the virtual chunk container the repository declares.
 
 A reader that needs credentials (a private container) gets them from the signing modifier
 ``consumer.signing``, which reads exactly these fields.
@@ -31,13 +39,16 @@ SOURCES_ASSET_KEY = "sources"
 STORAGE_EXTENSION = "https://stac-extensions.github.io/storage/v2.0.0/schema.json"
 ZARR_EXTENSION = "https://stac-extensions.github.io/zarr/v1.0.0/schema.json"
 VIRTUAL_ASSETS_EXTENSION = "https://stac-extensions.github.io/virtual-assets/v1.0.0/schema.json"
+XARRAY_ASSETS_EXTENSION = "https://stac-extensions.github.io/xarray-assets/v1.0.0/schema.json"
 AZURE_SCHEME_TYPE = "ms-azure"
 AZURE_PLATFORM = "https://{account}.blob.core.windows.net"
 
 STORE_MEDIA_TYPES: dict[str, str] = {
     # xpystac opens a kerchunk asset only as application/json with role references/index.
     "kerchunk-json": pystac.MediaType.JSON,
-    "kerchunk-parquet": pystac.MediaType.VND_APACHE_PARQUET,
+    # a folder of Parquet record files presenting a Zarr group: opened with the kerchunk
+    # engine (OPEN_KWARGS), which xpystac reaches by this media type
+    "kerchunk-parquet": "application/vnd.zarr",
     "icechunk": "application/vnd.zarr+icechunk",
 }
 # "references" is what xpystac opens a kerchunk JSON asset by (with "index", the Planetary
@@ -50,17 +61,49 @@ STORE_ROLES: dict[str, list[str]] = {
 }
 # The Zarr hierarchy each store presents: kerchunk references are Zarr v2 without
 # consolidated metadata (.zmetadata is not written); Icechunk is Zarr v3.
+# (Parquet: none, see the module docstring; the description says Zarr v2.)
 ZARR_FIELDS: dict[str, dict[str, Any]] = {
     "kerchunk-json": {"zarr:zarr_format": 2, "zarr:consolidated": False},
-    "kerchunk-parquet": {"zarr:zarr_format": 2, "zarr:consolidated": False},
+    "kerchunk-parquet": {},
     "icechunk": {"zarr:zarr_format": 3, "zarr:consolidated": False},
 }
+# What xarray.open_dataset needs besides the href (xarray-assets extension).
+OPEN_KWARGS: dict[str, dict[str, Any]] = {"kerchunk-parquet": {"engine": "kerchunk"}}
 FORMAT_WORDS = {
     "kerchunk-json": "kerchunk references (JSON)",
     "kerchunk-parquet": "kerchunk references (Parquet)",
     "icechunk": "Icechunk repository of virtual references",
 }
-SOURCES_MEDIA_TYPE = "application/x-netcdf"
+ICECHUNK_OPENER = (
+    "xpystac 0.5 opens Icechunk only from S3; open it with Icechunk: "
+    "icechunk.Repository.open(<the storage at this href: icechunk.http_storage, "
+    "local_filesystem_storage or azure_storage>, authorize_virtual_chunk_access="
+    "icechunk.containers_credentials({<the sources asset's href>: <credentials>})), then "
+    "xarray.open_zarr(repo.readonly_session(branch='main').store, consolidated=False) "
+    "(Zarr v3)."
+)
+
+
+def opener(store_format: StoreFormat, href: str) -> str:
+    """The words of the store asset's description that name what opens it."""
+    if store_format == "icechunk":
+        return ICECHUNK_OPENER
+    direct = "xarray.open_dataset(<href>, engine='kerchunk') (Zarr v2)"
+    if store_format == "kerchunk-parquet":
+        return f"Open with xarray.open_dataset(asset) (xpystac), or {direct}."
+    if href.startswith(("https://", "http://")):
+        return f"Open with xarray.open_dataset(asset) (xpystac), or {direct}."
+    return (
+        f"Open with {direct}; xpystac 0.5 fetches kerchunk JSON over http(s) only "
+        "(serve the store root at PIPELINE_STORE_URL)."
+    )
+
+
+def vrt_href(document: str, key: str) -> str:
+    """A ``vrt:hrefs`` href to another asset of the same document: its file name and a
+    fragment (the virtual-assets v1.0.0 schema refuses a fragment alone: it matches both
+    branches of its ``oneOf``)."""
+    return f"./{document}#/assets/{key}"
 
 
 def storage_scheme(settings: Settings) -> tuple[str, dict[str, Any]]:
@@ -87,9 +130,11 @@ def store_assets(
     title: str | None = None,
     virtual_chunk_prefix: str | None = None,
     sources_description: str | None = None,
+    document: str,
 ) -> tuple[dict[str, pystac.Asset], dict[str, dict[str, Any]]]:
     """The store asset and the sources asset it points into, with the storage schemes they
-    refer to (to go on the item or collection as ``storage:schemes``)."""
+    refer to (to go on the item or collection as ``storage:schemes``). ``document``: the
+    file name of the document the assets go in (``vrt:hrefs`` names the sources asset in it)."""
     if store_format not in STORE_MEDIA_TYPES:
         raise CatalogError(
             f"Cannot describe {store.url}: unknown store format {store_format!r} "
@@ -113,19 +158,24 @@ def store_assets(
         schemes[key] = scheme
         refs = [key]
 
+    href = public_store_url(store, settings)
     data = pystac.Asset(
-        href=public_store_url(store, settings),
+        href=href,
         title=title,
         description=f"{FORMAT_WORDS[store_format]} to the source NetCDF/HDF5 files; "
-        "no data was copied.",
+        f"no data was copied. {opener(store_format, href)}",
         media_type=STORE_MEDIA_TYPES[store_format],
         roles=list(STORE_ROLES[store_format]),
         extra_fields={
             **ZARR_FIELDS[store_format],
             "zarr:node_type": "group",
-            "vrt:hrefs": [{"key": SOURCES_ASSET_KEY, "href": f"#/assets/{SOURCES_ASSET_KEY}"}],
+            "vrt:hrefs": [
+                {"key": SOURCES_ASSET_KEY, "href": vrt_href(document, SOURCES_ASSET_KEY)}
+            ],
         },
     )
+    if store_format in OPEN_KWARGS:
+        data.extra_fields["xarray:open_kwargs"] = dict(OPEN_KWARGS[store_format])
     if refs and not store.is_local:
         data.extra_fields["storage:refs"] = list(refs)
 
@@ -136,12 +186,12 @@ def store_assets(
         sources_href = virtual_chunk_prefix
     else:
         sources_href = source.url.rstrip("/") + "/"
-    sources = pystac.Asset(
+    sources = pystac.Asset(  # a folder (or container prefix): no file media type
         href=sources_href,
-        title="Source NetCDF/HDF5 files",
+        title="Source NetCDF/HDF5 files (folder)",
         description=sources_description
-        or "The files the store's references point into (read in place, never copied).",
-        media_type=SOURCES_MEDIA_TYPE,
+        or "The folder of the files the store's references point into (read in place, "
+        "never copied).",
         roles=["source"],
     )
     if refs and not source.is_local:
@@ -149,6 +199,11 @@ def store_assets(
     return {STORE_ASSET_KEY: data, SOURCES_ASSET_KEY: sources}, schemes
 
 
-def asset_extensions(schemes: dict[str, Any]) -> list[str]:
+def asset_extensions(schemes: dict[str, Any], store_format: StoreFormat) -> list[str]:
     """The extensions the assets of store_assets use."""
-    return [ZARR_EXTENSION, VIRTUAL_ASSETS_EXTENSION] + ([STORAGE_EXTENSION] if schemes else [])
+    return [
+        ZARR_EXTENSION,
+        VIRTUAL_ASSETS_EXTENSION,
+        *([XARRAY_ASSETS_EXTENSION] if store_format in OPEN_KWARGS else []),
+        *([STORAGE_EXTENSION] if schemes else []),
+    ]

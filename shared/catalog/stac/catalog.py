@@ -20,7 +20,7 @@ import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pystac
@@ -43,7 +43,7 @@ from shared.catalog.stac.versions import VersionPaths, relink, remove_all, retir
 from shared.io.storage import Storage
 from shared.model.errors import BadRequest, CatalogError, PipelineError, StorageUnavailable
 from shared.model.layout import Layout
-from shared.model.locations import Location, http_url, parse_location
+from shared.model.locations import Location, http_url, parse_location, public_catalog_url
 from shared.model.settings import Settings
 from shared.model.telemetry import emit
 
@@ -96,17 +96,20 @@ def _catalog_errors(location: Location, action: str) -> Iterator[None]:
 
 @dataclass(frozen=True)
 class RegisterResult:
-    """Where the item, its collection and the catalog root were written (https or file://)."""
+    """Where the item, its collection and the catalog root were written (https or file://),
+    and what the run must warn about ({"code", "message", "remedy"}: an unknown license)."""
 
     item_url: str
     collection_url: str
     catalog_url: str
+    warnings: list[dict[str, str]] = field(default_factory=list)
 
-    def to_dict(self) -> dict[str, str]:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "item_url": self.item_url,
             "collection_url": self.collection_url,
             "catalog_url": self.catalog_url,
+            "warnings": [dict(w) for w in self.warnings],
         }
 
 
@@ -191,7 +194,7 @@ def register_item(
     collection.set_self_href(_href(paths.collection))
     item = item.clone()
     _drop_links(item, HIERARCHY_RELS)
-    collection.add_item(item)
+    collection.add_item(item, title=_item_title(item.to_dict(include_self_link=False)))
     item.set_self_href(_href(paths.item()))
 
     with _catalog_errors(paths.item(), "keep the earlier version of"):
@@ -207,10 +210,8 @@ def register_item(
     if fields is not None:
         apply_fields(collection, fields)
     describe_items(collection, documents)
-    collection.save_object(
-        include_self_link=False, dest_href=_href(paths.collection), stac_io=stac_io
-    )
-    catalog.save_object(include_self_link=False, dest_href=_href(paths.catalog), stac_io=stac_io)
+    _save(collection, paths.collection, stac_io)
+    _save(catalog, paths.catalog, stac_io)
 
     result = RegisterResult(
         item_url=http_url(paths.item(), settings),
@@ -255,9 +256,7 @@ def remove_item(
     if others:
         collection.extent = collection_extent(others.values())
     describe_items(collection, list(others.values()))
-    collection.save_object(
-        include_self_link=False, dest_href=_href(paths.collection), stac_io=stac_io
-    )
+    _save(collection, paths.collection, stac_io)
     emit(
         log,
         "item removed",
@@ -320,6 +319,30 @@ def load_collection_template(
     return template_for(template, collection_id)
 
 
+def _save(stac_object: pystac.Catalog, location: Location, stac_io: StorageStacIO) -> None:
+    """Write a catalog or collection with its ``self`` link first: absolute, in the scheme
+    of the catalog's other links to what the pipeline wrote (PIPELINE_CATALOG_URL when the
+    local catalog is served, its https URL in blob storage, else its file:// URL), as
+    stac-check and the STAC best practices ask of catalogs and collections. Its other
+    links stay relative, so the catalog still reads wherever it is copied."""
+    document = stac_object.to_dict(include_self_link=False)
+    self_link = {
+        "rel": "self",
+        "href": public_catalog_url(location, stac_io.storage.settings),
+        "type": pystac.MediaType.JSON,
+    }
+    document["links"] = [self_link, *document.get("links", [])]
+    stac_io.save_json(_href(location), document)
+
+
+def _item_title(document: Mapping[str, Any]) -> str:
+    """An item link's title (stac-check asks every link of a collection for one)."""
+    properties = document.get("properties") or {}
+    title = properties.get("title")
+    name = str(document.get("id"))
+    return f"{name}: {title}" if title else name
+
+
 def _link_items(
     collection: pystac.Collection, paths: CatalogPaths, others: Mapping[str, Any]
 ) -> None:
@@ -330,6 +353,7 @@ def _link_items(
                 pystac.RelType.ITEM,
                 _href(paths.item(other_id)),
                 media_type=pystac.MediaType.GEOJSON,
+                title=_item_title(others[other_id]),
             )
         )
     collection.links.sort(key=_link_order)

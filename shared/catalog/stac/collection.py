@@ -1,4 +1,4 @@
-"""What a collection says, pure: the fields a catalog operator expects (title, description,
+r"""What a collection says, pure: the fields a catalog operator expects (title, description,
 license and its link, providers, keywords) and those derived from its items (summaries,
 item_assets, collection-level datacube fields). No storage.
 
@@ -15,13 +15,15 @@ holds fields for one collection by id, which win::
 Fields: ``title``, ``description``, ``license`` (an SPDX id, or ``other`` with
 ``license_href``: the URL of the license text), ``providers`` (STAC provider objects) and
 ``keywords``. What the template does not give comes from the data's global attributes
-(ACDD: ``title``, ``summary`` or ``comment``, ``institution`` as the producer, ``keywords``,
-``license``), then from the settings (``PIPELINE_STAC_LICENSE``), then from the defaults.
+(ACDD: ``title``, ``summary`` or ``comment``, ``institution`` as the producer with
+``creator_url`` or ``institution_url`` as its url, ``keywords``, else the data variables' CF
+``standard_name``\s), and the license from the data's ``license`` attribute, then from the
+settings (``PIPELINE_STAC_LICENSE``): shared.catalog.stac.licenses, which warns when none
+names one.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,16 +31,19 @@ from typing import Any
 import pystac
 from pystac.extensions.datacube import DatacubeExtension, Dimension, Variable
 
-from shared.catalog.stac.assets import STORAGE_EXTENSION, VIRTUAL_ASSETS_EXTENSION
+from shared.catalog.stac.assets import (
+    STORAGE_EXTENSION,
+    VIRTUAL_ASSETS_EXTENSION,
+    XARRAY_ASSETS_EXTENSION,
+    vrt_href,
+)
+from shared.catalog.stac.licenses import SPDX_LIKE, ResolvedLicense, resolve_license
 from shared.model.errors import BadRequest
 
 THUMBNAIL_ASSET_KEY = "thumbnail"
 PNG = "image/png"
 
-# What the STAC collection schema accepts as a license: an SPDX id, or "other".
-_SPDX = re.compile(r"^[\w\-.+]+$")
-SPDX_URL = "https://spdx.org/licenses/{id}.html"
-OTHER_LICENSE = "other"
+COLLECTION_DOCUMENT = "collection.json"  # its file name in the static catalog
 TEMPLATE_FIELDS = ("title", "description", "license", "license_href", "providers", "keywords")
 # Asset fields that describe every item's asset of that key (item_assets), not one item's.
 # Not the zarr: fields: the zarr extension v1.0.0 schema, once declared on a collection,
@@ -58,8 +63,7 @@ class CollectionFields:
 
     title: str | None = None
     description: str | None = None
-    license: str = OTHER_LICENSE
-    license_href: str | None = None
+    license: ResolvedLicense = field(default_factory=lambda: resolve_license({}, {}))
     providers: list[dict[str, Any]] = field(default_factory=list)
     keywords: list[str] = field(default_factory=list)
 
@@ -82,7 +86,7 @@ def _check_template(fields: Mapping[str, Any], collection_id: str) -> None:
     for key in ("title", "description", "license", "license_href"):
         if key in fields and not isinstance(fields[key], str):
             raise BadRequest(f"{where} has a {key} that is not a string.")
-    if "license" in fields and not _SPDX.fullmatch(fields["license"]):
+    if "license" in fields and not SPDX_LIKE.fullmatch(fields["license"]):
         raise BadRequest(
             f"{where} has the license {fields['license']!r}: give an SPDX id (CC-BY-4.0) or "
             "'other' with license_href."
@@ -98,42 +102,51 @@ def _check_template(fields: Mapping[str, Any], collection_id: str) -> None:
 
 
 def collection_fields(
-    template: Mapping[str, Any], attrs: Mapping[str, Any], default_license: str
+    template: Mapping[str, Any],
+    attrs: Mapping[str, Any],
+    default_license: str = "",
+    variables: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> CollectionFields:
-    """Resolve each field: the collection template, then the data's global attributes, then
-    the settings' license. A license that is no SPDX id becomes 'other' (with its text's URL
-    as the license link, when it is one)."""
-    license_id, license_href = _license(template, attrs, default_license)
+    """Resolve each field: the collection template, then the data's global attributes
+    (``variables``: the data variables' attributes, whose CF standard names are the
+    keywords when nothing else gives any), then the settings' license
+    (shared.catalog.stac.licenses says when no license is known)."""
     providers = list(template.get("providers") or [])
-    if not providers and _text(attrs.get("institution")):
-        providers = [{"name": _text(attrs["institution"]), "roles": ["producer"]}]
-    keywords = list(template.get("keywords") or []) or _keywords(attrs.get("keywords"))
+    producer = _text(attrs.get("institution")) or _text(attrs.get("creator_institution"))
+    if not providers and producer:
+        provider: dict[str, Any] = {"name": producer, "roles": ["producer"]}
+        url = next((u for u in (_text(attrs.get(k)) for k in PROVIDER_URLS) if _is_url(u)), None)
+        if url:
+            provider["url"] = url
+        providers = [provider]
+    keywords = (
+        list(template.get("keywords") or [])
+        or _keywords(attrs.get("keywords"))
+        or _standard_names(variables or {})
+    )
     return CollectionFields(
         title=template.get("title") or _text(attrs.get("title")),
         description=template.get("description")
         or _text(attrs.get("summary"))
         or _text(attrs.get("comment")),
-        license=license_id,
-        license_href=license_href,
+        license=resolve_license(template, attrs, default_license),
         providers=providers,
         keywords=keywords,
     )
 
 
-def _license(
-    template: Mapping[str, Any], attrs: Mapping[str, Any], default_license: str
-) -> tuple[str, str | None]:
-    if template.get("license"):
-        return str(template["license"]), template.get("license_href")
-    data = _text(attrs.get("license"))
-    if data and data != OTHER_LICENSE and _SPDX.fullmatch(data) and default_license == "other":
-        return data, None
-    if default_license != OTHER_LICENSE:
-        return default_license, template.get("license_href")
-    href = template.get("license_href")
-    if not href and data and data.startswith(("https://", "http://")):
-        href = data
-    return OTHER_LICENSE, href
+# ACDD attributes that give the producer's web page, in order of preference.
+PROVIDER_URLS = ("creator_url", "institution_url", "publisher_url")
+
+
+def _is_url(value: str | None) -> bool:
+    return bool(value) and str(value).startswith(("https://", "http://"))
+
+
+def _standard_names(variables: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """The data variables' CF standard names, as keywords a search finds them by."""
+    names = (_text(attrs.get("standard_name")) for attrs in variables.values())
+    return list(dict.fromkeys(n for n in names if n))
 
 
 def _text(value: Any) -> str | None:
@@ -148,27 +161,16 @@ def _keywords(value: Any) -> list[str]:
     return list(dict.fromkeys(k.strip() for k in text.split(",") if k.strip()))
 
 
-def license_link(fields: CollectionFields) -> pystac.Link | None:
-    """The link to the license text: SPDX's page for an SPDX id, else the template's URL."""
-    if fields.license != OTHER_LICENSE:
-        href = fields.license_href or SPDX_URL.format(id=fields.license)
-        return pystac.Link("license", href, media_type="text/html", title=fields.license)
-    if fields.license_href:
-        return pystac.Link("license", fields.license_href, title="License")
-    return None
-
-
 def apply_fields(collection: pystac.Collection, fields: CollectionFields) -> None:
     """Put the operator-facing fields on the collection (a field not resolved stays)."""
     if fields.title:
         collection.title = fields.title
     if fields.description:
         collection.description = fields.description
-    collection.license = fields.license
+    collection.license = fields.license.license
     collection.links = [link for link in collection.links if link.rel != "license"]
-    link = license_link(fields)
-    if link is not None:
-        collection.add_link(link)
+    for link in fields.license.links:
+        collection.add_link(pystac.Link("license", link.href, link.media_type, link.title))
     if fields.providers:
         collection.providers = [pystac.Provider.from_dict(p) for p in fields.providers]
     if fields.keywords:
@@ -241,15 +243,19 @@ def _show_stores(collection: pystac.Collection, items: Sequence[Mapping[str, Any
         store = {k: v for k, v in data.items() if not k.startswith("zarr:")}
         store["title"] = f"{dataset}: virtual Zarr store, version {version}"
         store["roles"] = [*data.get("roles", []), LATEST_VERSION_ROLE]
-        store["vrt:hrefs"] = [{"key": sources_key, "href": f"#/assets/{sources_key}"}]
+        store["vrt:hrefs"] = [
+            {"key": sources_key, "href": vrt_href(COLLECTION_DOCUMENT, sources_key)}
+        ]
         collection.add_asset(f"{dataset}@{version}", pystac.Asset.from_dict(store))
         collection.add_asset(sources_key, pystac.Asset.from_dict(dict(sources)))
         schemes.update(_props(item).get("storage:schemes") or {})
-    managed = (STORAGE_EXTENSION, VIRTUAL_ASSETS_EXTENSION)
+    managed = (STORAGE_EXTENSION, VIRTUAL_ASSETS_EXTENSION, XARRAY_ASSETS_EXTENSION)
     collection.stac_extensions = [e for e in collection.stac_extensions if e not in managed]
     collection.extra_fields.pop("storage:schemes", None)
     if any(LATEST_VERSION_ROLE in (a.roles or []) for a in collection.assets.values()):
         collection.stac_extensions.append(VIRTUAL_ASSETS_EXTENSION)
+    if any(k.startswith("xarray:") for a in collection.assets.values() for k in a.extra_fields):
+        collection.stac_extensions.append(XARRAY_ASSETS_EXTENSION)
     if schemes:
         collection.extra_fields["storage:schemes"] = schemes
         collection.stac_extensions.append(STORAGE_EXTENSION)

@@ -65,7 +65,8 @@ def build_item(
     """The STAC Item for one combined store (no I/O: ``dataset`` is already open).
 
     ``properties``: ``created``/``updated`` go to STAC's common metadata, ``version`` to the
-    Version extension, ``libraries`` to ``processing:software``; the run id, source, file
+    Version extension, ``libraries`` (every library that wrote the store, with its version:
+    shared.model.layout.writer_versions) to ``processing:software``; the run id, source, file
     count, bytes and ETag digest are said in ``processing:lineage`` (and the sources asset).
     ``source`` is the folder the sources live in (the sources asset); without it, the
     ``source`` property's URL, else the store's folder. ``virtual_chunk_prefix`` is the URL
@@ -142,6 +143,7 @@ def build_item(
         title=f"{dataset_id}: virtual Zarr store",
         virtual_chunk_prefix=virtual_chunk_prefix,
         sources_description=_sources_words(properties),
+        document=f"{dataset_id}.json",
     )
     for key, asset in assets.items():
         item.add_asset(key, asset)
@@ -149,7 +151,7 @@ def build_item(
     item.add_link(pystac.Link("store", store_asset.href, store_asset.media_type, store_asset.title))
     if schemes:
         item.properties["storage:schemes"] = schemes
-    item.stac_extensions += [*asset_extensions(schemes), PROCESSING_EXTENSION]
+    item.stac_extensions += [*asset_extensions(schemes, store_format), PROCESSING_EXTENSION]
     if "version" in extra:
         item.stac_extensions.append(VERSION_EXTENSION)
     _refuse_secrets(item, settings)

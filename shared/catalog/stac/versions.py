@@ -72,6 +72,23 @@ def _deeper(href: str) -> str:
     return href
 
 
+def _renamed(assets: dict[str, Any], before: str, after: str) -> dict[str, Any]:
+    """The assets with their ``vrt:hrefs`` to the document's own assets (``./{file}#...``)
+    following the document to its new file name."""
+    own = f"./{before}#"
+    renamed: dict[str, Any] = {}
+    for key, asset in assets.items():
+        refs = asset.get("vrt:hrefs") if isinstance(asset, dict) else None
+        if isinstance(refs, list):
+            asset = {**asset, "vrt:hrefs": [
+                {**ref, "href": f"./{after}#" + ref["href"][len(own):]}
+                if isinstance(ref, dict) and str(ref.get("href", "")).startswith(own) else ref
+                for ref in refs
+            ]}  # fmt: skip
+        renamed[key] = asset
+    return renamed
+
+
 def retire_current(paths: VersionPaths, new_version: str | None, storage: Storage) -> None:
     """Before the item is replaced by ``new_version``: keep the version it shows now as a
     snapshot (when it is another version), and drop ``new_version``'s own snapshot, if any
@@ -85,6 +102,8 @@ def retire_current(paths: VersionPaths, new_version: str | None, storage: Storag
             for link in current.get("links", [])
             if link.get("rel") not in VERSION_RELS
         ]
+        snapshot["assets"] = _renamed(current.get("assets") or {}, f"{paths.item_id}.json",
+                                      f"{old}.json")  # fmt: skip
         storage.write_json(paths.snapshot(old), snapshot)
     if new_version and storage.exists(paths.snapshot(new_version)):
         storage.delete([paths.snapshot(new_version)])
