@@ -1,0 +1,220 @@
+"""HTTP API for the operator page (api/page.py serves it): what an operator looks at, in a
+few reads, with the API's own auth (function level).
+
+    GET /api/runs?days=N                 every dataset's latest run created in the last N
+                                         days (1-90, default 7) and every run in flight,
+                                         newest first, each as GET /api/pipelines/{id}
+                                         answers it; 400 for a bad N
+    GET /api/datasets                    every dataset that has a version: its versions,
+                                         newest first, and which is current (as GET
+                                         /api/datasets/{dataset_id} answers each)
+    GET /api/pipelines/{instance_id}/reports/{report}
+                                         the run's report for a person, as plain text:
+                                         "summary" (the run summary, Markdown) or "gate"
+                                         (the gate's report, Markdown); 404 when the run
+                                         has none (yet)
+    GET /api/datasets/{dataset_id}/versions/{version}/preview
+                                         the version's preview (PNG: the STAC item's
+                                         thumbnail); 404 when it has none
+
+Read only. The decisions (approve, reject, unpublish) go through their own endpoints
+(api/releases.py), with their checks, whoever calls them. Every document is one the pipeline
+wrote; what it names is read through shared.io.storage only when it lies in the work area or
+the store root, and is answered as text or PNG, never as HTML.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import azure.durable_functions as df
+import azure.functions as func
+
+from api.http import INSTANCE_ID, _json
+from api.releases import _dataset_id, _error, _version
+from api.runs import IN_PROGRESS, runtime_status
+from shared.catalog.ledger import dataset_view
+from shared.io.storage import Storage
+from shared.model.errors import BadRequest, NotFound, PipelineError
+from shared.model.layout import Layout
+from shared.model.locations import Location, parse_location, show_value
+from shared.model.plan import is_pipeline_instance
+from shared.model.settings import Settings
+from shared.model.status import pipeline_view
+
+log = logging.getLogger(__name__)
+bp = df.Blueprint()
+
+DEFAULT_DAYS, MAX_DAYS = 7, 90
+PIPELINE_PREFIX = "pipeline-"
+# report name -> the output of the run's status that holds its location
+REPORTS = {"summary": "run_summary", "gate": "gate_summary_url"}
+# what an answer that carries a stored document says to a browser: take the type as given
+# (never sniff HTML in a report), keep it out of caches, send no referrer
+DOCUMENT_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": "default-src 'none'; sandbox",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+def _days(req: func.HttpRequest) -> int:
+    text = req.params.get("days")
+    if text is None or text == "":
+        return DEFAULT_DAYS
+    if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= MAX_DAYS:
+        raise BadRequest(
+            f"Query parameter 'days' is {show_value(text)}; it must be a whole number of days "
+            f"from 1 to {MAX_DAYS}.",
+            remedy=f"Leave it out for the last {DEFAULT_DAYS} days.",
+        )
+    return int(text)
+
+
+@bp.route(route="runs", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@bp.durable_client_input(client_name="client")
+async def list_runs(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient
+) -> func.HttpResponse:
+    try:
+        days = _days(req)
+    except PipelineError as exc:
+        return _error(exc)
+    since = datetime.now(UTC) - timedelta(days=days)
+    recent = await client.get_status_by(created_time_from=since, instance_id_prefix=PIPELINE_PREFIX)
+    in_flight = await client.get_status_by(
+        runtime_status=[df.OrchestrationRuntimeStatus(s) for s in IN_PROGRESS],
+        instance_id_prefix=PIPELINE_PREFIX,
+    )
+    runs: dict[str, dict[str, Any]] = {}
+    for status in [*recent, *in_flight]:
+        instance_id = status.instance_id or ""
+        # Only the pipeline's own instances, by their exact form (a batch's id never is).
+        if not (INSTANCE_ID.fullmatch(instance_id) and is_pipeline_instance(instance_id)):
+            continue
+        if runtime_status(status) is None:
+            continue
+        runs[instance_id] = pipeline_view(status.to_json())
+    shown = sorted(runs.values(), key=lambda v: str(v.get("created") or ""), reverse=True)
+    return _json(200, {"days": days, "since": since.isoformat(), "runs": shown})
+
+
+def dataset_ids(settings: Settings, storage: Storage) -> list[str]:
+    """Every dataset with a version record ({work}/datasets/{dataset}/versions.json)."""
+    folder = Layout.from_settings(settings).work.join("datasets")
+    found = set()
+    for info in storage.list(folder):
+        relative = info.url[len(folder.url) + 1 :]
+        dataset, _, name = relative.partition("/")
+        if name == "versions.json":
+            found.add(dataset)
+    return sorted(found)
+
+
+@bp.route(route="datasets", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+def list_datasets(req: func.HttpRequest) -> func.HttpResponse:
+    try:
+        settings = Settings.from_env()
+        storage = Storage(settings)
+        datasets = []
+        for dataset_id in dataset_ids(settings, storage):
+            try:
+                datasets.append(dataset_view(dataset_id, settings, storage))
+            except NotFound:  # a record with no version yet: not a dataset to show
+                continue
+        return _json(200, {"datasets": datasets})
+    except PipelineError as exc:
+        return _error(exc)
+
+
+def _own_document(url: str, settings: Settings) -> Location:
+    """The location of a document the pipeline wrote (a run's report): it must lie in the
+    work area or the store root, whatever the status says."""
+    layout = Layout.from_settings(settings)
+    location = parse_location(url, settings, what="report")
+    for area in (layout.work, layout.stores):
+        if location.url.startswith(area.url.rstrip("/") + "/"):
+            return location
+    raise NotFound(f"The report {show_value(url)} is outside the pipeline's own areas.")
+
+
+def _text(body: bytes) -> func.HttpResponse:
+    return func.HttpResponse(
+        body,
+        status_code=200,
+        mimetype="text/plain",
+        charset="utf-8",
+        headers=DOCUMENT_HEADERS,
+    )
+
+
+@bp.route(
+    route="pipelines/{instance_id}/reports/{report}",
+    methods=["GET"],
+    auth_level=func.AuthLevel.FUNCTION,
+)
+@bp.durable_client_input(client_name="client")
+async def run_report(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient
+) -> func.HttpResponse:
+    instance_id = req.route_params.get("instance_id", "")
+    report = req.route_params.get("report", "")
+    try:
+        if report not in REPORTS:
+            raise NotFound(
+                f"There is no report {show_value(report)}.",
+                remedy=f"Ask for one of: {', '.join(REPORTS)}.",
+            )
+        exact = INSTANCE_ID.fullmatch(instance_id) and is_pipeline_instance(instance_id)
+        status = await client.get_status(instance_id, show_input=False) if exact else None
+        if status is None or runtime_status(status) is None:
+            raise NotFound(
+                f"There is no pipeline run {show_value(instance_id)}.",
+                remedy="Use the instance_id returned by POST /api/pipelines.",
+            )
+        view = pipeline_view(status.to_json())
+        url = view.get(REPORTS[report])
+        if not isinstance(url, str) or not url:
+            raise NotFound(
+                f"Run {instance_id} has no {report} report (yet).",
+                remedy="The gate report exists once the gate has run; the run summary once "
+                "the run has ended.",
+            )
+        settings = Settings.from_env()
+        storage = Storage(settings)
+        return _text(storage.read(_own_document(url, settings)))
+    except PipelineError as exc:
+        if exc.code == "source_not_found":
+            return _error(NotFound(f"The {report} report of {instance_id} is gone (pruned?)."))
+        return _error(exc)
+
+
+@bp.route(
+    route="datasets/{dataset_id}/versions/{version}/preview",
+    methods=["GET"],
+    auth_level=func.AuthLevel.FUNCTION,
+)
+def version_preview(req: func.HttpRequest) -> func.HttpResponse:
+    try:
+        dataset_id = _dataset_id(req)
+        version = _version(req, dataset_id)
+        settings = Settings.from_env()
+        from shared.stages.preview import PREVIEW_SUFFIX  # xarray and pystac: on first use
+
+        location = Layout.from_settings(settings).stores.join(
+            dataset_id, f"{version}{PREVIEW_SUFFIX}"
+        )
+        body = Storage(settings).read(location)
+    except PipelineError as exc:
+        if exc.code == "source_not_found":
+            return _error(
+                NotFound(
+                    f"Version {version} of {dataset_id!r} has no preview.",
+                    remedy="The register stage draws it; a store cleaned up loses it too.",
+                )
+            )
+        return _error(exc)
+    return func.HttpResponse(body, status_code=200, mimetype="image/png", headers=DOCUMENT_HEADERS)
