@@ -40,7 +40,7 @@ from shared.io.storage import Storage
 from shared.model.errors import BadRequest, NotFound, PipelineError
 from shared.model.layout import Layout
 from shared.model.locations import Location, parse_location, show_value
-from shared.model.plan import is_pipeline_instance
+from shared.model.plan import PIPELINE_PREFIX, is_pipeline_instance
 from shared.model.settings import Settings
 from shared.model.status import pipeline_view
 
@@ -48,7 +48,6 @@ log = logging.getLogger(__name__)
 bp = df.Blueprint()
 
 DEFAULT_DAYS, MAX_DAYS = 7, 90
-PIPELINE_PREFIX = "pipeline-"
 # report name -> the output of the run's status that holds its location
 REPORTS = {"summary": "run_summary", "gate": "gate_summary_url"}
 # what an answer that carries a stored document says to a browser: take the type as given
@@ -63,7 +62,7 @@ DOCUMENT_HEADERS = {
 
 def _days(req: func.HttpRequest) -> int:
     text = req.params.get("days")
-    if text is None or text == "":
+    if text is None:
         return DEFAULT_DAYS
     if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= MAX_DAYS:
         raise BadRequest(
