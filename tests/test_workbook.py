@@ -269,6 +269,7 @@ def test_the_workbook_queries_read_the_records_the_way_the_alerts_do():
         '| extend f = parse_json(extract(@"(\\{.*\\})$", 1, message)), '
         'msg = tostring(split(message, " {")[0])'
     )
+
     def lines(text: str) -> str:
         return "\n".join(line.strip() for line in text.splitlines())
 
