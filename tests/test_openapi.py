@@ -64,6 +64,16 @@ def test_the_document_is_valid_openapi_3_1_as_published():
     document = openapi_document("https://vzarr.example.net/api")
     assert document["openapi"].startswith("3.1.")
     validate(document, cls=OpenAPIV31SpecValidator)  # raises with the first error
+    # And by the published meta-schema alone, with JSON Schema 2020-12 as it declares: the
+    # file openapi-spec-validator ships is the OpenAPI Initiative's of 2022-10-07.
+    import openapi_spec_validator
+    from jsonschema import Draft202012Validator
+
+    shipped = Path(openapi_spec_validator.__file__).parent / "resources/schemas/v3.1/schema.json"
+    meta = json.loads(shipped.read_text())
+    assert meta["$id"] == "https://spec.openapis.org/oas/3.1/schema/2022-10-07"
+    errors = [e.message for e in Draft202012Validator(meta).iter_errors(document)]
+    assert errors == []
 
 
 def test_every_registered_route_is_described_and_nothing_else(worker_routes):

@@ -239,6 +239,40 @@ def test_unpublishing_from_the_page_makes_the_earlier_version_current(host: Host
     assert versions["current"] == first["run_id"]
 
 
+@pytest.mark.slow
+def test_the_demo_prints_the_operator_page_and_the_page_shows_the_demos_run(tmp_path, capsys, page):
+    """What `./dev demo` prints, followed: the local host started as printed, the page
+    opened at the URL printed, the demo's run and dataset on it."""
+    from devhost.cli import main
+
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--files", "3"]) == 0
+    out = capsys.readouterr().out
+    command = re.search(r"^operator page  python -m devhost start (.*)$", out, re.M)
+    url = re.search(r"^  then open    (http://\S+/api/operator)", out, re.M)
+    assert command and url, out[-2000:]
+    given = dict(re.findall(r"--([a-z-]+) (\S+)", command.group(1)))
+    run_id = re.search(r"run ([0-9a-f]{16}), instance pipeline-demo", out).group(1)
+    settings = Settings(
+        allow_local_paths=True,
+        work_area=given["work-area"],
+        store_root=given["store-root"],
+        catalog=given["catalog"],
+    )
+    with (
+        exported(settings, given["state"]),
+        DurableHost(given["state"], workers=1) as durable,
+        DevServer(durable) as server,  # any free port: 7071 may be taken on this machine
+    ):
+        assert url.group(1) == f"http://127.0.0.1:{given['port']}/api/operator"
+        page.goto(url.group(1).replace(f"http://127.0.0.1:{given['port']}", server.base_url))
+        page.wait_for_selector("#updated:has-text('updated')")
+        finished = page.locator("#finished tr[data-instance='pipeline-demo']")
+        assert finished.locator(".phase").inner_text() == "succeeded"
+        assert run_id in finished.inner_text()
+        demo = card(page, "datasets", "demo")
+        assert demo.locator(".current-version").inner_text() == run_id
+
+
 def test_the_page_takes_the_apis_auth_and_allows_only_its_own_script(host: Host):
     answer = call("GET", host.url("operator"))
     assert answer.status == 200
