@@ -155,9 +155,14 @@ def _schemas() -> dict[str, Any]:
         },
         "Runs": {
             "type": "object",
-            "required": ["days", "since", "runs"],
+            "required": ["days", "since", "runs", "complete"],
             "properties": {
                 "days": {"type": "integer"},
+                "complete": {
+                    "type": "boolean",
+                    "description": "false: the Durable API gave a full page; there may be more",
+                },
+                "note": {"type": "string"},
                 "since": {"type": "string", "format": "date-time"},
                 "runs": {"type": "array", "items": _ref("RunStatus")},
             },

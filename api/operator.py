@@ -4,7 +4,9 @@ few reads, with the API's own auth (function level).
     GET /api/runs?days=N                 every dataset's latest run created in the last N
                                          days (1-90, default 7) and every run in flight,
                                          newest first, each as GET /api/pipelines/{id}
-                                         answers it; 400 for a bad N
+                                         answers it; "complete": false (and a note) when
+                                         the Durable API's first page was full; 400 for a
+                                         bad N
     GET /api/datasets                    every dataset that has a version: its versions,
                                          newest first, and which is current (as GET
                                          /api/datasets/{dataset_id} answers each)
@@ -48,6 +50,9 @@ log = logging.getLogger(__name__)
 bp = df.Blueprint()
 
 DEFAULT_DAYS, MAX_DAYS = 7, 90
+# The Durable HTTP API lists instances 100 a page, and the Python SDK's get_status_by reads
+# the first page only: a full page may hide more, and the answer says so.
+DURABLE_PAGE = 100
 # report name -> the output of the run's status that holds its location
 REPORTS = {"summary": "run_summary", "gate": "gate_summary_url"}
 # what an answer that carries a stored document says to a browser: take the type as given
@@ -98,7 +103,15 @@ async def list_runs(
             continue
         runs[instance_id] = pipeline_view(status.to_json())
     shown = sorted(runs.values(), key=lambda v: str(v.get("created") or ""), reverse=True)
-    return _json(200, {"days": days, "since": since.isoformat(), "runs": shown})
+    answer: dict[str, Any] = {"days": days, "since": since.isoformat(), "runs": shown}
+    answer["complete"] = len(recent) < DURABLE_PAGE and len(in_flight) < DURABLE_PAGE
+    if not answer["complete"]:
+        answer["note"] = (
+            f"The Durable API answered a full page ({DURABLE_PAGE} instances): there may be "
+            "more runs than these. Ask for fewer days, or look up a run by its id "
+            "(GET /api/pipelines/pipeline-<dataset>)."
+        )
+    return _json(200, answer)
 
 
 def dataset_ids(settings: Settings, storage: Storage) -> list[str]:

@@ -273,6 +273,28 @@ def test_the_demo_prints_the_operator_page_and_the_page_shows_the_demos_run(tmp_
         assert demo.locator(".current-version").inner_text() == run_id
 
 
+def test_runs_say_so_when_the_durable_api_gave_only_its_first_page(host: Host, monkeypatch):
+    """The Durable API lists instances a page at a time and the Python SDK reads the first
+    page only (devhost pages as the extension does): a full page is said, never hidden."""
+    import api.operator
+    import devhost.frontend.durable_api
+
+    monkeypatch.setattr(devhost.frontend.durable_api, "PAGE_SIZE", 2)
+    monkeypatch.setattr(api.operator, "DURABLE_PAGE", 2)
+    empty = host.root / "sources" / "empty"
+    empty.mkdir(parents=True, exist_ok=True)
+    for n in range(3):  # runs that fail at once: no file to scan
+        host.finished(host.submit(empty, f"paged-{n}"))
+    listed = call("GET", host.url("runs")).json()
+    assert listed["complete"] is False and "full page" in listed["note"]
+    assert len(listed["runs"]) == 2
+    rpc = call("GET", f"{host.server.base_url}/durabletask/instances/?instanceIdPrefix=pipeline-")
+    assert len(rpc.json()) == 2 and rpc.headers["x-ms-continuation-token"] == "2"
+    monkeypatch.setattr(devhost.frontend.durable_api, "PAGE_SIZE", 100)
+    monkeypatch.setattr(api.operator, "DURABLE_PAGE", 100)
+    assert call("GET", host.url("runs")).json()["complete"] is True
+
+
 def test_the_page_takes_the_apis_auth_and_allows_only_its_own_script(host: Host):
     answer = call("GET", host.url("operator"))
     assert answer.status == 200
