@@ -5,8 +5,8 @@ few reads, with the API's own auth (function level).
                                          days (1-90, default 7) and every run in flight,
                                          newest first, each as GET /api/pipelines/{id}
                                          answers it; "complete": false (and a note) when
-                                         the Durable API's first page was full; 400 for a
-                                         bad N
+                                         the Durable API's first page of failed or running
+                                         instances was full; 400 for a bad N
     GET /api/datasets                    every dataset that has a version: its versions,
                                          newest first, and which is current (as GET
                                          /api/datasets/{dataset_id} answers each)
@@ -27,6 +27,7 @@ the store root, and is answered as text or PNG, never as HTML.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -42,7 +43,7 @@ from shared.io.storage import Storage
 from shared.model.errors import BadRequest, NotFound, PipelineError
 from shared.model.layout import Layout
 from shared.model.locations import Location, parse_location, show_value
-from shared.model.plan import PIPELINE_PREFIX, is_pipeline_instance
+from shared.model.plan import PIPELINE_PREFIX, dataset_of, instance_id_for, is_pipeline_instance
 from shared.model.settings import Settings
 from shared.model.status import pipeline_view
 
@@ -83,35 +84,63 @@ def _days(req: func.HttpRequest) -> int:
 async def list_runs(
     req: func.HttpRequest, client: df.DurableOrchestrationClient
 ) -> func.HttpResponse:
+    """A dataset has one run instance, pipeline-<dataset>: its datasets are found in the
+    work area (every run past its scan wrote a manifest there) and, for runs in flight or
+    failed, in the Durable API; then each dataset's run is asked for by its id. Listing the
+    instances by the prefix pipeline- would not do: the batch sub-orchestrations'
+    ids (pipeline-<dataset>:validate:0000) share it, and the listing's first page, all the
+    Python SDK reads, would be mostly theirs."""
     try:
         days = _days(req)
+        settings = Settings.from_env()
+        known = set(run_dataset_ids(settings, Storage(settings)))
     except PipelineError as exc:
         return _error(exc)
     since = datetime.now(UTC) - timedelta(days=days)
-    recent = await client.get_status_by(created_time_from=since, instance_id_prefix=PIPELINE_PREFIX)
+    ended_badly = await client.get_status_by(
+        created_time_from=since,
+        runtime_status=[df.OrchestrationRuntimeStatus(s) for s in ("Failed", "Terminated")],
+        instance_id_prefix=PIPELINE_PREFIX,
+    )
     in_flight = await client.get_status_by(
         runtime_status=[df.OrchestrationRuntimeStatus(s) for s in IN_PROGRESS],
         instance_id_prefix=PIPELINE_PREFIX,
     )
-    runs: dict[str, dict[str, Any]] = {}
-    for status in [*recent, *in_flight]:
+    for status in [*ended_badly, *in_flight]:
         instance_id = status.instance_id or ""
         # Only the pipeline's own instances, by their exact form (a batch's id never is).
-        if not (INSTANCE_ID.fullmatch(instance_id) and is_pipeline_instance(instance_id)):
-            continue
-        if runtime_status(status) is None:
-            continue
-        runs[instance_id] = pipeline_view(status.to_json())
-    shown = sorted(runs.values(), key=lambda v: str(v.get("created") or ""), reverse=True)
-    answer: dict[str, Any] = {"days": days, "since": since.isoformat(), "runs": shown}
-    answer["complete"] = len(recent) < DURABLE_PAGE and len(in_flight) < DURABLE_PAGE
+        if INSTANCE_ID.fullmatch(instance_id) and is_pipeline_instance(instance_id):
+            known.add(dataset_of(instance_id))
+    statuses = await asyncio.gather(
+        *(client.get_status(instance_id_for(d), show_input=False) for d in sorted(known))
+    )
+    runs = []
+    for status in statuses:
+        runtime = runtime_status(status)
+        created = status.created_time if runtime is not None else None
+        if runtime in IN_PROGRESS or (created is not None and _aware(created) >= since):
+            runs.append(pipeline_view(status.to_json()))
+    runs.sort(key=lambda v: str(v.get("created") or ""), reverse=True)
+    answer: dict[str, Any] = {"days": days, "since": since.isoformat(), "runs": runs}
+    answer["complete"] = len(ended_badly) < DURABLE_PAGE and len(in_flight) < DURABLE_PAGE
     if not answer["complete"]:
         answer["note"] = (
-            f"The Durable API answered a full page ({DURABLE_PAGE} instances): there may be "
-            "more runs than these. Ask for fewer days, or look up a run by its id "
-            "(GET /api/pipelines/pipeline-<dataset>)."
+            f"The Durable API answered a full page ({DURABLE_PAGE} instances) of failed or "
+            "running instances: runs that have not written a manifest yet may be missing. "
+            "Look one up by its id (GET /api/pipelines/pipeline-<dataset>)."
         )
     return _json(200, answer)
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def run_dataset_ids(settings: Settings, storage: Storage) -> list[str]:
+    """Every dataset a run has scanned ({work}/manifests/{dataset}/...)."""
+    folder = Layout.from_settings(settings).work.join("manifests")
+    found = {info.url[len(folder.url) + 1 :].split("/", 1)[0] for info in storage.list(folder)}
+    return sorted(found)
 
 
 def dataset_ids(settings: Settings, storage: Storage) -> list[str]:
