@@ -55,13 +55,19 @@ def build_references(
     *,
     concat_dim: str = "time",
     group: str | None = None,
+    reader: AdaptiveReader | None = None,
 ) -> dict[str, Any]:
-    """Parse one file and return its references document (not yet written)."""
+    """Parse one file and return its references document (not yet written). ``reader``: the
+    reader validate read the file's header through (validate_batch), whose bytes are reused
+    (the caller checked the ETag before that read); else a new one."""
     location = parse_location(info.url, settings, what="source file")
-    ensure_unchanged(info, storage.head(location), "it was scanned")
+    if reader is None:
+        ensure_unchanged(info, storage.head(location), "it was scanned")
     if info.size == 0:
         raise ReferencesFailed(f"{info.url} is empty (0 bytes); it has no variables to reference.")
-    reader = storage.reader(location, size=info.size, prefetch_index=True)
+    if reader is None:
+        reader = storage.reader(location, size=info.size, prefetch_index=True)
+    reader.seek(0)
     head = reader.read(first_read(info.size, settings.read_block_size))
     reader.seek(0)
     file_format = sniff(head)
@@ -256,15 +262,39 @@ def generate_file(
     refresh: bool = False,
     group: str | None = None,
 ) -> tuple[Location, bool, int]:
-    """Write one file's references unless they already exist (or ``refresh``: a full run
-    writes them again); returns (location, reused, size)."""
+    """Write one file's references unless they already exist; returns (location, reused,
+    size). Validate writes them as it reads the file (validate_batch), so in a run they are
+    usually there: the file is not read again, only its ETag checked (a file rewritten since
+    the scan is SourceChanged here too). ``refresh`` (a full run) writes them again unless
+    they were written by these very libraries (validate did, in this run: it refreshes too)."""
     target = Layout.from_settings(settings).references(info.url, info.etag, group)
-    if not refresh and storage.exists(target):
+    if storage.exists(target) and (not refresh or _current(target, storage)):
+        location = parse_location(info.url, settings, what="source file")
+        ensure_unchanged(info, storage.head(location), "it was scanned")
         return target, True, 0
     document = build_references(info, settings, storage, concat_dim=concat_dim, group=group)
+    return target, False, write_references(info, document, settings, storage, group)
+
+
+def _current(target: Location, storage: Storage) -> bool:
+    """Whether the references at ``target`` were written by the libraries loaded here."""
+    try:
+        return bool(storage.read_json(target).get("libraries") == library_versions())
+    except PipelineError as exc:
+        if exc.retryable:
+            raise
+        return False
+
+
+def write_references(
+    info: ObjectInfo, document: dict[str, Any], settings: Settings, storage: Storage,
+    group: str | None = None,
+) -> int:  # fmt: skip
+    """Write a file's references document where generate and combine look; its size."""
+    target = Layout.from_settings(settings).references(info.url, info.etag, group)
     data = json.dumps(document, separators=(",", ":"), allow_nan=False).encode()
     storage.write(target, data, "application/json")
-    return target, False, len(data)
+    return len(data)
 
 
 def generate_batch(
