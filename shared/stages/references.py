@@ -39,7 +39,7 @@ from shared.model.layout import Layout, library_versions
 from shared.model.locations import Location, parse_location
 from shared.model.settings import Settings
 from shared.model.telemetry import emit
-from shared.stages.scan import ensure_unchanged, load_manifest
+from shared.stages.scan import ensure_unchanged, load_manifest_slice
 
 log = logging.getLogger(__name__)
 
@@ -311,8 +311,8 @@ def generate_batch(
     started = time.perf_counter()
     storage = (storage or Storage(settings)).traced()
     assert storage.trace is not None
-    manifest = load_manifest(manifest_url, settings, storage)
-    files = manifest.files[start:stop]
+    manifest, _ = load_manifest_slice(manifest_url, start, stop, settings, storage)
+    files = manifest.files  # only this batch's files are read from the manifest
     generated = reused = reference_bytes = 0
     for info in files:
         file_started = time.perf_counter()

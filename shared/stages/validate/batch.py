@@ -21,7 +21,7 @@ from shared.model.locations import Location, parse_location
 from shared.model.settings import Settings
 from shared.model.telemetry import emit
 from shared.stages.references import build_references, write_references
-from shared.stages.scan import load_manifest
+from shared.stages.scan import load_manifest_slice
 from shared.stages.validate.file import validate_file
 from shared.stages.validate.model import REPORT_VERSION, FileReport, ValidationBatch
 from shared.stages.validate.reading import traced_storage
@@ -51,10 +51,10 @@ def validate_batch(
     ``refresh`` (a full run: after a library upgrade, validate with the new code)."""
     started = time.perf_counter()
     storage = storage or Storage(settings)
-    manifest = load_manifest(manifest_url, settings, storage)
     if start < 0 or stop < start:
         raise BadRequest(f"The batch [{start}, {stop}) of {manifest_url} is not a valid range.")
-    files = manifest.files[start:stop]
+    manifest, _ = load_manifest_slice(manifest_url, start, stop, settings, storage)
+    files = manifest.files  # only this batch's files are read from the manifest
     layout = Layout.from_settings(settings)
     reading, _ = traced_storage(storage)
     verdicts: Counter[str] = Counter()

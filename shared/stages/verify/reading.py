@@ -35,7 +35,7 @@ from shared.model.locations import Location, parse_location
 from shared.model.request import KERCHUNK_FORMATS, StoreFormat
 from shared.model.settings import Settings
 from shared.stages.combine import source_root
-from shared.stages.scan import ScanManifest, ensure_unchanged
+from shared.stages.scan import ScanManifest, ensure_unchanged, load_manifest
 
 log = logging.getLogger(__name__)
 
@@ -281,8 +281,12 @@ def _still_as_scanned(
     url: str, manifest: ScanManifest, settings: Settings, storage: Storage
 ) -> None:
     """Raise SourceChanged (both ETags) if ``url``, a file of the manifest, changed since the
-    scan: then bytes that do not decode are the change, not damage."""
-    for info in manifest.files:
+    scan: then bytes that do not decode are the change, not damage. A file outside a slice
+    of the manifest is looked up in the whole (a failure path: read only then)."""
+    files = manifest.files
+    if manifest.origin and all(info.url != url for info in files):
+        files = load_manifest(manifest.origin, settings, storage).files
+    for info in files:
         if info.url == url:
             current = storage.head(parse_location(url, settings, what="source file"))
             ensure_unchanged(info, current, "it was scanned")
