@@ -27,8 +27,8 @@ import numpy as np
 from virtualizarr.manifests import ChunkManifest, ManifestArray, ManifestGroup
 from virtualizarr.manifests.manifest import INLINED_CHUNK_PATH, MISSING_CHUNK_PATH
 from virtualizarr.parsers import HDFParser, NetCDF3Parser
-from zarr.core.buffer import default_buffer_prototype
 from zarr.core.metadata import ArrayV3Metadata
+from zarr.core.metadata.v3 import check_storable
 
 from shared.io.formats import describe_magic, sniff
 from shared.io.readers import AdaptiveReader, first_read
@@ -184,9 +184,11 @@ def _array_to_json(
         flat = int(np.ravel_multi_index(index, manifest.shape_chunk_grid)) if grid else 0
         flat_paths[flat] = INLINED_CHUNK_PATH
     uniform = all(p in (source_url, MISSING_CHUNK_PATH, INLINED_CHUNK_PATH) for p in flat_paths)
-    metadata = array.metadata.to_buffer_dict(default_buffer_prototype())["zarr.json"]
+    # what to_buffer_dict stores as zarr.json, without zarr's indented (pure Python) encoding
+    check_storable(array.metadata)
+    metadata = json.loads(json.dumps(array.metadata.to_dict()))
     return {
-        "zarr": json.loads(metadata.to_bytes()),
+        "zarr": metadata,
         "grid": grid,
         "offsets": [int(x) for x in offsets.ravel()],
         "lengths": [int(x) for x in lengths.ravel()],
