@@ -33,7 +33,7 @@ from zarr.core.metadata.v3 import check_storable
 from shared.io.formats import describe_magic, sniff
 from shared.io.readers import AdaptiveReader, first_read
 from shared.io.storage import ObjectInfo, Storage
-from shared.model.errors import PipelineError, ReferencesFailed
+from shared.model.errors import PipelineError, ReferencesFailed, SourceNotFound
 from shared.model.jsonsafe import json_safe
 from shared.model.layout import Layout, library_versions
 from shared.model.locations import Location, parse_location
@@ -270,12 +270,22 @@ def generate_file(
     the scan is SourceChanged here too). ``refresh`` (a full run) writes them again unless
     they were written by these very libraries (validate did, in this run: it refreshes too)."""
     target = Layout.from_settings(settings).references(info.url, info.etag, group)
-    if storage.exists(target) and (not refresh or _current(target, storage)):
+    stored = _stored_size(target, storage)
+    if stored is not None and (not refresh or _current(target, storage)):
         location = parse_location(info.url, settings, what="source file")
         ensure_unchanged(info, storage.head(location), "it was scanned")
-        return target, True, 0
+        return target, True, stored
     document = build_references(info, settings, storage, concat_dim=concat_dim, group=group)
     return target, False, write_references(info, document, settings, storage, group)
+
+
+def _stored_size(target: Location, storage: Storage) -> int | None:
+    """The size of the references already at ``target`` (validate's, or a run's before), or
+    None where there are none."""
+    try:
+        return storage.head(target).size
+    except SourceNotFound:
+        return None
 
 
 def _current(target: Location, storage: Storage) -> bool:
