@@ -37,6 +37,7 @@ from shared.model.plan import PipelineInput, RunPolicy, batch_instance_id, batch
 from shared.model.request import PipelineRequest
 from shared.model.status import AWAITING_APPROVAL, RunStatus
 from shared.model.telemetry import emit
+from shared.model.versions import version_of
 from shared.model.wire import (
     BatchInput,
     BatchSummary,
@@ -83,6 +84,14 @@ Step = Generator[Any, Any, Any]
 
 class PipelineFailed(Exception):
     """Ends the orchestration as Failed; the details are in the custom status."""
+
+
+def child_version(context: df.DurableOrchestrationContext) -> str | None:
+    """A run's batches run the run's own orchestration version, so a run started by an
+    earlier release replays its children with that release's branch too (docs/versioning.md).
+    None for a run started before versioning: the extension then stamps host.json's
+    defaultVersion, and the children read the run's input the way today's release does."""
+    return version_of(context) or None
 
 
 def _retry(policy: RunPolicy) -> df.RetryOptions:
@@ -224,6 +233,7 @@ def stage_batches(run: Run, stage: str, plan: RunPlan) -> Step:
                     **run.fields,
                 ).to_dict(),
                 batch_instance_id(context.instance_id, stage, done + position),
+                version=child_version(context),
             )
             for position, (start, stop) in enumerate(wave)
         ]
@@ -318,6 +328,7 @@ def combine_spread(run: Run, plan: RunPlan, given: CombineInput) -> Step:
                 combine=given, ranges=[list(r) for r in wave], policy=policy
             ).to_dict(),
             batch_instance_id(context.instance_id, "combine", index),
+            version=child_version(context),
         )
         try:
             result = yield child
@@ -353,6 +364,7 @@ def verify(run: Run, plan: RunPlan, combined: CombineAnswer) -> Step:
                     policy=policy,
                 ).to_dict(),
                 batch_instance_id(context.instance_id, "verify", done + position),
+                version=child_version(context),
             )
             for position, (start, stop) in enumerate(wave)
         ]
