@@ -55,6 +55,7 @@ STAGE_RECORDS: dict[str, tuple[str, tuple[str, ...]]] = {
             "store_url",
             "store_bytes",
             "peak_memory_bytes",
+            "memory_limit_bytes",
             "mode",
             "chunks",
             "seconds",

@@ -481,6 +481,8 @@ def combine(
         store_bytes=store_bytes,
         seconds=round(result.seconds, 3),
         peak_memory_bytes=result.peak_memory_bytes,
+        # the ceiling in force: alert 7 watches their ratio (docs/operations.md)
+        memory_limit_bytes=memory.limit,
         mode=result.mode,
         chunks=result.chunks,
     )
