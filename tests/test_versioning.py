@@ -177,9 +177,7 @@ def test_a_run_waiting_for_approval_expires_when_its_deadline_passes_after_the_d
 
 @pytest.mark.slow
 @pytest.mark.parametrize("fixture", RECORDED, ids=lambda p: p.name)
-def test_the_watcher_of_the_previous_release_takes_the_next_upload(
-    fixture, tmp_path, monkeypatch
-):
+def test_the_watcher_of_the_previous_release_takes_the_next_upload(fixture, tmp_path, monkeypatch):
     with hub(fixture, tmp_path, monkeypatch) as (host, server, root):
         before = host.get_status(WATCHER)["customStatus"]
         assert before["phase"] == "idle" and before["runs"] == 1
@@ -191,9 +189,11 @@ def test_the_watcher_of_the_previous_release_takes_the_next_upload(
             status = host.get_status(WATCHER)
             assert status["runtimeStatus"] == "Running", status
             custom = status["customStatus"]
-            if custom["phase"] == "idle" and custom["runs"] + custom[
-                "checks_without_change"
-            ] > before["runs"] + before["checks_without_change"]:
+            if (
+                custom["phase"] == "idle"
+                and custom["runs"] + custom["checks_without_change"]
+                > before["runs"] + before["checks_without_change"]
+            ):
                 break
             time.sleep(0.2)
         else:
@@ -212,9 +212,7 @@ def test_the_watcher_of_the_previous_release_takes_the_next_upload(
 
 
 @pytest.mark.slow
-def test_an_instance_of_a_newer_release_is_left_in_the_queue_by_this_one(
-    tmp_path, monkeypatch
-):
+def test_an_instance_of_a_newer_release_is_left_in_the_queue_by_this_one(tmp_path, monkeypatch):
     def newer(snapshots: list[dict[str, Any]]) -> None:
         for snapshot in snapshots:
             snapshot["instance"]["version"] = "99.0.0"  # as if a rollback followed a deploy
@@ -257,9 +255,11 @@ def test_with_the_fail_strategy_an_instance_of_a_newer_release_fails_version_mis
         snapshots[0]["instance"]["version"] = "99.0.0"
 
     failing = Versioning(CURRENT, "CurrentOrOlder", "Fail")
-    with hub(
-        RECORDED[-1], tmp_path, monkeypatch, edit=newer, versioning=failing, workers=1
-    ) as (host, _, _):
+    with hub(RECORDED[-1], tmp_path, monkeypatch, edit=newer, versioning=failing, workers=1) as (
+        host,
+        _,
+        _,
+    ):
         approve(host)
         done = host.wait_for(APPROVAL, timeout=30)
     assert done["runtimeStatus"] == "Failed"

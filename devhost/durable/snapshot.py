@@ -34,6 +34,8 @@ _ROW = (
     "actions_seen",
 )
 
+_RETRY = ("key", "name", "input", "first_interval_ms", "max_attempts", "attempt")
+
 
 def dump(state_db: Path, instance_ids: list[str] | None = None) -> list[dict[str, Any]]:
     """The instances of a devhost state that have not ended (or those named), as JSON-able
@@ -75,8 +77,7 @@ def dump(state_db: Path, instance_ids: list[str] | None = None) -> list[dict[str
                 )
             ]
             retries = [
-                dict(zip(("key", "name", "input", "first_interval_ms", "max_attempts",
-                          "attempt"), r, strict=True))  # fmt: skip
+                dict(zip(_RETRY, r, strict=True))
                 for r in db.execute(
                     "SELECT key, name, input, first_interval_ms, max_attempts, attempt FROM "
                     "retries WHERE instance_id = ? ORDER BY key",
