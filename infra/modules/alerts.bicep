@@ -172,7 +172,7 @@ var rules = [
   }
   {
     name: 'uploads-ignored'
-    title: '10. Uploads ignored as unknown_dataset'
+    title: '10. Uploads ignored as unknown_dataset or registry_missing'
     severity: 3
     window: 'PT1H'
     frequency: 'PT1H'
