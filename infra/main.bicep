@@ -94,6 +94,14 @@ param logDailyCapGb int = 1
 @description('Only the identity may send telemetry (breaks PIPELINE_LOG_EXPORTER=opencensus).')
 param disableAppInsightsLocalAuth bool = false
 
+@description('PIPELINE_LOG_EXPORTER: functions (the worker forwards records to the host), opentelemetry (Azure Monitor OpenTelemetry, as Microsoft documents it for Python), opencensus (retired upstream). docs/telemetry.md.')
+@allowed([
+  'functions'
+  'opencensus'
+  'opentelemetry'
+])
+param logExporter string = 'functions'
+
 @description('E-mail address for every alert; empty: alerts are created without notification.')
 param alertEmail string = ''
 
@@ -207,6 +215,7 @@ module functionApp 'modules/function-app.bicep' = {
     storeContainer: storeContainer
     catalogContainer: catalogContainer
     datasetRegistry: registry
+    logExporter: logExporter
   }
 }
 

@@ -65,6 +65,14 @@ param catalogContainer string
 @description('PIPELINE_DATASETS: the dataset registry for event-driven ingestion (docs/events.md).')
 param datasetRegistry string
 
+@description('PIPELINE_LOG_EXPORTER: how the app\'s records reach Application Insights (docs/telemetry.md).')
+@allowed([
+  'functions'
+  'opencensus'
+  'opentelemetry'
+])
+param logExporter string = 'functions'
+
 resource hubStorage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: hubStorageName
 }
@@ -135,7 +143,7 @@ var appSettings = [
   }
   {
     name: 'PIPELINE_LOG_EXPORTER'
-    value: 'functions'
+    value: logExporter
   }
   // DefaultAzureCredential (the data account, Icechunk, adlfs) picks this identity.
   {
@@ -176,6 +184,22 @@ var appSettings = [
     value: datasetRegistry
   }
 ]
+
+// PIPELINE_LOG_EXPORTER=opentelemetry, as Microsoft documents OpenTelemetry for Python
+// Functions: the host exports in OpenTelemetry mode (host.json telemetryMode, set here for this
+// option only) and the Python worker configures the Azure Monitor distro once per process,
+// signing in with the identity APPLICATIONINSIGHTS_AUTHENTICATION_STRING names
+// (docs/telemetry.md). The other exporters leave host.json as it is.
+var openTelemetrySettings = (logExporter == 'opentelemetry') ? [
+  {
+    name: 'PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY'
+    value: 'true'
+  }
+  {
+    name: 'AzureFunctionsJobHost__telemetryMode'
+    value: 'OpenTelemetry'
+  }
+] : []
 
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
   // checkov:skip=CKV_AZURE_225:Zone redundancy needs at least 3 always-running instances, three times the cost at rest (docs/deploy.md, Cost); runs resume from the task hub after an instance is lost.
@@ -225,7 +249,7 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
       minTlsVersion: '1.2'
       scmMinTlsVersion: '1.2'
       healthCheckPath: '/api/health'
-      appSettings: appSettings
+      appSettings: concat(appSettings, openTelemetrySettings)
     }
   }
 }
