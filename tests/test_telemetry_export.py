@@ -160,9 +160,11 @@ def endpoints(tmp_path) -> Iterator[tuple[str, Received]]:
             if self.headers.get("Content-Encoding") == "gzip":
                 raw = gzip.decompress(raw)
             text = raw.decode()
-            items = json.loads(text) if text.lstrip().startswith("[") else [
-                json.loads(line) for line in text.splitlines() if line.strip()
-            ]
+            items = (
+                json.loads(text)
+                if text.lstrip().startswith("[")
+                else [json.loads(line) for line in text.splitlines() if line.strip()]
+            )
             received.envelopes.extend(items)
             received.authorizations.append(self.headers.get("Authorization") or "")
             body = json.dumps(
