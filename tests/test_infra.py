@@ -606,3 +606,22 @@ def test_no_alert_waits_for_a_memory_figure_the_ceiling_stops_first():
                 }
                 assert float(found) < memory_limit(env), f"{path.name} on {plan}"
     assert "memory_limit_bytes" in kql(7) and "peak_memory_bytes" in kql(7)
+
+
+def test_the_durable_storage_provider_is_the_one_the_decision_chose():
+    """docs/decisions/0004: Azure Storage, on the identity-based AzureWebJobsStorage
+    connection, whose account carries the roles that provider needs."""
+    decision = (ROOT / "docs" / "decisions" / "0004-durable-storage-provider.md").read_text()
+    assert "**Azure Storage, explicitly**" in decision
+    provider = HOST["extensions"]["durableTask"]["storageProvider"]
+    assert "type" not in provider  # Azure Storage; DTS would be "azureManaged"
+    connection = provider["connectionName"]
+    settings = deployed_settings()
+    assert {f"{connection}__accountName", f"{connection}__credential"} <= set(settings)
+    assert connection not in settings  # no connection string: the identity
+    hub_roles = bicep("modules/roles.bicep")["variables"]["hubRoles"]["value"]
+    assert [r["operator"]["operands"]["operand_2"] for r in hub_roles] == [
+        "storageBlobDataOwner",
+        "storageQueueDataContributor",
+        "storageTableDataContributor",
+    ]
