@@ -94,6 +94,9 @@ param logDailyCapGb int = 1
 @description('Only the identity may send telemetry (breaks PIPELINE_LOG_EXPORTER=opencensus).')
 param disableAppInsightsLocalAuth bool = false
 
+@description('Create the staging slot with its own task hub (docs/runbooks/deploy.md); it shares the plan\'s instances.')
+param stagingSlot bool = false
+
 @description('PIPELINE_LOG_EXPORTER: functions (the worker forwards records to the host), opentelemetry (Azure Monitor OpenTelemetry, as Microsoft documents it for Python), opencensus (retired upstream). docs/telemetry.md.')
 @allowed([
   'functions'
@@ -216,6 +219,7 @@ module functionApp 'modules/function-app.bicep' = {
     catalogContainer: catalogContainer
     datasetRegistry: registry
     logExporter: logExporter
+    stagingSlot: stagingSlot
   }
 }
 
@@ -282,3 +286,4 @@ output PIPELINE_DATASETS string = registry
 output TASK_HUB_STORAGE_ACCOUNT string = hubStorage.outputs.name
 output EVENT_GRID_TOPIC string = events.outputs.topicName
 output EVENT_SUBSCRIPTION_CREATED bool = events.outputs.subscriptionCreated
+output STAGING_URL string = stagingSlot ? 'https://${functionApp.outputs.stagingHostName}' : ''

@@ -625,3 +625,31 @@ def test_the_durable_storage_provider_is_the_one_the_decision_chose():
         "storageQueueDataContributor",
         "storageTableDataContributor",
     ]
+
+
+def test_the_staging_slot_has_its_own_task_hub_share_and_folders_which_stay_with_it():
+    """docs/runbooks/deploy.md: the slot a release is smoke-tested in before the swap. Its
+    task hub, content share and pipeline folders are slot settings, so a swap leaves
+    production on host.json's hub with its own folders; no Event Grid subscription reaches it."""
+    template = bicep("modules/function-app.bicep")
+    variables = template["variables"]
+    overrides = variables["stagingOverrides"]["value"]
+    hub = variables["stagingHub"]["value"]
+    sticky = variables["stickySettings"]["value"]
+    hub_setting = "AzureFunctionsJobHost__extensions__durableTask__hubName"
+    assert set(sticky) == {*overrides, hub_setting}
+    assert hub != HOST["extensions"]["durableTask"]["hubName"]
+    assert re.fullmatch(r"[A-Za-z][A-Za-z0-9]*", hub) and len(hub) <= 45
+    assert {"WEBSITE_CONTENTSHARE", "PIPELINE_WORK_AREA", "PIPELINE_STORE_ROOT",
+            "PIPELINE_CATALOG", "PIPELINE_DATASETS"} <= set(overrides)  # fmt: skip
+    assert json.loads(overrides["PIPELINE_DATASETS"]) == {"datasets": {}}
+    resources = template["resources"]
+    assert set(resources["staging"]["config"]) >= {"condition", "config"}
+    slot = resources["staging"]["config"]["config"]
+    assert slot["properties"]["siteConfig"]["appSettings"] == "stagingSettings"
+    assert slot["identity"] == resources["app"]["config"]["identity"]
+    names = resources["slotSettings"]["config"]["config"]["properties"]["appSettingNames"]
+    assert names == "stickySettings"
+    # Event Grid delivers to the production app's id only.
+    events = bicep("main.bicep")["modules"]["events"]["config"]["params"]["functionAppId"]
+    assert "functionApp" in json.dumps(events) and "staging" not in json.dumps(events)
