@@ -653,3 +653,15 @@ def test_the_staging_slot_has_its_own_task_hub_share_and_folders_which_stay_with
     # Event Grid delivers to the production app's id only.
     events = bicep("main.bicep")["modules"]["events"]["config"]["params"]["functionAppId"]
     assert "functionApp" in json.dumps(events) and "staging" not in json.dumps(events)
+
+
+def test_the_memory_ceilings_the_operations_page_quotes_are_the_ones_the_code_derives():
+    section = operations_sections()[7]
+    quoted = dict(
+        (plan, float(gb))
+        for gb, plan in re.findall(r"([\d.]+) GB (?:on|and) (EP\d)", section.replace("\n", " "))
+    )
+    assert set(quoted) == set(offered_plans()), section[:400]
+    for plan, gb in quoted.items():
+        env = {k: v for k, v in deployed_settings(planSku=plan).items() if isinstance(v, str)}
+        assert gb * 1e9 == pytest.approx(memory_limit(env), rel=1e-3), plan
