@@ -127,7 +127,9 @@ class Run:
     @classmethod
     def of(cls, context: df.DurableOrchestrationContext) -> Run:
         given = PipelineInput.from_dict(context.get_input())
-        status = RunStatus(dataset_id=given.request.dataset_id)
+        status = RunStatus(
+            dataset_id=given.request.dataset_id, orchestration_version=version_of(context)
+        )
         return cls(context, given.request, given.policy, status)
 
     @property

@@ -159,8 +159,9 @@ def test_a_run_waiting_for_approval_publishes_when_approved_after_the_deploy(
         assert output["phase"] == "succeeded" and output["approval"]["state"] == "approved"
         item = Path(output["outputs"]["item_url"].removeprefix("file://"))
         assert item.is_file() and item.is_relative_to(root)
-        # The run keeps the version it was started with.
+        # The run keeps the version it was started with, and says so to operators.
         assert versions(host)[APPROVAL] == fixture_version(fixture)
+        assert output["orchestration_version"] == fixture_version(fixture)
 
 
 @pytest.mark.slow
@@ -203,6 +204,7 @@ def test_the_watcher_of_the_previous_release_takes_the_next_upload(fixture, tmp_
         # The eternal watcher keeps its version (continue-as-new keeps it); a run it starts
         # now, and that run's batches, are of today's release.
         assert stamped[WATCHER] == fixture_version(fixture)
+        assert custom["orchestration_version"] == fixture_version(fixture)
         if custom["runs"] > before["runs"]:
             assert custom["last_run"]["ok"] is True, custom
             run = "pipeline-watched"
