@@ -11,6 +11,8 @@ from activities.stages import bp as activities
 from api.events import bp as events_api
 from api.http import bp as http_api
 from api.maintenance import bp as maintenance
+from api.operator import bp as operator_api
+from api.page import bp as operator_page
 from api.releases import bp as releases_api
 from orchestrators.pipeline import bp as orchestrators
 from orchestrators.release import bp as releases
@@ -36,3 +38,5 @@ app.register_functions(releases_api)
 app.register_functions(maintenance)
 app.register_functions(releases)
 app.register_functions(release_activities)
+app.register_functions(operator_api)
+app.register_functions(operator_page)

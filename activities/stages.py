@@ -70,7 +70,12 @@ def validate_files(payload: Payload) -> dict[str, Any]:
 
         given = FilesInput.from_dict(payload)
         return validate_batch(
-            given.manifest_url, given.start, given.stop, settings, refresh=given.refresh
+            given.manifest_url,
+            given.start,
+            given.stop,
+            settings,
+            refresh=given.refresh,
+            concat_dim=given.concat_dim,
         ).to_dict()
 
     return outcome("validate", run, payload)

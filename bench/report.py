@@ -174,11 +174,24 @@ def targets(parts: dict[str, Any]) -> list[list[str]]:
         out += SPREAD_TARGETS
     e2e = parts.get("end-to-end")
     if e2e:
+        from bench.end_to_end import metadata_ratio, ratios
+
+        wanted = {"local": 100.0, "azurite": 60.0}  # files per second at 1,000 files
         for r in e2e["rows"]:
+            where = r.get("where", "azurite")
             rate = r["files"] / r["wall"]
-            out.append([f"end to end on Azurite, {r['files']:,} files: >= 25 files/s",
-                        f"{rate:.1f} files/s ({r['wall']:.0f} s)",
-                        verdict(rate >= 25, f"{rate / 25:.2f}x the rate")])  # fmt: skip
+            if r["files"] == 1000:
+                out.append([f"end to end, {where}, 1,000 files: >= {wanted[where]:.0f} files/s",
+                            f"{rate:.1f} files/s ({r['wall']:.0f} s)",
+                            verdict(rate >= wanted[where],
+                                    f"{rate / wanted[where]:.2f}x the rate")])  # fmt: skip
+            meta = metadata_ratio(r)
+            if meta is not None and r["files"] == 1000:
+                out.append([f"metadata bytes per file, {where}: <= 1.2x one header read",
+                            f"{meta:.2f}x", verdict(meta <= 1.2, f"{meta:.2f}x")])  # fmt: skip
+        for where, ratio in ratios(e2e).items():
+            out.append([f"end to end, {where}: rate at 10,000 files >= 0.9x the rate at 1,000",
+                        f"{ratio:.2f}x", verdict(ratio >= 0.9, f"{ratio:.2f}x")])  # fmt: skip
     orch = parts.get("orchestration")
     if orch:
         for r in orch["rows"]:

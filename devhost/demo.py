@@ -100,7 +100,25 @@ def demo_command(args: argparse.Namespace, settings: Settings) -> int:
             f"{str(actual.time.values[-1])[:10]}, values, decoded times and attributes."
         )
         show_the_map(view, settings, store_format, port)
+    show_the_operator_page(out, settings)
     return 0
+
+
+OPERATOR_PORT = 7071
+
+
+def show_the_operator_page(out: Path, settings: Settings) -> None:
+    """Say how to see the demo's runs and datasets on the operator page: the local host on
+    the demo's state and areas (its runs are in the state, its versions in the work area)."""
+    print(
+        f"\noperator page  python -m devhost start --port {OPERATOR_PORT} "
+        f"--state {out / 'devhost-state'} --work-area {settings.work_area} "
+        f"--store-root {settings.store_root} --catalog {settings.catalog}"
+    )
+    print(
+        f"  then open    http://127.0.0.1:{OPERATOR_PORT}/api/operator  (the demo's runs, "
+        "their datasets and versions; approve, reject and unpublish there)"
+    )
 
 
 def show_the_map(

@@ -275,6 +275,18 @@ module alerts 'modules/alerts.bicep' = {
   }
 }
 
+// The pipeline health workbook (docs/operations.md, "The workbook"), on the same queries.
+module workbook 'modules/workbook.bicep' = {
+  name: 'workbook'
+  scope: rg
+  params: {
+    namePrefix: namePrefix
+    location: location
+    tags: tags
+    appInsightsId: monitoring.outputs.appInsightsId
+  }
+}
+
 // azd stores these in the environment (.azure/<env>/.env); the hook and docs/deploy.md use them.
 output AZURE_LOCATION string = location
 output AZURE_TENANT_ID string = tenant().tenantId

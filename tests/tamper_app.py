@@ -20,6 +20,7 @@ from typing import Any
 from shared.io.storage import Storage
 from shared.model.locations import parse_location
 from shared.model.settings import Settings
+from shared.stages.scan import ScanManifest, write_manifest
 from tests.flaky_pipeline_app import real_app_with
 
 TAMPER = "PIPELINE_TEST_TAMPER"
@@ -46,7 +47,7 @@ def _tamper(given: dict[str, Any], answer: dict[str, Any]) -> None:
         )
         now = storage.head(where)
         target.update(size=now.size, etag=now.etag, last_modified=now.last_modified)
-        storage.write_json(manifest_at, manifest)
+        write_manifest(ScanManifest.from_dict(manifest), manifest_at, storage)  # and its index
 
 
 def _tampering_after(function: Any) -> Any:

@@ -283,6 +283,12 @@ def test_every_route_needs_a_function_key_and_only_health_is_anonymous() -> None
         "dataset_versions": func.AuthLevel.FUNCTION,
         "unpublish_version": func.AuthLevel.FUNCTION,
         "cleanup_version": func.AuthLevel.FUNCTION,
+        "list_runs": func.AuthLevel.FUNCTION,
+        "list_datasets": func.AuthLevel.FUNCTION,
+        "run_report": func.AuthLevel.FUNCTION,
+        "version_preview": func.AuthLevel.FUNCTION,
+        "operator_page": func.AuthLevel.FUNCTION,  # the page and what it reads: the API's auth
+        "openapi": func.AuthLevel.FUNCTION,
         "health": func.AuthLevel.ANONYMOUS,  # library versions only: no data, no ids
     }
 

@@ -1,9 +1,12 @@
+import json
 from pathlib import Path
 
 import pytest
 
-from devhost.samples import write_bytes
+from devhost.samples import SampleSpec, write_bytes, write_sample_files
+from shared.io.storage import Storage
 from shared.model.errors import EmptySource, SourceNotFound, TooManyFiles
+from shared.model.locations import parse_location
 from shared.model.request import PipelineRequest
 from shared.model.settings import Settings
 from shared.stages import scan as scan_module
@@ -102,13 +105,53 @@ def _every_slice_reads_as_the_whole_manifest_sliced(url: str, settings: Settings
             assert got == whole.subset(whole.files[start:stop]), (start, stop)
 
 
+def _drop_index(url: str, settings: Settings) -> None:
+    """As a manifest written before indexes: no index beside it."""
+    location = scan_module.index_location(parse_location(url, settings))
+    Path(location.path).unlink()
+
+
 def test_a_slice_of_the_manifest_read_in_small_pieces_is_the_slice_of_the_whole(
     sample_files, local_settings, monkeypatch
 ):
-    """load_manifest_slice reads the manifest a piece at a time: pieces of 7 bytes cut
-    every key, string and number of it somewhere."""
+    """Without an index (a manifest written before them), load_manifest_slice reads the
+    manifest a piece at a time: pieces of 7 bytes cut every key, string and number of it
+    somewhere."""
     monkeypatch.setattr(scan_module, "MANIFEST_PIECE", 7)
     result = scan(request(str(sample_files[0].parent)), local_settings)
+    _drop_index(result.manifest_url, local_settings)
+    _every_slice_reads_as_the_whole_manifest_sliced(result.manifest_url, local_settings)
+
+
+def test_a_slice_read_with_the_index_is_the_slice_of_the_whole_and_reads_only_its_lines(
+    tmp_path, local_settings, monkeypatch
+):
+    """The index gives every INDEX_EVERY-th entry's offset (3 here, over 10 files): a slice
+    reads the header and the lines of its blocks, nothing else."""
+    monkeypatch.setattr(scan_module, "INDEX_EVERY", 3)
+    write_sample_files(tmp_path / "src", SampleSpec(files=10, lat=2, lon=3))
+    result = scan(request(str(tmp_path / "src")), local_settings)
+    _every_slice_reads_as_the_whole_manifest_sliced(result.manifest_url, local_settings)
+    storage = Storage(local_settings).traced()
+    load_manifest_slice(result.manifest_url, 9, 10, local_settings, storage)
+    manifest = parse_location(result.manifest_url, local_settings).path
+    ranges = [r for r in storage.trace.requests if r.path.endswith(Path(manifest).name)]
+    whole = Path(manifest).stat().st_size
+    assert sum(r.length for r in ranges) < whole / 3  # the header and the last line
+
+
+def test_a_manifest_changed_after_its_index_is_read_without_it(
+    tmp_path, local_settings, monkeypatch
+):
+    """An index that no longer matches its manifest (another size) is not used: the slice
+    is still the slice of the manifest as it is."""
+    monkeypatch.setattr(scan_module, "INDEX_EVERY", 3)
+    write_sample_files(tmp_path / "src", SampleSpec(files=5, lat=2, lon=3))
+    result = scan(request(str(tmp_path / "src")), local_settings)
+    path = Path(parse_location(result.manifest_url, local_settings).path)
+    document = json.loads(path.read_text())
+    document["files"] = document["files"][1:] + document["files"][:1]  # rewritten by hand
+    path.write_text(json.dumps(document))
     _every_slice_reads_as_the_whole_manifest_sliced(result.manifest_url, local_settings)
 
 
@@ -120,6 +163,9 @@ def test_a_slice_of_a_blob_manifest_is_read_in_ranges(
     container = containers.new("src")
     containers.upload(container, "daily/tas", sample_files)
     result = scan(request(f"abfs://{container}/daily/tas"), blob_settings)
+    _every_slice_reads_as_the_whole_manifest_sliced(result.manifest_url, blob_settings)
+    index = scan_module.index_location(parse_location(result.manifest_url, blob_settings))
+    Storage(blob_settings).delete([index])  # without it: in pieces of 64 bytes
     _every_slice_reads_as_the_whole_manifest_sliced(result.manifest_url, blob_settings)
 
 

@@ -119,21 +119,31 @@ def test_good_netcdf4_file_is_suitable_with_its_variables_dimensions_chunks_filt
     assert report.bytes_read == path.stat().st_size and report.requests == 1  # one 64 KiB block
 
 
-def test_a_file_of_up_to_two_header_blocks_is_read_in_one_request_by_validate_and_generate(
+def test_a_file_is_read_once_for_its_metadata_by_validate_and_never_by_generate(
     tmp_path, local_settings
 ):
     """The bench's daily file (90x180, about 88 KB: more than one 64 KiB block, less than
-    two) is read whole in the first request, instead of a block and then the rest."""
+    two) is read whole in validate's first request, and the same bytes give its references:
+    generate then reads nothing of the file (it checks its ETag), only its slice of the
+    manifest."""
     path = write_sample_files(tmp_path / "src", SampleSpec(files=1))[0]
     size = path.stat().st_size
     assert local_settings.read_block_size < size <= 2 * local_settings.read_block_size
     report = validate(path, local_settings)
     assert (report.bytes_read, report.requests) == (size, 1)
     _, result = scanned(str(tmp_path / "src"), local_settings)
-    generated = generate_batch(result.manifest_url, 0, 1, local_settings)
-    manifest = Path(result.manifest_url.removeprefix("file://")).stat().st_size
-    # the batch reads the scan manifest too
-    assert (generated.bytes_read, generated.requests) == (manifest + size, 2)
+    storage = Storage(local_settings).traced()
+    validated = validate_batch(result.manifest_url, 0, 1, local_settings, storage)
+    assert (validated.bytes_read, validated.requests) == (size, 1)
+    file_reads = [r for r in storage.trace.requests if r.path.endswith(path.name)]
+    assert [r.method for r in file_reads if r.method != "head"] == ["get_range"]
+    assert sum(r.length for r in file_reads) == size  # once, whole
+    storage.trace.clear()
+    generated = generate_batch(result.manifest_url, 0, 1, local_settings, storage=storage)
+    assert (generated.generated, generated.reused) == (0, 1)
+    file_reads = [r for r in storage.trace.requests if r.path.endswith(path.name)]
+    assert not [r for r in file_reads if r.method != "head"]  # no byte of the file
+    # (and it still checks the file's ETag: tests/test_hardening.py rewrites one in between)
 
 
 @pytest.mark.parametrize(

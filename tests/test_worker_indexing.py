@@ -63,6 +63,12 @@ EXPECTED = {
     "withdraw_item": ("activityTrigger", {"payload"}),
     "finish_unpublish": ("activityTrigger", {"payload"}),
     "cleanup_store": ("activityTrigger", {"payload"}),
+    "list_runs": ("httpTrigger", {"req", "client", "$return"}),
+    "list_datasets": ("httpTrigger", {"req", "$return"}),
+    "run_report": ("httpTrigger", {"req", "client", "$return"}),
+    "version_preview": ("httpTrigger", {"req", "$return"}),
+    "operator_page": ("httpTrigger", {"req", "$return"}),
+    "openapi": ("httpTrigger", {"req", "$return"}),
     "blob_created": ("eventGridTrigger", {"event", "client"}),
     "purge_history": ("timerTrigger", {"timer", "client"}),
 }
@@ -96,6 +102,21 @@ def test_the_functions_worker_loads_every_function_of_the_app_with_its_bindings(
         assert len(triggers) == 1, function
         found[function["name"]] = (triggers[0], {b["name"] for b in bindings})
     assert found == EXPECTED
+
+
+def test_every_http_function_loads_with_the_apis_auth_level_as_the_worker_reads_it():
+    """What Azure enforces is the authLevel the worker hands the host: function keys on every
+    route (the operator page, its reads and the OpenAPI document included), /health alone
+    anonymous."""
+    levels = {
+        function["name"]: binding["authLevel"]
+        for function in index_app_like_azure(ROOT)
+        for binding in function["bindings"]
+        if binding["type"] == "httpTrigger"
+    }
+    assert levels.pop("health") == "ANONYMOUS"
+    assert set(levels.values()) == {"FUNCTION"}
+    assert {"operator_page", "openapi", "list_runs", "list_datasets"} <= set(levels)
 
 
 def write_app(folder: Path, source: str) -> Path:

@@ -48,8 +48,10 @@ def build_app(durable: DurableApi, triggers: AppTriggers) -> Starlette:
         return triggers.eventgrid(request)
 
     routes = [
-        _route("/api", triggers.http),  # no rest: the handler gets ""
-        _route("/api/{rest:path}", triggers.http),
+        # The app's routes take every method (TRACE too): the app's router answers one no
+        # function allows with 405 and Allow, never a 5xx (schemathesis sends them).
+        _route("/api", triggers.http, any_method=True),  # no rest: the handler gets ""
+        _route("/api/{rest:path}", triggers.http, any_method=True),
         _route(RPC_PREFIX + "{rest:path}", durable.answer),
         _route(WEBHOOK_PREFIX + "{rest:path}", durable.operator),
         _route("/runtime/webhooks/eventgrid{rest:path}", eventgrid, any_case=True),
@@ -62,11 +64,15 @@ def build_app(durable: DurableApi, triggers: AppTriggers) -> Starlette:
     )
 
 
-def _route(path: str, handler: Handler, *, any_case: bool = False) -> Route:
+def _route(
+    path: str, handler: Handler, *, any_case: bool = False, any_method: bool = False
+) -> Route:
     """The route of one surface, for every method devhost serves (the handler answers a
-    wrong one). any_case: the path's letters may come in any case, as the Functions host
-    takes its admin and Event Grid paths."""
+    wrong one); any_method: for any method at all. any_case: the path's letters may come in
+    any case, as the Functions host takes its admin and Event Grid paths."""
     route = Route(path, _endpoint(handler), methods=METHODS)
+    if any_method:
+        route.methods = None  # (Starlette would make methods=None mean GET only)
     if any_case:
         route.path_regex = re.compile(route.path_regex.pattern, re.IGNORECASE)
     return route

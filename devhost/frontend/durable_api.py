@@ -9,7 +9,9 @@ durableClient binding data that points the SDK at them.
                                               (default: host.json's defaultVersion)
     GET  instances/{instanceId}               status (202 pending/running, 200 finished,
                                               404 unknown with an empty body)
-    GET  instances/                           every instance (instanceIdPrefix, runtimeStatus)
+    GET  instances/                           instances (instanceIdPrefix, runtimeStatus,
+                                              createdTimeFrom/To), 100 a page (top) with
+                                              x-ms-continuation-token when there are more
     POST instances/{id}/raiseEvent/{event}    202 / 404 / 410 (finished) / 400 (not JSON)
     POST instances/{id}/terminate?reason=...  202 / 404 / 410
     DELETE instances/{instanceId}             purge one instance: 200 {instancesDeleted} / 404
@@ -43,6 +45,9 @@ WEBHOOK_PREFIX = "/runtime/webhooks/durabletask/"
 CONNECTION_NAME = "Storage"
 IN_PROGRESS = ("Pending", "Running", "ContinuedAsNew", "Suspended")
 NOT_IMPLEMENTED = ("rewind", "restart", "suspend", "resume")
+# Listing instances: the extension's page size and its continuation header.
+PAGE_SIZE = 100
+CONTINUATION = "x-ms-continuation-token"
 
 
 class DurableApi:
@@ -122,7 +127,7 @@ class DurableApi:
             return self._start(segments[1], instance_id, request.body, query.get("version"))
         if head == "instances" and len(segments) == 1:
             if method == "GET":
-                return self._list(query)
+                return self._list(query, request.header(CONTINUATION) or "")
             if method == "DELETE":
                 return self._purge_by(query)
             return durable_error(405, "method_not_allowed", f"{method} is not allowed here.")
@@ -187,7 +192,12 @@ class DurableApi:
             return self.management_urls(instance_id)["statusQueryGetUri"]
         return f"{self._base_url()}{RPC_PREFIX}instances/{quote(instance_id, safe='')}"
 
-    def _list(self, query: Mapping[str, str]) -> Reply:
+    def _list(self, query: Mapping[str, str], continuation: str) -> Reply:
+        """Instances by page, as the extension lists them: at most ``top`` (PAGE_SIZE, 100,
+        when not given) an answer, and the x-ms-continuation-token header when there are
+        more (the Python SDK does not follow it: its get_status_by sees the first page)."""
+        top = int(query["top"]) if query.get("top", "").isdigit() and int(query["top"]) else 0
+        start = int(continuation) if continuation.isdigit() else 0
         prefix = query.get("instanceIdPrefix", "")
         wanted = {s.strip().lower() for s in query.get("runtimeStatus", "").split(",") if s.strip()}
         since, until = (
@@ -205,7 +215,9 @@ class DurableApi:
             if (since and created and created < since) or (until and created and created > until):
                 continue
             found.append(status)
-        return json_reply(200, found)
+        size = top or PAGE_SIZE
+        headers = {CONTINUATION: str(start + size)} if len(found) > start + size else {}
+        return json_reply(200, found[start : start + size], headers)
 
     def _raise_event(self, instance_id: str, event_name: str, request: Incoming) -> Reply:
         status = self.host.get_status(instance_id, show_input=False)

@@ -55,7 +55,8 @@ class RunStatus:
     files_reused: int = 0  # unchanged since the published version: not processed again
     bytes_read: dict[str, int] = field(default_factory=dict)  # per stage: validate, generate
     batch: dict[str, Any] = field(default_factory=dict)  # {"stage", "current", "total"}
-    errors: list[dict[str, str]] = field(default_factory=list)  # [{"url","code","message"}]
+    # [{"url", "code", "message"}, and "variable" when a finding names one]
+    errors: list[dict[str, str]] = field(default_factory=list)
     # {"started", "seconds"} and, on the stage that failed, "failed": true
     stages: dict[str, dict[str, Any]] = field(default_factory=dict)
     outputs: dict[str, str] = field(default_factory=dict)
@@ -93,6 +94,9 @@ class RunStatus:
                     "url": e.get("url", ""),
                     "code": e.get("code", ""),
                     "message": e.get("message", ""),
+                    # the variable a finding names (the gate's), so the operator page and
+                    # the status show file, variable and rule together
+                    **({"variable": e["variable"]} if e.get("variable") else {}),
                 }
                 for e in errors[:room]
             )

@@ -27,19 +27,19 @@ import numpy as np
 from virtualizarr.manifests import ChunkManifest, ManifestArray, ManifestGroup
 from virtualizarr.manifests.manifest import INLINED_CHUNK_PATH, MISSING_CHUNK_PATH
 from virtualizarr.parsers import HDFParser, NetCDF3Parser
-from zarr.core.buffer import default_buffer_prototype
 from zarr.core.metadata import ArrayV3Metadata
+from zarr.core.metadata.v3 import check_storable
 
 from shared.io.formats import describe_magic, sniff
 from shared.io.readers import AdaptiveReader, first_read
 from shared.io.storage import ObjectInfo, Storage
-from shared.model.errors import PipelineError, ReferencesFailed
+from shared.model.errors import PipelineError, ReferencesFailed, SourceNotFound
 from shared.model.jsonsafe import json_safe
 from shared.model.layout import Layout, library_versions
 from shared.model.locations import Location, parse_location
 from shared.model.settings import Settings
 from shared.model.telemetry import emit
-from shared.stages.scan import ensure_unchanged, load_manifest
+from shared.stages.scan import ensure_unchanged, load_manifest_slice
 
 log = logging.getLogger(__name__)
 
@@ -55,13 +55,19 @@ def build_references(
     *,
     concat_dim: str = "time",
     group: str | None = None,
+    reader: AdaptiveReader | None = None,
 ) -> dict[str, Any]:
-    """Parse one file and return its references document (not yet written)."""
+    """Parse one file and return its references document (not yet written). ``reader``: the
+    reader validate read the file's header through (validate_batch), whose bytes are reused
+    (the caller checked the ETag before that read); else a new one."""
     location = parse_location(info.url, settings, what="source file")
-    ensure_unchanged(info, storage.head(location), "it was scanned")
+    if reader is None:
+        ensure_unchanged(info, storage.head(location), "it was scanned")
     if info.size == 0:
         raise ReferencesFailed(f"{info.url} is empty (0 bytes); it has no variables to reference.")
-    reader = storage.reader(location, size=info.size, prefetch_index=True)
+    if reader is None:
+        reader = storage.reader(location, size=info.size, prefetch_index=True)
+    reader.seek(0)
     head = reader.read(first_read(info.size, settings.read_block_size))
     reader.seek(0)
     file_format = sniff(head)
@@ -178,9 +184,11 @@ def _array_to_json(
         flat = int(np.ravel_multi_index(index, manifest.shape_chunk_grid)) if grid else 0
         flat_paths[flat] = INLINED_CHUNK_PATH
     uniform = all(p in (source_url, MISSING_CHUNK_PATH, INLINED_CHUNK_PATH) for p in flat_paths)
-    metadata = array.metadata.to_buffer_dict(default_buffer_prototype())["zarr.json"]
+    # what to_buffer_dict stores as zarr.json, without zarr's indented (pure Python) encoding
+    check_storable(array.metadata)
+    metadata = json.loads(json.dumps(array.metadata.to_dict()))
     return {
-        "zarr": json.loads(metadata.to_bytes()),
+        "zarr": metadata,
         "grid": grid,
         "offsets": [int(x) for x in offsets.ravel()],
         "lengths": [int(x) for x in lengths.ravel()],
@@ -256,15 +264,49 @@ def generate_file(
     refresh: bool = False,
     group: str | None = None,
 ) -> tuple[Location, bool, int]:
-    """Write one file's references unless they already exist (or ``refresh``: a full run
-    writes them again); returns (location, reused, size)."""
+    """Write one file's references unless they already exist; returns (location, reused,
+    size). Validate writes them as it reads the file (validate_batch), so in a run they are
+    usually there: the file is not read again, only its ETag checked (a file rewritten since
+    the scan is SourceChanged here too). ``refresh`` (a full run) writes them again unless
+    they were written by these very libraries (validate did, in this run: it refreshes too)."""
     target = Layout.from_settings(settings).references(info.url, info.etag, group)
-    if not refresh and storage.exists(target):
-        return target, True, 0
+    stored = _stored_size(target, storage)
+    if stored is not None and (not refresh or _current(target, storage)):
+        location = parse_location(info.url, settings, what="source file")
+        ensure_unchanged(info, storage.head(location), "it was scanned")
+        return target, True, stored
     document = build_references(info, settings, storage, concat_dim=concat_dim, group=group)
+    return target, False, write_references(info, document, settings, storage, group)
+
+
+def _stored_size(target: Location, storage: Storage) -> int | None:
+    """The size of the references already at ``target`` (validate's, or a run's before), or
+    None where there are none."""
+    try:
+        return storage.head(target).size
+    except SourceNotFound:
+        return None
+
+
+def _current(target: Location, storage: Storage) -> bool:
+    """Whether the references at ``target`` were written by the libraries loaded here."""
+    try:
+        return bool(storage.read_json(target).get("libraries") == library_versions())
+    except PipelineError as exc:
+        if exc.retryable:
+            raise
+        return False
+
+
+def write_references(
+    info: ObjectInfo, document: dict[str, Any], settings: Settings, storage: Storage,
+    group: str | None = None,
+) -> int:  # fmt: skip
+    """Write a file's references document where generate and combine look; its size."""
+    target = Layout.from_settings(settings).references(info.url, info.etag, group)
     data = json.dumps(document, separators=(",", ":"), allow_nan=False).encode()
     storage.write(target, data, "application/json")
-    return target, False, len(data)
+    return len(data)
 
 
 def generate_batch(
@@ -281,8 +323,8 @@ def generate_batch(
     started = time.perf_counter()
     storage = (storage or Storage(settings)).traced()
     assert storage.trace is not None
-    manifest = load_manifest(manifest_url, settings, storage)
-    files = manifest.files[start:stop]
+    manifest, _ = load_manifest_slice(manifest_url, start, stop, settings, storage)
+    files = manifest.files  # only this batch's files are read from the manifest
     generated = reused = reference_bytes = 0
     for info in files:
         file_started = time.perf_counter()

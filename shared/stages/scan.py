@@ -10,8 +10,9 @@ import codecs
 import json
 import logging
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from shared.io.storage import ObjectInfo, Storage
@@ -40,6 +41,9 @@ class ScanManifest:
     # The HDF5/NetCDF4 group every stage reads ("/science"); None: the root group. It travels
     # with the manifest, so each stage knows it, and it names every per-file artifact.
     group: str | None = None
+    # Where a slice of a manifest was read from (load_manifest_slice): a file outside the
+    # slice is looked up there (verify's failure paths). Not part of the document.
+    origin: str | None = field(default=None, compare=False)
 
     @property
     def digest(self) -> str:
@@ -49,7 +53,9 @@ class ScanManifest:
 
     def subset(self, files: tuple[ObjectInfo, ...]) -> ScanManifest:
         """The same manifest with other files (those of an incremental run)."""
-        return ScanManifest(self.dataset_id, self.source, self.patterns, files, self.group)
+        return ScanManifest(
+            self.dataset_id, self.source, self.patterns, files, self.group, self.origin
+        )
 
     @property
     def total_bytes(self) -> int:
@@ -149,7 +155,7 @@ def scan(
         request.dataset_id, source.url, request.patterns, tuple(files), request.group
     )
     location = Layout.from_settings(settings).manifest(request.dataset_id, manifest.digest)
-    storage.write_json(location, manifest.to_dict())
+    write_manifest(manifest, location, storage)
     result = ScanResult(
         location.url, len(files), manifest.total_bytes, time.perf_counter() - started
     )
@@ -164,6 +170,75 @@ def scan(
         seconds=round(result.seconds, 3),
     )
     return result
+
+
+# A manifest's index (beside it, `<digest>.index.json`): the byte offset of every INDEX_EVERY-th
+# file entry, so that a batch reads its slice of the manifest and nothing else (a manifest of
+# 10,000 files is 3 MB: read and parsed whole by each of a run's 3,000 activities, it was
+# most of their time), and what the stages need of the whole: file count, total size.
+INDEX_EVERY = 100
+
+
+def index_location(manifest: Location) -> Location:
+    return Location(manifest.kind, manifest.container, manifest.path.removesuffix(".json") +
+                    ".index.json")  # fmt: skip
+
+
+def write_manifest(manifest: ScanManifest, location: Location, storage: Storage) -> None:
+    """The manifest (the same document as ever, one file entry a line) and its index."""
+    document = manifest.to_dict()
+    entries = document.pop("files")
+    head = json.dumps({**document, "files": []}, indent=1)
+    start = head.rindex("[]")
+    parts = [(head[:start] + "[\n").encode()]
+    position = len(parts[0])
+    offsets = []
+    for i, entry in enumerate(entries):
+        if i % INDEX_EVERY == 0:
+            offsets.append(position)
+        line = (json.dumps(entry, separators=(",", ":"), allow_nan=False) +
+                (",\n" if i + 1 < len(entries) else "\n")).encode()  # fmt: skip
+        parts.append(line)
+        position += len(line)
+    parts.append(("]" + head[start + 2 :]).encode())
+    data = b"".join(parts)
+    storage.write(location, data, "application/json")
+    storage.write_json(
+        index_location(location),
+        {"kind": "scan-manifest-index", "version": 1, "every": INDEX_EVERY, "offsets": offsets,
+         "end": position, "size": len(data), "file_count": len(entries),
+         "total_bytes": manifest.total_bytes},
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ManifestTotals:
+    """What a batch needs of the whole manifest besides its slice."""
+
+    file_count: int
+    total_bytes: int
+
+
+def manifest_totals(url: str, settings: Settings, storage: Storage) -> ManifestTotals:
+    """The file count and total size, from the index (the whole manifest without one)."""
+    location = parse_location(url, settings, what="manifest")
+    index = _index(location, storage)
+    if index is not None:
+        return ManifestTotals(int(index["file_count"]), int(index["total_bytes"]))
+    manifest = load_manifest(url, settings, storage)
+    return ManifestTotals(len(manifest.files), manifest.total_bytes)
+
+
+def _index(location: Location, storage: Storage) -> dict[str, Any] | None:
+    """The manifest's index, or None (a manifest written before indexes, lost, or not the
+    one the index was written for: its size differs)."""
+    try:
+        index = storage.read_json(index_location(location))
+    except SourceNotFound:
+        return None
+    if index.get("kind") != "scan-manifest-index":
+        return None
+    return index if storage.head(location).size == index.get("size") else None
 
 
 def load_manifest(url: str, settings: Settings, storage: Storage | None = None) -> ScanManifest:
@@ -185,6 +260,10 @@ def load_manifest_slice(
     a slice of it a few MB. ``stop=start`` reads only the header (what a join needs)."""
     storage = storage or Storage(settings)
     location = parse_location(url, settings, what="manifest")
+    index = _index(location, storage)
+    if index is not None:
+        sliced, total = _indexed_slice(location, index, start, stop, storage)
+        return replace(sliced, origin=url), total
     reader = _JsonPieces(storage, location)
     header: dict[str, Any] = {}
     kept: list[ObjectInfo] = []
@@ -201,7 +280,39 @@ def load_manifest_slice(
             header[key] = reader.value()
         reader.take(",")
     manifest = ScanManifest.from_dict({**header, "files": []})
-    return manifest.subset(tuple(kept)), int(header["file_count"])
+    return replace(manifest.subset(tuple(kept)), origin=url), int(header["file_count"])
+
+
+def manifest_pieces(
+    url: str, settings: Settings, storage: Storage, piece: int = 100_000
+) -> Iterator[ScanManifest]:
+    """The manifest's files ``piece`` at a time (slices: a reader never holds all of a
+    large manifest; 1,000,000 entries loaded at once take 700 MB)."""
+    first, count = load_manifest_slice(url, 0, piece, settings, storage)
+    yield first
+    for start in range(piece, count, piece):
+        yield load_manifest_slice(url, start, start + piece, settings, storage)[0]
+
+
+def _indexed_slice(
+    location: Location, index: dict[str, Any], start: int, stop: int, storage: Storage
+) -> tuple[ScanManifest, int]:
+    """load_manifest_slice with the index: the header, then only the lines of the slice."""
+    count, every, offsets = int(index["file_count"]), int(index["every"]), index["offsets"]
+    stop = min(max(stop, start), count)
+    header_end = offsets[0] if offsets else int(index["end"])
+    head = storage.read_range(location, 0, header_end).decode()
+    header = json.loads(head[: head.rindex("[")] + "[]}")
+    kept: tuple[ObjectInfo, ...] = ()
+    if start < stop:
+        first, last = start // every, -(-stop // every)
+        begin = int(offsets[first])
+        end = int(offsets[last]) if last < len(offsets) else int(index["end"])
+        text = storage.read_range(location, begin, end - begin).decode().rstrip().rstrip(",")
+        entries = json.loads("[" + text + "]")
+        kept = tuple(ObjectInfo.from_dict(e) for e in entries[start - first * every :
+                                                               stop - first * every])  # fmt: skip
+    return ScanManifest.from_dict({**header, "files": []}).subset(kept), count
 
 
 def _files_slice(

@@ -75,8 +75,7 @@ def merge_batch(
         target.url, len(batch.files), len(data), time.perf_counter() - started, memory.peak
     )
     emit(log, "combine batch merged", stage="combine", dataset=request.dataset_id,
-         batch=[start, stop], memory_limit_bytes=memory.limit,
-         **result.to_dict())  # fmt: skip
+         batch=[start, stop], memory_limit_bytes=memory.limit, **result.to_dict())  # fmt: skip
     return result
 
 

@@ -1,19 +1,28 @@
 """Validate a batch of a manifest's files, reusing the reports already stored for the same
-(url, ETag), and read a stored report back."""
+(url, ETag), and read a stored report back.
+
+Validating a file reads its header; the same bytes also give its virtual references, so a
+file validate finds usable has its references written here too (where generate looks for
+them, shared.stages.references): each file is read once a run for its metadata. Generate
+then only checks the file's ETag, and writes what validate could not (a file that changed
+since the scan, or one whose references failed: generate says why)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections import Counter
 
-from shared.io.storage import Storage
-from shared.model.errors import BadRequest, SourceNotFound
+from shared.io.readers import AdaptiveReader
+from shared.io.storage import ObjectInfo, Storage
+from shared.model.errors import BadRequest, PipelineError, SourceNotFound
 from shared.model.layout import Layout
-from shared.model.locations import Location
+from shared.model.locations import Location, parse_location
 from shared.model.settings import Settings
 from shared.model.telemetry import emit
-from shared.stages.scan import load_manifest
+from shared.stages.references import build_references, write_references
+from shared.stages.scan import load_manifest_slice
 from shared.stages.validate.file import validate_file
 from shared.stages.validate.model import REPORT_VERSION, FileReport, ValidationBatch
 from shared.stages.validate.reading import traced_storage
@@ -34,17 +43,19 @@ def validate_batch(
     storage: Storage | None = None,
     *,
     refresh: bool = False,
+    concat_dim: str = "time",
 ) -> ValidationBatch:
-    """Validate manifest files [start, stop), write each report, return a small summary.
+    """Validate manifest files [start, stop), write each report (and each usable file's
+    references, for ``concat_dim``), return a small summary.
 
     A report already stored for (url, ETag) is reused (activities run at least once), unless
     ``refresh`` (a full run: after a library upgrade, validate with the new code)."""
     started = time.perf_counter()
     storage = storage or Storage(settings)
-    manifest = load_manifest(manifest_url, settings, storage)
     if start < 0 or stop < start:
         raise BadRequest(f"The batch [{start}, {stop}) of {manifest_url} is not a valid range.")
-    files = manifest.files[start:stop]
+    manifest, _ = load_manifest_slice(manifest_url, start, stop, settings, storage)
+    files = manifest.files  # only this batch's files are read from the manifest
     layout = Layout.from_settings(settings)
     reading, _ = traced_storage(storage)
     verdicts: Counter[str] = Counter()
@@ -57,8 +68,12 @@ def validate_batch(
         report = None if refresh else _stored_report(target, storage)
         was_reused = report is not None
         if report is None:
-            report = validate_file(info, settings, reading, group=manifest.group)
-            storage.write_json(target, report.to_dict())
+            report = _validate_and_reference(
+                info, settings, reading, manifest.group, concat_dim, refresh
+            )
+            # compact: json's indenting encoder is pure Python (a millisecond a report)
+            data = json.dumps(report.to_dict(), separators=(",", ":"), allow_nan=False)
+            storage.write(target, data.encode(), "application/json")
             bytes_read += report.bytes_read
             requests += report.requests
         else:
@@ -111,6 +126,60 @@ def validate_batch(
         findings=summary.findings,
     )
     return summary
+
+
+def _validate_and_reference(
+    info: ObjectInfo,
+    settings: Settings,
+    storage: Storage,
+    group: str | None,
+    concat_dim: str,
+    refresh: bool,
+) -> FileReport:
+    """The file's report; and, from the bytes its validation read, its references."""
+    location = parse_location(info.url, settings, what="file")
+    if info.size == 0 or storage.head(location).etag != info.etag:
+        return validate_file(info, settings, storage, group=group)  # generate says why
+    reader = storage.reader(location, size=info.size, prefetch_index=True)
+    try:
+        report = validate_file(info, settings, storage, group=group, reader=reader)
+        if report.verdict != "unsuitable":
+            _write_references(info, settings, storage, group, concat_dim, refresh, reader)
+    finally:
+        reader.close()
+    return report
+
+
+def _write_references(
+    info: ObjectInfo,
+    settings: Settings,
+    storage: Storage,
+    group: str | None,
+    concat_dim: str,
+    refresh: bool,
+    reader: AdaptiveReader,
+) -> None:
+    """Write the file's references from what ``reader`` holds, unless they are there (a run
+    before wrote them; a full run writes them again). A failure leaves them to generate,
+    which reads the file again and says why (a storage fault is the activity's to retry)."""
+    target = Layout.from_settings(settings).references(info.url, info.etag, group)
+    if not refresh and storage.exists(target):
+        return
+    try:
+        document = build_references(
+            info, settings, storage, concat_dim=concat_dim, group=group, reader=reader
+        )
+    except PipelineError as exc:
+        if exc.retryable:
+            raise
+        document = None
+    except Exception:  # a library's own failure: generate reports it, as before
+        document = None
+    if document is None:
+        if refresh and storage.exists(target):
+            storage.delete([target])  # not this run's: generate writes them again
+        return
+    write_references(info, document, settings, storage, group)
 
 
 def _stored_report(location: Location, storage: Storage) -> FileReport | None:

@@ -11,7 +11,7 @@ from shared.io.formats import (
     describe_magic,
     sniff,
 )
-from shared.io.readers import first_read
+from shared.io.readers import AdaptiveReader, first_read
 from shared.io.storage import ObjectInfo, Storage
 from shared.model.locations import Location, parse_location
 from shared.model.settings import Settings
@@ -24,15 +24,21 @@ from shared.stages.validate.rules import RULES
 
 
 def validate_file(
-    info: ObjectInfo, settings: Settings, storage: Storage, *, group: str | None = None
+    info: ObjectInfo,
+    settings: Settings,
+    storage: Storage,
+    *,
+    group: str | None = None,
+    reader: AdaptiveReader | None = None,
 ) -> FileReport:
     """Validate one file from its header (the variables of ``group``, default the root
     group). Findings describe the file; storage failures (PipelineError, e.g.
-    StorageUnavailable) propagate so the activity can retry."""
+    StorageUnavailable) propagate so the activity can retry. ``reader``: read through it
+    (and leave it open: the caller builds the file's references from what it holds)."""
     location = parse_location(info.url, settings, what="file")
     storage, trace = traced_storage(storage)
     first_request = len(trace.requests)
-    header, findings, fmt, detail = _read_header(info, location, storage, group)
+    header, findings, fmt, detail = _read_header(info, location, storage, group, reader)
     if header is not None:
         findings = list(header.problems)
         for check in RULES:
@@ -58,12 +64,17 @@ def validate_file(
 
 
 def _read_header(
-    info: ObjectInfo, location: Location, storage: Storage, group: str | None = None
+    info: ObjectInfo,
+    location: Location,
+    storage: Storage,
+    group: str | None = None,
+    given: AdaptiveReader | None = None,
 ) -> tuple[FileHeader | None, list[Finding], FileFormat | None, str]:
     """(header, [], format, detail), or (None, [the finding that says why not], format, detail)."""
     if info.size == 0:
         return None, [_empty_file(info.url)], None, ""
-    reader = GuardedReader(storage.reader(location, size=info.size), location, info.size)
+    inner = given if given is not None else storage.reader(location, size=info.size)
+    reader = GuardedReader(inner, location, info.size, close=given is None)
     try:
         head = reader.read(first_read(info.size, storage.settings.read_block_size))
         fmt = _sniff(reader, head, info.size)

@@ -39,12 +39,15 @@ class GuardedReader:
     finding. With ``refuse_past_end``, a read that would run past the end returns b"" without
     fetching anything (a corrupt NetCDF3 length must not make us read the whole file)."""
 
-    def __init__(self, inner: AdaptiveReader, location: Location, size: int) -> None:
+    def __init__(
+        self, inner: AdaptiveReader, location: Location, size: int, close: bool = True
+    ) -> None:
         self._inner = inner
         self._location = location
         self.size = size
         self.refuse_past_end = False
         self.failure: PipelineError | None = None
+        self._close = close  # False: the caller's reader, which the caller closes
 
     @contextmanager
     def _guard(self) -> Iterator[None]:
@@ -69,7 +72,8 @@ class GuardedReader:
         return self._inner.tell()
 
     def close(self) -> None:
-        self._inner.close()
+        if self._close:
+            self._inner.close()
 
     def raise_failure(self, error: BaseException) -> None:
         """Re-raise a storage failure that a library turned into its own exception."""

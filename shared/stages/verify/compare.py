@@ -23,7 +23,7 @@ import numpy as np
 import xarray as xr
 
 from shared.io.memory import MemoryWatch
-from shared.io.storage import ObjectInfo, Storage, classify, storage_faults
+from shared.io.storage import Storage, classify, storage_faults
 from shared.io.stores import open_store
 from shared.model.claims import MAX_REPORTED, Claim, fold_claims
 from shared.model.locations import Location, parse_location
@@ -32,7 +32,7 @@ from shared.model.settings import Settings
 from shared.model.telemetry import emit
 from shared.model.wire import VerifyTally
 from shared.stages.combine import source_root
-from shared.stages.scan import check_unchanged, load_manifest
+from shared.stages.scan import check_unchanged, load_manifest_slice, manifest_totals
 from shared.stages.validate.model import PACKING_ATTRIBUTES
 from shared.stages.verify.reading import (
     open_source,
@@ -253,11 +253,13 @@ def _value_equal(x: Any, y: Any) -> bool:
         return bool(np.array_equal(np.asarray(x), np.asarray(y)))
 
 
-def _static_files_to_check(files: tuple[ObjectInfo, ...], mode: str) -> set[str]:
-    if mode == "full" or len(files) <= 3:
-        return {f.url for f in files}
-    middle = files[1 + _digest_int(*(f.url for f in files)) % (len(files) - 2)]
-    return {files[0].url, files[-1].url, middle.url}
+def _static_positions(manifest_url: str, count: int, mode: str) -> set[int] | range:
+    """The files (manifest positions) whose variables without the concat dimension are
+    compared: every file in full mode, else the first, the last and one picked by the
+    manifest's own name (a digest of its files), alike in every batch."""
+    if mode == "full" or count <= 3:
+        return range(count)
+    return {0, count - 1, 1 + _digest_int(manifest_url) % (count - 2)}
 
 
 def verify_mode(total_bytes: int, settings: Settings) -> str:
@@ -293,10 +295,11 @@ def compare_files(
     started = time.perf_counter()
     dropped = set(drop_variables)
     storage = storage or Storage(settings)
-    manifest = load_manifest(manifest_url, settings, storage)
-    stop = len(manifest.files) if stop is None else min(stop, len(manifest.files))
-    files = manifest.files[start:stop]
-    mode = verify_mode(manifest.total_bytes, settings)
+    totals = manifest_totals(manifest_url, settings, storage)
+    stop = totals.file_count if stop is None else min(stop, totals.file_count)
+    manifest, _ = load_manifest_slice(manifest_url, start, stop, settings, storage)
+    files = manifest.files
+    mode = verify_mode(totals.total_bytes, settings)
     whole = mode == "full"  # every value is compared: each file is read in one request
     store: Location = parse_location(store_url, settings, what="store")
     check_unchanged(manifest.subset(files), settings, storage, "it was scanned")
@@ -306,7 +309,7 @@ def compare_files(
     ):
         combined = open_store(store, store_format, source_root(manifest, settings), settings)
     index = combined.get_index(concat_dim)
-    static_check = _static_files_to_check(manifest.files, mode)
+    static_check = _static_positions(manifest_url, totals.file_count, mode)
     memory = MemoryWatch(settings.memory_limit_bytes, "verify")
     mismatches: list[Mismatch] = []
     variables_checked = values_compared = 0
@@ -341,7 +344,7 @@ def compare_files(
                 claims.append([int(positions[0]), int(positions[-1]) + 1, position, position])
                 window = {concat_dim: slice(int(positions[0]), int(positions[-1]) + 1)}
                 extra = sorted(map(str, set(combined.variables) - set(source.variables)))
-                if extra and info.url == manifest.files[0].url:
+                if extra and position == 0:
                     mismatches.append(
                         Mismatch(info.url, extra[0], "is in the store but not in the file")
                     )
@@ -358,7 +361,7 @@ def compare_files(
                     if not along and static_differs == "keep-first":
                         if not holds_first:
                             continue  # the store keeps the first file's, on purpose
-                    elif not along and info.url not in static_check:
+                    elif not along and position not in static_check:
                         continue
                     stored = combined.variables[name]
                     if mode == "full" or not along:
