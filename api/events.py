@@ -5,10 +5,14 @@
                    (``watch-<dataset>``, started if it is not running)
 
 An event that is not for us (another event type, container, suffix, or a prefix no dataset
-owns) is logged with the reason and acknowledged: retrying it would never help. A failure
-to reach the Durable runtime, or a registry that cannot be read, is raised, so the host
-answers Event Grid with an error and Event Grid delivers the event again later (and
-dead-letters it after its retry policy, when one is configured).
+owns) is logged with the reason and acknowledged: retrying it would never help. So is an
+event that arrives while the registry document does not exist (``registry_missing``),
+loudly: Event Grid would retry it for 24 hours and dead-letter it, and the file is not lost
+anyway (the dataset's next upload makes the watcher list the whole source). A registry that
+is not valid, a failure to reach the Durable runtime, or storage that refuses or fails to
+answer (a role not yet in effect after a deployment, an outage) is raised, so the host
+answers Event Grid with an error and Event Grid delivers the event again later, once the
+operator has fixed the document (and dead-letters it after its retry policy).
 """
 
 from __future__ import annotations
@@ -22,8 +26,9 @@ import azure.functions as func
 from api.runs import IN_PROGRESS, runtime_status
 from orchestrators.watcher import EVENT
 from shared.ingest.datasets import DatasetConfig, load_registry
-from shared.ingest.events import decide
+from shared.ingest.events import decide, unregistered
 from shared.ingest.watch import WatchState
+from shared.model.errors import SourceNotFound
 from shared.model.plan import RunPolicy, watcher_instance_id
 from shared.model.settings import Settings
 from shared.model.telemetry import emit
@@ -32,7 +37,12 @@ log = logging.getLogger(__name__)
 bp = df.Blueprint()
 
 WATCHER = "dataset_watcher"
-LOUD_REASONS = ("unknown_dataset", "outside_storage", "malformed")
+LOUD_REASONS = ("unknown_dataset", "outside_storage", "malformed", "registry_missing")
+REGISTRY_REMEDY = (
+    "Write the registry document (docs/events.md) at that location; `azd up` writes one "
+    "from the `datasets` parameter when it is missing (docs/deploy.md). The next upload into "
+    "a dataset's prefix starts its run, which lists the whole source, this file included."
+)
 
 
 def watcher_config(dataset: DatasetConfig, settings: Settings) -> dict[str, Any]:
@@ -50,7 +60,18 @@ def watcher_config(dataset: DatasetConfig, settings: Settings) -> dict[str, Any]
 @bp.durable_client_input(client_name="client")
 async def blob_created(event: func.EventGridEvent, client: df.DurableOrchestrationClient) -> None:
     settings = Settings.from_env()
-    registry = load_registry(settings)  # unreadable: raise, so Event Grid delivers it again
+    try:
+        registry = load_registry(settings)  # unreachable: raise, Event Grid delivers it again
+    except SourceNotFound:
+        ignored = unregistered(
+            event.id,
+            event.get_json(),
+            "registry_missing",
+            f"The dataset registry {settings.datasets.strip()} (PIPELINE_DATASETS) does not "
+            f"exist: no dataset is registered, the upload is not ingested. {REGISTRY_REMEDY}",
+        )
+        emit(log, f"event ignored: {ignored.message}", logging.WARNING, **ignored.log_fields())
+        return
     decision = decide(
         event_id=event.id,
         event_type=event.event_type,

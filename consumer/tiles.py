@@ -17,8 +17,10 @@ never from the request. A TiTiler deployment needs three lines (docs/tiles.md):
     app.include_router(TilerFactory(reader=PublishedReader).router, prefix="/md")
 
 A published store whose source file changed, or whose bytes do not decode, is answered with
-a clear error naming the file (SourceChanged or CorruptChunk: 409 in create_app's app), never
-a 500 with the library's words only.
+a clear error naming the file (SourceChanged or CorruptChunk: 409 in create_app's app); one
+whose source file is gone, deleted or moved after the store was built, with SourceGone (410)
+naming the file; a store or item that does not exist with 404. Never a 500 with the
+library's words only.
 
 This module imports nothing from the Function App.
 """
@@ -26,6 +28,7 @@ This module imports nothing from the Function App.
 from __future__ import annotations
 
 import functools
+import re
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -39,9 +42,16 @@ import xarray as xr
 from titiler.xarray.io import Reader
 
 from consumer.reader import ASSET_KEY, open_asset, read_item
-from shared.io.storage import Storage
+from shared.io.storage import Storage, icechunk_kind
 from shared.io.stores import open_icechunk_repository, open_store
-from shared.model.errors import BadRequest, CorruptChunk, PipelineError, SourceChanged
+from shared.model.errors import (
+    BadRequest,
+    CorruptChunk,
+    PipelineError,
+    SourceChanged,
+    SourceGone,
+    SourceNotFound,
+)
 from shared.model.locations import Location, parse_location, store_location
 from shared.model.request import StoreFormat
 from shared.model.settings import Settings
@@ -228,6 +238,15 @@ def explain(
     ``selected``, the part a request selected) failed, or None if ``exc`` is not a decode
     failure (see shared.stages.verify.decode_failure) or no chunk of the selection fails again when
     read one chunk at a time (then nothing can be named, and the error is raised as it is)."""
+    gone = missing_source(exc)
+    if gone is not None:
+        store, _ = _store_of(src_path, settings_for_tiles())
+        return SourceGone(
+            f"{gone} no longer exists: the store {store.url} refers to it{_of(variable)}, so "
+            "the values it holds cannot be served.",
+            url=gone,
+            store_url=store.url,
+        )
     words = decode_failure(exc)
     changed = changed_in_icechunk(str(exc))
     readable = variable is not None and dataset is not None and variable in dataset.variables
@@ -264,6 +283,40 @@ def explain(
             **context,
         )
     return _damaged_or_changed(ref, what, bad, store, store_format, settings, context)
+
+
+# How the readers name a source file that is not there: fsspec's reference filesystem
+# (kerchunk JSON and Parquet) and Icechunk's virtual chunk fetch.
+_REFERENCE_GONE = re.compile(r"failed to fetch target (\S+)")
+_ICECHUNK_GONE = re.compile(r"Object at location (\S+) not found")
+
+
+def missing_source(exc: BaseException) -> str | None:
+    """The source file a read failed on because it does not exist (fsspec's
+    ReferenceNotReachable over a FileNotFoundError, a FileNotFoundError, an obstore
+    NotFoundError, an Icechunk StorageError saying "not found"), else None."""
+    chain: list[BaseException] = []
+    seen: BaseException | None = exc
+    while seen is not None and len(chain) < 16 and seen not in chain:
+        chain.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    missing = any(
+        isinstance(e, FileNotFoundError)
+        or type(e).__name__ == "NotFoundError"
+        or (icechunk_kind(e) is not None and " not found" in str(e).lower())
+        for e in chain
+    )
+    if not missing:
+        return None
+    for error in chain:
+        text = str(error)
+        for pattern in (_ICECHUNK_GONE, _REFERENCE_GONE):
+            found = pattern.search(text)
+            if found:
+                return found.group(1).strip("\"'")
+        if isinstance(error, FileNotFoundError) and error.filename:
+            return str(error.filename)
+    return None
 
 
 def _damaged_or_changed(
@@ -405,6 +458,14 @@ def create_app(*, title: str = "virtual-zarr-pipeline tiles") -> Any:
     app.include_router(factory.router, tags=["Published stores"])
     # A published store that no longer reads back: the store conflicts with its sources.
     add_exception_handlers(
-        app, {**DEFAULT_STATUS_CODES, BadRequest: 400, SourceChanged: 409, CorruptChunk: 409}
+        app,
+        {
+            **DEFAULT_STATUS_CODES,
+            BadRequest: 400,
+            SourceNotFound: 404,
+            SourceChanged: 409,
+            CorruptChunk: 409,
+            SourceGone: 410,
+        },
     )
     return app

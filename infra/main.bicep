@@ -70,8 +70,11 @@ param storeContainer string = 'stores'
 @description('Container of the static STAC catalog.')
 param catalogContainer string = 'catalog'
 
-@description('PIPELINE_DATASETS: the dataset registry (inline JSON or a blob location). Empty: az://<workContainer>/registry/datasets.json, which you upload after azd up.')
+@description('PIPELINE_DATASETS: the dataset registry (inline JSON or a blob location). Empty: az://<workContainer>/registry/datasets.json, which the deployment writes from `datasets` when it does not exist.')
 param datasetRegistry string = ''
+
+@description('The datasets the deployment registers when it writes the registry: {"<dataset id>": {"source": "az://<source container>/<prefix>", ...}} (docs/events.md). Written only when the registry blob does not exist yet: after that the blob is the registry (docs/deploy.md).')
+param datasets object = {}
 
 @description('Create the Event Grid subscription to blob_created. The function must be deployed first: the postdeploy hook sets it and provisions again.')
 param eventSubscriptionEnabled bool = false
@@ -91,6 +94,17 @@ param logDailyCapGb int = 1
 @description('Only the identity may send telemetry (breaks PIPELINE_LOG_EXPORTER=opencensus).')
 param disableAppInsightsLocalAuth bool = false
 
+@description('Create the staging slot with its own task hub (docs/runbooks/deploy.md); it shares the plan\'s instances.')
+param stagingSlot bool = false
+
+@description('PIPELINE_LOG_EXPORTER: functions (the worker forwards records to the host), opentelemetry (Azure Monitor OpenTelemetry, as Microsoft documents it for Python), opencensus (retired upstream). docs/telemetry.md.')
+@allowed([
+  'functions'
+  'opencensus'
+  'opentelemetry'
+])
+param logExporter string = 'functions'
+
 @description('E-mail address for every alert; empty: alerts are created without notification.')
 param alertEmail string = ''
 
@@ -106,7 +120,8 @@ var pipelineContainers = [
   storeContainer
   catalogContainer
 ]
-var registry = empty(datasetRegistry) ? 'az://${workContainer}/registry/datasets.json' : datasetRegistry
+var registryBlob = 'registry/datasets.json'
+var registry = empty(datasetRegistry) ? 'az://${workContainer}/${registryBlob}' : datasetRegistry
 // Event Grid subjects of blob uploads: /blobServices/default/containers/<container>/blobs/<name>.
 var containerSubjects = [for container in sourceContainers: '/blobServices/default/containers/${container}/blobs/']
 var datasetSubjects = [for dataset in datasetPrefixes: '/blobServices/default/containers/${dataset.container}/blobs/${dataset.prefix}/']
@@ -203,6 +218,30 @@ module functionApp 'modules/function-app.bicep' = {
     storeContainer: storeContainer
     catalogContainer: catalogContainer
     datasetRegistry: registry
+    logExporter: logExporter
+    stagingSlot: stagingSlot
+  }
+}
+
+// The registry PIPELINE_DATASETS names, written when it does not exist (a custom
+// datasetRegistry is the operator's to write).
+module registryDocument 'modules/registry.bicep' = if (empty(datasetRegistry)) {
+  name: 'dataset-registry'
+  scope: rg
+  dependsOn: [
+    roles
+  ]
+  params: {
+    name: 'ds-${namePrefix}-registry-${resourceToken}'
+    location: location
+    tags: tags
+    identityId: identity.outputs.id
+    dataStorageName: dataStorage.outputs.name
+    container: workContainer
+    blobName: registryBlob
+    document: {
+      datasets: datasets
+    }
   }
 }
 
@@ -259,3 +298,4 @@ output PIPELINE_DATASETS string = registry
 output TASK_HUB_STORAGE_ACCOUNT string = hubStorage.outputs.name
 output EVENT_GRID_TOPIC string = events.outputs.topicName
 output EVENT_SUBSCRIPTION_CREATED bool = events.outputs.subscriptionCreated
+output STAGING_URL string = stagingSlot ? 'https://${functionApp.outputs.stagingHostName}' : ''

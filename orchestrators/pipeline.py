@@ -37,6 +37,7 @@ from shared.model.plan import PipelineInput, RunPolicy, batch_instance_id, batch
 from shared.model.request import PipelineRequest
 from shared.model.status import AWAITING_APPROVAL, RunStatus
 from shared.model.telemetry import emit
+from shared.model.versions import version_of
 from shared.model.wire import (
     BatchInput,
     BatchSummary,
@@ -85,6 +86,14 @@ class PipelineFailed(Exception):
     """Ends the orchestration as Failed; the details are in the custom status."""
 
 
+def child_version(context: df.DurableOrchestrationContext) -> str | None:
+    """A run's batches run the run's own orchestration version, so a run started by an
+    earlier release replays its children with that release's branch too (docs/versioning.md).
+    None for a run started before versioning: the extension then stamps host.json's
+    defaultVersion, and the children read the run's input the way today's release does."""
+    return version_of(context) or None
+
+
 def _retry(policy: RunPolicy) -> df.RetryOptions:
     return df.RetryOptions(policy.retry_first_interval_ms, policy.retry_max_attempts)
 
@@ -118,7 +127,9 @@ class Run:
     @classmethod
     def of(cls, context: df.DurableOrchestrationContext) -> Run:
         given = PipelineInput.from_dict(context.get_input())
-        status = RunStatus(dataset_id=given.request.dataset_id)
+        status = RunStatus(
+            dataset_id=given.request.dataset_id, orchestration_version=version_of(context)
+        )
         return cls(context, given.request, given.policy, status)
 
     @property
@@ -224,6 +235,7 @@ def stage_batches(run: Run, stage: str, plan: RunPlan) -> Step:
                     **run.fields,
                 ).to_dict(),
                 batch_instance_id(context.instance_id, stage, done + position),
+                version=child_version(context),
             )
             for position, (start, stop) in enumerate(wave)
         ]
@@ -318,6 +330,7 @@ def combine_spread(run: Run, plan: RunPlan, given: CombineInput) -> Step:
                 combine=given, ranges=[list(r) for r in wave], policy=policy
             ).to_dict(),
             batch_instance_id(context.instance_id, "combine", index),
+            version=child_version(context),
         )
         try:
             result = yield child
@@ -353,6 +366,7 @@ def verify(run: Run, plan: RunPlan, combined: CombineAnswer) -> Step:
                     policy=policy,
                 ).to_dict(),
                 batch_instance_id(context.instance_id, "verify", done + position),
+                version=child_version(context),
             )
             for position, (start, stop) in enumerate(wave)
         ]

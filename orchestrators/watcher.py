@@ -37,6 +37,7 @@ from shared.model.plan import PipelineInput, RunPolicy
 from shared.model.request import PipelineRequest
 from shared.model.status import fit_custom_status
 from shared.model.telemetry import emit
+from shared.model.versions import version_of
 from shared.model.wire import (
     ChangesAnswer,
     ChangesInput,
@@ -124,6 +125,8 @@ class _Watch:
 
     def show(self, phase: str) -> None:
         status = self.state.status(phase, self.context.current_utc_datetime)
+        # which release started it (kept for ever: docs/versioning.md, "Retiring")
+        status["orchestration_version"] = version_of(self.context)
         self.context.set_custom_status(fit_custom_status(status))
 
     def note(self, message: str, **fields: Any) -> None:

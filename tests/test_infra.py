@@ -512,9 +512,161 @@ def test_the_health_availability_test_has_the_name_the_operations_query_uses():
 
 def test_what_azd_and_the_tools_write_is_not_committed():
     # git's own matching, for folders and for a worktree's symbolic links to them alike
-    paths = [".azure/dev/.env", ".tools", ".tools/bin/kusto", ".venv", ".worker", ".azurite"]
+    paths = [".azure/dev/.env", ".tools", ".venv", ".worker", ".azurite"]
     found = subprocess.run(
         ["git", "check-ignore", "--no-index", *paths],
         cwd=ROOT, capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert found.stdout.split() == paths, found.stderr
+
+
+# -- every alert can fire, on every plan docs/settings.md offers ----------------------------
+IDLE_WORKER_BYTES = 152_000_000  # a worker with the libraries loaded (docs/host-settings.md)
+
+
+def offered_plans() -> list[str]:
+    row = next(line for line in SETTINGS_DOC.splitlines() if line.startswith("| `PIPELINE_PLAN`"))
+    plans = re.findall(r"`(EP\d)`", row)
+    assert plans, "docs/settings.md names no plan"
+    return plans
+
+
+def kql(number: int) -> str:
+    return next((INFRA / "alerts").glob(f"{number:02d}-*.kql")).read_text()
+
+
+def kql_number(number: int, pattern: str) -> float:
+    found = re.search(pattern, kql(number))
+    assert found, f"alert {number}: no threshold matching {pattern!r}"
+    return float(found.group(1))
+
+
+def seconds_of(duration: str) -> float:
+    """An ISO 8601 duration of the alerts (PT15M, PT1H, P2D) in seconds."""
+    found = re.fullmatch(r"P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?)?", duration)
+    assert found, duration
+    days, hours, minutes = (int(g or 0) for g in found.groups())
+    return days * 86400 + hours * 3600 + minutes * 60
+
+
+def reach(number: int, plan: str) -> list[tuple[str, float, float]]:
+    """(what, threshold, the most the app can produce in the alert's window on ``plan``):
+    the alert can fire when the threshold is below that most."""
+    settings = deployed_settings(planSku=plan)
+    env = {k: v for k, v in settings.items() if isinstance(v, str)}
+    scope = main_scope(planSku=plan)
+    durable = HOST["extensions"]["durableTask"]
+    slots = durable["maxConcurrentActivityFunctions"] * scope["maximumInstances"]
+    if number in (1, 2, 3, 9):
+        return [("any row", 0, 1)]  # a failed run, a failed health check: one is enough
+    rules = [r for r in alert_rules() if r["title"].startswith(f"{number}. ")]
+    window = seconds_of(rules[0]["window"])
+    if number == 4:  # activity failures per stage and code in the window: one per activity
+        return [("failures", kql_number(4, r"failures > (\d+)"), slots * window / 60)]
+    if number == 5:  # 'will be retried' records: each slot can fail every retry interval
+        retry_seconds = Settings().retry_first_interval_ms / 1000
+        most = slots * window / retry_seconds
+        return [("retries", float(r["threshold"]), most) for r in rules]
+    if number == 6:  # a run open longer than `limit`, within the query's window
+        limit = kql_number(6, r"let limit = (\d+)h;") * 3600
+        return [("hours open", limit, window)]
+    if number == 7:  # the peak over the ceiling in force: a combine that ends is under it
+        ratio = kql_number(7, r"let ratio_limit = ([\d.]+);")
+        ceiling = memory_limit(env)
+        # Firing only on growth: the idle worker alone must stay under the threshold.
+        assert ratio * ceiling > IDLE_WORKER_BYTES, f"{plan}: alert 7 fires on an idle worker"
+        return [("peak / ceiling", ratio, 1.0)]
+    if number == 8:  # an invocation over 30 minutes: it can last until functionTimeout
+        limit_ms = kql_number(8, r"duration > (\d+)")
+        hours, minutes, seconds = (int(p) for p in HOST["functionTimeout"].split(":"))
+        return [("ms", limit_ms, (hours * 3600 + minutes * 60 + seconds) * 1000)]
+    if number == 10:  # uploads ignored: one record per event delivered, Event Grid's pace
+        return [("ignored", kql_number(10, r"ignored > (\d+)"), float("inf"))]
+    if number == 11:  # a watcher's failed runs: one per quiet period at most
+        failed = kql_number(11, r"failed >= (\d+)")
+        return [("failed runs", failed - 1, window / Settings().quiet_seconds)]
+    raise AssertionError(f"alert {number} has no reachability rule here: add one")
+
+
+def test_every_alert_threshold_can_be_reached_on_every_plan_the_settings_offer():
+    numbers = [int(n) for n in re.findall(r"^\| (\d+)\. ", OPERATIONS_DOC, flags=re.M)]
+    assert len(numbers) == 11
+    for plan in offered_plans():
+        for number in numbers:
+            for what, threshold, most in reach(number, plan):
+                assert threshold < most, (
+                    f"alert {number} on {plan}: {what} threshold {threshold} can never be "
+                    f"reached (at most {most})"
+                )
+
+
+def test_no_alert_waits_for_a_memory_figure_the_ceiling_stops_first():
+    """An absolute memory threshold (alert 7 had 2.5 GB) is above EP1's ceiling with 4
+    processes (1.775 GB): combine stops with memory_limit before the alert could fire."""
+    for path in sorted((INFRA / "alerts").glob("*.kql")):
+        for found in re.findall(r"memory_bytes\) > ([\d.e]+)", path.read_text()):
+            for plan in offered_plans():
+                env = {
+                    k: v for k, v in deployed_settings(planSku=plan).items() if isinstance(v, str)
+                }
+                assert float(found) < memory_limit(env), f"{path.name} on {plan}"
+    assert "memory_limit_bytes" in kql(7) and "peak_memory_bytes" in kql(7)
+
+
+def test_the_durable_storage_provider_is_the_one_the_decision_chose():
+    """docs/decisions/0004: Azure Storage, on the identity-based AzureWebJobsStorage
+    connection, whose account carries the roles that provider needs."""
+    decision = (ROOT / "docs" / "decisions" / "0004-durable-storage-provider.md").read_text()
+    assert "**Azure Storage, explicitly**" in decision
+    provider = HOST["extensions"]["durableTask"]["storageProvider"]
+    assert "type" not in provider  # Azure Storage; DTS would be "azureManaged"
+    connection = provider["connectionName"]
+    settings = deployed_settings()
+    assert {f"{connection}__accountName", f"{connection}__credential"} <= set(settings)
+    assert connection not in settings  # no connection string: the identity
+    hub_roles = bicep("modules/roles.bicep")["variables"]["hubRoles"]["value"]
+    assert [r["operator"]["operands"]["operand_2"] for r in hub_roles] == [
+        "storageBlobDataOwner",
+        "storageQueueDataContributor",
+        "storageTableDataContributor",
+    ]
+
+
+def test_the_staging_slot_has_its_own_task_hub_share_and_folders_which_stay_with_it():
+    """docs/runbooks/deploy.md: the slot a release is smoke-tested in before the swap. Its
+    task hub, content share and pipeline folders are slot settings, so a swap leaves
+    production on host.json's hub with its own folders; no Event Grid subscription reaches it."""
+    template = bicep("modules/function-app.bicep")
+    variables = template["variables"]
+    overrides = variables["stagingOverrides"]["value"]
+    hub = variables["stagingHub"]["value"]
+    sticky = variables["stickySettings"]["value"]
+    hub_setting = "AzureFunctionsJobHost__extensions__durableTask__hubName"
+    assert set(sticky) == {*overrides, hub_setting}
+    assert hub != HOST["extensions"]["durableTask"]["hubName"]
+    assert re.fullmatch(r"[A-Za-z][A-Za-z0-9]*", hub) and len(hub) <= 45
+    assert {"WEBSITE_CONTENTSHARE", "PIPELINE_WORK_AREA", "PIPELINE_STORE_ROOT",
+            "PIPELINE_CATALOG", "PIPELINE_DATASETS"} <= set(overrides)  # fmt: skip
+    assert json.loads(overrides["PIPELINE_DATASETS"]) == {"datasets": {}}
+    resources = template["resources"]
+    assert set(resources["staging"]["config"]) >= {"condition", "config"}
+    slot = resources["staging"]["config"]["config"]
+    assert slot["properties"]["siteConfig"]["appSettings"] == "stagingSettings"
+    assert slot["identity"] == resources["app"]["config"]["identity"]
+    names = resources["slotSettings"]["config"]["config"]["properties"]["appSettingNames"]
+    assert names == "stickySettings"
+    # Event Grid delivers to the production app's id only.
+    events = bicep("main.bicep")["modules"]["events"]["config"]["params"]["functionAppId"]
+    assert "functionApp" in json.dumps(events) and "staging" not in json.dumps(events)
+
+
+def test_the_memory_ceilings_the_operations_page_quotes_are_the_ones_the_code_derives():
+    section = operations_sections()[7]
+    quoted = dict(
+        (plan, float(gb))
+        for gb, plan in re.findall(r"([\d.]+) GB (?:on|and) (EP\d)", section.replace("\n", " "))
+    )
+    assert set(quoted) == set(offered_plans()), section[:400]
+    for plan, gb in quoted.items():
+        env = {k: v for k, v in deployed_settings(planSku=plan).items() if isinstance(v, str)}
+        assert gb * 1e9 == pytest.approx(memory_limit(env), rel=1e-3), plan

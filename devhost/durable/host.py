@@ -43,7 +43,8 @@ from devhost.durable.store import (
     send,
     status_of,
 )
-from devhost.durable.workers import index_app, run_activity, start_pool
+from devhost.durable.versioning import Versioning
+from devhost.durable.workers import app_folder, index_app, run_activity, start_pool
 
 log = logging.getLogger(__name__)
 
@@ -75,11 +76,14 @@ class DurableHost:
         max_short_timer: timedelta = MAX_SHORT_TIMER,
         long_timer_interval: timedelta = LONG_TIMER_INTERVAL,
         in_process: bool = False,
+        versioning: Versioning | None = None,
     ) -> None:
         """``in_process`` runs activities on threads of this process instead of worker
         processes: the same orchestrator replay, the same activity functions and converter,
         without the workers' start-up (for tests that drive many short runs). Process-level
-        behaviour (a worker that dies, HDF5's per-process lock) needs the default."""
+        behaviour (a worker that dies, HDF5's per-process lock) needs the default.
+        ``versioning``: the orchestration versioning settings; by default the app folder's
+        host.json ones (defaultVersion, versionMatchStrategy, versionFailureStrategy)."""
         self.state_dir = Path(state_dir)
         self.in_process = in_process
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -92,9 +96,14 @@ class DurableHost:
         # front end, DevServer, which serves the API the client talks to).
         self.client_binding: str | None = None
         self.index = index_app(app_module)
+        self.versioning = versioning or Versioning.of_app(app_folder(app_module))
         self.store = Store(self.state_dir)
         self._replayer = Replayer(
-            self.index.orchestrators, self.index.activities, max_short_timer, long_timer_interval
+            self.index.orchestrators,
+            self.index.activities,
+            max_short_timer,
+            long_timer_interval,
+            self.versioning,
         )
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -140,9 +149,12 @@ class DurableHost:
         self.stop()
 
     # -- client API (what the webhook endpoints call) ----------------------------------
-    def start_new(self, name: str, instance_id: str, input_json: str | None) -> str:
-        """Start (or restart a finished) orchestration. Raises InstanceExists while one with
-        this id is pending or running."""
+    def start_new(
+        self, name: str, instance_id: str, input_json: str | None, version: str | None = None
+    ) -> str:
+        """Start (or restart a finished) orchestration, stamped with ``version`` or else
+        host.json's defaultVersion. Raises InstanceExists while one with this id is pending
+        or running."""
         if name not in self.index.orchestrators:
             raise KeyError(
                 f"The function '{name}' doesn't exist, is disabled, or is not an orchestrator "
@@ -153,7 +165,9 @@ class DurableHost:
             status = status_of(db, instance_id)
             if status is not None and status not in TERMINAL:
                 raise InstanceExists(instance_id, status)
-            new_execution(db, instance_id, name, input_json, now)
+            new_execution(
+                db, instance_id, name, input_json, now, version=self.versioning.stamp(version)
+            )
         self._wake.set()
         return instance_id
 

@@ -17,7 +17,7 @@ from devhost.durable.protocol import (
     loads,
     new_execution_id,
 )
-from devhost.durable.store import end_execution, send, send_first
+from devhost.durable.store import end_execution, send, send_first, version_of
 
 
 def new_execution(
@@ -27,20 +27,22 @@ def new_execution(
     input_json: str | None,
     now: datetime,
     parent: tuple[str, int, str] | None = None,
+    version: str = "",
 ) -> str:
     """A new execution of ``instance_id`` (a new execution id) replacing whatever ran
     under that id before; ``parent`` is (parent id, task id, parent execution id) for a
     sub-orchestration. Messages sent to the replaced execution are discarded when they
     arrive (by execution id); raised events not yet delivered go to the new one, and
-    sub-orchestrations the replaced one started are left to run, as on Azure."""
+    sub-orchestrations the replaced one started are left to run, as on Azure. ``version`` is
+    the orchestration version stamped on it for its whole life."""
     execution_id = new_execution_id()
     db.execute("DELETE FROM instances WHERE id = ?", (instance_id,))
     end_execution(db, instance_id)
     parent_id, parent_task, parent_execution = parent or (None, None, None)
     db.execute(
         "INSERT INTO instances (id, name, input, status, parent_id, parent_task, "
-        "parent_execution, execution_id, created, updated) VALUES (?, ?, ?, 'Pending', ?, ?, "
-        "?, ?, ?, ?)",
+        "parent_execution, execution_id, created, updated, version) VALUES (?, ?, ?, "
+        "'Pending', ?, ?, ?, ?, ?, ?, ?)",
         (
             instance_id,
             name,
@@ -51,9 +53,10 @@ def new_execution(
             execution_id,
             iso(now),
             iso(now),
+            version,
         ),
     )
-    started = execution_started(instance_id, execution_id, name, input_json)
+    started = execution_started(instance_id, execution_id, name, input_json, version)
     if parent_id is not None:
         started["ParentInstance"] = {
             "OrchestrationInstance": {"InstanceId": parent_id, "ExecutionId": parent_execution},
@@ -71,7 +74,8 @@ def continue_as_new(
     timers) is discarded when it arrives; events raised after the batch that ended the
     old execution go to the new one; events of that batch, and events the old execution
     had received but not consumed, are gone (the out-of-process shim continues as new
-    without preserveUnprocessedEvents)."""
+    without preserveUnprocessedEvents). The new execution keeps the instance's version
+    (DTFx: ``NewVersion ?? runtimeState.Version``; the SDK's continue_as_new sets none)."""
     execution_id = new_execution_id()
     end_execution(db, instance_id)
     db.execute(
@@ -79,7 +83,8 @@ def continue_as_new(
         "execution_id = ?, updated = ? WHERE id = ?",
         (input_json, execution_id, iso(now), instance_id),
     )
-    first = execution_started(instance_id, execution_id, name, input_json)
+    version = version_of(db, instance_id)
+    first = execution_started(instance_id, execution_id, name, input_json, version)
     send_first(db, instance_id, first, execution_id)
 
 

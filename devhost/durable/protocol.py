@@ -77,13 +77,15 @@ def event(
 
 
 def execution_started(
-    instance_id: str, execution_id: str, name: str, input_json: str | None
+    instance_id: str, execution_id: str, name: str, input_json: str | None, version: str = ""
 ) -> dict[str, Any]:
+    """ExecutionStarted, with the instance's orchestration version (the SDK's
+    context.version reads it)."""
     return event(
         EXECUTION_STARTED,
         Name=name,
         Input=input_json,
-        Version="",
+        Version=version,
         OrchestrationInstance={"InstanceId": instance_id, "ExecutionId": execution_id},
     )
 

@@ -63,13 +63,21 @@ from devhost.durable.store import (
     append_history,
     current_execution,
     episode_state,
+    put_back,
     queue_activity,
     read_history,
     record_episode,
+    retry_attempts,
     retry_of,
     send,
     set_retry,
     take_batch,
+)
+from devhost.durable.versioning import (
+    MISMATCH_MESSAGE,
+    MISMATCH_REASON,
+    Versioning,
+    abandon_delay,
 )
 
 log = logging.getLogger(__name__)
@@ -96,6 +104,7 @@ class Replayer:
     activities: Container[str]
     max_short_timer: timedelta
     long_timer_interval: timedelta
+    versioning: Versioning = field(default_factory=Versioning)
 
     def episode(self, store: Store, instance_id: str, due_by: float) -> None:
         """One episode of ``instance_id`` with its messages due by ``due_by``: one
@@ -111,21 +120,35 @@ class Replayer:
         batch = take_batch(db, instance_id, due_by, BATCH_SIZE)
         if row is None:
             return  # no such instance (purged): its messages are dropped
-        name, input_json, status, parent_id, next_seq, actions_seen, execution_id = row
+        name, input_json, status, parent_id, next_seq, actions_seen, execution_id = row[:7]
+        version, abandons = row[7:]
         if status in TERMINAL:
             return  # e.g. an activity that finished after the instance failed
         # Messages for an earlier execution (before continue-as-new, or of an execution
         # that a new start replaced) are discarded, as DTFx does by execution id.
-        events = [json.loads(e) for _, e, target in batch if target in (None, execution_id)]
+        kept = [b for b in batch if b[2] in (None, execution_id)]
+        events = [json.loads(e) for _, e, _ in kept]
         if len(events) < len(batch):
             log.debug("%s: %d stale message(s) dropped", instance_id, len(batch) - len(events))
         if not events:
+            return
+        if self.versioning.refuses(version):
+            self._refuse(db, instance_id, version, kept, events, abandons, now)
             return
         stored = read_history(db, instance_id)
         for old in stored:
             old["IsPlayed"] = True
         started = event(ORCHESTRATOR_STARTED, timestamp=now)
-        step = _Step(db, instance_id, execution_id, now, Sequence(next_seq), self.activities)
+        step = _Step(
+            db,
+            instance_id,
+            execution_id,
+            now,
+            Sequence(next_seq),
+            self.activities,
+            self.versioning,
+        )
+        numbered = scheduled_in_history(stored, retry_attempts(db, instance_id))
         delivered: list[dict[str, Any]] = []
         state: dict[str, Any] = {}
         error: str | None = None
@@ -149,6 +172,12 @@ class Replayer:
             error = error or custom_status_refused(state.get("customStatus"))
             actions = state.get("actions") or [[]]
             actions = actions[0] if actions and isinstance(actions[0], list) else actions
+            replayed = numbered_actions(actions)
+            if error is None:
+                error = nondeterminism(numbered, replayed, done=bool(state.get("isDone")))
+                if error is not None:
+                    break  # nothing of this replay is scheduled: the orchestration fails
+            numbered = replayed
             for action in actions[actions_seen:]:
                 continue_as_new_action = step.schedule(action) or continue_as_new_action
             actions_seen = len(actions)
@@ -189,6 +218,113 @@ class Replayer:
         elif state.get("isDone"):
             finish(db, instance_id, "Completed", json.dumps(state.get("output")), now)
 
+    def _refuse(
+        self,
+        db: sqlite3.Connection,
+        instance_id: str,
+        version: str,
+        kept: list[tuple[int, str, str | None]],
+        events: list[dict[str, Any]],
+        abandons: int,
+        now: datetime,
+    ) -> None:
+        """An episode this worker's versioning refuses (DTFx TaskOrchestrationDispatcher):
+        Reject puts the messages back, invisible for a while, and changes nothing else;
+        Fail ends the orchestration Failed with VersionMismatch."""
+        if self.versioning.failure == "Reject":
+            delay = abandon_delay(abandons + 1)
+            put_back(db, instance_id, kept, now.timestamp() + delay)
+            log.info(
+                "%s: orchestration version %r refused by this worker (%s, defaultVersion %r); "
+                "abandoned for %.0f s",
+                instance_id,
+                version,
+                self.versioning.match,
+                self.versioning.default_version,
+                delay,
+            )
+            return
+        reason = f"{MISMATCH_REASON}: {MISMATCH_MESSAGE}"
+        append_history(
+            db,
+            instance_id,
+            [
+                event(ORCHESTRATOR_STARTED, timestamp=now),
+                *events,
+                event(ORCHESTRATOR_COMPLETED, timestamp=now),
+                event(EXECUTION_FAILED, timestamp=now, Reason=reason, Details=None),
+            ],
+        )
+        finish(db, instance_id, "Failed", json.dumps(reason), now)
+
+
+def numbered_actions(actions: list[dict[str, Any]]) -> list[list[str]]:
+    """The actions that take a sequence number (activities, sub-orchestrations, timers), in
+    order, as [kind, name]: what DTFx matches every TaskScheduled, SubOrchestrationInstance
+    Created and TimerCreated of the history with on replay. Waits for events take none."""
+    found: list[list[str]] = []
+    for action in actions:
+        kind = action.get("actionType")
+        if kind in (WHEN_ALL, WHEN_ANY):
+            found += numbered_actions(action.get("compoundActions") or [])
+        elif kind in (CALL_ACTIVITY, CALL_ACTIVITY_WITH_RETRY):
+            found.append(["activity", str(action.get("functionName"))])
+        elif kind in (CALL_SUB, CALL_SUB_WITH_RETRY):
+            found.append(["sub-orchestration", str(action.get("functionName"))])
+        elif kind == CREATE_TIMER:
+            found.append(["timer", ""])
+    return found
+
+
+def scheduled_in_history(
+    history: list[dict[str, Any]], attempts: Mapping[str, int]
+) -> list[list[str]]:
+    """What the orchestrator scheduled in this execution, by the history: every
+    TaskScheduled, SubOrchestrationInstanceCreated and TimerCreated but those the host made
+    for a retry (a retry timer, a task scheduled again: ``attempts`` maps "task:<id>" and
+    "timer:<id>" of the tasks with retry options to their attempt), as [kind, name]."""
+    found: list[list[str]] = []
+    for past in history:
+        kind, number = past["EventType"], past.get("EventId")
+        if kind == TASK_SCHEDULED and attempts.get(f"task:{number}", 1) <= 1:
+            found.append(["activity", str(past.get("Name"))])
+        elif kind == SUB_CREATED:
+            found.append(["sub-orchestration", str(past.get("Name"))])
+        elif kind == TIMER_CREATED and f"timer:{number}" not in attempts:
+            found.append(["timer", ""])
+    return found
+
+
+def nondeterminism(before: list[list[str]], now: list[list[str]], done: bool) -> str | None:
+    """DTFx's refusal of a replay that does not schedule what the history says was scheduled
+    (TaskOrchestrationContext.HandleTaskScheduledEvent, HandleTimerCreatedEvent,
+    HandleSubOrchestrationCreatedEvent: NonDeterministicOrchestrationException, which fails
+    the orchestration); None when the replay agrees. A replay that ends (``done``) or waits
+    before scheduling everything the history has scheduled is refused too."""
+    for position, (old, new) in enumerate(zip(before, now, strict=False)):
+        if old[0] != new[0] or old[1].lower() != new[1].lower():
+            return (
+                "Non-Deterministic workflow detected: A previous execution of this "
+                f"orchestration scheduled {_describe(old)} at position {position}, but the "
+                f"current orchestration replay instead scheduled {_describe(new)} there. Was "
+                "a change made to the orchestrator code after this instance had already "
+                "started running?"
+            )
+    if len(now) < len(before):
+        missing = before[len(now)]
+        return (
+            "Non-Deterministic workflow detected: A previous execution of this orchestration "
+            f"scheduled {_describe(missing)} at position {len(now)}, but the current replay "
+            f"execution hasn't {'' if done else '(yet?) '}scheduled this task. Was a change "
+            "made to the orchestrator code after this instance had already started running?"
+        )
+    return None
+
+
+def _describe(action: list[str]) -> str:
+    kind, name = action
+    return f"a {kind} named '{name}'" if name else f"a {kind}"
+
 
 def call_orchestrator(
     handle: Callable[[str], str], context: dict[str, Any]
@@ -216,6 +352,7 @@ class _Step:
     now: datetime
     sequence: Sequence
     activities: Container[str]
+    versioning: Versioning = field(default_factory=Versioning)
     scheduled: list[dict[str, Any]] = field(default_factory=list)
 
     def segments(self, events: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
@@ -308,7 +445,12 @@ class _Step:
             # so a child whose id is in use starts a new execution that replaces the running
             # one (whose own parent then never hears back). Name children uniquely.
             parent = (self.instance_id, task_id, self.execution_id)
-            new_execution(self.db, child_id, name, input_json, self.now, parent=parent)
+            # The child's version: the one the action asks for (the SDK's version=), else
+            # host.json's defaultVersion, as the extension stamps it.
+            version = self.versioning.stamp(action.get("version"))
+            new_execution(
+                self.db, child_id, name, input_json, self.now, parent=parent, version=version
+            )
             return None
         if kind == CREATE_TIMER:
             self.create_timer(parse_time(action["fireAt"]))

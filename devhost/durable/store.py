@@ -35,8 +35,10 @@ from shared.model.errors import PipelineError
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
+# instances.version: the orchestration version stamped on the instance (docs/devhost.md);
+# instances.abandons: how often a refused episode was put back (versioning.abandon_delay).
 # inbox.execution_id: the execution a message was sent to (a completion, a fired timer, a
 # start); NULL for what goes to whichever execution is current (raised events, terminate).
 SCHEMA = """
@@ -45,7 +47,8 @@ CREATE TABLE IF NOT EXISTS instances (
     output TEXT, custom_status TEXT, parent_id TEXT, parent_task INTEGER,
     parent_execution TEXT, execution_id TEXT NOT NULL, created TEXT NOT NULL,
     updated TEXT NOT NULL, next_seq INTEGER NOT NULL DEFAULT 0,
-    actions_seen INTEGER NOT NULL DEFAULT 0, episodes INTEGER NOT NULL DEFAULT 0);
+    actions_seen INTEGER NOT NULL DEFAULT 0, episodes INTEGER NOT NULL DEFAULT 0,
+    version TEXT NOT NULL DEFAULT '', abandons INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS history (
     instance_id TEXT NOT NULL, position INTEGER NOT NULL, event TEXT NOT NULL,
     PRIMARY KEY (instance_id, position));
@@ -319,12 +322,29 @@ def take_batch(
 
 
 def episode_state(db: sqlite3.Connection, instance_id: str) -> tuple[Any, ...] | None:
-    """(name, input, status, parent id, next sequence number, actions seen, execution id)."""
+    """(name, input, status, parent id, next sequence number, actions seen, execution id,
+    version, abandons)."""
     return db.execute(
-        "SELECT name, input, status, parent_id, next_seq, actions_seen, execution_id "
-        "FROM instances WHERE id = ?",
+        "SELECT name, input, status, parent_id, next_seq, actions_seen, execution_id, "
+        "version, abandons FROM instances WHERE id = ?",
         (instance_id,),
     ).fetchone()
+
+
+def version_of(db: sqlite3.Connection, instance_id: str) -> str:
+    row = db.execute("SELECT version FROM instances WHERE id = ?", (instance_id,)).fetchone()
+    return str(row[0]) if row else ""
+
+
+def put_back(
+    db: sqlite3.Connection, instance_id: str, batch: list[tuple[int, str, str | None]], due: float
+) -> None:
+    """An abandoned episode: its messages go back, invisible until ``due``, in their order."""
+    db.executemany(
+        "INSERT INTO inbox (id, instance_id, event, due, execution_id) VALUES (?, ?, ?, ?, ?)",
+        [(message_id, instance_id, text, due, target) for message_id, text, target in batch],
+    )
+    db.execute("UPDATE instances SET abandons = abandons + 1 WHERE id = ?", (instance_id,))
 
 
 def record_episode(
@@ -337,7 +357,7 @@ def record_episode(
 ) -> None:
     db.execute(
         "UPDATE instances SET status = 'Running', next_seq = ?, actions_seen = ?, "
-        "custom_status = ?, updated = ?, episodes = episodes + 1 WHERE id = ?",
+        "custom_status = ?, updated = ?, episodes = episodes + 1, abandons = 0 WHERE id = ?",
         (next_seq, actions_seen, custom_json, iso(now), instance_id),
     )
 
@@ -374,6 +394,12 @@ def retry_of(db: sqlite3.Connection, instance_id: str, key: str) -> Retry | None
         (instance_id, key),
     ).fetchone()
     return Retry(*row) if row is not None else None
+
+
+def retry_attempts(db: sqlite3.Connection, instance_id: str) -> dict[str, int]:
+    """Every retry key of an instance ("task:<id>", "timer:<id>") and its attempt."""
+    rows = db.execute("SELECT key, attempt FROM retries WHERE instance_id = ?", (instance_id,))
+    return {key: int(attempt) for key, attempt in rows}
 
 
 def set_retry(db: sqlite3.Connection, instance_id: str, key: str, retry: Retry) -> None:

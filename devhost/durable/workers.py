@@ -85,6 +85,13 @@ def index_app(module: str = "function_app") -> AppIndex:
     return _INDEXES[module]
 
 
+def app_folder(module: str = "function_app") -> Path:
+    """The folder of the app module (where its host.json is)."""
+    import importlib
+
+    return Path(importlib.import_module(module).__file__ or ".").resolve().parent
+
+
 # -- activity workers (run in the process pool) -------------------------------------------
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 _WORKER_MODULE = "function_app"

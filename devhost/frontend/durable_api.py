@@ -4,7 +4,9 @@ calls (/durabletask/, loopback, no key) and the same operations for operators
 durableClient binding data that points the SDK at them.
 
     POST orchestrators/{name}[/{instanceId}]  start (202 + management URLs; 400 unknown
-                                              orchestrator; 409 instance already running)
+          [?version=V]                        orchestrator; 409 instance already running);
+                                              version: the instance's orchestration version
+                                              (default: host.json's defaultVersion)
     GET  instances/{instanceId}               status (202 pending/running, 200 finished,
                                               404 unknown with an empty body)
     GET  instances/                           instances (instanceIdPrefix, runtimeStatus,
@@ -122,7 +124,7 @@ class DurableApi:
             if method != "POST":
                 return durable_error(405, "method_not_allowed", "Start an orchestration with POST.")
             instance_id = segments[2] if len(segments) == 3 else uuid.uuid4().hex
-            return self._start(segments[1], instance_id, request.body)
+            return self._start(segments[1], instance_id, request.body, query.get("version"))
         if head == "instances" and len(segments) == 1:
             if method == "GET":
                 return self._list(query, request.header(CONTINUATION) or "")
@@ -148,13 +150,13 @@ class DurableApi:
         return Reply(404)
 
     # -- operations ------------------------------------------------------------------------
-    def _start(self, name: str, instance_id: str, body: bytes) -> Reply:
+    def _start(self, name: str, instance_id: str, body: bytes, version: str | None) -> Reply:
         try:
             input_json = _input_json(body)
         except ValueError as exc:
             return durable_error(400, "invalid_json", f"Invalid JSON content: {exc}")
         try:
-            self.host.start_new(name, instance_id, input_json)
+            self.host.start_new(name, instance_id, input_json, version or None)
         except KeyError as exc:
             return durable_error(400, "unknown_orchestrator", str(exc.args[0] if exc.args else exc))
         except InstanceExists as exc:

@@ -148,7 +148,7 @@ var rules = [
   }
   {
     name: 'combine-memory'
-    title: '7. Combine memory above 2.5 GB'
+    title: '7. Combine memory above 80% of its ceiling'
     severity: 2
     window: 'P1D'
     frequency: 'PT1H'
@@ -172,7 +172,7 @@ var rules = [
   }
   {
     name: 'uploads-ignored'
-    title: '10. Uploads ignored as unknown_dataset'
+    title: '10. Uploads ignored as unknown_dataset or registry_missing'
     severity: 3
     window: 'PT1H'
     frequency: 'PT1H'

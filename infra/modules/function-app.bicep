@@ -65,6 +65,17 @@ param catalogContainer string
 @description('PIPELINE_DATASETS: the dataset registry for event-driven ingestion (docs/events.md).')
 param datasetRegistry string
 
+@description('Create the staging slot (docs/runbooks/deploy.md): the same app with its own task hub, content share and pipeline folders; no Event Grid subscription reaches it.')
+param stagingSlot bool = false
+
+@description('PIPELINE_LOG_EXPORTER: how the app\'s records reach Application Insights (docs/telemetry.md).')
+@allowed([
+  'functions'
+  'opencensus'
+  'opentelemetry'
+])
+param logExporter string = 'functions'
+
 resource hubStorage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: hubStorageName
 }
@@ -135,7 +146,7 @@ var appSettings = [
   }
   {
     name: 'PIPELINE_LOG_EXPORTER'
-    value: 'functions'
+    value: logExporter
   }
   // DefaultAzureCredential (the data account, Icechunk, adlfs) picks this identity.
   {
@@ -175,6 +186,54 @@ var appSettings = [
     name: 'PIPELINE_DATASETS'
     value: datasetRegistry
   }
+]
+
+// PIPELINE_LOG_EXPORTER=opentelemetry, as Microsoft documents OpenTelemetry for Python
+// Functions: the host exports in OpenTelemetry mode (host.json telemetryMode, set here for this
+// option only) and the Python worker configures the Azure Monitor distro once per process,
+// signing in with the identity APPLICATIONINSIGHTS_AUTHENTICATION_STRING names
+// (docs/telemetry.md). The other exporters leave host.json as it is.
+var openTelemetrySettings = (logExporter == 'opentelemetry') ? [
+  {
+    name: 'PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY'
+    value: 'true'
+  }
+  {
+    name: 'AzureFunctionsJobHost__telemetryMode'
+    value: 'OpenTelemetry'
+  }
+] : []
+
+// The staging slot's own values (docs/runbooks/deploy.md). Slot settings ("sticky"): they
+// stay with the slot when it is swapped, so production keeps host.json's task hub and its
+// folders, and the slot keeps its own. A slot needs its own task hub (the extension refuses
+// the default hub name in a non-production slot, and two apps on one hub take each other's
+// messages) and its own content share.
+var stagingHub = 'VirtualZarrPipelineStaging'
+var stagingOverrides = {
+  WEBSITE_CONTENTSHARE: '${toLower(name)}-staging'
+  PIPELINE_WORK_AREA: 'az://${workContainer}/staging'
+  PIPELINE_STORE_ROOT: 'az://${storeContainer}/staging'
+  PIPELINE_CATALOG: 'az://${catalogContainer}/staging'
+  PIPELINE_DATASETS: '{"datasets": {}}'
+}
+var stagingBase = [for setting in concat(appSettings, openTelemetrySettings): {
+  name: setting.name
+  value: contains(stagingOverrides, setting.name) ? stagingOverrides[setting.name] : setting.value
+}]
+var stagingSettings = concat(stagingBase, [
+  {
+    name: 'AzureFunctionsJobHost__extensions__durableTask__hubName'
+    value: stagingHub
+  }
+])
+var stickySettings = [
+  'WEBSITE_CONTENTSHARE'
+  'PIPELINE_WORK_AREA'
+  'PIPELINE_STORE_ROOT'
+  'PIPELINE_CATALOG'
+  'PIPELINE_DATASETS'
+  'AzureFunctionsJobHost__extensions__durableTask__hubName'
 ]
 
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
@@ -225,7 +284,7 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
       minTlsVersion: '1.2'
       scmMinTlsVersion: '1.2'
       healthCheckPath: '/api/health'
-      appSettings: appSettings
+      appSettings: concat(appSettings, openTelemetrySettings)
     }
   }
 }
@@ -247,6 +306,62 @@ resource scmCredentials 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@
   }
 }
 
+resource slotSettings 'Microsoft.Web/sites/config@2024-04-01' = if (stagingSlot) {
+  // checkov:skip=CKV_AZURE_66:This config resource is the slotConfigNames list (which settings stay with a slot), not the site's web config; failed request tracing is not one of its properties.
+  // checkov:skip=CKV_AZURE_63:This config resource is the slotConfigNames list (which settings stay with a slot), not the site's web config; HTTP logging is not one of its properties.
+  // checkov:skip=CKV_AZURE_222:This config resource is the slotConfigNames list, not the site; the app's and the slot's public access are set on them (and skipped there, with the reason).
+  // checkov:skip=CKV_AZURE_80:This config resource is the slotConfigNames list, not the site's web config; the app runs Python 3.12 (linuxFxVersion), no .NET Framework.
+  // checkov:skip=CKV_AZURE_13:This config resource is the slotConfigNames list, not the site's auth settings; the API's routes require function keys (docs/security.md).
+  // checkov:skip=CKV_AZURE_88:This config resource is the slotConfigNames list, not the site; the app and the slot keep their files on Azure Files (WEBSITE_CONTENTSHARE, one share each).
+  // checkov:skip=CKV_AZURE_65:This config resource is the slotConfigNames list (which settings stay with a slot), not the site's web config; detailed errors are not one of its properties.
+  parent: app
+  name: 'slotConfigNames'
+  properties: {
+    appSettingNames: stickySettings
+  }
+}
+
+resource staging 'Microsoft.Web/sites/slots@2024-04-01' = if (stagingSlot) {
+  // checkov:skip=CKV_AZURE_222:The slot is reached like the app (function keys, the smoke test of docs/runbooks/deploy.md) over its public endpoint; no Event Grid subscription points at it.
+  // checkov:skip=CKV_AZURE_17:Client certificates would lock out the smoke test and the HTTP API's callers; the API's routes require a function key instead (docs/security.md).
+  // checkov:skip=CKV_AZURE_67:checkov does not read the properties of a conditional resource; the slot sets siteConfig.http20Enabled true, as the app does.
+  // checkov:skip=CKV_AZURE_153:checkov does not read the properties of a conditional resource; the slot sets httpsOnly true, as the app does.
+  // checkov:skip=CKV_AZURE_212:The slot exists for a smoke test before a swap: one instance (minimumElasticInstanceCount 1), no failover needed; production has the app's instances.
+  // checkov:skip=CKV_AZURE_213:checkov does not read the properties of a conditional resource; the slot sets healthCheckPath /api/health, as the app does.
+  parent: app
+  name: 'staging'
+  location: location
+  tags: tags
+  kind: 'functionapp,linux'
+  identity: {
+    type: 'UserAssigned'
+    userAssignedIdentities: {
+      '${identityId}': {}
+    }
+  }
+  properties: {
+    serverFarmId: plan.id
+    httpsOnly: true
+    clientCertEnabled: false
+    publicNetworkAccess: 'Enabled'
+    siteConfig: {
+      linuxFxVersion: 'Python|3.12'
+      minimumElasticInstanceCount: 1
+      functionAppScaleLimit: maximumInstances
+      alwaysOn: false
+      use32BitWorkerProcess: false
+      http20Enabled: true
+      ftpsState: 'Disabled'
+      minTlsVersion: '1.2'
+      scmMinTlsVersion: '1.2'
+      healthCheckPath: '/api/health'
+      appSettings: stagingSettings
+    }
+  }
+}
+
 output id string = app.id
 output name string = app.name
 output hostName string = app.properties.defaultHostName
+output stagingHostName string = stagingSlot ? staging.properties.defaultHostName : ''
+output stagingTaskHub string = stagingSlot ? stagingHub : ''

@@ -54,7 +54,7 @@ class Decision:
     event_id: str
     action: str  # "route" or "ignore"
     reason: str  # a code: routed, not_blob_created, not_uploaded, malformed,
-    #                outside_storage, unknown_dataset, pattern_mismatch
+    #                outside_storage, unknown_dataset, pattern_mismatch, registry_missing
     message: str
     dataset: DatasetConfig | None = None
     change: FileChange | None = None
@@ -74,6 +74,16 @@ class Decision:
         elif self.url:
             fields["url"] = self.url[:300]
         return fields
+
+
+def unregistered(event_id: str, data: Any, reason: str, message: str) -> Decision:
+    """An event that cannot be routed because the registry document is missing
+    (``registry_missing``): acknowledged and logged, not delivered again (retrying cannot
+    make the document appear; the watcher lists the whole source when the next upload
+    reaches it, so this file is not lost)."""
+    raw_url = data.get("url") if isinstance(data, dict) else None
+    url = raw_url if isinstance(raw_url, str) else None
+    return Decision(event_id, "ignore", reason, message, url=url)
 
 
 def decide(

@@ -42,6 +42,7 @@ from shared.model.errors import (
     SourceChanged,
     SourceNotFound,
     SourceUnreadable,
+    StorageMisconfigured,
     StorageUnavailable,
 )
 from shared.model.locations import Location
@@ -177,22 +178,74 @@ def storage_errors(location: Location, action: str) -> Iterator[None]:
         ) from exc
 
 
+# Icechunk's StorageError carries a stable `kind` (icechunk.ErrorKind). Which kinds are a
+# StorageError is icechunk-python/src/errors.rs (classify_storage, classify_virtual); what
+# each means is icechunk's StorageErrorKind and VirtualReferenceErrorKind:
+# - transient, worth the orchestrator's retry after Icechunk's own retries gave up: the
+#   object store failed (a 5xx, a dropped connection: "object-store"), an I/O error on the
+#   way ("io"), throttling ("throttled"), its request semaphore ("semaphore-acquire"), and
+#   fetching a virtual chunk from a source file ("virtual-chunk-fetch") unless the file is
+#   not there;
+# - never transient: an object of the repository missing ("object-not-found"), a source
+#   file changed or shorter than referenced ("virtual-chunk-modified",
+#   "invalid-object-size"), and a storage configuration, URL or redirect it refuses
+#   ("storage-config", "cannot-parse-url", "bad-redirect", "storage-other").
+ICECHUNK_TRANSIENT = frozenset(
+    {"object-store", "io", "throttled", "semaphore-acquire", "virtual-chunk-fetch"}
+)
+ICECHUNK_CHANGED = frozenset({"virtual-chunk-modified", "invalid-object-size"})
+_REFUSED = ("permission", "unauthenticated", "authorizationfailure", "authenticationfailed", " 403")
+_MISSING = (" not found", "notfound", "no such file", " 404")
+
+
+def icechunk_kind(error: BaseException) -> str | None:
+    """The ErrorKind of an Icechunk StorageError, None for anything else (an Icechunk without
+    kinds gives "" for every StorageError)."""
+    try:
+        import icechunk
+    except ImportError:
+        return None
+    if not isinstance(error, icechunk.StorageError):
+        return None
+    return str(getattr(error, "kind", "") or "")
+
+
 def _is_transient(error: BaseException) -> bool:
     if isinstance(error, obx.GenericError | ConnectionError | TimeoutError):
         return True
-    try:
-        import icechunk
-
-        return isinstance(error, icechunk.StorageError)
-    except ImportError:
+    kind = icechunk_kind(error)
+    if kind is None:
         return False
+    text = str(error).lower()
+    if any(w in text for w in _REFUSED) or any(w in text for w in _MISSING):
+        return False
+    return kind in ICECHUNK_TRANSIENT or kind == ""
+
+
+def _icechunk_permanent(error: BaseException, what: str) -> PipelineError | None:
+    """The pipeline error an Icechunk storage error that no retry can cure stands for."""
+    kind = icechunk_kind(error)
+    if kind is None or _is_transient(error):
+        return None
+    words = _first_line(error)
+    text = words.lower()
+    if any(w in text for w in _REFUSED):
+        return AccessDenied(f"Storage refused access while {what}: {words}")
+    if kind in ICECHUNK_CHANGED:
+        return SourceChanged(
+            f"A source file changed after it was referenced, while {what}: {words}"
+        )
+    if kind == "object-not-found" or any(w in text for w in _MISSING):
+        return SourceNotFound(f"Something {what} needs does not exist: {words}")
+    return StorageMisconfigured(f"Storage refused the request while {what} ({kind}): {words}")
 
 
 def classify(exc: BaseException, what: str) -> BaseException:
-    """The error to raise for ``exc``: StorageUnavailable when a storage fault caused it (a
-    fault that other libraries' clients, xarray over the kerchunk filesystem or Icechunk, did
-    not absorb with their own retries), so the orchestrator retries the activity; else
-    ``exc`` itself."""
+    """The error to raise for ``exc``: StorageUnavailable when a transient storage fault
+    caused it (one that other libraries' clients, xarray over the kerchunk filesystem or
+    Icechunk, did not absorb with their own retries), so the orchestrator retries the
+    activity; the pipeline error an Icechunk storage error that no retry can cure stands for
+    (ICECHUNK_TRANSIENT says which are which); else ``exc`` itself."""
     if isinstance(exc, PipelineError):
         return exc
     seen: BaseException | None = exc
@@ -201,6 +254,10 @@ def classify(exc: BaseException, what: str) -> BaseException:
             unavailable = StorageUnavailable(f"Storage failed while {what}: {_first_line(seen)}")
             unavailable.__cause__ = exc
             return unavailable
+        permanent = _icechunk_permanent(seen, what)
+        if permanent is not None:
+            permanent.__cause__ = exc
+            return permanent
         seen = seen.__cause__ or seen.__context__
     return exc
 

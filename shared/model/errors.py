@@ -117,6 +117,29 @@ class SourceChanged(PipelineError):
     )
 
 
+class SourceGone(PipelineError):
+    """A published store refers to a source file that no longer exists (deleted or moved
+    after the store was built): those values cannot be served until it is back."""
+
+    code = "source_gone"
+    default_remedy = (
+        "Put the file back where it was (the store reads its bytes there), or unpublish this "
+        "version (docs/lifecycle.md) and run the pipeline again on the files as they are now."
+    )
+
+
+class StorageMisconfigured(PipelineError):
+    """Storage refused a request for a reason no retry can change (a bad URL or redirect, a
+    storage configuration Icechunk rejects)."""
+
+    code = "storage_misconfigured"
+    default_remedy = (
+        "Check the storage settings (PIPELINE_STORAGE_ACCOUNT, the container names in the "
+        "work area, store root and catalog) and the location the message names; trying "
+        "again will not help."
+    )
+
+
 class UnsuitableCollection(PipelineError):
     """The gate refused the collection: at least one file cannot be combined correctly."""
 

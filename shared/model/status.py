@@ -70,6 +70,9 @@ class RunStatus:
     # (an unknown license: shared.catalog.stac.licenses)
     warnings: list[dict[str, str]] = field(default_factory=list)
     error: dict[str, Any] | None = None
+    # the orchestration version of the run ("" before versioning: docs/versioning.md), so an
+    # operator listing what is in flight before a deploy sees which release started it
+    orchestration_version: str = ""
 
     def begin(self, phase: str, now: datetime) -> None:
         self.end(now)
@@ -186,6 +189,7 @@ class RunStatus:
             "approval": self.approval,
             "warnings": self.warnings,
             "error": self.error,
+            "orchestration_version": self.orchestration_version,
         }
 
 

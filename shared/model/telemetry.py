@@ -11,8 +11,13 @@ All code logs through stdlib logging. Exporting is configuration (PIPELINE_LOG_E
   fields as customDimensions (APPLICATIONINSIGHTS_CONNECTION_STRING). Azure Monitor retired
   OpenCensus support on 2024-09-30; it still sends, unsupported.
 - ``opentelemetry``: the supported Azure Monitor OpenTelemetry distro
-  (azure-monitor-opentelemetry, not in requirements.txt: add it to use this), which also
-  reads ``extra`` attributes as customDimensions.
+  (azure-monitor-opentelemetry), as Microsoft documents it for Python Functions: host.json
+  ``telemetryMode`` OpenTelemetry and PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY=true, with
+  which the Functions worker calls ``configure_azure_monitor()`` once per worker process, its
+  exporter signing in with the identity APPLICATIONINSIGHTS_AUTHENTICATION_STRING names. The
+  app's loggers then send through that one handler and stop propagating to the worker's log
+  forwarding, so no record is counted twice; configured here (once, with the identity's
+  credential) only where the worker did not. ``extra`` attributes become customDimensions.
 
 The run context (dataset, instance id, stage) is set once per activity (``run_context``)
 and added to every record made while it runs.
@@ -121,13 +126,17 @@ def configure_from_env(environ: Mapping[str, str] | None = None) -> logging.Hand
     env = os.environ if environ is None else environ
     exporter = (env.get("PIPELINE_LOG_EXPORTER") or "functions").strip().lower()
     try:
-        return configure_exporter(exporter, env.get("APPLICATIONINSIGHTS_CONNECTION_STRING", ""))
+        return configure_exporter(
+            exporter, env.get("APPLICATIONINSIGHTS_CONNECTION_STRING", ""), env
+        )
     except (ValueError, ImportError) as exc:
         logging.getLogger(__name__).error("telemetry exporter not configured: %s", exc)
         return None
 
 
-def configure_exporter(exporter: str, connection_string: str) -> logging.Handler | None:
+def configure_exporter(
+    exporter: str, connection_string: str, environ: Mapping[str, str] | None = None
+) -> logging.Handler | None:
     """Attach the configured exporter to the app's loggers (once); None for ``functions``.
     Raises ValueError naming the setting when the configuration cannot work."""
     if exporter not in EXPORTERS:
@@ -154,16 +163,98 @@ def configure_exporter(exporter: str, connection_string: str) -> logging.Handler
             logger.propagate = False
             _ATTACHED.append((logger, handler))
         return handler
+    handler = opentelemetry_handler(connection_string, os.environ if environ is None else environ)
+    _attach(handler)
+    return handler
+
+
+def _attach(handler: logging.Handler) -> None:
+    """The app's loggers send through ``handler`` alone: they stop propagating to the root
+    logger, where the Functions worker forwards records to the host (which would send them
+    to Application Insights a second time)."""
+    for name in APP_LOGGERS:
+        logger = logging.getLogger(name)
+        logger.addHandler(handler)
+        logger.propagate = False
+        _ATTACHED.append((logger, handler))
+
+
+# The logger configure_azure_monitor attaches its handler to when this module configures it:
+# nothing logs there; the handler is moved to the app's loggers.
+OWN_OTEL_LOGGER = "virtual_zarr_pipeline.opentelemetry"
+AZURE_SDK_LOGGER = "azure"
+
+
+def opentelemetry_handler(connection_string: str, env: Mapping[str, str]) -> logging.Handler:
+    """The Azure Monitor distro's log handler, configured once per process. The Functions
+    worker configures it itself when PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY is true
+    (azure_functions_runtime: ``initialize_azure_monitor`` at worker start, on the logger
+    PYTHON_APPLICATIONINSIGHTS_LOGGER_NAME, the root logger by default): that handler is
+    reused. Otherwise (the setting off, an older worker, the command line) it is configured
+    here, logs only, with the app identity's credential."""
     try:
         from azure.monitor.opentelemetry import configure_azure_monitor
     except ImportError:
         raise ValueError(
             "PIPELINE_LOG_EXPORTER=opentelemetry needs the azure-monitor-opentelemetry "
-            "package: add it to requirements.txt (docs/telemetry.md)."
+            "package (requirements.txt): install the app's requirements (docs/telemetry.md)."
         ) from None
-    for name in APP_LOGGERS:
-        configure_azure_monitor(connection_string=connection_string, logger_name=name)
-    return None
+    # The Azure SDKs log at INFO about every request, token and transmission, the
+    # exporter's own included: with the distro's handler on the root logger (the worker's
+    # default) each export would log records that are exported in turn, for ever. Their
+    # warnings and errors still go (as host.json keeps the host's own at Warning).
+    logging.getLogger(AZURE_SDK_LOGGER).setLevel(logging.WARNING)
+    worker_logger = logging.getLogger(env.get("PYTHON_APPLICATIONINSIGHTS_LOGGER_NAME", ""))
+    configured = _otel_handler(worker_logger) or _otel_handler(logging.getLogger(OWN_OTEL_LOGGER))
+    if configured is not None:
+        return configured
+    configure_azure_monitor(
+        connection_string=connection_string,
+        credential=identity_credential(env),
+        logger_name=OWN_OTEL_LOGGER,
+        disable_tracing=True,
+        disable_metrics=True,
+    )
+    handler = _otel_handler(logging.getLogger(OWN_OTEL_LOGGER))
+    if handler is None:
+        raise ValueError("configure_azure_monitor attached no log handler (docs/telemetry.md).")
+    return handler
+
+
+def _otel_handler(logger: logging.Logger) -> logging.Handler | None:
+    """The OpenTelemetry log handler on ``logger``, if it has one."""
+    kinds: list[type] = []
+    try:
+        from opentelemetry.instrumentation.logging.handler import LoggingHandler
+
+        kinds.append(LoggingHandler)
+    except ImportError:
+        pass
+    try:
+        from opentelemetry.sdk._logs import LoggingHandler as SdkLoggingHandler
+
+        kinds.append(SdkLoggingHandler)
+    except ImportError:
+        pass
+    return next((h for h in logger.handlers if isinstance(h, tuple(kinds))), None)
+
+
+def identity_credential(env: Mapping[str, str]) -> Any:
+    """The managed identity Application Insights ingestion is authenticated with: the one
+    APPLICATIONINSIGHTS_AUTHENTICATION_STRING (``ClientId=<id>;Authorization=AAD``) or
+    AZURE_CLIENT_ID names; None (the connection string's key) when neither is set."""
+    fields = dict(
+        part.split("=", 1)
+        for part in env.get("APPLICATIONINSIGHTS_AUTHENTICATION_STRING", "").split(";")
+        if "=" in part
+    )
+    fields = {k.strip().lower(): v.strip() for k, v in fields.items()}
+    client_id = fields.get("clientid") or env.get("AZURE_CLIENT_ID", "").strip()
+    if fields.get("authorization") != "AAD" and not client_id:
+        return None
+    from azure.identity import ManagedIdentityCredential
+
+    return ManagedIdentityCredential(client_id=client_id or None)
 
 
 def detach_exporter() -> None:

@@ -486,8 +486,8 @@ def combine(
         store_bytes=store_bytes,
         seconds=round(result.seconds, 3),
         peak_memory_bytes=result.peak_memory_bytes,
-        # the ceiling in force (PIPELINE_MEMORY_LIMIT_BYTES, or the plan's): the workbook
-        # shows the peak against it
+        # the ceiling in force: alert 7 watches their ratio (docs/operations.md), and the
+        # workbook shows the peak against it
         memory_limit_bytes=memory.limit,
         mode=result.mode,
         chunks=result.chunks,
