@@ -167,13 +167,14 @@ def verify_files(payload: Payload) -> dict[str, Any]:
     not an error; verify_decide judges the tallies of all files)."""
 
     def run(settings: Settings) -> VerifyTally:
-        from shared.stages.verify import compare_files
+        from shared.io.storage import Storage
+        from shared.stages.verify import compare_files, keep_claims
 
         given = VerifyFilesInput.from_dict(payload)
         # Not a memory-heavy activity: verifying 10,000 files at once peaked at 533 MB, so a
         # batch (a store opened, one file at a time) in every activity slot fits the smallest
         # instance (tests/test_host_settings.py); the batches run side by side.
-        return compare_files(
+        tally = compare_files(
             given.manifest_url,
             given.store_url,
             given.format,
@@ -184,6 +185,9 @@ def verify_files(payload: Payload) -> dict[str, Any]:
             drop_variables=given.drop_variables,
             static_differs=given.static_differs,
         )
+        if not given.claims_key:  # an orchestration of an earlier release: claims travel
+            return tally
+        return keep_claims(tally, given.dataset, given.claims_key, settings, Storage(settings))
 
     return outcome("verify", run, payload)
 
@@ -193,11 +197,16 @@ def verify_decide(payload: Payload) -> dict[str, Any]:
     """The verdict on the store from the tally of all its files; the verified marker."""
 
     def run(settings: Settings) -> dict[str, Any]:
-        from shared.stages.verify import decide
+        from shared.io.storage import Storage
+        from shared.stages.verify import decide, restore_claims
 
         given = DecideInput.from_dict(payload)
+        storage = Storage(settings)
+        tally = given.tally
+        if given.claims_key:  # the claims each range kept in the work area
+            tally = restore_claims(tally, given.dataset, given.claims_key, settings, storage)
         return decide(
-            [given.tally], given.manifest_url, given.store_url, given.concat_dim, settings
+            [tally], given.manifest_url, given.store_url, given.concat_dim, settings, storage
         ).to_dict()
 
     return outcome("verify", run, payload)

@@ -33,9 +33,15 @@ from typing import Any, NoReturn
 import azure.durable_functions as df
 
 from shared.model.claims import MAX_REPORTED
-from shared.model.plan import PipelineInput, RunPolicy, batch_instance_id, batches
+from shared.model.plan import (
+    BatchPolicy,
+    PipelineInput,
+    RunPolicy,
+    batch_instance_id,
+    batches,
+)
 from shared.model.request import PipelineRequest
-from shared.model.status import AWAITING_APPROVAL, RunStatus
+from shared.model.status import AWAITING_APPROVAL, MAX_ERRORS, RunStatus
 from shared.model.telemetry import emit
 from shared.model.versions import version_of
 from shared.model.wire import (
@@ -74,7 +80,6 @@ from shared.model.wire import (
 log = logging.getLogger(__name__)
 bp = df.Blueprint()
 
-MAX_BATCH_ERRORS = 5
 APPROVAL_EVENT = "approval"  # {"decision": "approve"|"reject", "by", "reason", "at"}
 BATCH_ACTIVITY = {"validate": "validate_files", "generate": "generate_files"}
 
@@ -94,7 +99,7 @@ def child_version(context: df.DurableOrchestrationContext) -> str | None:
     return version_of(context) or None
 
 
-def _retry(policy: RunPolicy) -> df.RetryOptions:
+def _retry(policy: RunPolicy | BatchPolicy) -> df.RetryOptions:
     return df.RetryOptions(policy.retry_first_interval_ms, policy.retry_max_attempts)
 
 
@@ -230,8 +235,9 @@ def stage_batches(run: Run, stage: str, plan: RunPlan) -> Step:
                     start=start,
                     stop=stop,
                     concat_dim=run.request.concat_dim,
-                    policy=policy,
+                    policy=policy.for_batches(),
                     refresh=bool(run.request.options.get("full")),
+                    errors_wanted=max(MAX_ERRORS - len(status.errors), 0),
                     **run.fields,
                 ).to_dict(),
                 batch_instance_id(context.instance_id, stage, done + position),
@@ -327,7 +333,7 @@ def combine_spread(run: Run, plan: RunPlan, given: CombineInput) -> Step:
         child = context.call_sub_orchestrator(
             "combine_wave",
             CombineWaveInput(
-                combine=given, ranges=[list(r) for r in wave], policy=policy
+                combine=given, ranges=[list(r) for r in wave], policy=policy.for_batches()
             ).to_dict(),
             batch_instance_id(context.instance_id, "combine", index),
             version=child_version(context),
@@ -351,7 +357,13 @@ def verify(run: Run, plan: RunPlan, combined: CombineAnswer) -> Step:
     are in, no further wave starts: the verdict is already known."""
     run.begin("verify")
     context, policy, status = run.context, run.policy, run.status
-    collection = {"store_url": combined.store_url, **run.collection(plan)}
+    # the claims of this verify, kept in the work area (wire.VerifyInput.claims_key)
+    claims_key = f"{plan.run_id}-{context.current_utc_datetime:%Y%m%dT%H%M%S%f}"
+    collection = {
+        "store_url": combined.store_url,
+        "claims_key": claims_key,
+        **run.collection(plan),
+    }
     ranges = batches(plan.file_count, policy.batch_size)
     tally: VerifyTally | None = None
     done = 0
@@ -363,7 +375,7 @@ def verify(run: Run, plan: RunPlan, combined: CombineAnswer) -> Step:
                 "verify_batch",
                 VerifyBatchInput(
                     files=VerifyFilesInput(start=start, stop=stop, **collection),
-                    policy=policy,
+                    policy=policy.for_batches(),
                 ).to_dict(),
                 batch_instance_id(context.instance_id, "verify", done + position),
                 version=child_version(context),
@@ -524,7 +536,7 @@ def fail(run: Run, error: ErrorInfo) -> Generator[Any, Any, NoReturn]:
     raise PipelineFailed(f"[{error.code}] {error.message}")
 
 
-def retries_exhausted(what: str, policy: RunPolicy, exc: Exception) -> ErrorInfo:
+def retries_exhausted(what: str, policy: RunPolicy | BatchPolicy, exc: Exception) -> ErrorInfo:
     """The error of a task whose retries ran out: it names what failed and how often."""
     detail = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
     return ErrorInfo(
@@ -573,7 +585,7 @@ def pipeline_batch(context: df.DurableOrchestrationContext) -> Generator[Any, An
         files += files_answer.files
         bytes_read += files_answer.bytes_read
         unsuitable += files_answer.unsuitable
-        errors.extend(files_answer.errors[: max(MAX_BATCH_ERRORS - len(errors), 0)])
+        errors.extend(files_answer.errors[: max(batch.errors_wanted - len(errors), 0)])
     summary = BatchSummary(
         stage=batch.stage,
         start=batch.start,

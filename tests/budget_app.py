@@ -8,6 +8,7 @@ only ever sees the manifest's URL and count)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import azure.durable_functions as df
@@ -147,13 +148,17 @@ def verify_files(payload: Payload) -> dict[str, Any]:
         values_compared=10**6,
         seconds=0.1,
     )
+    if payload.get("claims_key"):  # the real activity keeps the claims in the work area
+        tally = replace(tally, claims=[])
     return success(tally)
 
 
 @activities.activity_trigger(input_name="payload")
 def verify_decide(payload: Payload) -> dict[str, Any]:
     tally = DecideInput.from_dict(payload).tally
-    assert covers(tally.claims, tally.steps) and tally.files_checked == tally.steps, tally
+    # the claims kept in the work area are not here (no I/O): only the count is checked
+    assert tally.files_checked == tally.steps, tally
+    assert tally.claims == [] or covers(tally.claims, tally.steps), tally
     return {"ok": True, "mode": "sample", "values_compared": tally.values_compared}
 
 

@@ -103,6 +103,24 @@ def test_an_overlap_between_combine_batches_fails_the_run_naming_both_files(
 
 
 @pytest.mark.slow
+def test_a_repeated_spread_run_merges_nothing_and_reuses_its_verified_store(
+    tmp_path, local_settings, caplog
+):
+    write_sample_files(tmp_path / "src", SPEC)
+    settings = spread(local_settings)
+    first = run_pipeline(request(tmp_path / "src"), settings, batch_size=2)
+    store = Path(first.store_url.removeprefix("file://"))
+    written = store.stat().st_mtime_ns
+    with caplog.at_level(logging.INFO, logger="shared.stages.spread"):
+        again = run_pipeline(request(tmp_path / "src"), settings, batch_size=2)
+    said = [r.getMessage().split(" {")[0] for r in caplog.records]
+    assert Counter(said) == {"combine batch skipped": 3}, said  # no "combine batch merged"
+    assert again.run_id == first.run_id and again.store_url == first.store_url
+    assert store.stat().st_mtime_ns == written  # reused, not written again
+    assert again.status == "succeeded"
+
+
+@pytest.mark.slow
 def test_a_spread_icechunk_run_appends_new_files_as_one_commit(tmp_path, local_settings):
     """combine's Icechunk append (append_icechunk) holds on the spread path: the join goes
     through combine(), which appends before it would read the partials."""

@@ -14,11 +14,11 @@ from shared.model.plan import PipelineInput, RunPolicy
 from shared.model.request import PipelineRequest
 
 PAYLOAD_LIMIT = 16 * 1024  # our own budget (Durable moves messages over 45 KB to blobs)
-HISTORY_LIMIT = 1024 * 1024  # bytes of one instance's history
+HISTORY_LIMIT = 300 * 1024  # bytes of one instance's history (the pipeline's, at 10,000 files)
 HISTORY_EVENTS_LIMIT = 1500
 
 
-# The defaults (batches of 100, 10 files per call, one combine activity), and a spread
+# The defaults (batches of 200, 10 files per call, one combine activity), and a spread
 # combine: 100 merge_batch activities in the pipeline's own history, as 1,000,000 files
 # make with the default PIPELINE_COMBINE_BATCH_FILES.
 SPREAD = RunPolicy(combine_spread_files=1_000, combine_batch_files=100)
@@ -40,10 +40,10 @@ def test_payloads_and_histories_stay_small_at_scale(tmp_path, files, policy, cap
         instances = len(host.instances())
     assert status["runtimeStatus"] == "Completed", status
     assert status["output"]["files"]["validated"] == files
-    # The pipeline and one batch per 100 files per stage (validate, generate, verify); a
+    # The pipeline and one batch per batch_size files per stage (validate, generate, verify); a
     # spread combine adds one combine_wave per wave of parallel_batches merge batches.
     merges = -(-files // policy.combine_batch_files) if files > policy.combine_spread_files else 0
-    assert instances == 1 + 3 * (files // 100) + -(-merges // policy.parallel_batches)
+    assert instances == 1 + 3 * (files // policy.batch_size) + -(-merges // policy.parallel_batches)
     with capsys.disabled():  # the figures belong in the CI log
         spread = " spread" if policy is SPREAD else ""
         print(f"\npayload budget, {files} files{spread} (bytes): {json.dumps(sizes)}")

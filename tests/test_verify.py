@@ -1,6 +1,7 @@
 import json
 import re
 from dataclasses import replace
+from functools import reduce
 from pathlib import Path
 
 import netCDF4
@@ -15,9 +16,18 @@ from shared.io.stores import open_store
 from shared.model.errors import SourceChanged, VerifyMismatch
 from shared.model.locations import parse_location
 from shared.model.request import PipelineRequest
+from shared.model.wire import VerifyTally
 from shared.stages.combine import combine
 from shared.stages.references import generate_batch
-from shared.stages.verify import compare_files, decide, open_source, reading, verify
+from shared.stages.verify import (
+    compare_files,
+    decide,
+    keep_claims,
+    open_source,
+    reading,
+    restore_claims,
+    verify,
+)
 from shared.stages.verify.compare import _compare, float32_rounding
 from tests.helpers import durable_host, open_sources, run_pipeline, scanned, submit
 from tests.matrix_cases import CASES, Case, satellite_shorts_float32_packed
@@ -192,6 +202,77 @@ def test_the_verdict_refuses_batches_that_saw_different_step_counts(sample_files
     tallies[1] = replace(tallies[1], steps=5)
     with pytest.raises(VerifyMismatch, match=r"saw 5 steps in the store, the others 4"):
         decide(tallies, manifest_url, store_url, "time", local_settings)
+
+
+# -- claims kept in the work area (what the pipeline's verify activities do since 1.0.0's
+# successor: shared/model/wire.py VerifyInput.run_id) ------------------------------------------
+def kept_in_batches(manifest_url, store_url, settings, ranges, travel=(), key="run1-1"):
+    """verify_files per range keeping its claims (except the ranges in ``travel``, as an
+    orchestration of an earlier release sent them), the orchestrator's fold, then
+    verify_decide restoring them."""
+    storage = Storage(settings)
+    tallies = []
+    for a, b in ranges:
+        tally = compare_files(
+            manifest_url, store_url, "kerchunk-json", "time", settings, start=a, stop=b
+        )
+        if (a, b) not in travel:
+            tally = keep_claims(tally, "tas", key, settings, storage)
+            assert tally.claims == []
+        tallies.append(tally)
+    folded = reduce(VerifyTally.fold, tallies)
+    restored = restore_claims(folded, "tas", key, settings, storage)
+    return decide([restored], manifest_url, store_url, "time", settings, storage)
+
+
+def test_claims_kept_in_the_work_area_give_the_verdict_of_claims_that_travelled(
+    sample_files, local_settings
+):
+    manifest_url, store_url = build(sample_files[0].parent, local_settings)
+    travelled = in_batches(manifest_url, store_url, local_settings, [(0, 1), (1, 3), (3, 4)])
+    kept = kept_in_batches(manifest_url, store_url, local_settings, [(0, 1), (1, 3), (3, 4)])
+    assert kept.files_checked == travelled.files_checked == 4
+    mixed = kept_in_batches(
+        manifest_url, store_url, local_settings, [(0, 2), (2, 4)], [(0, 2)], "run1-2"
+    )
+    assert mixed.values_compared == travelled.values_compared
+
+
+def test_kept_claims_of_two_ranges_holding_the_same_steps_are_caught_naming_both(
+    tmp_path, local_settings
+):
+    paths = write_sample_files(tmp_path / "src", SampleSpec(files=3, lat=4, lon=6))
+    _, store_url = build(tmp_path / "src", local_settings)
+    paths[1].write_bytes(paths[0].read_bytes())
+    _, rescanned = scanned(str(tmp_path / "src"), local_settings)
+    with pytest.raises(
+        VerifyMismatch,
+        match=r"tas_day_20240102\.nc, variable 'time': its steps are also another file's "
+        r"\(steps 0:1, also held by .*tas_day_20240101\.nc\)",
+    ):
+        kept_in_batches(rescanned.manifest_url, store_url, local_settings, [(0, 1), (1, 3)])
+
+
+def test_a_range_whose_kept_claims_are_missing_is_an_error_naming_the_folder(
+    sample_files, local_settings
+):
+    manifest_url, store_url = build(sample_files[0].parent, local_settings)
+    storage = Storage(local_settings)
+    tallies = [
+        keep_claims(
+            compare_files(
+                manifest_url, store_url, "kerchunk-json", "time", local_settings, start=a, stop=b
+            ),
+            "tas", "run2-1", local_settings, storage,
+        )
+        for a, b in [(0, 2), (2, 4)]
+    ]  # fmt: skip
+    folder = Path(local_settings.work_area) / "partials" / "tas" / "verify" / "run2-1"
+    (folder / f"{2:09d}.json").unlink()
+    with pytest.raises(
+        ValueError, match=r"verify/run2-1 cover the files \[\(0, 2\)\], not \[0, 4\)"
+    ):
+        restore_claims(reduce(VerifyTally.fold, tallies), "tas", "run2-1", local_settings, storage)
 
 
 # -- verify in batches through the real orchestrator -------------------------------------------

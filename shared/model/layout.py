@@ -74,6 +74,15 @@ class Layout:
         """The merged references of the manifest's files from ``start`` (one combine batch)."""
         return self.partials(dataset_id).join(run_id, f"{start:09d}.npz")
 
+    def verify_claims(self, dataset_id: str, key: str, start: int) -> Location:
+        """Which store steps the manifest's files from ``start`` hold (one verify_files
+        range), kept for verify_decide beside the combine partials (``key``: one verify's,
+        wire.VerifyInput.claims_key); removed with them by the prune step."""
+        return self.verify_claims_folder(dataset_id, key).join(f"{start:09d}.json")
+
+    def verify_claims_folder(self, dataset_id: str, key: str) -> Location:
+        return self.partials(dataset_id).join("verify", key)
+
     def partials(self, dataset_id: str) -> Location:
         """Every run's combine partials of a dataset (removed by the prune step)."""
         return self.work.join("partials", dataset_id)
@@ -94,6 +103,11 @@ class Layout:
     def verified_marker(self, dataset_id: str, run_id: str) -> Location:
         """Written when a store passes verify: such a store is never written again."""
         return self.stores.join(dataset_id, f"{run_id}.verified.json")
+
+    def combine_result(self, dataset_id: str, run_id: str) -> Location:
+        """What combine said of the store it wrote (shared.stages.combine.CombineResult):
+        a repeated run reuses a verified store without building it again."""
+        return self.stores.join(dataset_id, f"{run_id}.combined.json")
 
 
 # The libraries whose versions decide what a store's references are.

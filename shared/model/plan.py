@@ -7,7 +7,7 @@ orchestrator decides with travels in this small, JSON-able input.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from shared.model.errors import BadRequest
@@ -19,7 +19,7 @@ MAX_BATCH_SIZE = 1000
 
 @dataclass(frozen=True)
 class RunPolicy:
-    batch_size: int = 100  # files per sub-orchestration
+    batch_size: int = 200  # files per sub-orchestration (Settings.batch_size says why)
     files_per_activity: int = 10  # files per validate/generate activity call
     parallel_batches: int = 8  # sub-orchestrations in flight at once (one wave)
     # Combine: one activity up to this many files; above it merge_batch activities of
@@ -29,6 +29,15 @@ class RunPolicy:
     retry_first_interval_ms: int = 5000  # transient storage errors only
     retry_max_attempts: int = 5
     approval_timeout_seconds: int = 7 * 86400  # only runs with options.approval wait
+
+    def for_batches(self) -> BatchPolicy:
+        """What a batch sub-orchestration uses of this policy (its input carries only that:
+        the pipeline's history holds one input per batch)."""
+        return BatchPolicy(
+            files_per_activity=self.files_per_activity,
+            retry_first_interval_ms=self.retry_first_interval_ms,
+            retry_max_attempts=self.retry_max_attempts,
+        )
 
     @classmethod
     def from_request(cls, request: PipelineRequest, settings: Settings) -> RunPolicy:
@@ -56,6 +65,26 @@ class RunPolicy:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunPolicy:
         return cls(**data)
+
+
+@dataclass(frozen=True)
+class BatchPolicy:
+    """The part of a run's policy a batch sub-orchestration (pipeline_batch, verify_batch,
+    combine_wave) uses. Until 1.0.0 the whole RunPolicy travelled in every batch input;
+    decoding one of those inputs (a history recorded then) takes these fields and leaves
+    the rest."""
+
+    files_per_activity: int = 10
+    retry_first_interval_ms: int = 5000
+    retry_max_attempts: int = 5
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BatchPolicy:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 @dataclass(frozen=True)

@@ -191,7 +191,10 @@ class Settings:
     heavy_wait_seconds: int = 600
     # Verified stores kept per dataset (the current one included); older ones are removed.
     keep_versions: int = 3
-    batch_size: int = 100
+    # Files per batch sub-orchestration. The pipeline's history holds an input and an answer
+    # per batch: 200 keeps it under 300 KB at 10,000 files (tests/test_payload_budget.py),
+    # and fewer, larger batches cost the task hub fewer instances and waves.
+    batch_size: int = 200
     files_per_activity: int = 10
     # Above this many files combine is spread: merge_batch activities of combine_batch_files
     # files each, then join_partials (shared/stages/spread.py; docs/settings.md says why).

@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from typing import Any, Self
 
 from shared.model.claims import MAX_REPORTED, Claim, Overlap, fold_claims
-from shared.model.plan import PipelineInput, RunPolicy
+from shared.model.plan import BatchPolicy, PipelineInput
 from shared.model.request import PipelineRequest, StoreFormat
 
 __all__ = [
@@ -228,8 +228,12 @@ class BatchInput(ActivityInput):
     start: int
     stop: int
     concat_dim: str
-    policy: RunPolicy
+    policy: BatchPolicy
     refresh: bool = False
+    # How many of the batch's errors its answer names (the run's status shows the first
+    # few; the rest are in the files' reports and the gate's): the pipeline's history holds
+    # every batch's answer. Not given (an input recorded before it existed): 5, as before.
+    errors_wanted: int = 5
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -309,7 +313,7 @@ class CombineWaveInput(Wire):
 
     combine: CombineInput
     ranges: list[list[int]]
-    policy: RunPolicy
+    policy: BatchPolicy
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -322,6 +326,13 @@ class JoinInput(CombineInput):
 @dataclass(frozen=True, kw_only=True)
 class VerifyInput(CollectionInput):
     store_url: str
+    # Where this verify keeps its claims: given, verify_files writes each range's claims to
+    # the work area (Layout.verify_claims) and answers its tally without them, and
+    # verify_decide folds them back (the claims grow with the collection, the pipeline's
+    # history must not). One key per verify (the run id and the verify's start): a run
+    # repeated with other batches never meets the claims of an earlier attempt. Empty (an
+    # input recorded before it existed): the claims travel in the tally.
+    claims_key: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -337,7 +348,7 @@ class VerifyBatchInput(Wire):
     """One verify batch sub-orchestration: its files, one activity per few of them."""
 
     files: VerifyFilesInput
-    policy: RunPolicy
+    policy: BatchPolicy
 
 
 @dataclass(frozen=True, kw_only=True)

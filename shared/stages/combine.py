@@ -18,7 +18,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +88,28 @@ class CombineResult:
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CombineResult:
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+
+def reusable_store(
+    layout: Layout, dataset_id: str, run_id: str, storage: Storage
+) -> CombineResult | None:
+    """What combine said of the run's store, when that store was verified (a repeated run:
+    it is reused, never written again, so nothing needs building); else None. A store
+    verified before combine kept its result is built again in memory, not written."""
+    if not storage.exists(layout.verified_marker(dataset_id, run_id)):
+        return None
+    try:
+        return CombineResult.from_dict(storage.read_json(layout.combine_result(dataset_id, run_id)))
+    except PipelineError as exc:
+        if exc.retryable:
+            raise
+        return None
+    except TypeError:  # a result of another shape: build it again
+        return None
 
 
 def source_root(manifest: ScanManifest, settings: Settings) -> Location:
@@ -409,15 +431,65 @@ def combine(
     """Combine every file of the manifest into the run's store (``joined``: the dataset is
     built otherwise, from partials that combine batches wrote; shared.stages.spread: it gets
     the manifest's header and first file only, and gives the dataset with the virtual
-    variables' chunks beside it, written piece by piece)."""
+    variables' chunks beside it, written piece by piece). A repeated run whose store was
+    verified reuses it as it is, and builds nothing (reusable_store)."""
     started = time.perf_counter()
     storage = storage or Storage(settings)
+    memory = MemoryWatch(settings.memory_limit_bytes, "combine")
+    layout = Layout.from_settings(settings)
+    before = reusable_store(layout, request.dataset_id, run_id, storage)
+    if before is not None:
+        result = replace(
+            before,
+            store_bytes=0,
+            mode="recombine",
+            seconds=time.perf_counter() - started,
+            peak_memory_bytes=memory.peak,
+        )
+    else:
+        result, written = _combine(
+            manifest_url, request, run_id, settings, storage, joined, memory, started
+        )
+        if written:
+            storage.write_json(layout.combine_result(request.dataset_id, run_id), result.to_dict())
+    emit(
+        log,
+        "combine done",
+        stage="combine",
+        dataset=request.dataset_id,
+        source_count=result.file_count,
+        concat_dim=request.concat_dim,
+        dims=result.dims,
+        store_url=result.store_url,
+        store_bytes=result.store_bytes,
+        seconds=round(result.seconds, 3),
+        peak_memory_bytes=result.peak_memory_bytes,
+        # the ceiling in force: alert 7 watches their ratio (docs/operations.md), and the
+        # workbook shows the peak against it
+        memory_limit_bytes=memory.limit,
+        mode=result.mode,
+        chunks=result.chunks,
+    )
+    return result
+
+
+def _combine(
+    manifest_url: str,
+    request: PipelineRequest,
+    run_id: str,
+    settings: Settings,
+    storage: Storage,
+    joined: Callable[[ScanManifest, MemoryWatch], Joined] | None,
+    memory: MemoryWatch,
+    started: float,
+) -> tuple[CombineResult, bool]:
+    """The run's store built (and written, unless a verified store of the run is there):
+    its result, and whether it was written."""
     if joined is None:
         manifest = load_manifest(manifest_url, settings, storage)
         file_count = len(manifest.files)
     else:  # the whole manifest is 700 MB at 1,000,000 files: its header and first file
         manifest, file_count = load_manifest_slice(manifest_url, 0, 1, settings, storage)
-    memory = MemoryWatch(settings.memory_limit_bytes, "combine")
     layout = Layout.from_settings(settings)
     target = layout.store(request.dataset_id, run_id, request.format)
     source = source_root(manifest, settings)
@@ -474,25 +546,7 @@ def combine(
         mode="append" if appended is not None else "recombine",
         chunks=store_chunks(combined),
     )
-    emit(
-        log,
-        "combine done",
-        stage="combine",
-        dataset=request.dataset_id,
-        source_count=result.file_count,
-        concat_dim=request.concat_dim,
-        dims=result.dims,
-        store_url=result.store_url,
-        store_bytes=store_bytes,
-        seconds=round(result.seconds, 3),
-        peak_memory_bytes=result.peak_memory_bytes,
-        # the ceiling in force: alert 7 watches their ratio (docs/operations.md), and the
-        # workbook shows the peak against it
-        memory_limit_bytes=memory.limit,
-        mode=result.mode,
-        chunks=result.chunks,
-    )
-    return result
+    return result, not reused
 
 
 def store_chunks(dataset: xr.Dataset) -> dict[str, list[int]]:

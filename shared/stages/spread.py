@@ -29,6 +29,7 @@ from shared.stages.combine import (
     merge_columns,
     read_columns,
     reference_loader,
+    reusable_store,
 )
 from shared.stages.merge import Columns, ordered
 from shared.stages.scan import ScanManifest, load_manifest_slice
@@ -57,13 +58,21 @@ def merge_batch(
     settings: Settings,
     storage: Storage | None = None,
 ) -> PartialResult:
-    """Merge the references of manifest files [start, stop) into one partial."""
+    """Merge the references of manifest files [start, stop) into one partial; none when the
+    run's store was verified before (a repeated run: the join reuses that store, as combine
+    never writes a verified store again, and reads no partial)."""
     started = time.perf_counter()
     storage = storage or Storage(settings)
+    layout = Layout.from_settings(settings)
+    if reusable_store(layout, request.dataset_id, run_id, storage) is not None:
+        emit(log, "combine batch skipped", stage="combine", dataset=request.dataset_id,
+             batch=[start, stop], reason="the run's store was verified before: the join "
+             "reuses it")  # fmt: skip
+        return PartialResult("", stop - start, 0, time.perf_counter() - started, 0)
     # Only this batch's files: the whole manifest is 700 MB at 1,000,000 files.
     batch, _ = load_manifest_slice(manifest_url, start, stop, settings, storage)
     memory = MemoryWatch(settings.memory_limit_bytes, "combine")
-    target = Layout.from_settings(settings).partial(request.dataset_id, run_id, start)
+    target = layout.partial(request.dataset_id, run_id, start)
     columns = read_columns(batch, request, settings, storage, memory)
     first = int(ordered(columns)[1][0])  # also checks order and overlaps in the batch
     columns.templates = {first: reference_loader(batch, settings, storage)(batch.files[first])}

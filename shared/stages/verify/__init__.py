@@ -35,7 +35,14 @@ every step of the store must be some file's exactly once. ``verify`` does both i
 
 from shared.model.claims import MAX_REPORTED
 from shared.stages.verify.compare import Mismatch, compare_files, verify_mode
-from shared.stages.verify.decide import VerifyResult, decide, mark_verified, verify
+from shared.stages.verify.decide import (
+    VerifyResult,
+    decide,
+    keep_claims,
+    mark_verified,
+    restore_claims,
+    verify,
+)
 from shared.stages.verify.reading import (
     REPLACED_REMEDY,
     BadChunk,
@@ -63,8 +70,10 @@ __all__ = [
     "decide",
     "decode_failure",
     "first_bad_chunk",
+    "keep_claims",
     "mark_verified",
     "open_source",
+    "restore_claims",
     "store_chunk_key",
     "verify",
     "verify_mode",

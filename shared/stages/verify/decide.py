@@ -12,12 +12,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from functools import reduce
 from typing import Any
 
 from shared.io.storage import Storage
-from shared.model.claims import MAX_REPORTED, Claim, claimed_steps, covers
+from shared.model.claims import MAX_REPORTED, Claim, claimed_steps, covers, fold_claims
 from shared.model.errors import VerifyMismatch
 from shared.model.layout import Layout
 from shared.model.locations import parse_location
@@ -72,6 +73,51 @@ def verify(
         static_differs=static_differs,
     )
     return decide([tally], manifest_url, store_url, concat_dim, settings, storage)
+
+
+_READ_WORKERS = 16  # claims documents read at once (one per verify_files range)
+
+
+def keep_claims(
+    tally: VerifyTally, dataset_id: str, key: str, settings: Settings, storage: Storage
+) -> VerifyTally:
+    """Write the claims of one verify_files range to the work area (Layout.verify_claims)
+    and return its tally without them: the tally travels through the pipeline's history,
+    where claims would grow with the collection (a range whose files hold steps apart from
+    each other claims one entry per file). verify_decide folds them back
+    (restore_claims)."""
+    target = Layout.from_settings(settings).verify_claims(dataset_id, key, tally.start)
+    storage.write_json(target, {"start": tally.start, "stop": tally.stop, "claims": tally.claims})
+    return replace(tally, claims=[])
+
+
+def restore_claims(
+    tally: VerifyTally, dataset_id: str, key: str, settings: Settings, storage: Storage
+) -> VerifyTally:
+    """The tally with the claims every verify_files range of this verify kept in the work area
+    folded back into it, and the steps two ranges both claim added to its overlaps. When no
+    claim travelled in the tally, the kept ranges must be exactly the files it covers; a
+    tally with claims of its own came (in part) from ranges verified before the claims were
+    kept (an orchestration started by an earlier release), and those are in it."""
+    folder = Layout.from_settings(settings).verify_claims_folder(dataset_id, key)
+    found = storage.list(folder, ("*.json",))
+
+    def read(url: str) -> dict[str, Any]:
+        return dict(storage.read_json(parse_location(url, settings, what="verify claims")))
+
+    with ThreadPoolExecutor(max_workers=_READ_WORKERS) as pool:
+        kept = sorted(pool.map(read, [info.url for info in found]), key=lambda d: d["start"])
+    ranges = [(d["start"], d["stop"]) for d in kept if tally.start <= d["start"] < tally.stop]
+    tiled = [start for start, _ in ranges] == [tally.start, *[stop for _, stop in ranges[:-1]]]
+    if not tally.claims and not (tiled and ranges and ranges[-1][1] == tally.stop):
+        raise ValueError(
+            f"verify's claims in {folder.url} cover the files {ranges}, not "
+            f"[{tally.start}, {tally.stop}): run verify again"
+        )
+    claims, overlaps = fold_claims(
+        tally.claims, *[d["claims"] for d in kept if tally.start <= d["start"] < tally.stop]
+    )
+    return replace(tally, claims=claims, overlaps=(tally.overlaps + overlaps)[:MAX_REPORTED])
 
 
 def decide(
