@@ -101,6 +101,25 @@ def test_a_source_rewritten_in_place_after_combine_is_caught(tmp_path, local_set
         verify(manifest_url, store_url, "kerchunk-json", "time", local_settings)
 
 
+@pytest.mark.parametrize("fmt", ["kerchunk-json", "kerchunk-parquet", "icechunk"])
+def test_a_store_written_again_is_opened_again_not_taken_from_the_process(
+    tmp_path, local_settings, fmt
+):
+    """Verify keeps the store it opened for the next activity in the process (compare.
+    opened_store), keyed by the store's objects: the same store written again with other
+    content (a repeated run, here another collection under the same run id) is read anew."""
+    write_sample_files(tmp_path / "a", SampleSpec(files=2, lat=4, lon=6))
+    write_sample_files(tmp_path / "b", SampleSpec(files=3, lat=4, lon=6))
+    manifest_a, store_url = build(tmp_path / "a", local_settings, fmt)
+    verify(manifest_a, store_url, fmt, "time", local_settings)  # opened and kept
+    for marker in Path(local_settings.store_root).rglob("*.verified.json"):
+        marker.unlink()  # else combine reuses the verified store and writes nothing
+    _, again = build(tmp_path / "b", local_settings, fmt)
+    assert again == store_url  # the same run id: the same store, written again
+    with pytest.raises(VerifyMismatch, match=r"the store has 3 steps but the files account for 2"):
+        verify(manifest_a, store_url, fmt, "time", local_settings)
+
+
 def test_a_variable_missing_from_the_store_is_caught(sample_files, local_settings):
     manifest_url, store_url = build(sample_files[0].parent, local_settings)
 
