@@ -89,7 +89,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--pattern", action="append", help="file glob (repeatable); default *.nc ...")
     run.add_argument("--collection", help="STAC collection id (default: the dataset id)")
-    run.add_argument("--batch-size", type=int, help="files per sub-orchestration (default: PIPELINE_BATCH_SIZE, 200)")
+    run.add_argument("--batch-size", type=int, help="files per sub-orchestration (default 200)")
     _variable_options(run)
     _location_options(run)
     _host_options(run)
