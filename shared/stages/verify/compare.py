@@ -280,8 +280,8 @@ def verify_mode(total_bytes: int, settings: Settings) -> str:
 # (about 36 ms at 1,000 files, ten times that at 10,000): opened once per worker process, not
 # once per activity, verify no longer grows with the square of the files. Keyed by what the
 # store is made of (its objects' URLs, ETags and sizes), so a store written again is opened
-# again; never closed here (another activity may be reading one): dropped, the garbage
-# collector closes it.
+# again, and by the settings it is read with (another endpoint or credential); never closed
+# here (another activity may be reading one): dropped, the garbage collector closes it.
 _OPENED: OrderedDict[tuple[Any, ...], xr.Dataset] = OrderedDict()
 _OPENED_KEPT = 2
 _OPENED_LOCK = threading.Lock()
@@ -302,7 +302,14 @@ def opened_store(
             made_of: tuple[ObjectInfo, ...] = (storage.head(store),)
         except SourceNotFound:  # a folder: Parquet references, an Icechunk repository
             made_of = tuple(storage.list(store))
-    key = (store.url, store_format, source.url, tuple((i.url, i.etag, i.size) for i in made_of))
+    # the settings too: another endpoint or credential reads the same store another way
+    key = (
+        store.url,
+        store_format,
+        source.url,
+        settings,
+        tuple((i.url, i.etag, i.size) for i in made_of),
+    )
     with _OPENED_LOCK:
         found = _OPENED.get(key)
         if found is not None:
