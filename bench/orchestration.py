@@ -1,6 +1,6 @@
 """Part 4: orchestration overhead through devhost (the real orchestrators and the Durable
 replay protocol, stand-in activities of known cost: bench/standin_app.py), at 100, 1,000 and
-10,000 files, two activity worker processes, the default policy (batches of 100 files, 10
+10,000 files, two activity worker processes, the default policy (batches of 200 files, 10
 files per activity call).
 
 Activity time is the union of the intervals in which at least one activity was running (the

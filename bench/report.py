@@ -292,14 +292,14 @@ SPREAD_TARGETS = [
 NOTES = """
 ## What the figures say (notes on the run above)
 
-- **How these figures were made.** `python -m bench.run_all` on 2026-12-02 at 12:38 UTC,
-  all five parts in one run with nothing else running on the 2-core machine; then part 3
-  again with the MultiZarrToZarr baseline, after `bench.combine.prewarm()` had written
-  kerchunk's per-file references (MultiZarrToZarr is measured only where they exist), by
-  `python -m bench.run_all --parts combine` (12:49 UTC, while a CI run used the other core:
-  ours took 2.6-4.4 s at 10,000 files in the quiet run, 3.7-6.9 s in this one).
-  `bench.run_all` keeps the other parts of the first run (bench-output/full/results.json).
-  The spread figures come from `bench.combine_spread`, run separately (its command below).
+- **How these figures were made.** `python -m bench.run_all` on 2026-12-07 at 22:38 UTC,
+  all five parts in one run (35 minutes) with nothing else running on the 2-core machine,
+  after `bench.combine.prewarm()` had written kerchunk's per-file references
+  (MultiZarrToZarr is measured only where they exist); then part 5 again, after verify
+  began keeping the store it opened (below), by `python -m bench.run_all --parts
+  end-to-end`, also alone on the machine. `bench.run_all` keeps the other parts of the
+  first run (bench-output/full/results.json). The spread figures come from
+  `bench.combine_spread`, run separately on 2026-12-02 (its command below).
 - **Per file:** generate reads 130 KB of the 50 MB file over the wire (0.26%, 1.7x the h5py
   floor of 78 KB) in 22 requests; with fixed 64 KiB blocks it read 1,123 KB (14x the floor)
   in 19. The reader (shared/io/readers.py) fetches 8 KiB on a scattered miss instead of a
@@ -315,11 +315,16 @@ NOTES = """
 - **Combine by merging manifests: met at 10,000 files.** Combine joins the files' chunk
   manifests as numpy columns (shared/stages/merge.py) instead of opening one xarray dataset
   per file and xr.concat'ing them: 10,000 one-step files in 3.7-6.9 s and 203-282 MB in the
-  three formats in this run (before: 155-171 s, 526 MB), against MultiZarrToZarr's 56.2 s
-  and 1,479 MB on the same files: 8.1-15.3x faster (`python -m bench.combine --files 1000
+  three formats in this run (before: 155-171 s, 526 MB), against MultiZarrToZarr's 46.5 s
+  and 1,478 MB on the same files: 11.5-20.2x faster (`python -m bench.combine --files 1000
   10000` prints the two side by side). At 1,000 files x 1,000 chunks (a million
-  references) MultiZarrToZarr takes 14.8 s and 1,157 MB, ours 3.4-14.7 s and 0.9-1.1 GB. Reading each file's references document (one storage read and a
-  JSON parse, about 0.4 ms a file) is now most of the time.
+  references) MultiZarrToZarr takes 12.4 s and 1,156 MB, ours 3.0-3.9 s and 257-1,025 MB.
+  Reading each file's references document (one storage read and a JSON parse, about 0.4 ms
+  a file) is now most of the time.
+- **Contiguous model output: met.** 1,000 yearly files of daily data stored contiguously
+  (366 and 365 steps, the layout of most climate archives) combine in 3.4-4.1 s and
+  406-576 MB, 365,247 references (each file cut into one-day sub-chunks: docs/correctness.md,
+  "Archive layouts"); MultiZarrToZarr fails on them ("chunks so far: [366, 3, 4]").
 - **Combine spread over activities: met at 1,000,000 files** (shared/stages/spread.py;
   above `PIPELINE_COMBINE_SPREAD_FILES`, 20,000). `python -m bench.combine_spread --files
   1000000 --batch 100000 --format kerchunk-parquet icechunk kerchunk-json` (synthetic
@@ -346,29 +351,29 @@ NOTES = """
   OS with no block size, so it touches only the floor (79 KB); ours reads a 64 KiB header
   block and 8 KiB at least per miss (130 KB). The target is about bytes over the wire, where
   ours reads 399x less than kerchunk over adlfs.
-- **Orchestration:** overhead is 2-4% of wall time at every size (target: under 20% at 1,000
+- **Orchestration:** overhead is 1-4% of wall time at every size (target: under 20% at 1,000
   files), under 2 ms per activity; the largest payload stays under 4 KB and the largest
-  history under 0.65 MB (1,232 events) at 10,000 files, now that verify fans out in batches
-  too (it was 0.5 MB and 828 events with one verify activity).
-- **End to end on Azurite: met, 27.6 files per second at 1,000 files** (36.2 s in this run,
-  on a quiet machine; target 25): validate 7.6 s, generate 11.5 s, combine 1.5 s, verify
-  11.5 s, register 1.4 s. Measured back to back against the code before (`python -m
-  bench.end_to_end --files 1000`, a fresh Azurite each, 11:53-11:56 UTC, load average 6-9
-  from other work on the 2 cores, so both slower than above): before 100.1 s (10.0 files/s; verify 57.4 s, generate 20.8 s, validate 12.2 s),
-  77.5 s of CPU in the pipeline's processes and 31.9 s in Azurite; after 54.0 s (verify
-  16.1 s, generate 17.2 s, validate 11.6 s), 40.8 s and 22.2 s of CPU. Verify opened every
-  source with h5netcdf (about 60 ms a file, 70% of verify); it now reads a file whose
-  values are all compared (full mode), or of at most 1 MiB, in one request and opens it
-  from memory with the netCDF-C library (about 7 ms; both openers give the same dataset on
-  every file of the correctness matrix, tests/test_verify.py). Each worker process keeps
-  one storage client per container for all its activity calls (6 ms to build one, and the
-  connections stay open) and reads the library versions once; validate and generate read a
-  file of up to two header blocks (this 88 KB one) in one request instead of two or three;
-  the Azurite the benches start keeps blobs in memory and logs no requests (a third of its
-  CPU). What limits it now is CPU: about 63 s for 1,000 files between the pipeline and
-  Azurite (measured under load), so about 32 s (31 files/s) on two idle cores; this run's
-  36 s is close to that. Generate (VirtualiZarr's HDF5
-  parser) and validate (h5py) read each header separately (docs/limits.md; issue 9);
-  verify's remaining time is xarray's decoding and index building at each open and the
-  store's reads.
+  history is 205 KB (632 events) at 10,000 files: batches of 200 files, and nothing in a
+  batch's answer grows with the collection (verify keeps which steps each file holds in
+  the work area; before, 619 KB and 1,232 events).
+- **End to end: 68-76 files per second at 1,000 local files, 29-35 on Azurite (targets 100
+  and 60: missed).** Three quiet runs of 1,000 local files took 13.1-14.8 s (the table has
+  the last: `bench.end_to_end --files 1000`, run alone after the part, whose own 1,000-file
+  runs were slowed by other work on the machine: 19.8 s and 46.1 s); 10,000 local files
+  141.0 s, 70.9 files/s, 0.93-1.05x the rate at 1,000 (target 0.9x: met; 0.89x before
+  verify kept the store it opened, when verify alone took 78.5 s of the 153.9 at 10,000
+  files, now 42.5 s). Each file's metadata is read once (1.02x one header read: validate
+  writes the file's references from the bytes it read, generate only checks the ETag).
+  What limits the rate is CPU on the 2 cores: validate with the references about 13 ms of
+  worker time a file, verify (every value compared: the files total under
+  `PIPELINE_VERIFY_FULL_MAX_BYTES`) about 8 ms, run two at a time, plus about 2.5 s of
+  steps that run alone (scan, gate, combine, register) at 1,000 files. 100 files per
+  second needs about a third less work a file: one parse of each header for both
+  validation and references (h5py and VirtualiZarr's parser each read it today), and a
+  cheaper full comparison in verify.
+- **Azurite at 10,000 files measures the emulator.** 10,000 files took 2,028 s (4.9 files
+  per second). Azurite runs on one core and its cost per request grows with the blobs it
+  holds: the gate's 16 concurrent reads of the files' reports took 0.8-1.4 ms a report at
+  1,000 files and 9-19 ms at 10,000, in the same code. What Azure Storage does at 10,000
+  files this bench cannot show.
 """
