@@ -169,11 +169,13 @@ def test_a_store_verified_in_batches_is_verified_as_in_one(sample_files, local_s
     )
 
 
+@pytest.mark.parametrize("batched", ["travelled", "kept"])
 def test_files_in_two_batches_claiming_the_same_steps_are_caught_naming_both(
-    tmp_path, local_settings
+    tmp_path, local_settings, batched
 ):
     """As test_a_source_overwritten_with_another_files_content_is_caught, but the two files
-    are in different batches: only the verdict on every batch's claims sees it."""
+    are in different batches: only the verdict on every batch's claims sees it, whether the
+    claims travelled in the tallies or were kept in the work area (kept_in_batches)."""
     paths = write_sample_files(tmp_path / "src", SampleSpec(files=3, lat=4, lon=6))
     _, store_url = build(tmp_path / "src", local_settings)
     paths[1].write_bytes(paths[0].read_bytes())
@@ -183,7 +185,8 @@ def test_files_in_two_batches_claiming_the_same_steps_are_caught_naming_both(
         match=r"tas_day_20240102\.nc, variable 'time': its steps are also another file's "
         r"\(steps 0:1, also held by .*tas_day_20240101\.nc\)",
     ):
-        in_batches(rescanned.manifest_url, store_url, local_settings, [(0, 1), (1, 3)])
+        in_batch = in_batches if batched == "travelled" else kept_in_batches
+        in_batch(rescanned.manifest_url, store_url, local_settings, [(0, 1), (1, 3)])
 
 
 def test_the_verdict_refuses_a_store_with_a_step_no_file_holds(tmp_path, local_settings):
@@ -255,21 +258,6 @@ def test_claims_kept_in_the_work_area_give_the_verdict_of_claims_that_travelled(
         manifest_url, store_url, local_settings, [(0, 2), (2, 4)], [(0, 2)], "run1-2"
     )
     assert mixed.values_compared == travelled.values_compared
-
-
-def test_kept_claims_of_two_ranges_holding_the_same_steps_are_caught_naming_both(
-    tmp_path, local_settings
-):
-    paths = write_sample_files(tmp_path / "src", SampleSpec(files=3, lat=4, lon=6))
-    _, store_url = build(tmp_path / "src", local_settings)
-    paths[1].write_bytes(paths[0].read_bytes())
-    _, rescanned = scanned(str(tmp_path / "src"), local_settings)
-    with pytest.raises(
-        VerifyMismatch,
-        match=r"tas_day_20240102\.nc, variable 'time': its steps are also another file's "
-        r"\(steps 0:1, also held by .*tas_day_20240101\.nc\)",
-    ):
-        kept_in_batches(rescanned.manifest_url, store_url, local_settings, [(0, 1), (1, 3)])
 
 
 def test_a_range_whose_kept_claims_are_missing_is_an_error_naming_the_folder(

@@ -106,17 +106,19 @@ def restore_claims(
         return dict(storage.read_json(parse_location(url, settings, what="verify claims")))
 
     with ThreadPoolExecutor(max_workers=_READ_WORKERS) as pool:
-        kept = sorted(pool.map(read, [info.url for info in found]), key=lambda d: d["start"])
-    ranges = [(d["start"], d["stop"]) for d in kept if tally.start <= d["start"] < tally.stop]
+        documents = pool.map(read, [info.url for info in found])
+        kept = sorted(
+            (d for d in documents if tally.start <= d["start"] < tally.stop),
+            key=lambda d: d["start"],
+        )
+    ranges = [(d["start"], d["stop"]) for d in kept]
     tiled = [start for start, _ in ranges] == [tally.start, *[stop for _, stop in ranges[:-1]]]
     if not tally.claims and not (tiled and ranges and ranges[-1][1] == tally.stop):
         raise ValueError(
             f"verify's claims in {folder.url} cover the files {ranges}, not "
             f"[{tally.start}, {tally.stop}): run verify again"
         )
-    claims, overlaps = fold_claims(
-        tally.claims, *[d["claims"] for d in kept if tally.start <= d["start"] < tally.stop]
-    )
+    claims, overlaps = fold_claims(tally.claims, *[d["claims"] for d in kept])
     return replace(tally, claims=claims, overlaps=(tally.overlaps + overlaps)[:MAX_REPORTED])
 
 
