@@ -56,10 +56,13 @@ def build_references(
     concat_dim: str = "time",
     group: str | None = None,
     reader: AdaptiveReader | None = None,
+    parsed: ManifestGroup | None = None,
 ) -> dict[str, Any]:
     """Parse one file and return its references document (not yet written). ``reader``: the
     reader validate read the file's header through (validate_batch), whose bytes are reused
-    (the caller checked the ETag before that read); else a new one."""
+    (the caller checked the ETag before that read); else a new one. ``parsed``: an HDF5
+    file's ManifestGroup as validate's walk built it (shared.stages.hdf5refs), else
+    VirtualiZarr's parser reads the header."""
     location = parse_location(info.url, settings, what="source file")
     if reader is None:
         ensure_unchanged(info, storage.head(location), "it was scanned")
@@ -85,16 +88,16 @@ def build_references(
         )
     else:
         parser = NetCDF3Parser()
-    registry = storage.registry([location])
-    try:
-        manifest_store = parser(location.url, registry)
-    except PipelineError:
-        raise
-    except Exception as exc:  # the parsers raise many types; name the file and the cause
-        raise ReferencesFailed(
-            f"Could not read the structure of {info.url}: {type(exc).__name__}: {exc}"
-        ) from exc
-    parsed: ManifestGroup = manifest_store._group
+    if parsed is None or file_format != "hdf5":
+        registry = storage.registry([location])
+        try:
+            parsed = parser(location.url, registry)._group
+        except PipelineError:
+            raise
+        except Exception as exc:  # the parsers raise many types; name the file and the cause
+            raise ReferencesFailed(
+                f"Could not read the structure of {info.url}: {type(exc).__name__}: {exc}"
+            ) from exc
     inline = _inline_candidates(parsed, concat_dim, settings.inline_max_bytes)
     inlined = _read_inline_chunks(parsed, inline, location, storage, reader)
     # Before and after: a file rewritten while its header was being read is refused, so the

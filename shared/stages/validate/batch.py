@@ -14,6 +14,10 @@ import logging
 import time
 from collections import Counter
 
+import h5py
+from virtualizarr.manifests import ManifestGroup
+
+from shared.io.hdf5attrs import AttributeReads
 from shared.io.readers import AdaptiveReader
 from shared.io.storage import ObjectInfo, Storage
 from shared.model.errors import BadRequest, PipelineError, SourceNotFound
@@ -21,6 +25,7 @@ from shared.model.layout import Layout
 from shared.model.locations import Location, parse_location
 from shared.model.settings import Settings
 from shared.model.telemetry import emit
+from shared.stages.hdf5refs import manifest_group
 from shared.stages.references import build_references, write_references
 from shared.stages.scan import load_manifest_slice
 from shared.stages.validate.file import validate_file
@@ -141,10 +146,25 @@ def _validate_and_reference(
     if info.size == 0 or storage.head(location).etag != info.etag:
         return validate_file(info, settings, storage, group=group)  # generate says why
     reader = storage.reader(location, size=info.size, prefetch_index=True)
+    parsed: list[ManifestGroup] = []
+
+    def also(chosen: h5py.Group, reads: AttributeReads) -> None:
+        """The references' ManifestGroup from the file validate has open (else HDFParser
+        reads the file's header again from the reader's bytes, as it did before)."""
+        try:
+            parsed.append(manifest_group(chosen, location.url, reads))
+        except PipelineError:
+            raise  # storage: the activity retries
+        except Exception as exc:  # Declined, or anything else: HDFParser decides
+            log.debug("references of %s from HDFParser (%s: %s)", info.url, type(exc).__name__, exc)
+
     try:
-        report = validate_file(info, settings, storage, group=group, reader=reader)
+        report = validate_file(info, settings, storage, group=group, reader=reader, also=also)
         if report.verdict != "unsuitable":
-            _write_references(info, settings, storage, group, concat_dim, refresh, reader)
+            _write_references(
+                info, settings, storage, group, concat_dim, refresh, reader,
+                parsed[0] if parsed else None,
+            )  # fmt: skip
     finally:
         reader.close()
     return report
@@ -158,8 +178,10 @@ def _write_references(
     concat_dim: str,
     refresh: bool,
     reader: AdaptiveReader,
+    parsed: ManifestGroup | None = None,
 ) -> None:
-    """Write the file's references from what ``reader`` holds, unless they are there (a run
+    """Write the file's references from ``parsed`` (the group validate's walk built), else
+    from what ``reader`` holds, unless they are there (a run
     before wrote them; a full run writes them again). A failure leaves them to generate,
     which reads the file again and says why (a storage fault is the activity's to retry)."""
     target = Layout.from_settings(settings).references(info.url, info.etag, group)
@@ -167,8 +189,9 @@ def _write_references(
         return
     try:
         document = build_references(
-            info, settings, storage, concat_dim=concat_dim, group=group, reader=reader
-        )
+            info, settings, storage, concat_dim=concat_dim, group=group, reader=reader,
+            parsed=parsed,
+        )  # fmt: skip
     except PipelineError as exc:
         if exc.retryable:
             raise

@@ -16,7 +16,7 @@ from shared.io.storage import ObjectInfo, Storage
 from shared.model.locations import Location, parse_location
 from shared.model.settings import Settings
 from shared.stages.validate.coordinates import coordinate_read_limit
-from shared.stages.validate.hdf5 import read_hdf5
+from shared.stages.validate.hdf5 import GroupReader, read_hdf5
 from shared.stages.validate.model import FileHeader, FileReport, Finding, verdict_of
 from shared.stages.validate.netcdf3 import read_netcdf3
 from shared.stages.validate.reading import GuardedReader, group_missing, traced_storage
@@ -30,15 +30,17 @@ def validate_file(
     *,
     group: str | None = None,
     reader: AdaptiveReader | None = None,
+    also: GroupReader | None = None,
 ) -> FileReport:
     """Validate one file from its header (the variables of ``group``, default the root
     group). Findings describe the file; storage failures (PipelineError, e.g.
     StorageUnavailable) propagate so the activity can retry. ``reader``: read through it
-    (and leave it open: the caller builds the file's references from what it holds)."""
+    (and leave it open: the caller builds the file's references from what it holds).
+    ``also``: for an HDF5 file whose header was read, called with the open group."""
     location = parse_location(info.url, settings, what="file")
     storage, trace = traced_storage(storage)
     first_request = len(trace.requests)
-    header, findings, fmt, detail = _read_header(info, location, storage, group, reader)
+    header, findings, fmt, detail = _read_header(info, location, storage, group, reader, also)
     if header is not None:
         findings = list(header.problems)
         for check in RULES:
@@ -69,6 +71,7 @@ def _read_header(
     storage: Storage,
     group: str | None = None,
     given: AdaptiveReader | None = None,
+    also: GroupReader | None = None,
 ) -> tuple[FileHeader | None, list[Finding], FileFormat | None, str]:
     """(header, [], format, detail), or (None, [the finding that says why not], format, detail)."""
     if info.size == 0:
@@ -95,7 +98,7 @@ def _read_header(
                 info.url, info.size, reader, limit, storage.settings.read_block_size
             )
         else:
-            header, findings = read_hdf5(info.url, info.size, reader, limit, group)
+            header, findings = read_hdf5(info.url, info.size, reader, limit, group, also)
             detail = "HDF5"
     finally:
         # h5py's file access list holds the reader (a C reference, invisible to the garbage

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import h5py
 import numpy as np
 
+from shared.io.hdf5attrs import AttributeReads, Attributes, Unreadable
 from shared.model.errors import PipelineError
 from shared.stages.validate.coordinates import (
     is_dimension_coordinate,
@@ -39,19 +40,6 @@ from shared.stages.validate.reading import (
     unreadable,
 )
 
-# Attributes the HDF5 dimension-scale and netCDF-4 machinery keeps for itself.
-_INTERNAL_ATTRIBUTES = frozenset(
-    {
-        "REFERENCE_LIST",
-        "CLASS",
-        "DIMENSION_LIST",
-        "NAME",
-        "_Netcdf4Dimid",
-        "_Netcdf4Coordinates",
-        "_nc3_strict",
-        "_NCProperties",
-    }
-)
 _NETCDF_DIMENSION_ONLY = b"This is a netCDF dimension but not a netCDF variable"
 _HDF5_LAYOUTS: dict[int, StorageLayout] = {
     h5py.h5d.CHUNKED: "chunked",
@@ -67,11 +55,22 @@ _HDF5_TRUNCATED = re.compile(
 _HDF5_MIN_FILE = 96
 
 
+# Called with the chosen group of a file whose header was read, while the file is open, and
+# the attributes read for the header (shared.stages.hdf5refs builds the references from them).
+GroupReader = Callable[[h5py.Group, AttributeReads], None]
+
+
 def read_hdf5(
-    url: str, size: int, reader: GuardedReader, limit: int, group: str | None = None
+    url: str,
+    size: int,
+    reader: GuardedReader,
+    limit: int,
+    group: str | None = None,
+    also: GroupReader | None = None,
 ) -> tuple[FileHeader | None, list[Finding]]:
     """(header of ``group``, default the root group), or (None, [the finding that says why
-    not]) for a file h5py cannot open, a truncated file or a missing group."""
+    not]) for a file h5py cannot open, a truncated file or a missing group. ``also``: called
+    with the open group after a header was read (its failures are its own to keep)."""
     try:
         h5file = h5py.File(reader, "r")
     except PipelineError:
@@ -91,9 +90,12 @@ def read_hdf5(
                 groups = _group_variables(h5file, limit=50)
                 groups.pop("/", None)
                 return None, [group_missing(url, str(group), groups, "an HDF5 file")]
-            header = _describe_hdf5(url, size, h5file, reader, chosen)
+            reads = AttributeReads()
+            header = _describe_hdf5(url, size, h5file, reader, chosen, reads)
             _read_hdf5_coordinates(header, chosen, reader, limit)
             _read_hdf5_statics(header, chosen, reader, limit)
+            if also is not None:
+                also(chosen, reads)
             return header, []
     except PipelineError:
         raise
@@ -103,7 +105,12 @@ def read_hdf5(
 
 
 def _describe_hdf5(
-    url: str, size: int, f: h5py.File, reader: GuardedReader, group: h5py.Group
+    url: str,
+    size: int,
+    f: h5py.File,
+    reader: GuardedReader,
+    group: h5py.Group,
+    reads: AttributeReads,
 ) -> FileHeader:
     """The header of one group of the file (the root group unless another was chosen): its
     variables, their dimensions as VirtualiZarr will name them, its sub-groups."""
@@ -113,7 +120,7 @@ def _describe_hdf5(
         size=size,
         format="hdf5",
         format_detail="",
-        attributes=json_attributes(_hdf5_attributes(group.attrs)),
+        attributes=json_attributes(_attribute_items(reads.of(group))),
     )
     scales = False
     lengths: dict[str, list[int]] = {}  # every length each dimension has, in file order
@@ -130,11 +137,12 @@ def _describe_hdf5(
             continue  # a committed datatype
         try:
             is_scale = h5py.h5ds.is_scale(obj.id)
-            scales = scales or is_scale or "DIMENSION_LIST" in obj.attrs
+            attributes = reads.of(obj)
+            scales = scales or is_scale or "DIMENSION_LIST" in attributes.names
             if is_scale and _is_dimension_only(obj):
                 lengths.setdefault(name, []).append(int(obj.shape[0]) if obj.shape else 0)
                 continue
-            variable = _hdf5_variable(name, obj, is_scale, header, str(group.name))
+            variable = _hdf5_variable(name, obj, is_scale, header, attributes, str(group.name))
         except PipelineError:
             raise
         except Exception as exc:
@@ -232,7 +240,12 @@ def _is_dimension_only(dataset: h5py.Dataset) -> bool:
 
 
 def _hdf5_variable(
-    name: str, ds: h5py.Dataset, is_scale: bool, header: FileHeader, group: str = "/"
+    name: str,
+    ds: h5py.Dataset,
+    is_scale: bool,
+    header: FileHeader,
+    attributes: Attributes,
+    group: str = "/",
 ) -> VariableInfo:
     plist = ds.id.get_create_plist()
     layout = _HDF5_LAYOUTS.get(plist.get_layout(), "contiguous")
@@ -255,11 +268,11 @@ def _hdf5_variable(
         layout=layout,
         chunks=tuple(int(n) for n in ds.chunks) if layout == "chunked" and ds.chunks else None,
         filters=tuple(filters),
-        encoding=cf_encoding(_hdf5_attributes(ds.attrs, only=ENCODING_ATTRIBUTES)),
+        encoding=cf_encoding(_attribute_items(attributes, only=ENCODING_ATTRIBUTES)),
         nbytes=math.prod(shape) * ds.dtype.itemsize,
         attribute_types={
             name: np.asarray(value).dtype.name
-            for name, value in _hdf5_attributes(ds.attrs, only=PACKING_ATTRIBUTES)
+            for name, value in _attribute_items(attributes, only=PACKING_ATTRIBUTES)
             if isinstance(value, np.ndarray | np.generic)
         },
     )
@@ -302,18 +315,14 @@ def _special_dtype(dtype: np.dtype) -> str | None:
     return "object"
 
 
-def _hdf5_attributes(
-    attrs: h5py.AttributeManager, only: tuple[str, ...] | None = None
+def _attribute_items(
+    attributes: Attributes, only: tuple[str, ...] | None = None
 ) -> Iterator[tuple[str, Any]]:
-    """(name, value) of the attributes that are not HDF5/netCDF-4 internals."""
-    names = [n for n in attrs if n in only] if only is not None else list(attrs)
-    for name in names:
-        if name in _INTERNAL_ATTRIBUTES:
+    """(name, value) of the attributes that are not HDF5/netCDF-4 internals (those of
+    ``only``, if given); an attribute h5py could not read says so in its value."""
+    for name, value in attributes.values.items():
+        if only is not None and name not in only:
             continue
-        try:
-            value = attrs[name]
-        except PipelineError:
-            raise
-        except Exception as exc:  # e.g. an attribute type h5py cannot convert
-            value = f"<unreadable attribute: {library_message(exc)}>"
-        yield name, value
+        if isinstance(value, Unreadable):
+            value = f"<unreadable attribute: {library_message(value.error)}>"
+        yield name, value  # type: ignore[misc]  # h5py's own name: str, or bytes if not UTF-8
