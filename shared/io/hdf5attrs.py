@@ -105,15 +105,30 @@ def attribute_value(attr: Any) -> Any:
     return arr
 
 
-class AttributeReads:
-    """The attributes of a file's objects, read once each (keyed by the object's path)."""
+class HeaderReads:
+    """What a walk of one file's header read, each once: the attributes of its objects
+    (keyed by path) and the members of its groups."""
 
     def __init__(self) -> None:
-        self._read: dict[str, Attributes] = {}
+        self._attributes: dict[str, Attributes] = {}
+        self._members: dict[str, list[tuple[str, Any]]] = {}
 
-    def of(self, obj: h5py.HLObject) -> Attributes:
+    def attributes(self, obj: h5py.HLObject) -> Attributes:
         key = str(obj.name)
-        found = self._read.get(key)
+        found = self._attributes.get(key)
         if found is None:
-            found = self._read[key] = read_attributes(obj)
+            found = self._attributes[key] = read_attributes(obj)
+        return found
+
+    def members(self, group: h5py.Group) -> list[tuple[str, Any]]:
+        """(name, object) of the group's members in h5py's order; the object is the link
+        (h5py.SoftLink, h5py.ExternalLink) for a member that is not a hard link."""
+        key = str(group.name)
+        found = self._members.get(key)
+        if found is None:
+            found = []
+            for name in group:
+                link = group.get(name, getlink=True)
+                found.append((name, group.get(name) if isinstance(link, h5py.HardLink) else link))
+            self._members[key] = found
         return found

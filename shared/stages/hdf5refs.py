@@ -36,7 +36,7 @@ from virtualizarr.parsers.hdf.filters import codecs_from_dataset
 from virtualizarr.parsers.utils import encode_cf_fill_value
 from zarr.core.metadata import ArrayV3Metadata
 
-from shared.io.hdf5attrs import AttributeReads, Attributes, Unreadable
+from shared.io.hdf5attrs import Attributes, HeaderReads, Unreadable
 
 log = logging.getLogger(__name__)
 
@@ -55,23 +55,19 @@ class _Attributes:
 
 
 def manifest_group(
-    group: h5py.Group, filepath: str, reads: AttributeReads | None = None
+    group: h5py.Group, filepath: str, reads: HeaderReads | None = None
 ) -> ManifestGroup:
     """HDFParser(group=...)(filepath)'s ManifestGroup, from the open ``group`` (attributes
     through ``reads``, shared with validate); raises Declined for what this walk does not
     cover."""
-    reads = reads or AttributeReads()
+    reads = reads or HeaderReads()
     members: dict[str, h5py.Dataset] = {}
     attributes: dict[str, Attributes] = {}
-    for name in group:
-        link = group.get(name, getlink=True)
-        if not isinstance(link, h5py.HardLink):
-            raise Declined(f"{name} is a {type(link).__name__}")
-        obj = group.get(name)
+    for name, obj in reads.members(group):
         if not isinstance(obj, h5py.Dataset):
             raise Declined(f"{name} is a {type(obj).__name__}")  # sub-groups, datatypes
         members[name] = obj
-        attributes[name] = reads.of(obj)
+        attributes[name] = reads.attributes(obj)
     group_name = str(group.name)
     arrays = {}
     for name, dataset in members.items():
@@ -81,7 +77,7 @@ def manifest_group(
     return ManifestGroup(
         arrays=arrays,
         groups={},
-        attributes=vz_hdf._extract_attrs(_Attributes(reads.of(group))),  # type: ignore[arg-type]
+        attributes=vz_hdf._extract_attrs(_Attributes(reads.attributes(group))),  # type: ignore[arg-type]
     )
 
 

@@ -17,7 +17,7 @@ from collections import Counter
 import h5py
 from virtualizarr.manifests import ManifestGroup
 
-from shared.io.hdf5attrs import AttributeReads
+from shared.io.hdf5attrs import HeaderReads
 from shared.io.readers import AdaptiveReader
 from shared.io.storage import ObjectInfo, Storage
 from shared.model.errors import BadRequest, PipelineError, SourceNotFound
@@ -148,7 +148,7 @@ def _validate_and_reference(
     reader = storage.reader(location, size=info.size, prefetch_index=True)
     parsed: list[ManifestGroup] = []
 
-    def also(chosen: h5py.Group, reads: AttributeReads) -> None:
+    def also(chosen: h5py.Group, reads: HeaderReads) -> None:
         """The references' ManifestGroup from the file validate has open (else HDFParser
         reads the file's header again from the reader's bytes, as it did before)."""
         try:

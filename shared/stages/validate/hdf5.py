@@ -12,7 +12,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from shared.io.hdf5attrs import AttributeReads, Attributes, Unreadable
+from shared.io.hdf5attrs import Attributes, HeaderReads, Unreadable
 from shared.model.errors import PipelineError
 from shared.stages.validate.coordinates import (
     is_dimension_coordinate,
@@ -57,7 +57,7 @@ _HDF5_MIN_FILE = 96
 
 # Called with the chosen group of a file whose header was read, while the file is open, and
 # the attributes read for the header (shared.stages.hdf5refs builds the references from them).
-GroupReader = Callable[[h5py.Group, AttributeReads], None]
+GroupReader = Callable[[h5py.Group, HeaderReads], None]
 
 
 def read_hdf5(
@@ -90,7 +90,7 @@ def read_hdf5(
                 groups = _group_variables(h5file, limit=50)
                 groups.pop("/", None)
                 return None, [group_missing(url, str(group), groups, "an HDF5 file")]
-            reads = AttributeReads()
+            reads = HeaderReads()
             header = _describe_hdf5(url, size, h5file, reader, chosen, reads)
             _read_hdf5_coordinates(header, chosen, reader, limit)
             _read_hdf5_statics(header, chosen, reader, limit)
@@ -110,7 +110,7 @@ def _describe_hdf5(
     f: h5py.File,
     reader: GuardedReader,
     group: h5py.Group,
-    reads: AttributeReads,
+    reads: HeaderReads,
 ) -> FileHeader:
     """The header of one group of the file (the root group unless another was chosen): its
     variables, their dimensions as VirtualiZarr will name them, its sub-groups."""
@@ -120,15 +120,13 @@ def _describe_hdf5(
         size=size,
         format="hdf5",
         format_detail="",
-        attributes=json_attributes(_attribute_items(reads.of(group))),
+        attributes=json_attributes(_attribute_items(reads.attributes(group))),
     )
     scales = False
     lengths: dict[str, list[int]] = {}  # every length each dimension has, in file order
-    for name in group:
-        link = group.get(name, getlink=True)
-        if not isinstance(link, h5py.HardLink):
+    for name, obj in reads.members(group):
+        if isinstance(obj, h5py.SoftLink | h5py.ExternalLink):
             continue  # soft and external links: not variables of this file
-        obj = group.get(name)
         if isinstance(obj, h5py.Group):
             header.groups.append(name)
             header.group_variables.update(_group_variables(obj))
@@ -137,7 +135,7 @@ def _describe_hdf5(
             continue  # a committed datatype
         try:
             is_scale = h5py.h5ds.is_scale(obj.id)
-            attributes = reads.of(obj)
+            attributes = reads.attributes(obj)
             scales = scales or is_scale or "DIMENSION_LIST" in attributes.names
             if is_scale and _is_dimension_only(obj):
                 lengths.setdefault(name, []).append(int(obj.shape[0]) if obj.shape else 0)
