@@ -58,8 +58,10 @@ class AdaptiveReader:
         block_size: int,
         size: int | None = None,
         prefetch_index: bool = False,
+        etag: str | None = None,
     ) -> None:
         self._store = store
+        self.etag = etag  # every read is of this version of the object (Storage.reader)
         self.prefetch_index = prefetch_index
         self._path = path
         self.block_size = max(block_size, 1)

@@ -19,6 +19,7 @@ import json
 import posixpath
 import re
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -274,6 +275,42 @@ def storage_faults(what: str) -> Iterator[None]:
         raise classified from exc
 
 
+class _IfMatch:
+    """The reads an AdaptiveReader makes (get_range, head), each conditional on one ETag (a
+    changed object: SourceChanged naming it) and counted in ``trace`` like any other read."""
+
+    def __init__(
+        self, store: Any, etag: str, trace: RequestTrace | None, location: Location
+    ) -> None:
+        self._store = store
+        self._etag = etag
+        self._trace = trace
+        self._location = location
+
+    def get_range(self, path: str, *, start: int, length: int) -> bytes:
+        started = time.time()
+        try:
+            result = self._store.get(
+                path, options={"range": (start, start + length), "if_match": f'"{self._etag}"'}
+            )
+            return bytes(result.bytes())
+        except obx.PreconditionError:
+            raise SourceChanged(
+                f"{self._location.url} changed after it was listed: a read of the version "
+                f"with ETag {self._etag!r} was refused because the object is now another.",
+                url=self._location.url,
+                scanned_etag=self._etag,
+            ) from None
+        finally:
+            if self._trace is not None:
+                self._trace.add(path=path, start=start, length=length, timestamp=started,
+                                duration=time.time() - started, method="get_range",
+                                range_style="length")  # fmt: skip
+
+    def head(self, path: str) -> Any:
+        return self._store.head(path)
+
+
 def normalise_etag(raw: object) -> str:
     """ETags without the quotes or weak marker: listing and HEAD disagree on the quotes."""
     text = str(raw or "").strip()
@@ -353,19 +390,31 @@ class Storage:
         return ObjectStoreRegistry(stores)
 
     def reader(
-        self, location: Location, *, size: int | None = None, prefetch_index: bool = False
+        self,
+        location: Location,
+        *,
+        size: int | None = None,
+        prefetch_index: bool = False,
+        etag: str | None = None,
     ) -> AdaptiveReader:
         """A seekable file-like reader that fetches about what is asked, with a read-ahead
         that grows on sequential reads (what h5py and the parsers read from; readers.py).
         ``size`` is known from the listing: it saves one HEAD request per file. With
         ``prefetch_index``, the nodes of an HDF5 chunk index are fetched concurrently (for
-        a caller that lists every chunk: generate)."""
+        a caller that lists every chunk: generate). With ``etag``, every read is conditional
+        on it (If-Match): bytes of another version of the object are never returned, a read
+        of one is SourceChanged, so no HEAD before or after is needed to know the bytes are
+        the ones scanned."""
+        store = self._store(location)
+        if etag is not None:
+            store = _IfMatch(self._raw_store(location), etag, self.trace, location)
         return AdaptiveReader(
-            self._store(location),
+            store,
             self._key(location),
             block_size=self.settings.read_block_size,
             size=size,
             prefetch_index=prefetch_index,
+            etag=etag,
         )
 
     def reader_factory(self) -> Any:

@@ -99,10 +99,12 @@ def build_references(
                 f"Could not read the structure of {info.url}: {type(exc).__name__}: {exc}"
             ) from exc
     inline = _inline_candidates(parsed, concat_dim, settings.inline_max_bytes)
-    inlined = _read_inline_chunks(parsed, inline, location, storage, reader)
+    inlined, elsewhere = _read_inline_chunks(parsed, inline, location, storage, reader)
     # Before and after: a file rewritten while its header was being read is refused, so the
-    # offsets recorded here are offsets into the bytes that the ETag names.
-    ensure_unchanged(info, storage.head(location), "its references were read")
+    # offsets recorded here are offsets into the bytes that the ETag names. A reader bound to
+    # the scanned ETag (validate's) refused any other version already, read by read.
+    if getattr(reader, "etag", None) != info.etag or elsewhere:
+        ensure_unchanged(info, storage.head(location), "its references were read")
     return {
         "kind": DOCUMENT_KIND,
         "version": DOCUMENT_VERSION,
@@ -146,9 +148,10 @@ def _read_inline_chunks(
     location: Location,
     storage: Storage,
     reader: AdaptiveReader,
-) -> dict[str, dict[tuple[int, ...], bytes]]:
+) -> tuple[dict[str, dict[tuple[int, ...], bytes]], bool]:
     """Raw stored bytes of every chunk of the chosen arrays: from what the reader fetched
-    for the header (small coordinates usually sit next to it), the rest in one ranged call."""
+    for the header (small coordinates usually sit next to it), the rest in one ranged call
+    (then True: bytes were read outside the reader)."""
     wanted: list[tuple[str, tuple[int, ...], int, int]] = []
     for name in sorted(names):
         manifest = group.arrays[name].manifest
@@ -165,7 +168,7 @@ def _read_inline_chunks(
     out: dict[str, dict[tuple[int, ...], bytes]] = {}
     for (name, index, _, _), chunk in zip(wanted, known, strict=True):
         out.setdefault(name, {})[index] = chunk if chunk is not None else next(fetched)
-    return out
+    return out, bool(rest)
 
 
 def _array_to_json(

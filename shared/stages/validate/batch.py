@@ -20,7 +20,7 @@ from virtualizarr.manifests import ManifestGroup
 from shared.io.hdf5attrs import HeaderReads
 from shared.io.readers import AdaptiveReader
 from shared.io.storage import ObjectInfo, Storage
-from shared.model.errors import BadRequest, PipelineError, SourceNotFound
+from shared.model.errors import BadRequest, PipelineError, SourceChanged, SourceNotFound
 from shared.model.layout import Layout
 from shared.model.locations import Location, parse_location
 from shared.model.settings import Settings
@@ -141,11 +141,13 @@ def _validate_and_reference(
     concat_dim: str,
     refresh: bool,
 ) -> FileReport:
-    """The file's report; and, from the bytes its validation read, its references."""
+    """The file's report; and, from the bytes its validation read, its references. Every
+    read is of the scanned version (Storage.reader's etag): a file changed since the scan is
+    validated as it is now, and generate says why it has no references."""
     location = parse_location(info.url, settings, what="file")
-    if info.size == 0 or storage.head(location).etag != info.etag:
-        return validate_file(info, settings, storage, group=group)  # generate says why
-    reader = storage.reader(location, size=info.size, prefetch_index=True)
+    if info.size == 0:
+        return validate_file(info, settings, storage, group=group)
+    reader = storage.reader(location, size=info.size, prefetch_index=True, etag=info.etag)
     parsed: list[ManifestGroup] = []
 
     def also(chosen: h5py.Group, reads: HeaderReads) -> None:
@@ -159,7 +161,10 @@ def _validate_and_reference(
             log.debug("references of %s from HDFParser (%s: %s)", info.url, type(exc).__name__, exc)
 
     try:
-        report = validate_file(info, settings, storage, group=group, reader=reader, also=also)
+        try:
+            report = validate_file(info, settings, storage, group=group, reader=reader, also=also)
+        except SourceChanged:
+            return validate_file(info, settings, storage, group=group)  # generate says why
         if report.verdict != "unsuitable":
             _write_references(
                 info, settings, storage, group, concat_dim, refresh, reader,
