@@ -200,3 +200,19 @@ def test_files_whose_steps_are_apart_in_the_store_compare_with_their_own_steps(
     assert "first at index (1, 0, 0)" in changed[0].mismatches[0]["what"]
     alone(monkeypatch)
     assert [outcome(t) for t in batches()] == [outcome(t) for t in changed]
+
+
+# -- variables without the concat dimension: the store's read once, compared with every file --
+def test_a_variable_without_the_concat_dimension_changed_in_the_store_is_named_for_each_file(
+    tmp_path: Path, local_settings: Settings
+) -> None:
+    """The store's value of such a variable is read for the first file that compares it and
+    kept for the others (compare_files): every file is still compared with the store's."""
+    paths = write_sample_files(tmp_path / "src", SampleSpec(files=4, lat=4, lon=6))
+    manifest_url, store_url = build(tmp_path / "src", local_settings)
+    edit_refs(store_url, lambda refs: refs["refs"].update({"crs/0": "base64:BwAAAA=="}))  # 7
+    tally = compare_files(manifest_url, store_url, "kerchunk-json", "time", local_settings)
+    assert [(Path(m["url"]).name, m["variable"]) for m in tally.mismatches] == [
+        (path.name, "crs") for path in paths
+    ]
+    assert all("7 in the store" in m["what"] for m in tally.mismatches)

@@ -509,6 +509,11 @@ def compare_files(
     steps = int(combined.sizes[concat_dim])
     claimed = np.zeros(steps, dtype=bool)
     claims: list[Claim] = []
+    # the store's values read for several files: a group's (full mode), and the variables
+    # without the concat dimension, the same for every file (read for the first that needs
+    # them; within the byte budget)
+    budget = min(GROUPED_READ_BYTES, settings.memory_limit_bytes // 16)
+    statics: dict[str, xr.Variable] = {}
 
     def open_one(position: int, info: ObjectInfo, opened: ExitStack) -> _Opened:
         closing = ExitStack()
@@ -573,11 +578,14 @@ def compare_files(
                 in_store = _in_store(region, window if along else {}, stored)
                 with source_decodes(info, manifest, settings, storage, str(name), var, region):
                     expected = _load(var, region)
-                found = (
-                    _read_for(read, str(name), window[concat_dim], concat_dim)
-                    if along and not region
-                    else None
-                )
+                if along:
+                    found = (
+                        _read_for(read, str(name), window[concat_dim], concat_dim)
+                        if not region
+                        else None
+                    )
+                else:
+                    found = statics.get(str(name))
                 if found is None:
                     with store_decodes(
                         info,
@@ -591,6 +599,8 @@ def compare_files(
                         storage,
                     ):
                         found = _load(stored, in_store)
+                    if not along and found.nbytes <= budget:
+                        statics[str(name)] = found
                 why = _compare(expected, found)
                 values_compared += int(np.size(expected))
                 if why:
@@ -607,7 +617,7 @@ def compare_files(
                 start,
                 lambda position, info: open_one(position, info, opened),
                 _step_bytes(combined, concat_dim, dropped),
-                min(GROUPED_READ_BYTES, settings.memory_limit_bytes // 16),
+                budget,
                 GROUPED_FILES if whole else 1,
             )
             for group in groups:
