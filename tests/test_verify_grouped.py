@@ -42,7 +42,7 @@ def grouped_reads(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, list[slice]
     seen: list[dict[str, list[slice]]] = []
     real = compare._read_together
 
-    def recording(group, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def recording(group: list[compare._Opened], *args: Any, **kwargs: Any) -> compare._GroupRead:
         read = real(group, *args, **kwargs)
         seen.append({name: [run for run, _ in runs] for name, runs in read.items()})
         return read
