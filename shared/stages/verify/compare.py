@@ -17,7 +17,8 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
@@ -327,6 +328,139 @@ def opened_store(
     return found
 
 
+# In full mode the store's values are read for a group of files at once: per variable along
+# the concat dimension, one read of the store's steps the group's files hold (one per run of
+# consecutive steps), not one per file and variable. Each read is a round trip through zarr's
+# event loop, about half of verify's time for small files. A group holds at most GROUPED_FILES
+# files (their sources are open meanwhile) and GROUPED_READ_BYTES (at most a sixteenth of the
+# memory limit) of the store's decoded values and of the files' own sizes; a file above that is
+# compared alone, as every file is in sample mode. A grouped read that fails is not explained:
+# the group's files are read one by one instead, as alone, so that bytes that do not decode are
+# named for the file whose steps they are.
+GROUPED_READ_BYTES = 64 * 1024 * 1024
+GROUPED_FILES = 32
+
+
+@dataclass(frozen=True)
+class _Opened:
+    """A source file of the batch, open, and the store's steps its concat values are at."""
+
+    position: int  # in the manifest
+    info: ObjectInfo
+    source: xr.Dataset
+    closing: ExitStack  # closes the source
+    positions: np.ndarray
+
+    def window(self) -> slice | None:
+        """The store's steps the file holds, when they all are in the store, in order."""
+        p = self.positions
+        if not p.size or (p < 0).any() or not np.array_equal(p, np.arange(p[0], p[-1] + 1)):
+            return None
+        return slice(int(p[0]), int(p[-1]) + 1)
+
+
+def _groups(
+    files: Sequence[ObjectInfo],
+    start: int,
+    open_one: Callable[[int, ObjectInfo], _Opened],
+    step_bytes: int,
+    budget: int,
+    most: int,
+) -> Iterator[list[_Opened]]:
+    """The files opened, in manifest order, in groups of at most ``most`` files whose sizes
+    and store values (``step_bytes`` a step) stay within ``budget`` (a larger file alone). A
+    file that fails to open ends the group before it: the group is compared first, then the
+    file is opened again, alone, so its failure comes after the files before it, as when
+    every file was compared alone."""
+    group: list[_Opened] = []
+    cost = 0
+    for position, info in enumerate(files, start=start):
+        if group and (len(group) >= most or cost + info.size > budget):
+            yield group
+            group, cost = [], 0
+        try:
+            item = open_one(position, info)
+        except Exception:
+            if not group:
+                raise
+            yield group
+            group, cost = [], 0
+            item = open_one(position, info)
+        size = info.size + item.positions.size * step_bytes
+        if group and cost + size > budget:
+            yield group
+            group, cost = [], 0
+        group.append(item)
+        cost += size
+    if group:
+        yield group
+
+
+def _step_bytes(combined: xr.Dataset, concat_dim: str, dropped: set[str]) -> int:
+    """The decoded size of one step of the store's variables along the concat dimension."""
+    total = 0
+    for name, var in combined.variables.items():
+        if name in dropped or concat_dim not in var.dims:
+            continue
+        other = int(np.prod([n for d, n in var.sizes.items() if d != concat_dim]))
+        total += other * (64 if var.dtype == object else var.dtype.itemsize)
+    return total
+
+
+def _runs(windows: Sequence[slice]) -> list[slice]:
+    """The windows as runs of consecutive steps (overlapping or adjacent windows joined)."""
+    runs: list[slice] = []
+    for window in sorted(windows, key=lambda w: w.start):
+        if runs and window.start <= runs[-1].stop:
+            runs[-1] = slice(runs[-1].start, max(runs[-1].stop, window.stop))
+        else:
+            runs.append(window)
+    return runs
+
+
+# per variable, the runs of the store's steps read and their values
+_GroupRead = dict[str, list[tuple[slice, xr.Variable]]]
+
+
+def _read_together(
+    group: Sequence[_Opened], combined: xr.Dataset, concat_dim: str, dropped: set[str]
+) -> _GroupRead:
+    """The store's values of the group's files, for every variable along the concat
+    dimension: one read per run of consecutive steps. Empty for fewer than two files, or if
+    a read fails (the files are then read one by one, which names the file that fails)."""
+    windows = {item.position: item.window() for item in group}
+    if sum(w is not None for w in windows.values()) < 2:
+        return {}
+    names = {
+        str(name)
+        for item in group
+        if windows[item.position] is not None
+        for name, var in item.source.variables.items()
+        if name not in dropped
+        and concat_dim in var.dims
+        and name in combined.variables
+        and concat_dim in combined.variables[name].dims
+    }
+    runs = _runs([w for w in windows.values() if w is not None])
+    try:
+        return {
+            name: [(run, _load(combined.variables[name], {concat_dim: run})) for run in runs]
+            for name in sorted(names)
+        }
+    except Exception:
+        log.debug("reading the store for %d files at once failed", len(group), exc_info=True)
+        return {}
+
+
+def _read_for(read: _GroupRead, name: str, window: slice, concat_dim: str) -> xr.Variable | None:
+    """A file's steps (``window``) of a variable read with its group's, if they were."""
+    for run, values in read.get(name, ()):
+        if run.start <= window.start and window.stop <= run.stop:
+            part = slice(window.start - run.start, window.stop - run.start)
+            return values.isel({concat_dim: part})
+    return None
+
+
 def compare_files(
     manifest_url: str,
     store_url: str,
@@ -346,7 +480,8 @@ def compare_files(
     the file that holds the first steps only (the store keeps that file's). Whether values
     are compared in full or sampled, and which files the variables without the concat
     dimension are compared for, is decided from the whole manifest, so every batch decides
-    alike.
+    alike. In full mode the store's values are read for groups of files at once
+    (GROUPED_READ_BYTES).
 
     Every file of the batch is first checked against the manifest (ETag and size): a file
     changed since the scan is SourceChanged, before any value is compared. Bytes that do not
@@ -374,86 +509,133 @@ def compare_files(
     steps = int(combined.sizes[concat_dim])
     claimed = np.zeros(steps, dtype=bool)
     claims: list[Claim] = []
-    try:
-        for position, info in enumerate(files, start=start):
-            with (
-                source_opens(info, manifest, settings, storage, whole=whole),
-                open_source(info, settings, storage, manifest.group, whole=whole) as source,
-            ):
+    # the store's values read for several files: a group's (full mode), and the variables
+    # without the concat dimension, the same for every file (read for the first that needs
+    # them; within the byte budget)
+    budget = min(GROUPED_READ_BYTES, settings.memory_limit_bytes // 16)
+    statics: dict[str, xr.Variable] = {}
+
+    def open_one(position: int, info: ObjectInfo, opened: ExitStack) -> _Opened:
+        closing = ExitStack()
+        opened.callback(closing.close)
+        with source_opens(info, manifest, settings, storage, whole=whole):
+            try:
+                source = closing.enter_context(
+                    open_source(info, settings, storage, manifest.group, whole=whole)
+                )
                 positions = index.get_indexer(as_dates_of(source[concat_dim].values, index))
-                if (positions < 0).any():
-                    missing = source[concat_dim].values[positions < 0][:3]
-                    mismatches.append(
-                        Mismatch(info.url, concat_dim, f"values {missing} are not in the store")
+            except BaseException:
+                closing.close()
+                raise
+        return _Opened(position, info, source, closing, positions)
+
+    def compare_one(item: _Opened, read: _GroupRead) -> bool:
+        """Compare one opened file; False if its steps are not the store's to compare."""
+        nonlocal variables_checked, values_compared
+        position, info, source, positions = item.position, item.info, item.source, item.positions
+        if (positions < 0).any():
+            missing = source[concat_dim].values[positions < 0][:3]
+            mismatches.append(
+                Mismatch(info.url, concat_dim, f"values {missing} are not in the store")
+            )
+            return False
+        if not np.array_equal(positions, np.arange(positions[0], positions[-1] + 1)):
+            mismatches.append(
+                Mismatch(info.url, concat_dim, "its steps are not contiguous in the store")
+            )
+            return False
+        if claimed[positions].any():
+            twice = also_another_files(concat_dim)
+            mismatches.append(Mismatch(info.url, concat_dim, twice))
+            return False
+        claimed[positions] = True
+        claims.append([int(positions[0]), int(positions[-1]) + 1, position, position])
+        window = {concat_dim: slice(int(positions[0]), int(positions[-1]) + 1)}
+        extra = sorted(map(str, set(combined.variables) - set(source.variables)))
+        if extra and position == 0:
+            mismatches.append(Mismatch(info.url, extra[0], "is in the store but not in the file"))
+        holds_first = int(positions[0]) == 0
+        for name, var in source.variables.items():
+            if name in dropped:
+                continue
+            if name not in combined.variables:
+                mismatches.append(Mismatch(info.url, str(name), "is missing from the store"))
+                continue
+            along = concat_dim in var.dims
+            if not along and static_differs == "keep-first":
+                if not holds_first:
+                    continue  # the store keeps the first file's, on purpose
+            elif not along and position not in static_check:
+                continue
+            stored = combined.variables[name]
+            if mode == "full" or not along:
+                regions: list[dict[str, slice]] = [{}]
+            else:
+                regions = _sample_regions(
+                    source[name], concat_dim, info.url, settings.verify_sample_chunks
+                )
+            for region in regions:
+                in_store = _in_store(region, window if along else {}, stored)
+                with source_decodes(info, manifest, settings, storage, str(name), var, region):
+                    expected = _load(var, region)
+                if along:
+                    found = (
+                        _read_for(read, str(name), window[concat_dim], concat_dim)
+                        if not region
+                        else None
                     )
-                    continue
-                if not np.array_equal(positions, np.arange(positions[0], positions[-1] + 1)):
-                    mismatches.append(
-                        Mismatch(info.url, concat_dim, "its steps are not contiguous in the store")
-                    )
-                    continue
-                if claimed[positions].any():
-                    twice = also_another_files(concat_dim)
-                    mismatches.append(Mismatch(info.url, concat_dim, twice))
-                    continue
-                claimed[positions] = True
-                claims.append([int(positions[0]), int(positions[-1]) + 1, position, position])
-                window = {concat_dim: slice(int(positions[0]), int(positions[-1]) + 1)}
-                extra = sorted(map(str, set(combined.variables) - set(source.variables)))
-                if extra and position == 0:
-                    mismatches.append(
-                        Mismatch(info.url, extra[0], "is in the store but not in the file")
-                    )
-                holds_first = int(positions[0]) == 0
-                for name, var in source.variables.items():
-                    if name in dropped:
+                else:
+                    found = statics.get(str(name))
+                if found is None:
+                    with store_decodes(
+                        info,
+                        manifest,
+                        store,
+                        store_format,
+                        str(name),
+                        stored,
+                        in_store,
+                        settings,
+                        storage,
+                    ):
+                        found = _load(stored, in_store)
+                    if not along and found.nbytes <= budget:
+                        statics[str(name)] = found
+                why = _compare(expected, found)
+                values_compared += int(np.size(expected))
+                if why:
+                    where = f" (region {region})" if region else ""
+                    mismatches.append(Mismatch(info.url, str(name), why + where))
+                    break
+            variables_checked += 1
+        return True
+
+    try:
+        with ExitStack() as opened:  # closes the files still open when leaving early
+            groups = _groups(
+                files,
+                start,
+                lambda position, info: open_one(position, info, opened),
+                _step_bytes(combined, concat_dim, dropped),
+                budget,
+                GROUPED_FILES if whole else 1,
+            )
+            for group in groups:
+                read = _read_together(group, combined, concat_dim, dropped)
+                for item in group:
+                    with source_opens(item.info, manifest, settings, storage, whole=whole):
+                        try:
+                            checked = compare_one(item, read)
+                        finally:
+                            item.closing.close()
+                    if not checked:
                         continue
-                    if name not in combined.variables:
-                        mismatches.append(
-                            Mismatch(info.url, str(name), "is missing from the store")
-                        )
-                        continue
-                    along = concat_dim in var.dims
-                    if not along and static_differs == "keep-first":
-                        if not holds_first:
-                            continue  # the store keeps the first file's, on purpose
-                    elif not along and position not in static_check:
-                        continue
-                    stored = combined.variables[name]
-                    if mode == "full" or not along:
-                        regions: list[dict[str, slice]] = [{}]
-                    else:
-                        regions = _sample_regions(
-                            source[name], concat_dim, info.url, settings.verify_sample_chunks
-                        )
-                    for region in regions:
-                        in_store = _in_store(region, window if along else {}, stored)
-                        with source_decodes(
-                            info, manifest, settings, storage, str(name), var, region
-                        ):
-                            expected = _load(var, region)
-                        with store_decodes(
-                            info,
-                            manifest,
-                            store,
-                            store_format,
-                            str(name),
-                            stored,
-                            in_store,
-                            settings,
-                            storage,
-                        ):
-                            found = _load(stored, in_store)
-                        why = _compare(expected, found)
-                        values_compared += int(np.size(expected))
-                        if why:
-                            where = f" (region {region})" if region else ""
-                            mismatches.append(Mismatch(info.url, str(name), why + where))
-                            break
-                    variables_checked += 1
-            if len(mismatches) >= MAX_REPORTED:
+                    if len(mismatches) >= MAX_REPORTED:
+                        break
+                    memory.check(f"after comparing {item.info.url}")
+                else:
+                    continue
                 break
-            memory.check(f"after comparing {info.url}")
     except Exception as exc:
         classified = classify(exc, f"comparing the store {store_url} with its sources")
         if classified is exc:
