@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from importlib.metadata import version
 
 from shared.model.locations import Location, parse_location
@@ -55,11 +55,9 @@ class Layout:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Layout:
-        return cls(
-            work=parse_location(settings.work_area, settings, what="work area"),
-            stores=parse_location(settings.store_root, settings, what="store root"),
-            catalog=parse_location(settings.catalog, settings, what="catalog location"),
-        )
+        """The pipeline's own areas, as the settings name them (parsed once per process for
+        each settings: a local area is resolved on disk, and every file's stage asks)."""
+        return _layout(settings)
 
     def manifest(self, dataset_id: str, manifest_digest: str) -> Location:
         return self.work.join("manifests", dataset_id, f"{manifest_digest}.json")
@@ -165,3 +163,12 @@ def run_id_for(
     instead of reusing the verified store the old libraries built."""
     parts = (ARTIFACT_VERSION, manifest_digest, store_format, concat_dim)
     return digest(*parts, *((rebuild,) if rebuild else ()), length=16)
+
+
+@lru_cache(maxsize=16)
+def _layout(settings: Settings) -> Layout:
+    return Layout(
+        work=parse_location(settings.work_area, settings, what="work area"),
+        stores=parse_location(settings.store_root, settings, what="store root"),
+        catalog=parse_location(settings.catalog, settings, what="catalog location"),
+    )

@@ -402,6 +402,9 @@ def ensure_unchanged(scanned: ObjectInfo, current: ObjectInfo, since: str) -> No
 # 5,000 blobs on Azure, one folder walk locally) instead of a HEAD per file; a file the
 # listing does not show is asked for by itself (SourceNotFound names it).
 LIST_CHECK_MIN_FILES = 100
+# The HEADs of a smaller manifest, 16 at a time: one pool for the process (verify checks a
+# few files per call, and starting 16 threads a call cost as much as the HEADs locally).
+_HEADS = ThreadPoolExecutor(16, thread_name_prefix="unchanged")
 
 
 def check_unchanged(
@@ -418,8 +421,7 @@ def check_unchanged(
     def current(info: ObjectInfo) -> ObjectInfo:
         return storage.head(parse_location(info.url, settings, what="source file"))
 
-    with ThreadPoolExecutor(16) as pool:
-        heads = dict(zip((i.url for i in unlisted), pool.map(current, unlisted), strict=True))
+    heads = dict(zip((i.url for i in unlisted), _HEADS.map(current, unlisted), strict=True))
     for scanned in manifest.files:
         ensure_unchanged(scanned, listed.get(scanned.url) or heads[scanned.url], since)
 

@@ -186,12 +186,12 @@ def _write_references(
     parsed: ManifestGroup | None = None,
 ) -> None:
     """Write the file's references from ``parsed`` (the group validate's walk built), else
-    from what ``reader`` holds, unless they are there (a run
-    before wrote them; a full run writes them again). A failure leaves them to generate,
-    which reads the file again and says why (a storage fault is the activity's to retry)."""
+    from what ``reader`` holds. Called for a file validated now (its report was not reused),
+    whose references are rarely there already (an attempt that stopped between the two
+    writes): they are written again, the same, rather than asked for first (a request a
+    file). A failure leaves them to generate, which reads the file again and says why (a
+    storage fault is the activity's to retry)."""
     target = Layout.from_settings(settings).references(info.url, info.etag, group)
-    if not refresh and storage.exists(target):
-        return
     try:
         document = build_references(
             info, settings, storage, concat_dim=concat_dim, group=group, reader=reader,
