@@ -77,7 +77,7 @@ def manifest_group(
     return ManifestGroup(
         arrays=arrays,
         groups={},
-        attributes=vz_hdf._extract_attrs(_Attributes(reads.attributes(group))),  # type: ignore[arg-type]
+        attributes=vz_hdf._extract_attrs(_Attributes(reads.attributes(group))),
     )
 
 
@@ -97,7 +97,7 @@ def _manifest_array(
         raise Declined(f"{dataset.name} has the dtype {dtype}")
     chunks = vz_hdf._chunk_shape(dataset)
     codecs = codecs_from_dataset(dataset)
-    attrs = vz_hdf._extract_attrs(_Attributes(attributes))  # type: ignore[arg-type]
+    attrs = vz_hdf._extract_attrs(_Attributes(attributes))
     if "_FillValue" in attrs and dtype.kind not in ("S", "U", "O", "T"):
         attrs["_FillValue"] = encode_cf_fill_value(attrs["_FillValue"], dtype)
     codec_configs = [zarr_codec_config_to_v3(codec.get_config()) for codec in codecs]
