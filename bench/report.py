@@ -292,14 +292,17 @@ SPREAD_TARGETS = [
 NOTES = """
 ## What the figures say (notes on the run above)
 
-- **How these figures were made.** `python -m bench.run_all` on 2026-12-07 at 22:38 UTC,
-  all five parts in one run (35 minutes) with nothing else running on the 2-core machine,
-  after `bench.combine.prewarm()` had written kerchunk's per-file references
-  (MultiZarrToZarr is measured only where they exist); then part 5 again, after verify
-  began keeping the store it opened (below), by `python -m bench.run_all --parts
-  end-to-end`, also alone on the machine. `bench.run_all` keeps the other parts of the
-  first run (bench-output/full/results.json). The spread figures come from
-  `bench.combine_spread`, run separately on 2026-12-02 (its command below).
+- **How these figures were made.** Parts 1-4: `python -m bench.run_all` on 2026-12-07 at
+  22:38 UTC, all of them in one run (35 minutes) with nothing else running on the 2-core
+  machine, after `bench.combine.prewarm()` had written kerchunk's per-file references
+  (MultiZarrToZarr is measured only where they exist). They measure code the 2026-12-08
+  changes did not touch (validate_file and build_references called alone, the combine, the
+  orchestration's stand-in activities). Part 5: `python -m bench.run_all --parts
+  end-to-end` on 2026-12-08 at 01:52 UTC, alone on the machine, on another machine of the
+  same kind: on it the code of 2026-12-07 took 17.6-18.8 s for 1,000 local files (53-57
+  files per second; three runs), against 13.1-14.8 s on the first. Compare figures within
+  one run. The spread figures come from `bench.combine_spread`, run separately on
+  2026-12-02 (its command below).
 - **Per file:** generate reads 130 KB of the 50 MB file over the wire (0.26%, 1.7x the h5py
   floor of 78 KB) in 22 requests; with fixed 64 KiB blocks it read 1,123 KB (14x the floor)
   in 19. The reader (shared/io/readers.py) fetches 8 KiB on a scattered miss instead of a
@@ -356,24 +359,32 @@ NOTES = """
   history is 205 KB (632 events) at 10,000 files: batches of 200 files, and nothing in a
   batch's answer grows with the collection (verify keeps which steps each file holds in
   the work area; before, 619 KB and 1,232 events).
-- **End to end: 68-76 files per second at 1,000 local files, 29-35 on Azurite (targets 100
-  and 60: missed).** Three quiet runs of 1,000 local files took 13.1-14.8 s (the table has
-  the last: `bench.end_to_end --files 1000`, run alone after the part, whose own 1,000-file
-  runs were slowed by other work on the machine: 19.8 s and 46.1 s); 10,000 local files
-  141.0 s, 70.9 files/s, 0.93-1.05x the rate at 1,000 (target 0.9x: met; 0.89x before
-  verify kept the store it opened, when verify alone took 78.5 s of the 153.9 at 10,000
-  files, now 42.5 s). Each file's metadata is read once (1.02x one header read: validate
-  writes the file's references from the bytes it read, generate only checks the ETag).
-  What limits the rate is CPU on the 2 cores: validate with the references about 13 ms of
-  worker time a file, verify (every value compared: the files total under
-  `PIPELINE_VERIFY_FULL_MAX_BYTES`) about 8 ms, run two at a time, plus about 2.5 s of
-  steps that run alone (scan, gate, combine, register) at 1,000 files. 100 files per
-  second needs about a third less work a file: one parse of each header for both
-  validation and references (h5py and VirtualiZarr's parser each read it today), and a
-  cheaper full comparison in verify.
-- **Azurite at 10,000 files measures the emulator.** 10,000 files took 2,028 s (4.9 files
-  per second). Azurite runs on one core and its cost per request grows with the blobs it
-  holds: the gate's 16 concurrent reads of the files' reports took 0.8-1.4 ms a report at
-  1,000 files and 9-19 ms at 10,000, in the same code. What Azure Storage does at 10,000
-  files this bench cannot show.
+- **End to end: 97 files per second at 1,000 local files, 39 on Azurite (targets 100
+  and 60: missed, by 3% and 35%).** 1,000 local files took 10.3 s in the run and
+  10.2-10.7 s in three quiet reruns (`bench.end_to_end --files 1000 --where local`: 93-98
+  files per second); 10,000 local files 92.8 s, 107.8 files per second, 1.11x the rate at
+  1,000 (target 0.9x: met). Each file's metadata is read once (1.02x one header read).
+  On the same machine the code of the day before ran at 53-57 files per second; what changed
+  (issue 30): validate builds an HDF5 file's references from its own h5py walk instead of
+  VirtualiZarr's parser reading the header again (docs/decisions/0005: validate with
+  references 17 -> about 9.5 ms of worker time a file), reads each file through a reader
+  bound to the scanned ETag (If-Match: no HEAD before and after), and writes the references
+  without asking first whether they exist; verify reads the store's values for up to 32
+  files at once (one zarr read per variable and run of steps: 8.3 -> 7 ms a file);
+  register checks the sources with one listing instead of a HEAD a file (0.5 -> 0.2 s).
+  What is left a file: validate about 9.5 ms (h5py opening and walking the header), verify
+  about 7 ms (most of it netCDF-C opening and xarray decoding each source, the reader a
+  user has: verify's judge, kept), plus about 2.5 s of steps that run alone at 1,000 files.
+- **Azurite: the emulator's CPU is the limit on 2 cores.** A run now makes 15.2 requests a
+  file (18.2 before: counted through bench/proxy.py on 100 files), and Azurite itself used
+  17.4 s of CPU in a 26.7 s run of 1,000 files (its process's own CPU time, from /proc:
+  about 1.1 ms a request, 17 ms a file, its one core 65% busy). With the workers' 19 ms a
+  file (validate, verify and the rest), a file costs about 36 ms of CPU on the 2 cores,
+  so even with both cores busy all the time no more than about 55 files per second fit:
+  60 on Azurite needs still fewer requests, or the emulator on a core of its own.
+  What Azure Storage does this bench cannot show.
+- **Azurite at 10,000 files measures the emulator.** 10,000 files took 962 s (10.4 files per
+  second; 2,028 s the day before, at 18 requests a file). Azurite's cost per request grows
+  with the blobs it holds: the gate's 16 concurrent reads of the files' reports took
+  0.8-1.4 ms a report at 1,000 files and 9-19 ms at 10,000, in the same code (2026-12-07).
 """
