@@ -391,6 +391,6 @@ NOTES = """
   activities' own times, from devhost's state): the pruning of the work area (90.3 s:
   deleting the 1,000 documents of kept verify claims, one per verify call) and the run
   report (68.2 s: reading the 10,000 files' reports one by one); 0.5 and 1.0 s at 1,000
-  files, 0.1 and 1.8 s at 10,000 local files. Both grow with the requests a file, which is
-  where the next saving on Azure is.
+  files, 0.1 and 1.8 s at 10,000 local files. The emulator again: on a fresh Azurite the
+  same 1,000 deletes take 1.0 s (`Storage.delete_prefix`, measured on 2026-12-08).
 """
