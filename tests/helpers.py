@@ -45,6 +45,16 @@ def missing_tool(message: str) -> NoReturn:
     pytest.skip(message)
 
 
+def rewrite_same_size(path: Path) -> None:
+    """Another version of a file: same size, its last byte changed, modified a minute later
+    (another upload over it: a new ETag, local or in blob storage once uploaded again)."""
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    stat = path.stat()
+    path.write_bytes(bytes(data))
+    os.utime(path, (stat.st_atime + 60, stat.st_mtime + 60))
+
+
 def open_sources(paths: list[Path]) -> xr.Dataset:
     """What a user gets from xarray itself: the reference answer every store must equal."""
     return open_collection(paths).load()

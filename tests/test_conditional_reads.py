@@ -4,7 +4,6 @@ never read into a report or references, on local files and in Azurite."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -18,18 +17,9 @@ from shared.model.settings import Settings
 from shared.stages.references import generate_file
 from shared.stages.scan import load_manifest
 from shared.stages.validate import validate_batch
-from tests.helpers import scanned
+from tests.helpers import rewrite_same_size, scanned
 
 SPEC = SampleSpec(files=2, steps_per_file=2, lat=4, lon=6)
-
-
-def _rewrite(path: Path) -> None:
-    """Same size, other bytes, a minute later (another upload over the file)."""
-    data = bytearray(path.read_bytes())
-    data[-1] ^= 0xFF
-    stat = path.stat()
-    path.write_bytes(bytes(data))
-    os.utime(path, (stat.st_atime + 60, stat.st_mtime + 60))
 
 
 def test_a_reader_bound_to_an_etag_refuses_a_read_of_another_version_local(
@@ -41,7 +31,7 @@ def test_a_reader_bound_to_an_etag_refuses_a_read_of_another_version_local(
     info = storage.head(location)
     reader = storage.reader(location, size=info.size, etag=info.etag)
     assert reader.read(8) == path.read_bytes()[:8]  # the scanned version: read
-    _rewrite(path)
+    rewrite_same_size(path)
     reader.seek(info.size - 100)
     with pytest.raises(SourceChanged) as changed:
         reader.read(100)  # not cached: a conditional read of the rewritten file
@@ -60,7 +50,7 @@ def test_a_reader_bound_to_an_etag_refuses_a_read_of_another_version_in_azurite(
     info = storage.head(location)
     reader = storage.reader(location, size=info.size, etag=info.etag)
     assert reader.read(8) == path.read_bytes()[:8]
-    _rewrite(path)
+    rewrite_same_size(path)
     containers.upload(container, "tas/", [path])
     reader.seek(info.size - 100)
     with pytest.raises(SourceChanged) as changed:
@@ -87,7 +77,7 @@ def test_a_file_rewritten_after_the_scan_gets_no_references_and_generate_names_b
     paths = write_sample_files(tmp_path / "src", SPEC)
     _, result = scanned(str(tmp_path / "src"), local_settings)
     manifest = load_manifest(result.manifest_url, local_settings)
-    _rewrite(paths[1])
+    rewrite_same_size(paths[1])
     storage = Storage(local_settings)
     validate_batch(result.manifest_url, 0, 2, local_settings, storage)
     layout = Layout.from_settings(local_settings)

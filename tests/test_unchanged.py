@@ -4,7 +4,6 @@ since the scan, whether it asks for each file (small manifests) or lists the sou
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,7 @@ from shared.model.errors import PipelineError, SourceChanged, SourceNotFound
 from shared.model.settings import Settings
 from shared.stages import scan as scan_module
 from shared.stages.scan import check_unchanged, load_manifest
-from tests.helpers import scanned
+from tests.helpers import rewrite_same_size, scanned
 
 SPEC = SampleSpec(files=4, steps_per_file=2, lat=4, lon=6)
 PATHS = {"listing": 1, "heads": 10**9}  # LIST_CHECK_MIN_FILES for each way of asking
@@ -28,15 +27,6 @@ def _manifest(source: str, settings: Settings):  # type: ignore[no-untyped-def]
 
 def _check(manifest, settings: Settings) -> None:  # type: ignore[no-untyped-def]
     check_unchanged(manifest, settings, Storage(settings), "the store was built")
-
-
-def _rewrite(path: Path) -> None:
-    """Same size, other bytes, a minute later (an upload of another version)."""
-    data = bytearray(path.read_bytes())
-    data[-1] ^= 0xFF
-    stat = path.stat()
-    path.write_bytes(bytes(data))
-    os.utime(path, (stat.st_atime + 60, stat.st_mtime + 60))
 
 
 @pytest.fixture(params=list(PATHS), ids=list(PATHS))
@@ -55,7 +45,7 @@ def test_a_local_file_rewritten_after_the_scan_is_refused_naming_it(
 ) -> None:
     paths = write_sample_files(tmp_path / "src", SPEC)
     manifest = _manifest(str(tmp_path / "src"), local_settings)
-    _rewrite(paths[2])
+    rewrite_same_size(paths[2])
     with pytest.raises(SourceChanged) as changed:
         _check(manifest, local_settings)
     assert paths[2].name in changed.value.message
@@ -94,7 +84,7 @@ def test_a_blob_rewritten_after_the_scan_is_refused_naming_it(
     containers.upload(container, "tas/", paths)
     manifest = _manifest(f"az://{container}/tas", blob_settings)
     _check(manifest, blob_settings)  # unchanged: passes
-    _rewrite(paths[0])
+    rewrite_same_size(paths[0])
     containers.upload(container, "tas/", paths[:1])
     with pytest.raises(SourceChanged) as changed:
         _check(manifest, blob_settings)

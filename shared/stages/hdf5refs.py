@@ -23,7 +23,6 @@ writes."""
 from __future__ import annotations
 
 import json
-import logging
 from typing import Any
 
 import h5py
@@ -37,8 +36,6 @@ from virtualizarr.parsers.utils import encode_cf_fill_value
 from zarr.core.metadata import ArrayV3Metadata
 
 from shared.io.hdf5attrs import Attributes, HeaderReads, Unreadable
-
-log = logging.getLogger(__name__)
 
 
 class Declined(Exception):
@@ -61,19 +58,17 @@ def manifest_group(
     through ``reads``, shared with validate); raises Declined for what this walk does not
     cover."""
     reads = reads or HeaderReads()
-    members: dict[str, h5py.Dataset] = {}
-    attributes: dict[str, Attributes] = {}
-    for name, obj in reads.members(group):
+    members = reads.members(group)
+    for name, obj in members:
         if not isinstance(obj, h5py.Dataset):
             raise Declined(f"{name} is a {type(obj).__name__}")  # sub-groups, datatypes
-        members[name] = obj
-        attributes[name] = reads.attributes(obj)
     group_name = str(group.name)
     arrays = {}
-    for name, dataset in members.items():
-        if "_Netcdf4Dimid" in attributes[name].names and _stores_no_data(dataset):
+    for name, dataset in members:
+        attributes = reads.attributes(dataset)
+        if "_Netcdf4Dimid" in attributes.names and _stores_no_data(dataset):
             continue  # VirtualiZarr drops a netCDF dimension without a coordinate variable
-        arrays[name] = _manifest_array(filepath, dataset, group_name, attributes[name])
+        arrays[name] = _manifest_array(filepath, dataset, group_name, attributes)
     return ManifestGroup(
         arrays=arrays,
         groups={},
@@ -110,6 +105,11 @@ def _manifest_array(
     return ManifestArray(metadata=metadata, chunkmanifest=manifest)
 
 
+# The metadata made so far, by description (cleared whole when full: a collection has few).
+_made: dict[str, ArrayV3Metadata] = {}
+_MADE_KEPT = 4096
+
+
 def _array_metadata(
     shape: tuple[int, ...],
     dtype: np.dtype,
@@ -127,30 +127,6 @@ def _array_metadata(
         default=_spelled,
         allow_nan=True,
     )
-    return _cached_metadata(key, shape, dtype, chunks, fill_value, codecs, dims, attrs)
-
-
-def _spelled(value: Any) -> str:
-    """A value that JSON does not know, spelled with its type."""
-    if isinstance(value, np.generic | np.ndarray):
-        return f"{type(value).__name__}:{np.asarray(value).dtype.str}:{value!r}"
-    return f"{type(value).__name__}:{value!r}"
-
-
-_made: dict[str, ArrayV3Metadata] = {}
-_MADE_KEPT = 4096
-
-
-def _cached_metadata(
-    key: str,
-    shape: tuple[int, ...],
-    dtype: np.dtype,
-    chunks: tuple[int, ...],
-    fill_value: Any,
-    codecs: list[dict[str, Any]],
-    dims: tuple[str, ...],
-    attrs: dict[str, Any],
-) -> ArrayV3Metadata:
     found = _made.get(key)
     if found is None:
         found = create_v3_array_metadata(
@@ -166,3 +142,10 @@ def _cached_metadata(
             _made.clear()
         _made[key] = found
     return found
+
+
+def _spelled(value: Any) -> str:
+    """A value that JSON does not know, spelled with its type."""
+    if isinstance(value, np.generic | np.ndarray):
+        return f"{type(value).__name__}:{np.asarray(value).dtype.str}:{value!r}"
+    return f"{type(value).__name__}:{value!r}"

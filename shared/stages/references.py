@@ -59,10 +59,10 @@ def build_references(
     parsed: ManifestGroup | None = None,
 ) -> dict[str, Any]:
     """Parse one file and return its references document (not yet written). ``reader``: the
-    reader validate read the file's header through (validate_batch), whose bytes are reused
-    (the caller checked the ETag before that read); else a new one. ``parsed``: an HDF5
-    file's ManifestGroup as validate's walk built it (shared.stages.hdf5refs), else
-    VirtualiZarr's parser reads the header."""
+    reader validate read the file's header through (validate_batch: every read bound to the
+    scanned ETag), whose bytes are reused; else a new one, between two checks of the ETag.
+    ``parsed``: an HDF5 file's ManifestGroup as validate's walk built it
+    (shared.stages.hdf5refs), else VirtualiZarr's parser reads the header."""
     location = parse_location(info.url, settings, what="source file")
     if reader is None:
         ensure_unchanged(info, storage.head(location), "it was scanned")
