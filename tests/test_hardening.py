@@ -38,9 +38,12 @@ def rewrite(path: Path) -> None:
     path.write_bytes(path.read_bytes())
 
 
-def test_a_file_overwritten_between_scan_and_generate_fails_naming_both_etags(
+def test_a_file_overwritten_between_validate_and_generate_fails_verify_naming_both_etags(
     tmp_path, local_settings
 ):
+    """Validate read each file as scanned and wrote its references; generate takes them as
+    validate's batch document vouches (no request a file), so the change is caught where the
+    file's bytes are next read: verify, before any of its values is compared."""
     paths = write_sample_files(tmp_path / "src", SPEC)
     request = request_for(tmp_path / "src")
     scanned = scan(request, local_settings)
@@ -48,8 +51,10 @@ def test_a_file_overwritten_between_scan_and_generate_fails_naming_both_etags(
     gate(scanned.manifest_url, local_settings)
     before = load_manifest(scanned.manifest_url, local_settings).files[1].etag
     rewrite(paths[1])
+    generate_batch(scanned.manifest_url, 0, 3, local_settings)
+    combined = combine(scanned.manifest_url, request, "run-1", local_settings)
     with pytest.raises(SourceChanged) as changed:
-        generate_batch(scanned.manifest_url, 0, 3, local_settings)
+        verify(scanned.manifest_url, combined.store_url, request.format, "time", local_settings)
     assert paths[1].name in changed.value.message
     assert (
         before in changed.value.message

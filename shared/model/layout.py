@@ -68,6 +68,17 @@ class Layout:
     def references(self, url: str, etag: str, group: str | None = None) -> Location:
         return self.work.join("references", f"{file_key(url, etag, group)}.json")
 
+    def validated(self, dataset_id: str, manifest_url: str) -> Location:
+        """The batch documents validate wrote for one manifest (validate_batch): every report
+        of a batch of files in one document, so that the gate, generate and the run report
+        read a document a batch instead of one a file."""
+        return self.work.join("validated", dataset_id, digest(manifest_url, length=16))
+
+    def validated_batch(
+        self, dataset_id: str, manifest_url: str, start: int, stop: int
+    ) -> Location:
+        return self.validated(dataset_id, manifest_url).join(f"{start:09d}-{stop:09d}.json")
+
     def partial(self, dataset_id: str, run_id: str, start: int) -> Location:
         """The merged references of the manifest's files from ``start`` (one combine batch)."""
         return self.partials(dataset_id).join(run_id, f"{start:09d}.npz")

@@ -38,6 +38,7 @@ from shared.model.telemetry import emit
 from shared.stages.gatereport import headline, render_markdown
 from shared.stages.grid import NoGrid, Stored, plan
 from shared.stages.scan import load_manifest
+from shared.stages.validated import stored_reports
 
 log = logging.getLogger(__name__)
 
@@ -685,8 +686,13 @@ def gate(
                 url=info.url,
             ) from None
 
+    # validate's batch documents hold the reports a batch at a time; a file none covers (an
+    # incremental run's earlier files) is read on its own
+    stored = stored_reports(manifest_url, manifest.dataset_id, manifest.files, settings, storage)
+    missing = [info for info in manifest.files if info.url not in stored]
     with ThreadPoolExecutor(READ_WORKERS) as pool:
-        reports = [without_variables(r, drop_variables) for r in pool.map(read, manifest.files)]
+        stored.update(zip((info.url for info in missing), pool.map(read, missing), strict=True))
+    reports = [without_variables(stored[info.url], drop_variables) for info in manifest.files]
     collection_findings = check_collection(
         reports, concat_dim, store_format, settings, static_differs=static_differs
     )

@@ -40,6 +40,7 @@ from shared.model.locations import Location, parse_location
 from shared.model.settings import Settings
 from shared.model.telemetry import emit
 from shared.stages.scan import ensure_unchanged, load_manifest_slice
+from shared.stages.validated import batch_document
 
 log = logging.getLogger(__name__)
 
@@ -272,7 +273,8 @@ def generate_file(
 ) -> tuple[Location, bool, int]:
     """Write one file's references unless they already exist; returns (location, reused,
     size). Validate writes them as it reads the file (validate_batch), so in a run they are
-    usually there: the file is not read again, only its ETag checked (a file rewritten since
+    usually there (and generate_batch takes those its batch document vouches for without
+    calling this): the file is not read again, only its ETag checked (a file rewritten since
     the scan is SourceChanged here too). ``refresh`` (a full run) writes them again unless
     they were written by these very libraries (validate did, in this run: it refreshes too)."""
     target = Layout.from_settings(settings).references(info.url, info.etag, group)
@@ -331,12 +333,22 @@ def generate_batch(
     assert storage.trace is not None
     manifest, _ = load_manifest_slice(manifest_url, start, stop, settings, storage)
     files = manifest.files  # only this batch's files are read from the manifest
+    # What validate wrote for these very files (its batches are these batches): references
+    # it vouches for are taken as they are, without a request a file (shared.stages.validated)
+    vouched = batch_document(
+        manifest_url, manifest.dataset_id, start, start + len(files), settings, storage
+    )
     generated = reused = reference_bytes = 0
     for info in files:
         file_started = time.perf_counter()
-        _, was_reused, size = generate_file(
-            info, settings, storage, concat_dim=concat_dim, refresh=refresh, group=manifest.group
-        )
+        size = vouched.references(info, concat_dim) if vouched else None
+        if size is not None:
+            was_reused = True
+        else:
+            _, was_reused, size = generate_file(
+                info, settings, storage, concat_dim=concat_dim, refresh=refresh,
+                group=manifest.group,
+            )  # fmt: skip
         reused += was_reused
         generated += not was_reused
         reference_bytes += size

@@ -32,6 +32,7 @@ from shared.model.wire import RecordAnswer
 from shared.stages.scan import ScanManifest, load_manifest
 from shared.stages.validate.batch import load_report
 from shared.stages.validate.model import FileReport
+from shared.stages.validated import stored_reports
 
 log = logging.getLogger(__name__)
 
@@ -78,17 +79,26 @@ def summary_location(dataset_id: str, run_id: str, settings: Settings) -> Locati
 
 
 def read_verdicts(
-    files: Collection[ObjectInfo],
+    manifest_url: str,
+    manifest: ScanManifest,
     settings: Settings,
     storage: Storage,
-    group: str | None = None,
 ) -> dict[str, FileVerdict]:
-    """The verdict of every file that has a stored report, by URL; a file without one (never
-    validated, or its report unreadable) is left out and shown as not validated."""
+    """The verdict of every file of ``manifest`` that has a stored report, by URL: from
+    validate's batch documents (a read a batch), else the file's own report; a file without
+    one (never validated, or its report unreadable) is left out and shown as not
+    validated."""
+    verdicts: dict[str, FileVerdict] = {}
+    stored = stored_reports(manifest_url, manifest.dataset_id, manifest.files, settings, storage)
+    for url, document in stored.items():
+        try:
+            verdicts[url] = FileVerdict.of(FileReport.from_dict(document))
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            log.warning("unreadable validation report of %s in a batch document: %s", url, exc)
 
     def read(info: ObjectInfo) -> tuple[str, FileVerdict | None]:
         try:
-            report = load_report(info.url, info.etag, settings, storage, group=group)
+            report = load_report(info.url, info.etag, settings, storage, group=manifest.group)
             return info.url, FileVerdict.of(report)
         except SourceNotFound:
             return info.url, None
@@ -96,8 +106,10 @@ def read_verdicts(
             log.warning("unreadable validation report of %s: %s", info.url, exc)
             return info.url, None
 
+    missing = [info for info in manifest.files if info.url not in verdicts]
     with ThreadPoolExecutor(READ_WORKERS) as pool:
-        return {url: verdict for url, verdict in pool.map(read, files) if verdict is not None}
+        verdicts.update((url, v) for url, v in pool.map(read, missing) if v is not None)
+    return verdicts
 
 
 def record_run(
@@ -157,7 +169,9 @@ def run_files(status: Mapping[str, Any], settings: Settings, storage: Storage) -
     (outputs.work_manifest_url, for incremental runs), which those are."""
     outputs = status.get("outputs") or {}
     manifest = _manifest(outputs.get("manifest_url"), settings, storage)
-    verdicts = read_verdicts(manifest.files, settings, storage, manifest.group) if manifest else {}
+    verdicts = {}
+    if manifest:
+        verdicts = read_verdicts(outputs["manifest_url"], manifest, settings, storage)
     processed = None
     if manifest and outputs.get("work_manifest_url"):
         work = _manifest(outputs["work_manifest_url"], settings, storage)

@@ -3,9 +3,11 @@
 
 Validating a file reads its header; the same bytes also give its virtual references, so a
 file validate finds usable has its references written here too (where generate looks for
-them, shared.stages.references): each file is read once a run for its metadata. Generate
-then only checks the file's ETag, and writes what validate could not (a file that changed
-since the scan, or one whose references failed: generate says why)."""
+them, shared.stages.references): each file is read once a run for its metadata. After
+the batch's reports, one document holds them all (shared.stages.validated): the gate, the run
+report and generate read that instead of each file's. Generate writes what validate could
+not (a file that changed since the scan, or one whose references failed: generate says
+why)."""
 
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ from shared.stages.scan import load_manifest_slice
 from shared.stages.validate.file import validate_file
 from shared.stages.validate.model import REPORT_VERSION, FileReport, ValidationBatch
 from shared.stages.validate.reading import traced_storage
+from shared.stages.validated import entry, write_batch_document
 
 # One logger for the whole stage, named as before the stage became a package.
 log = logging.getLogger(__package__)
@@ -67,13 +70,15 @@ def validate_batch(
     codes: Counter[str] = Counter()
     errors: list[tuple[str, str, str]] = []
     error_count = reused = bytes_read = requests = 0
+    entries: list[str] = []  # the batch document's, as JSON text
     for info in files:
         file_started = time.perf_counter()
         target = layout.report(info.url, info.etag, manifest.group)
         report = None if refresh else _stored_report(target, storage)
         was_reused = report is not None
+        references: int | None = None  # their size, when written here
         if report is None:
-            report = _validate_and_reference(
+            report, references = _validate_and_reference(
                 info, settings, reading, manifest.group, concat_dim, refresh
             )
             # compact: json's indenting encoder is pure Python (a millisecond a report)
@@ -83,6 +88,8 @@ def validate_batch(
             requests += report.requests
         else:
             reused += 1
+            data = json.dumps(report.to_dict(), separators=(",", ":"), allow_nan=False)
+        entries.append(entry(info, data, references))
         verdicts[report.verdict] += 1
         codes.update(f.code for f in report.findings)
         for finding in report.errors:
@@ -102,6 +109,10 @@ def validate_batch(
             seconds=round(time.perf_counter() - file_started, 3),
             reused=was_reused,
         )
+    write_batch_document(
+        manifest_url, manifest.dataset_id, start, start + len(files), concat_dim, entries,
+        settings, storage,
+    )  # fmt: skip
     summary = ValidationBatch(
         manifest_url=manifest_url,
         start=start,
@@ -140,13 +151,14 @@ def _validate_and_reference(
     group: str | None,
     concat_dim: str,
     refresh: bool,
-) -> FileReport:
-    """The file's report; and, from the bytes its validation read, its references. Every
-    read is of the scanned version (Storage.reader's etag): a file changed since the scan is
-    validated as it is now, and generate says why it has no references."""
+) -> tuple[FileReport, int | None]:
+    """The file's report; and, from the bytes its validation read, its references (their
+    size, None when not written). Every read is of the scanned version (Storage.reader's
+    etag): a file changed since the scan is validated as it is now, and generate says why it
+    has no references."""
     location = parse_location(info.url, settings, what="file")
     if info.size == 0:
-        return validate_file(info, settings, storage, group=group)
+        return validate_file(info, settings, storage, group=group), None
     reader = storage.reader(location, size=info.size, prefetch_index=True, etag=info.etag)
     parsed: list[ManifestGroup] = []
 
@@ -163,16 +175,17 @@ def _validate_and_reference(
     try:
         try:
             report = validate_file(info, settings, storage, group=group, reader=reader, also=also)
-        except SourceChanged:
-            return validate_file(info, settings, storage, group=group)  # generate says why
+        except SourceChanged:  # generate says why
+            return validate_file(info, settings, storage, group=group), None
+        written = None
         if report.verdict != "unsuitable":
-            _write_references(
+            written = _write_references(
                 info, settings, storage, group, concat_dim, refresh, reader,
                 parsed[0] if parsed else None,
             )  # fmt: skip
     finally:
         reader.close()
-    return report
+    return report, written
 
 
 def _write_references(
@@ -184,13 +197,13 @@ def _write_references(
     refresh: bool,
     reader: AdaptiveReader,
     parsed: ManifestGroup | None = None,
-) -> None:
+) -> int | None:
     """Write the file's references from ``parsed`` (the group validate's walk built), else
-    from what ``reader`` holds. Called for a file validated now (its report was not reused),
-    whose references are rarely there already (an attempt that stopped between the two
-    writes): they are written again, the same, rather than asked for first (a request a
-    file). A failure leaves them to generate, which reads the file again and says why (a
-    storage fault is the activity's to retry)."""
+    from what ``reader`` holds; their size, or None where they could not be made. Called for
+    a file validated now (its report was not reused), whose references are rarely there
+    already (an attempt that stopped between the two writes): they are written again, the
+    same, rather than asked for first (a request a file). A failure leaves them to generate,
+    which reads the file again and says why (a storage fault is the activity's to retry)."""
     target = Layout.from_settings(settings).references(info.url, info.etag, group)
     try:
         document = build_references(
@@ -206,8 +219,8 @@ def _write_references(
     if document is None:
         if refresh and storage.exists(target):
             storage.delete([target])  # not this run's: generate writes them again
-        return
-    write_references(info, document, settings, storage, group)
+        return None
+    return write_references(info, document, settings, storage, group)
 
 
 def _stored_report(location: Location, storage: Storage) -> FileReport | None:
