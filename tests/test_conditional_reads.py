@@ -88,3 +88,53 @@ def test_a_file_rewritten_after_the_scan_gets_no_references_and_generate_names_b
         generate_file(second, local_settings, storage)
     assert second.etag in changed.value.message
     assert changed.value.context["current_etag"] != second.etag
+
+
+def _blob_store(tmp_path: Path, settings: Settings, containers):  # type: ignore[no-untyped-def]
+    """Two files uploaded, scanned, validated, gated, referenced and combined: the files,
+    their container, the manifest and the store."""
+    from shared.model.request import PipelineRequest
+    from shared.stages.combine import combine
+    from shared.stages.gate import gate
+    from shared.stages.references import generate_batch
+    from shared.stages.scan import scan
+
+    paths = write_sample_files(tmp_path / "src", SPEC)
+    container = containers.new("src")
+    containers.upload(container, "tas/", paths)
+    request = PipelineRequest.from_dict({"source": f"az://{container}/tas", "dataset_id": "tas"})
+    result = scan(request, settings)
+    validate_batch(result.manifest_url, 0, 2, settings)
+    gate(result.manifest_url, settings)
+    generate_batch(result.manifest_url, 0, 2, settings)
+    store = combine(result.manifest_url, request, "run-1", settings).store_url
+    return paths, container, result.manifest_url, store
+
+
+def test_verify_reads_each_blob_as_scanned_without_asking_for_its_etag_first(
+    tmp_path: Path, blob_settings: Settings, containers, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    from shared.stages.verify import verify
+
+    _, container, manifest_url, store = _blob_store(tmp_path, blob_settings, containers)
+    heads: list[str] = []
+    head = Storage.head
+    monkeypatch.setattr(Storage, "head", lambda s, loc: heads.append(loc.url) or head(s, loc))
+    assert verify(manifest_url, store, "kerchunk-json", "time", blob_settings).files_checked == 2
+    assert [url for url in heads if f"/{container}/" in url] == []
+
+
+def test_a_blob_rewritten_after_generate_is_refused_when_verify_reads_it(
+    tmp_path: Path, blob_settings: Settings, containers
+) -> None:  # type: ignore[no-untyped-def]
+    from shared.stages.verify import verify
+
+    paths, container, manifest_url, store = _blob_store(tmp_path, blob_settings, containers)
+    scanned_etag = load_manifest(manifest_url, blob_settings).files[1].etag
+    rewrite_same_size(paths[1])
+    containers.upload(container, "tas/", paths[1:])
+    with pytest.raises(SourceChanged) as changed:
+        verify(manifest_url, store, "kerchunk-json", "time", blob_settings)
+    assert paths[1].name in changed.value.message
+    assert "was refused because the object is now another" in changed.value.message  # If-Match
+    assert changed.value.context["scanned_etag"] == scanned_etag

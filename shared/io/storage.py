@@ -290,9 +290,28 @@ class _IfMatch:
     def get_range(self, path: str, *, start: int, length: int) -> bytes:
         started = time.time()
         try:
-            result = self._store.get(
-                path, options={"range": (start, start + length), "if_match": f'"{self._etag}"'}
-            )
+            return self._get(path, {"range": (start, start + length)})
+        finally:
+            if self._trace is not None:
+                self._trace.add(path=path, start=start, length=length, timestamp=started,
+                                duration=time.time() - started, method="get_range",
+                                range_style="length")  # fmt: skip
+
+    def get_all(self, path: str) -> bytes:
+        """The whole object, if it is still the version ``etag`` names."""
+        started = time.time()
+        data = b""
+        try:
+            data = self._get(path, {})
+            return data
+        finally:
+            if self._trace is not None:
+                self._trace.add(path=path, start=0, length=len(data), timestamp=started,
+                                duration=time.time() - started, method="get")  # fmt: skip
+
+    def _get(self, path: str, options: dict[str, Any]) -> bytes:
+        try:
+            result = self._store.get(path, options={**options, "if_match": f'"{self._etag}"'})
             return bytes(result.bytes())
         except obx.PreconditionError:
             raise SourceChanged(
@@ -301,11 +320,6 @@ class _IfMatch:
                 url=self._location.url,
                 scanned_etag=self._etag,
             ) from None
-        finally:
-            if self._trace is not None:
-                self._trace.add(path=path, start=start, length=length, timestamp=started,
-                                duration=time.time() - started, method="get_range",
-                                range_style="length")  # fmt: skip
 
     def head(self, path: str) -> Any:
         return self._store.head(path)
@@ -479,8 +493,13 @@ class Storage:
         )
 
     # -- reading ----------------------------------------------------------------------
-    def read(self, location: Location) -> bytes:
+    def read(self, location: Location, *, etag: str | None = None) -> bytes:
+        """The whole object; with ``etag``, only if it is still that version (If-Match: a
+        read of another is SourceChanged)."""
         with storage_errors(location, "read"):
+            if etag is not None:
+                store = _IfMatch(self._raw_store(location), etag, self.trace, location)
+                return store.get_all(self._key(location))
             return bytes(self._store(location).get(self._key(location)).bytes())
 
     def read_range(self, location: Location, start: int, length: int) -> bytes:

@@ -47,6 +47,7 @@ from shared.stages.verify.reading import (
     open_source,
     source_decodes,
     source_opens,
+    still_as_scanned,
     store_decodes,
     store_opens,
 )
@@ -483,10 +484,13 @@ def compare_files(
     alike. In full mode the store's values are read for groups of files at once
     (GROUPED_READ_BYTES).
 
-    Every file of the batch is first checked against the manifest (ETag and size): a file
-    changed since the scan is SourceChanged, before any value is compared. Bytes that do not
-    decode, in a file or where the store points, are CorruptChunk naming the file, variable
-    and chunk. What differs is in the answer, not raised: the deciding step raises."""
+    A file changed since the scan is SourceChanged, before its values are compared: a local
+    file is checked against the manifest (ETag and size) first, a file in blob storage is
+    read only as the version scanned (If-Match), and a file whose values differ from the
+    store's is checked again (the store's references read it unconditionally). Bytes that do
+    not decode, in a file or where the store points, are CorruptChunk naming the file,
+    variable and chunk. What differs is in the answer, not raised: the deciding step
+    raises."""
     started = time.perf_counter()
     dropped = set(drop_variables)
     storage = storage or Storage(settings)
@@ -497,7 +501,8 @@ def compare_files(
     mode = verify_mode(totals.total_bytes, settings)
     whole = mode == "full"  # every value is compared: each file is read in one request
     store: Location = parse_location(store_url, settings, what="store")
-    check_unchanged(manifest.subset(files), settings, storage, "it was scanned")
+    local = tuple(f for f in files if parse_location(f.url, settings, what="source file").is_local)
+    check_unchanged(manifest.subset(local), settings, storage, "it was scanned")
     combined = opened_store(store, store_format, manifest, settings, storage)
     index = combined.get_index(concat_dim)
     static_check = _static_positions(manifest_url, totals.file_count, mode)
@@ -641,6 +646,8 @@ def compare_files(
         if classified is exc:
             raise
         raise classified from exc
+    for url in dict.fromkeys(m.url for m in mismatches):  # differs, or changed meanwhile?
+        still_as_scanned(url, manifest, settings, storage)
     folded, _ = fold_claims(claims)  # disjoint: a file claiming a step twice is a mismatch
     tally = VerifyTally(
         start=start,

@@ -65,19 +65,23 @@ def open_source(
     NetCDF3) the file is read in one request and opened from memory by the netCDF-C library
     (about 10x faster than h5netcdf for a small file, and the values decode alike: xarray
     does the CF decoding for both); else an HDF5 file is opened with h5netcdf over a ranged
-    reader, which reads only the header and the chunks asked for."""
+    reader, which reads only the header and the chunks asked for. A file in blob storage is
+    read only as the version scanned (If-Match on its ETag: another is SourceChanged); a
+    local file is checked before (compare_files: check_unchanged)."""
     location = parse_location(info.url, settings, what="source file")
     if not whole and info.size > SMALL_SOURCE_BYTES:
-        head = storage.read_range(location, 0, min(info.size, 8))
+        head = storage.read_range(location, 0, min(info.size, 8))  # which library opens it
         if sniff(head) == "hdf5":
             target: Any = (
-                location.path if location.is_local else storage.reader(location, size=info.size)
+                location.path
+                if location.is_local
+                else storage.reader(location, size=info.size, etag=info.etag)
             )
             with xr.open_dataset(target, engine="h5netcdf", chunks=None, group=group,
                                  create_default_indexes=False) as ds:  # fmt: skip
                 yield ds
             return
-    memory = None if location.is_local else storage.read(location)
+    memory = None if location.is_local else storage.read(location, etag=info.etag)
     with _netcdf_c(location, memory, group) as ds:
         yield ds
 
@@ -277,7 +281,7 @@ def store_chunk_key(store_format: StoreFormat, name: str, index: tuple[int, ...]
     return f"{name}/" + (".".join(str(i) for i in index) if index else "0")
 
 
-def _still_as_scanned(
+def still_as_scanned(
     url: str, manifest: ScanManifest, settings: Settings, storage: Storage
 ) -> None:
     """Raise SourceChanged (both ETags) if ``url``, a file of the manifest, changed since the
@@ -352,7 +356,7 @@ def source_opens(
             pass
 
     def explain(exc: Exception, words: str) -> NoReturn:
-        _still_as_scanned(info.url, manifest, settings, storage)
+        still_as_scanned(info.url, manifest, settings, storage)
         if not _fails_again(reopen):
             raise _not_reproduced(f"Opening {info.url}", words) from exc
         raise CorruptChunk(
@@ -382,7 +386,7 @@ def source_decodes(
     chunk at a time); SourceChanged if the file changed meanwhile."""
 
     def explain(exc: Exception, words: str) -> NoReturn:
-        _still_as_scanned(info.url, manifest, settings, storage)
+        still_as_scanned(info.url, manifest, settings, storage)
         bad = first_bad_chunk(variable, region, limit=None)
         if bad is None:
             where = f" (elements {_region_words(region)})" if region else ""
@@ -421,14 +425,14 @@ def store_decodes(
     def explain(exc: Exception, words: str) -> NoReturn:
         changed = changed_in_icechunk(str(exc))
         if changed:
-            _still_as_scanned(changed, manifest, settings, storage)
+            still_as_scanned(changed, manifest, settings, storage)
         bad = first_bad_chunk(variable, region, limit=None)
         if bad is None:
             what = f"The store {store.url}: variable {name!r} ({_region_words(region)})"
             raise _not_reproduced(what, words) from exc
         ref = chunk_reference(store, store_format, name, bad.index, settings)
         url = ref.url if ref else changed or info.url
-        _still_as_scanned(url, manifest, settings, storage)
+        still_as_scanned(url, manifest, settings, storage)
         key = store_chunk_key(store_format, name, bad.index)
         what = f"variable {name!r}, {bad.where()}, key {key}"
         if ref is not None:
