@@ -9,7 +9,9 @@ from __future__ import annotations
 import codecs
 import json
 import logging
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -201,6 +203,7 @@ def write_manifest(manifest: ScanManifest, location: Location, storage: Storage)
         position += len(line)
     parts.append(("]" + head[start + 2 :]).encode())
     data = b"".join(parts)
+    _forget_index(location)
     storage.write(location, data, "application/json")
     storage.write_json(
         index_location(location),
@@ -228,16 +231,42 @@ def manifest_totals(url: str, settings: Settings, storage: Storage) -> ManifestT
     return ManifestTotals(len(manifest.files), manifest.total_bytes)
 
 
+# The indexes this process has checked against their manifests, by the manifest's URL. A
+# manifest is named by the digest of what it lists (Layout.manifest), so one URL is one
+# document: every validate, generate and verify batch of a run, and of the next, reads the
+# same index, which is read and checked once a worker process instead of twice a batch (a
+# read and a HEAD each time). Scan forgets the entry of a manifest it writes.
+_INDEXES: OrderedDict[str, dict[str, Any]] = OrderedDict()
+_INDEXES_KEPT = 32
+_INDEXES_LOCK = threading.Lock()
+
+
 def _index(location: Location, storage: Storage) -> dict[str, Any] | None:
     """The manifest's index, or None (a manifest written before indexes, lost, or not the
     one the index was written for: its size differs)."""
+    with _INDEXES_LOCK:
+        known = _INDEXES.get(location.url)
+        if known is not None:
+            _INDEXES.move_to_end(location.url)
+            return known
     try:
         index = storage.read_json(index_location(location))
     except SourceNotFound:
         return None
     if index.get("kind") != "scan-manifest-index":
         return None
-    return index if storage.head(location).size == index.get("size") else None
+    if storage.head(location).size != index.get("size"):
+        return None
+    with _INDEXES_LOCK:
+        _INDEXES[location.url] = index
+        while len(_INDEXES) > _INDEXES_KEPT:
+            _INDEXES.popitem(last=False)
+    return index
+
+
+def _forget_index(location: Location) -> None:
+    with _INDEXES_LOCK:
+        _INDEXES.pop(location.url, None)
 
 
 def load_manifest(url: str, settings: Settings, storage: Storage | None = None) -> ScanManifest:
