@@ -12,8 +12,10 @@ HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection"}
 
 
 class CountingProxy:
-    def __init__(self, target_host: str, target_port: int) -> None:
+    def __init__(self, target_host: str, target_port: int, *, log_targets: bool = False) -> None:
         self.target = (target_host, target_port)
+        # with log_targets, every request's method and target (path and query), in order
+        self.targets: list[tuple[str, str]] | None = [] if log_targets else None
         self.requests: Counter[str] = Counter()
         self.body_bytes: Counter[str] = Counter()
         self._lock = threading.Lock()
@@ -70,6 +72,9 @@ class CountingProxy:
                 started = True
             lines = head.decode("latin-1").split("\r\n")
             method = lines[0].split(" ", 1)[0]
+            if self.targets is not None:
+                with self._lock:
+                    self.targets.append((method, lines[0].split(" ")[1]))
             headers = [line.split(":", 1) for line in lines[1:] if ":" in line]
             length = next((int(v) for k, v in headers if k.strip().lower() == "content-length"), 0)
             body = await reader.readexactly(length) if length else b""
