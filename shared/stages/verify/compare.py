@@ -501,8 +501,8 @@ def compare_files(
     mode = verify_mode(totals.total_bytes, settings)
     whole = mode == "full"  # every value is compared: each file is read in one request
     store: Location = parse_location(store_url, settings, what="store")
-    local = tuple(f for f in files if parse_location(f.url, settings, what="source file").is_local)
-    check_unchanged(manifest.subset(local), settings, storage, "it was scanned")
+    if parse_location(manifest.source, settings, what="source").is_local:
+        check_unchanged(manifest.subset(files), settings, storage, "it was scanned")
     combined = opened_store(store, store_format, manifest, settings, storage)
     index = combined.get_index(concat_dim)
     static_check = _static_positions(manifest_url, totals.file_count, mode)
