@@ -185,3 +185,29 @@ def test_a_report_at_another_etag_than_the_manifests_is_not_taken_from_a_documen
     stored = stored_reports(manifest_url, DATASET, changed.files, local_settings, storage)
     assert manifest.files[0].url not in stored
     assert set(stored) == {info.url for info in manifest.files[1:]}
+
+
+def test_background_writes_are_all_done_when_wait_returns_and_a_failed_one_is_raised(
+    tmp_path: Path, local_settings: Settings
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from shared.io.storage import Writes
+    from shared.model.errors import PipelineError
+    from shared.model.locations import parse_location
+
+    storage = Storage(local_settings)
+    targets = [
+        parse_location(str(tmp_path / "out" / f"{i}.json"), local_settings) for i in range(20)
+    ]
+    with ThreadPoolExecutor(4) as pool:
+        with Writes(storage, pool) as writes:
+            for i, target in enumerate(targets):
+                writes.write(target, str(i).encode())
+        assert [Path(t.path).read_text() for t in targets] == [str(i) for i in range(20)]
+        (tmp_path / "blocked").write_text("a file where a folder must be")
+        refused = parse_location(str(tmp_path / "blocked" / "x.json"), local_settings)
+        writes = Writes(storage, pool)
+        writes.write(refused, b"{}")
+        with pytest.raises(PipelineError):
+            writes.wait()

@@ -21,6 +21,8 @@ import re
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Executor, Future
+from concurrent.futures import wait as futures_wait
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -618,3 +620,36 @@ def azure_store(account: StorageAccount, container: str) -> AzureStore:
         retry_config=_RETRY,
         credential_provider=AzureCredentialProvider(credential=DefaultAzureCredential()),
     )
+
+
+class Writes:
+    """Writes that go on while the caller works: a caller writing several small documents a
+    file (validate: a report and references) need not wait a storage round trip for each
+    before reading the next file. ``wait`` returns when every write is done and raises the
+    first that failed; leaving a ``with`` block early waits for the writes under way
+    (nothing is left writing behind an activity that failed) without raising theirs."""
+
+    def __init__(self, storage: Storage, pool: Executor) -> None:
+        self._storage = storage
+        self._pool = pool
+        self._pending: builtins.list[Future[None]] = []
+
+    def write(
+        self, location: Location, data: bytes, content_type: str = "application/octet-stream"
+    ) -> None:
+        self._pending.append(self._pool.submit(self._storage.write, location, data, content_type))
+
+    def wait(self) -> None:
+        pending, self._pending = self._pending, []
+        for future in pending:
+            future.result()
+
+    def __enter__(self) -> Writes:
+        return self
+
+    def __exit__(self, kind: object, *_: object) -> None:
+        if kind is None:
+            self.wait()
+            return
+        pending, self._pending = self._pending, []
+        futures_wait(pending)

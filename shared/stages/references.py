@@ -32,7 +32,7 @@ from zarr.core.metadata.v3 import check_storable
 
 from shared.io.formats import describe_magic, sniff
 from shared.io.readers import AdaptiveReader, first_read
-from shared.io.storage import ObjectInfo, Storage
+from shared.io.storage import ObjectInfo, Storage, Writes
 from shared.model.errors import PipelineError, ReferencesFailed, SourceNotFound
 from shared.model.jsonsafe import json_safe
 from shared.model.layout import Layout, library_versions
@@ -307,10 +307,11 @@ def _current(target: Location, storage: Storage) -> bool:
 
 
 def write_references(
-    info: ObjectInfo, document: dict[str, Any], settings: Settings, storage: Storage,
+    info: ObjectInfo, document: dict[str, Any], settings: Settings, storage: Storage | Writes,
     group: str | None = None,
 ) -> int:  # fmt: skip
-    """Write a file's references document where generate and combine look; its size."""
+    """Write a file's references document where generate and combine look (``storage``, or
+    in the background: Writes); its size."""
     target = Layout.from_settings(settings).references(info.url, info.etag, group)
     data = json.dumps(document, separators=(",", ":"), allow_nan=False).encode()
     storage.write(target, data, "application/json")

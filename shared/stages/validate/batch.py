@@ -15,13 +15,14 @@ import json
 import logging
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 
 import h5py
 from virtualizarr.manifests import ManifestGroup
 
 from shared.io.hdf5attrs import HeaderReads
 from shared.io.readers import AdaptiveReader
-from shared.io.storage import ObjectInfo, Storage
+from shared.io.storage import ObjectInfo, Storage, Writes
 from shared.model.errors import BadRequest, PipelineError, SourceChanged, SourceNotFound
 from shared.model.layout import Layout
 from shared.model.locations import Location, parse_location
@@ -37,6 +38,10 @@ from shared.stages.validated import entry, write_batch_document
 
 # One logger for the whole stage, named as before the stage became a package.
 log = logging.getLogger(__package__)
+
+# Storage round trips of validate's batches that need not wait for each other: asking for the
+# reports already stored, writing reports and references (shared by a process's batches).
+_IO = ThreadPoolExecutor(8, thread_name_prefix="validate-io")
 
 # A batch's summary names the first few errors, each cut to so many characters.
 _SUMMARY_ERRORS = 5
@@ -71,44 +76,52 @@ def validate_batch(
     errors: list[tuple[str, str, str]] = []
     error_count = reused = bytes_read = requests = 0
     entries: list[str] = []  # the batch document's, as JSON text
-    for info in files:
-        file_started = time.perf_counter()
-        target = layout.report(info.url, info.etag, manifest.group)
-        report = None if refresh else _stored_report(target, storage)
-        was_reused = report is not None
-        references: int | None = None  # their size, when written here
-        if report is None:
-            report, references = _validate_and_reference(
-                info, settings, reading, manifest.group, concat_dim, refresh
+    targets = [layout.report(info.url, info.etag, manifest.group) for info in files]
+    # the reports already stored, asked for together (a round trip each, not one after the
+    # other); the reports and references written here go on while the next file is read
+    stored = (
+        [None] * len(files)
+        if refresh
+        else list(_IO.map(lambda target: _stored_report(target, storage), targets))
+    )
+    with Writes(storage, _IO) as writes:
+        for info, target, report in zip(files, targets, stored, strict=True):
+            file_started = time.perf_counter()
+            was_reused = report is not None
+            references: int | None = None  # their size, when written here
+            if report is None:
+                report, references = _validate_and_reference(
+                    info, settings, reading, manifest.group, concat_dim, refresh, writes
+                )
+                # compact: json's indenting encoder is pure Python (a millisecond a report)
+                data = json.dumps(report.to_dict(), separators=(",", ":"), allow_nan=False)
+                writes.write(target, data.encode(), "application/json")
+                bytes_read += report.bytes_read
+                requests += report.requests
+            else:
+                reused += 1
+                data = json.dumps(report.to_dict(), separators=(",", ":"), allow_nan=False)
+            entries.append(entry(info, data, references))
+            verdicts[report.verdict] += 1
+            codes.update(f.code for f in report.findings)
+            for finding in report.errors:
+                error_count += 1
+                if len(errors) < _SUMMARY_ERRORS:
+                    message = finding.message[:_SUMMARY_MESSAGE_CHARS]
+                    errors.append((info.url, finding.code, message))
+            emit(
+                log,
+                "file validated",
+                logging.DEBUG,
+                stage="validate",
+                dataset=manifest.dataset_id,
+                url=info.url,
+                verdict=report.verdict,
+                codes=[f.code for f in report.findings],
+                bytes=0 if was_reused else report.bytes_read,
+                seconds=round(time.perf_counter() - file_started, 3),
+                reused=was_reused,
             )
-            # compact: json's indenting encoder is pure Python (a millisecond a report)
-            data = json.dumps(report.to_dict(), separators=(",", ":"), allow_nan=False)
-            storage.write(target, data.encode(), "application/json")
-            bytes_read += report.bytes_read
-            requests += report.requests
-        else:
-            reused += 1
-            data = json.dumps(report.to_dict(), separators=(",", ":"), allow_nan=False)
-        entries.append(entry(info, data, references))
-        verdicts[report.verdict] += 1
-        codes.update(f.code for f in report.findings)
-        for finding in report.errors:
-            error_count += 1
-            if len(errors) < _SUMMARY_ERRORS:
-                errors.append((info.url, finding.code, finding.message[:_SUMMARY_MESSAGE_CHARS]))
-        emit(
-            log,
-            "file validated",
-            logging.DEBUG,
-            stage="validate",
-            dataset=manifest.dataset_id,
-            url=info.url,
-            verdict=report.verdict,
-            codes=[f.code for f in report.findings],
-            bytes=0 if was_reused else report.bytes_read,
-            seconds=round(time.perf_counter() - file_started, 3),
-            reused=was_reused,
-        )
     write_batch_document(
         manifest_url, manifest.dataset_id, start, start + len(files), concat_dim, entries,
         settings, storage,
@@ -151,6 +164,7 @@ def _validate_and_reference(
     group: str | None,
     concat_dim: str,
     refresh: bool,
+    writes: Writes,
 ) -> tuple[FileReport, int | None]:
     """The file's report; and, from the bytes its validation read, its references (their
     size, None when not written). Every read is of the scanned version (Storage.reader's
@@ -180,7 +194,7 @@ def _validate_and_reference(
         written = None
         if report.verdict != "unsuitable":
             written = _write_references(
-                info, settings, storage, group, concat_dim, refresh, reader,
+                info, settings, storage, group, concat_dim, refresh, reader, writes,
                 parsed[0] if parsed else None,
             )  # fmt: skip
     finally:
@@ -196,6 +210,7 @@ def _write_references(
     concat_dim: str,
     refresh: bool,
     reader: AdaptiveReader,
+    writes: Writes,
     parsed: ManifestGroup | None = None,
 ) -> int | None:
     """Write the file's references from ``parsed`` (the group validate's walk built), else
@@ -220,7 +235,7 @@ def _write_references(
         if refresh and storage.exists(target):
             storage.delete([target])  # not this run's: generate writes them again
         return None
-    return write_references(info, document, settings, storage, group)
+    return write_references(info, document, settings, writes, group)
 
 
 def _stored_report(location: Location, storage: Storage) -> FileReport | None:

@@ -18,6 +18,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
@@ -45,6 +46,7 @@ from shared.stages.scan import (
 from shared.stages.validate.model import PACKING_ATTRIBUTES
 from shared.stages.verify.reading import (
     open_source,
+    reads_whole,
     source_decodes,
     source_opens,
     still_as_scanned,
@@ -341,6 +343,49 @@ def opened_store(
 GROUPED_READ_BYTES = 64 * 1024 * 1024
 GROUPED_FILES = 32
 
+# Whole source files in blob storage are read a few files ahead of the one being opened (a
+# storage round trip each, waited for one after the other before): at most so many files
+# and bytes in flight, on a pool the process's verify batches share.
+AHEAD_FILES = 4
+AHEAD_BYTES = 32 * 1024 * 1024
+_AHEAD = ThreadPoolExecutor(AHEAD_FILES, thread_name_prefix="verify-ahead")
+
+
+class _ReadAhead:
+    """The bytes of the batch's files that open_source reads whole, requested ahead (each
+    still bound to the scanned ETag: Storage.read's If-Match)."""
+
+    def __init__(
+        self, files: Sequence[ObjectInfo], start: int, whole: bool, remote: bool,
+        settings: Settings, storage: Storage,
+    ) -> None:  # fmt: skip
+        self._files, self._start, self._whole = files, start, whole
+        self._remote, self._settings, self._storage = remote, settings, storage
+        self._next = 0
+        self._pending: dict[int, tuple[int, Future[bytes]]] = {}
+
+    def fetched(self, position: int) -> Callable[[], bytes] | None:
+        """What opening the file at ``position`` waits for, or None (it reads for itself:
+        local, read in ranges, or opened again after a failure)."""
+        if not self._remote:
+            return None
+        index = position - self._start
+        self._next = max(self._next, index)
+        while self._next < len(self._files) and self._next <= index + AHEAD_FILES:
+            info = self._files[self._next]
+            if (
+                self._pending
+                and sum(s for s, _ in self._pending.values()) + info.size > AHEAD_BYTES
+            ):
+                break
+            if reads_whole(info, self._whole):
+                location = parse_location(info.url, self._settings, what="source file")
+                future = _AHEAD.submit(self._storage.read, location, etag=info.etag)
+                self._pending[self._next] = (info.size, future)
+            self._next += 1
+        found = self._pending.pop(index, None)
+        return found[1].result if found else None
+
 
 @dataclass(frozen=True)
 class _Opened:
@@ -501,7 +546,8 @@ def compare_files(
     mode = verify_mode(totals.total_bytes, settings)
     whole = mode == "full"  # every value is compared: each file is read in one request
     store: Location = parse_location(store_url, settings, what="store")
-    if parse_location(manifest.source, settings, what="source").is_local:
+    source_is_local = parse_location(manifest.source, settings, what="source").is_local
+    if source_is_local:
         check_unchanged(manifest.subset(files), settings, storage, "it was scanned")
     combined = opened_store(store, store_format, manifest, settings, storage)
     index = combined.get_index(concat_dim)
@@ -520,13 +566,22 @@ def compare_files(
     budget = min(GROUPED_READ_BYTES, settings.memory_limit_bytes // 16)
     statics: dict[str, xr.Variable] = {}
 
+    ahead = _ReadAhead(files, start, whole, not source_is_local, settings, storage)
+
     def open_one(position: int, info: ObjectInfo, opened: ExitStack) -> _Opened:
         closing = ExitStack()
         opened.callback(closing.close)
         with source_opens(info, manifest, settings, storage, whole=whole):
             try:
                 source = closing.enter_context(
-                    open_source(info, settings, storage, manifest.group, whole=whole)
+                    open_source(
+                        info,
+                        settings,
+                        storage,
+                        manifest.group,
+                        whole=whole,
+                        fetched=ahead.fetched(position),
+                    )
                 )
                 positions = index.get_indexer(as_dates_of(source[concat_dim].values, index))
             except BaseException:

@@ -59,6 +59,7 @@ def open_source(
     group: str | None = None,
     *,
     whole: bool = False,
+    fetched: Callable[[], bytes] | None = None,
 ) -> Iterator[xr.Dataset]:
     """Open one source file (one group of it) with xarray, CF decoding on, without the
     reference machinery. With ``whole`` (or for a file of at most SMALL_SOURCE_BYTES, or
@@ -67,9 +68,10 @@ def open_source(
     does the CF decoding for both); else an HDF5 file is opened with h5netcdf over a ranged
     reader, which reads only the header and the chunks asked for. A file in blob storage is
     read only as the version scanned (If-Match on its ETag: another is SourceChanged); a
-    local file is checked before (compare_files: check_unchanged)."""
+    local file is checked before (compare_files: check_unchanged). ``fetched``: the whole
+    file's bytes as the caller read them ahead, where reads_whole says it is read whole."""
     location = parse_location(info.url, settings, what="source file")
-    if not whole and info.size > SMALL_SOURCE_BYTES:
+    if not reads_whole(info, whole):
         head = storage.read_range(location, 0, min(info.size, 8))  # which library opens it
         if sniff(head) == "hdf5":
             target: Any = (
@@ -81,9 +83,18 @@ def open_source(
                                  create_default_indexes=False) as ds:  # fmt: skip
                 yield ds
             return
-    memory = None if location.is_local else storage.read(location, etag=info.etag)
+    memory = None
+    if not location.is_local:
+        memory = fetched() if fetched else storage.read(location, etag=info.etag)
     with _netcdf_c(location, memory, group) as ds:
         yield ds
+
+
+def reads_whole(info: ObjectInfo, whole: bool) -> bool:
+    """Whether open_source reads ``info`` whole (a file in blob storage: in one request)
+    rather than its header and the chunks asked for (an HDF5 file over SMALL_SOURCE_BYTES
+    outside ``whole``; a larger NetCDF3 file is read whole all the same)."""
+    return whole or info.size <= SMALL_SOURCE_BYTES
 
 
 @contextmanager
