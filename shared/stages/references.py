@@ -58,13 +58,15 @@ def build_references(
     group: str | None = None,
     reader: AdaptiveReader | None = None,
     parsed: ManifestGroup | None = None,
+    location: Location | None = None,
 ) -> dict[str, Any]:
     """Parse one file and return its references document (not yet written). ``reader``: the
     reader validate read the file's header through (validate_batch: every read bound to the
     scanned ETag), whose bytes are reused; else a new one, between two checks of the ETag.
     ``parsed``: an HDF5 file's ManifestGroup as validate's walk built it
-    (shared.stages.hdf5refs), else VirtualiZarr's parser reads the header."""
-    location = parse_location(info.url, settings, what="source file")
+    (shared.stages.hdf5refs), else VirtualiZarr's parser reads the header. ``location``:
+    info.url as the caller parsed it already."""
+    location = location or parse_location(info.url, settings, what="source file")
     if reader is None:
         ensure_unchanged(info, storage.head(location), "it was scanned")
     if info.size == 0:

@@ -172,7 +172,7 @@ def _validate_and_reference(
     has no references."""
     location = parse_location(info.url, settings, what="file")
     if info.size == 0:
-        return validate_file(info, settings, storage, group=group), None
+        return validate_file(info, settings, storage, group=group, location=location), None
     reader = storage.reader(location, size=info.size, prefetch_index=True, etag=info.etag)
     parsed: list[ManifestGroup] = []
 
@@ -188,13 +188,15 @@ def _validate_and_reference(
 
     try:
         try:
-            report = validate_file(info, settings, storage, group=group, reader=reader, also=also)
+            report = validate_file(
+                info, settings, storage, group=group, reader=reader, also=also, location=location
+            )
         except SourceChanged:  # generate says why
-            return validate_file(info, settings, storage, group=group), None
+            return validate_file(info, settings, storage, group=group, location=location), None
         written = None
         if report.verdict != "unsuitable":
             written = _write_references(
-                info, settings, storage, group, concat_dim, refresh, reader, writes,
+                info, location, settings, storage, group, concat_dim, refresh, reader, writes,
                 parsed[0] if parsed else None,
             )  # fmt: skip
     finally:
@@ -204,6 +206,7 @@ def _validate_and_reference(
 
 def _write_references(
     info: ObjectInfo,
+    location: Location,
     settings: Settings,
     storage: Storage,
     group: str | None,
@@ -223,7 +226,7 @@ def _write_references(
     try:
         document = build_references(
             info, settings, storage, concat_dim=concat_dim, group=group, reader=reader,
-            parsed=parsed,
+            parsed=parsed, location=location,
         )  # fmt: skip
     except PipelineError as exc:
         if exc.retryable:

@@ -31,13 +31,15 @@ def validate_file(
     group: str | None = None,
     reader: AdaptiveReader | None = None,
     also: GroupReader | None = None,
+    location: Location | None = None,
 ) -> FileReport:
     """Validate one file from its header (the variables of ``group``, default the root
     group). Findings describe the file; storage failures (PipelineError, e.g.
     StorageUnavailable) propagate so the activity can retry. ``reader``: read through it
     (and leave it open: the caller builds the file's references from what it holds).
-    ``also``: for an HDF5 file whose header was read, called with the open group."""
-    location = parse_location(info.url, settings, what="file")
+    ``also``: for an HDF5 file whose header was read, called with the open group.
+    ``location``: info.url as the caller parsed it already."""
+    location = location or parse_location(info.url, settings, what="file")
     storage, trace = traced_storage(storage)
     first_request = len(trace.requests)
     header, findings, fmt, detail = _read_header(info, location, storage, group, reader, also)
