@@ -297,12 +297,13 @@ NOTES = """
   machine, after `bench.combine.prewarm()` had written kerchunk's per-file references
   (MultiZarrToZarr is measured only where they exist). They measure code the 2026-12-08
   changes did not touch (validate_file and build_references called alone, the combine, the
-  orchestration's stand-in activities). Part 5: `python -m bench.run_all --parts
-  end-to-end` on 2026-12-08 at 01:52 UTC, alone on the machine, on another machine of the
-  same kind: on it the code of 2026-12-07 took 17.6-18.8 s for 1,000 local files (53-57
-  files per second; three runs), against 13.1-14.8 s on the first. Compare figures within
-  one run. The spread figures come from `bench.combine_spread`, run separately on
-  2026-12-02 (its command below).
+  orchestration's stand-in activities). Part 5: `python -m bench.end_to_end --files 1000
+  10000` on 2026-12-08 at 04:15 UTC, alone on another machine of the same kind, slower and
+  noisier than the first: on it the same code took 13.5 s for 1,000 local files at 03:55 and
+  16.5-19.9 s twenty minutes later, and the code before these changes (3a4142c) 14.3-14.5 s,
+  then 17.0-18.7 s. Its absolute rates are this machine's; compare figures within one run,
+  and old with new code measured side by side (the notes below do). The spread figures come
+  from `bench.combine_spread`, run separately on 2026-12-02 (its command below).
 - **Per file:** generate reads 130 KB of the 50 MB file over the wire (0.26%, 1.7x the h5py
   floor of 78 KB) in 22 requests; with fixed 64 KiB blocks it read 1,123 KB (14x the floor)
   in 19. The reader (shared/io/readers.py) fetches 8 KiB on a scattered miss instead of a
@@ -359,38 +360,44 @@ NOTES = """
   history is 205 KB (632 events) at 10,000 files: batches of 200 files, and nothing in a
   batch's answer grows with the collection (verify keeps which steps each file holds in
   the work area; before, 619 KB and 1,232 events).
-- **End to end: 97 files per second at 1,000 local files, 39 on Azurite (targets 100
-  and 60: missed, by 3% and 35%).** 1,000 local files took 10.3 s in the run and
-  10.2-10.7 s in three quiet reruns (`bench.end_to_end --files 1000 --where local`: 93-98
-  files per second); 10,000 local files 92.8 s, 107.8 files per second, 1.11x the rate at
-  1,000 (target 0.9x: met). Each file's metadata is read once (1.02x one header read).
-  On the same machine the code of the day before ran at 53-57 files per second; what changed
-  (issue 30): validate builds an HDF5 file's references from its own h5py walk instead of
-  VirtualiZarr's parser reading the header again (docs/decisions/0005: validate with
-  references 17 -> about 9.5 ms of worker time a file), reads each file through a reader
-  bound to the scanned ETag (If-Match: no HEAD before and after), and writes the references
-  without asking first whether they exist; verify reads the store's values for up to 32
-  files at once (one zarr read per variable and run of steps: 8.3 -> 7 ms a file);
-  register checks the sources with one listing instead of a HEAD a file (0.5 -> 0.2 s).
-  What is left a file: validate about 9.5 ms (h5py opening and walking the header), verify
-  about 7 ms (most of it netCDF-C opening and xarray decoding each source, the reader a
-  user has: verify's judge, kept), plus about 2.5 s of steps that run alone at 1,000 files.
-- **Azurite: the emulator's CPU is the limit on 2 cores.** A run now makes 15.2 requests a
-  file (18.2 before: counted through bench/proxy.py on 100 files), and Azurite itself used
-  17.4 s of CPU in a 26.7 s run of 1,000 files (its process's own CPU time, from /proc:
-  about 1.1 ms a request, 17 ms a file, its one core 65% busy). With the workers' 19 ms a
-  file (validate, verify and the rest), a file costs about 36 ms of CPU on the 2 cores,
-  so even with both cores busy all the time no more than about 55 files per second fit:
-  60 on Azurite needs still fewer requests, or the emulator on a core of its own.
-  What Azure Storage does this bench cannot show.
-- **Azurite at 10,000 files measures the emulator.** 10,000 files took 962 s (10.4 files per
-  second; 2,028 s the day before, at 18 requests a file). Azurite's cost per request grows
-  with the blobs it holds: the gate's 16 concurrent reads of the files' reports took
-  0.8-1.4 ms a report at 1,000 files and 9-19 ms at 10,000, in the same code (2026-12-07).
-  Two steps after register are not in the stage column and took 158 s of the 962 (the
-  activities' own times, from devhost's state): the pruning of the work area (90.3 s:
-  deleting the 1,000 documents of kept verify claims, one per verify call) and the run
-  report (68.2 s: reading the 10,000 files' reports one by one); 0.5 and 1.0 s at 1,000
-  files, 0.1 and 1.8 s at 10,000 local files. The emulator again: on a fresh Azurite the
-  same 1,000 deletes take 1.0 s (`Storage.delete_prefix`, measured on 2026-12-08).
+- **End to end: 56 files per second at 1,000 local files, 24 on Azurite, in this run
+  (targets 100 and 60: missed).** On the first machine the code before this round's last
+  changes ran 1,000 local files in 10.3 s (97 files per second); this machine ran the same
+  code 1.4-1.8x slower. Side by side on this machine, the code before (3a4142c) and after
+  (`bench.end_to_end --files 1000`, alternating): local 14.3-14.5 s before, 13.5 s after
+  while the machine was quiet (74 files per second); Azurite 43.0-51.8 s before, 24.5-29.5 s
+  after (34-41 files per second: 1.5-2x). 10,000 local files: 152.2 s, 65.7 files per
+  second, 1.17x the rate at 1,000 (target 0.9x: met). Each file's metadata is read once
+  (1.05-1.06x one header read: what generate reads now is validate's batch documents, a
+  document for ten files, not the sources). What changed (issue 30, decision 0006):
+  validate writes one document a batch with its files' reports and the size of the
+  references it wrote, so the gate and the run report read a document a batch instead of a
+  report a file, and generate takes the references a document vouches for without two
+  requests a file; verify reads a blob as scanned (If-Match, one request, read a few files
+  ahead) instead of a HEAD and then the file; validate asks for a batch's stored reports
+  together and writes in the background; a manifest's index is read once a worker process.
+  What is left a file (profiled on this machine): validate about 13 ms (h5py opening and
+  walking the header, the rules, the references), verify about 9 ms (netCDF-C opening and
+  xarray decoding each source: verify's judge, kept), plus about 3 s of steps that run
+  alone at 1,000 files.
+- **Azurite: the emulator's CPU is the limit on 2 cores.** A run now makes 9.6 storage
+  requests a file (15.2 before this round's last changes, 18.2 the day before), counted by
+  stage and kind with `python -m bench.requests --files 200` (every request through a
+  counting proxy): scan, validate and the gate 4.5 (asking for a stored report, the file,
+  two writes, a share of the batch documents and the manifest), generate and combine 1.3
+  (combine reads each file's references once), verify 3.5 (the file in one conditional
+  read, the store's two chunks of it), register and the run report 0.3.
+  Azurite is one Node.js process: during the 10,000-file run it used a whole core (98%)
+  while the two workers used about 11% each; on the first machine it used 1.1 ms of CPU a
+  request. At 9.6 requests a file that is still about 10 ms of its one core a file, so 60
+  files per second needs the emulator on a core of its own (or Azure Storage, which this
+  bench cannot show).
+- **Azurite at 10,000 files measures the emulator.** 10,000 files took 2,114 s (4.7 files
+  per second; 962 s on the first machine with the code before). Azurite's cost per request
+  grows with the blobs it holds: validate, the same code a file, took 18.0 s at 1,000 files
+  and 739.8 s at 10,000 (41x for 10x the files), combine (one read of each file's
+  references) 3.1 s and 270.9 s. Not in the stage column: the pruning of the work area
+  took 193 s (deleting the 1,000 documents of kept verify claims: on a fresh Azurite the
+  same 1,000 deletes take 1.0 s, `Storage.delete_prefix`), and the run report now reads
+  1,000 batch documents instead of 10,000 reports.
 """
