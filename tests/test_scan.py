@@ -155,6 +155,38 @@ def test_a_manifest_changed_after_its_index_is_read_without_it(
     _every_slice_reads_as_the_whole_manifest_sliced(result.manifest_url, local_settings)
 
 
+def test_a_manifests_index_is_read_and_checked_once_a_process_until_scan_writes_it_again(
+    tmp_path, local_settings, monkeypatch
+):
+    """Every validate, generate and verify batch slices the same manifest: its index is read
+    (and the manifest's size checked against it) by the first, then taken from memory; a
+    manifest scan writes is read again (its name is the digest of what it lists)."""
+    write_sample_files(tmp_path / "src", SampleSpec(files=4, lat=2, lon=3))
+    result = scan(request(str(tmp_path / "src")), local_settings)
+    asked: list[str] = []
+    read_json, head = Storage.read_json, Storage.head
+
+    def spied_read_json(storage, location):
+        asked.append(f"read {Path(location.path).name}")
+        return read_json(storage, location)
+
+    def spied_head(storage, location):
+        asked.append(f"head {Path(location.path).name}")
+        return head(storage, location)
+
+    monkeypatch.setattr(Storage, "read_json", spied_read_json)
+    monkeypatch.setattr(Storage, "head", spied_head)
+    for start in range(4):
+        load_manifest_slice(result.manifest_url, start, start + 1, local_settings)
+    name = Path(parse_location(result.manifest_url, local_settings).path).name
+    index = name.removesuffix(".json") + ".index.json"
+    assert asked.count(f"read {index}") == 1 and asked.count(f"head {name}") == 1
+    scan(request(str(tmp_path / "src")), local_settings)  # writes the same manifest again
+    asked.clear()
+    load_manifest_slice(result.manifest_url, 0, 1, local_settings)
+    assert asked.count(f"read {index}") == 1
+
+
 @pytest.mark.azurite
 def test_a_slice_of_a_blob_manifest_is_read_in_ranges(
     sample_files, blob_settings, containers, monkeypatch
